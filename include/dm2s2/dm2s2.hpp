@@ -1,0 +1,17 @@
+#pragma once
+/// \file
+/// Umbrella header: everything a user of dm2s2 needs.
+
+#include "dm2s2/backend/cpu/cpu_backend.hpp"
+#include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/core/error.hpp"
+#include "dm2s2/core/random.hpp"
+#include "dm2s2/core/tensor.hpp"
+#include "dm2s2/data/category_table.hpp"
+#include "dm2s2/data/packing.hpp"
+#include "dm2s2/data/schema.hpp"
+#include "dm2s2/data/sequence_set.hpp"
+#include "dm2s2/io/hf_bert.hpp"
+#include "dm2s2/io/safetensors.hpp"
+#include "dm2s2/model/bert_model.hpp"
+#include "dm2s2/model/dm2s2_model.hpp"

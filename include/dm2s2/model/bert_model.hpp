@@ -1,0 +1,140 @@
+#pragma once
+/// \file
+/// `bert_model`: HuggingFace `BertModel` (embeddings, encoder, pooler) on token inputs. It is the
+/// encoder DM²S² is built on, and on its own it reproduces `BertModel` outputs for a checkpoint.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dm2s2/backend/cpu/cpu_backend.hpp"
+#include "dm2s2/nn/embeddings.hpp"
+#include "dm2s2/nn/encoder.hpp"
+#include "dm2s2/nn/pooler.hpp"
+
+namespace dm2s2 {
+
+/// Token inputs of a padded batch, all [batch, length] row-major; `position_ids` empty means 0..length-1.
+struct bert_inputs {
+    nn::batch_layout layout;
+    std::vector<std::int64_t> input_ids;
+    std::vector<std::int64_t> token_type_ids;
+    std::vector<std::int64_t> position_ids;
+    std::vector<std::uint8_t> attention_mask;
+};
+
+/// Outputs of `bert_model::forward`.
+template <scalar T>
+struct bert_outputs {
+    tensor<T> last_hidden_state;  ///< [batch, length, H]
+    tensor<T> pooler_output;      ///< [batch, H]
+    nn::encoder_trace<T> trace;   ///< filled when requested: hidden states [batch, length, H], attentions
+};
+
+/// BERT encoder with HuggingFace parameter names (`embeddings.…`, `encoder.layer.{i}.…`, `pooler.…`).
+template <scalar T, backend_for<T> Backend = cpu_backend>
+class bert_model {
+public:
+    using scalar_type = T;
+    using backend_type = Backend;
+
+    explicit bert_model(const bert_config& config, Backend backend = {})
+        : config_((config.validate(), config)), backend_(std::move(backend)), embeddings_(config), encoder_(config),
+          pooler_(config.hidden_size)
+    {
+    }
+
+    const bert_config& config() const noexcept { return config_; }
+    const Backend& backend() const noexcept { return backend_; }
+    const nn::bert_embeddings<T>& embeddings() const noexcept { return embeddings_; }
+    nn::bert_embeddings<T>& embeddings() noexcept { return embeddings_; }
+    const nn::encoder<T>& encoder() const noexcept { return encoder_; }
+
+    /// BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm γ=1 β=0.
+    void initialize(random_generator& rng)
+    {
+        embeddings_.initialize(rng, config_.initializer_range);
+        encoder_.initialize(rng, config_.initializer_range);
+        pooler_.dense.initialize(rng, config_.initializer_range);
+    }
+
+    /// Runs embeddings, encoder and pooler. `with_trace` also returns every hidden state and the
+    /// attention probabilities (as HF's output_hidden_states / output_attentions).
+    bert_outputs<T> forward(const bert_inputs& in, bool with_trace = false) const
+    {
+        const auto& layout = in.layout;
+        const std::size_t n = layout.rows(), h = config_.hidden_size;
+        const auto check = [&](std::size_t size, const char* name) {
+            if (size != n)
+                throw shape_error(std::string("bert_model: ") + name + " has " + std::to_string(size) +
+                                  " elements, expected batch × length = " + std::to_string(n));
+        };
+        check(in.input_ids.size(), "input_ids");
+        check(in.token_type_ids.size(), "token_type_ids");
+        check(in.attention_mask.size(), "attention_mask");
+        std::vector<std::int64_t> default_positions;
+        if (in.position_ids.empty()) {
+            default_positions.resize(n);
+            for (std::size_t i = 0; i < n; ++i) default_positions[i] = static_cast<std::int64_t>(i % layout.length);
+        } else {
+            check(in.position_ids.size(), "position_ids");
+        }
+
+        bert_outputs<T> out;
+        tensor<T> hidden({n, h});
+        embeddings_.embed_words(in.input_ids, hidden.data());
+        encode(hidden, in.position_ids.empty() ? default_positions : in.position_ids, in.token_type_ids, layout,
+               in.attention_mask.data(), with_trace ? &out.trace : nullptr);
+        out.pooler_output = pool(hidden, layout);
+        hidden.reshape({layout.batch, layout.length, h});
+        out.last_hidden_state = std::move(hidden);
+        for (auto& state : out.trace.hidden_states) state.reshape({layout.batch, layout.length, h});
+        return out;
+    }
+
+    /// Embedding (position, type, LayerNorm) and encoder over rows that already hold element vectors:
+    /// `rows` [batch·length, H] is replaced by the last hidden state.
+    void encode(tensor<T>& rows, std::span<const std::int64_t> positions, std::span<const std::int64_t> types,
+                nn::batch_layout layout, const std::uint8_t* key_mask, nn::encoder_trace<T>* trace = nullptr) const
+    {
+        embeddings_.forward(backend_, rows.data(), positions, types);
+        encoder_.forward(backend_, rows, layout, key_mask, trace);
+    }
+
+    /// The pooler on the [CLS] row of each sequence of `hidden` ([batch·length, H]) → [batch, H].
+    tensor<T> pool(const tensor<T>& hidden, nn::batch_layout layout) const
+    {
+        tensor<T> pooled({layout.batch, config_.hidden_size});
+        pooler_.forward(backend_, hidden.data(), layout, pooled.data());
+        return pooled;
+    }
+
+    /// Visits every parameter with its HuggingFace name.
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(F&& visit)
+    {
+        embeddings_.for_each_parameter("embeddings.", visit);
+        encoder_.for_each_parameter("encoder.", visit);
+        pooler_.for_each_parameter("pooler.", visit);
+    }
+
+    /// Visits the parameters read-only.
+    template <class F>
+    void for_each_parameter(F&& visit) const
+    {
+        const_cast<bert_model*>(this)->for_each_parameter(
+            [&](const std::string& name, tensor<T>& t) { visit(name, static_cast<const tensor<T>&>(t)); });
+    }
+
+private:
+    bert_config config_;
+    Backend backend_;
+    nn::bert_embeddings<T> embeddings_;
+    nn::encoder<T> encoder_;
+    nn::pooler<T> pooler_;
+};
+
+}  // namespace dm2s2

@@ -1,0 +1,96 @@
+#pragma once
+/// \file
+/// `bert_embeddings`: BERT's word, position and token-type tables and the embedding LayerNorm.
+/// The element part of each row (a word vector, a projected dense vector, ...) is produced first;
+/// `forward` then adds position and type vectors and normalises, as HF `BertEmbeddings` does.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include "dm2s2/core/error.hpp"
+#include "dm2s2/nn/bert_config.hpp"
+#include "dm2s2/nn/layer_norm.hpp"
+#include "dm2s2/nn/parameter.hpp"
+
+namespace dm2s2::nn {
+
+/// Throws input_error unless every id lies in [0, limit); `what` names the ids in the message.
+inline void check_ids(std::span<const std::int64_t> ids, std::size_t limit, const std::string& what)
+{
+    for (std::size_t i = 0; i < ids.size(); ++i)
+        if (ids[i] < 0 || static_cast<std::uint64_t>(ids[i]) >= limit)
+            throw input_error(what + " " + std::to_string(ids[i]) + " at flat index " + std::to_string(i) +
+                              " is outside [0, " + std::to_string(limit) + ")");
+}
+
+/// BERT embedding tables with HuggingFace names (`word_embeddings.weight`, ...).
+template <scalar T>
+struct bert_embeddings {
+    tensor<T> word_embeddings;      ///< [vocab, H]
+    tensor<T> position_embeddings;  ///< [max_positions, H]
+    tensor<T> token_type_embeddings;///< [type_vocab, H]
+    layer_norm<T> norm;
+
+    bert_embeddings() = default;
+    explicit bert_embeddings(const bert_config& c)
+        : word_embeddings({c.vocab_size, c.hidden_size}),
+          position_embeddings({c.max_position_embeddings, c.hidden_size}),
+          token_type_embeddings({c.type_vocab_size, c.hidden_size}),
+          norm(c.hidden_size, c.layer_norm_eps)
+    {
+    }
+
+    std::size_t hidden_size() const { return word_embeddings.dim(1); }
+
+    /// Copies the word vectors of `ids` into rows of `out` ([ids.size(), H]).
+    void embed_words(std::span<const std::int64_t> ids, T* out) const
+    {
+        check_ids(ids, word_embeddings.dim(0), "word id");
+        const std::size_t h = hidden_size();
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            std::memcpy(out + i * h, word_embeddings.row(static_cast<std::size_t>(ids[i])), h * sizeof(T));
+    }
+
+    /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place.
+    template <backend_for<T> Backend>
+    void forward(const Backend& backend, T* rows, std::span<const std::int64_t> positions,
+                 std::span<const std::int64_t> types) const
+    {
+        if (positions.size() != types.size())
+            throw shape_error("bert_embeddings: " + std::to_string(positions.size()) + " position ids but " +
+                              std::to_string(types.size()) + " token type ids");
+        check_ids(positions, position_embeddings.dim(0), "position id");
+        check_ids(types, token_type_embeddings.dim(0), "token type id");
+        const std::size_t h = hidden_size();
+        for (std::size_t i = 0; i < positions.size(); ++i) {
+            T* row = rows + i * h;
+            // Same order of additions as HF: (element + type) + position.
+            const T* type_row = token_type_embeddings.row(static_cast<std::size_t>(types[i]));
+            const T* position_row = position_embeddings.row(static_cast<std::size_t>(positions[i]));
+            for (std::size_t j = 0; j < h; ++j) row[j] = (row[j] + type_row[j]) + position_row[j];
+        }
+        norm.forward(backend, rows, nullptr, rows, positions.size());
+    }
+
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(const std::string& prefix, F&& visit)
+    {
+        visit(prefix + "word_embeddings.weight", word_embeddings);
+        visit(prefix + "position_embeddings.weight", position_embeddings);
+        visit(prefix + "token_type_embeddings.weight", token_type_embeddings);
+        norm.for_each_parameter(prefix + "LayerNorm.", visit);
+    }
+
+    void initialize(random_generator& rng, double stddev)
+    {
+        fill_normal(word_embeddings, rng, stddev);
+        fill_normal(position_embeddings, rng, stddev);
+        fill_normal(token_type_embeddings, rng, stddev);
+    }
+};
+
+}  // namespace dm2s2::nn

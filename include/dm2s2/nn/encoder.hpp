@@ -1,0 +1,104 @@
+#pragma once
+/// \file
+/// `encoder_layer` (HuggingFace `BertLayer`, post-LN) and `encoder`, the stack of layers, with the
+/// optional capture of every hidden state and attention map.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dm2s2/nn/attention.hpp"
+#include "dm2s2/nn/feed_forward.hpp"
+
+namespace dm2s2::nn {
+
+/// One transformer layer: a = LN(x + MHA(x)), y = LN(a + FFN(a)).
+template <scalar T>
+struct encoder_layer {
+    self_attention<T> attention;
+    feed_forward<T> ffn;
+
+    encoder_layer() = default;
+    explicit encoder_layer(const bert_config& c) : attention(c), ffn(c) {}
+
+    /// x → y, both [rows, H]; y must not alias x.
+    template <backend_for<T> Backend>
+    void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
+                 T* probabilities = nullptr) const
+    {
+        tensor<T> a({layout.rows(), attention.hidden_size()});
+        attention.forward(backend, x, layout, key_mask, a.data(), probabilities);
+        ffn.forward(backend, a.data(), layout.rows(), y);
+    }
+
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(const std::string& prefix, F&& visit)
+    {
+        attention.for_each_parameter(prefix + "attention.", visit);
+        ffn.for_each_parameter(prefix, visit);
+    }
+
+    void initialize(random_generator& rng, double stddev)
+    {
+        attention.initialize(rng, stddev);
+        ffn.initialize(rng, stddev);
+    }
+};
+
+/// What the encoder records besides its output.
+template <scalar T>
+struct encoder_trace {
+    std::vector<tensor<T>> hidden_states;  ///< [layers + 1] × [rows, H]; 0 is the encoder input
+    std::vector<tensor<T>> attentions;     ///< [layers] × [batch, heads, length, length]
+};
+
+/// The stack of encoder layers (HuggingFace `BertEncoder`, names `layer.{i}.…`).
+template <scalar T>
+struct encoder {
+    std::vector<encoder_layer<T>> layers;
+
+    encoder() = default;
+    explicit encoder(const bert_config& c) : layers(c.num_hidden_layers, encoder_layer<T>(c)) {}
+
+    /// Runs every layer over `hidden` ([rows, H]) in place. When `trace` is given it receives the input
+    /// and each layer's output, and the attention probabilities.
+    template <backend_for<T> Backend>
+    void forward(const Backend& backend, tensor<T>& hidden, batch_layout layout, const std::uint8_t* key_mask,
+                 encoder_trace<T>* trace = nullptr) const
+    {
+        if (trace != nullptr) {
+            trace->hidden_states.assign(1, hidden);
+            trace->attentions.clear();
+        }
+        tensor<T> next(hidden.shape());
+        for (const auto& layer : layers) {
+            T* probabilities = nullptr;
+            if (trace != nullptr) {
+                const std::size_t heads = layer.attention.heads;
+                trace->attentions.emplace_back(shape_t{layout.batch, heads, layout.length, layout.length});
+                probabilities = trace->attentions.back().data();
+            }
+            layer.forward(backend, hidden.data(), layout, key_mask, next.data(), probabilities);
+            std::swap(hidden, next);
+            if (trace != nullptr) trace->hidden_states.push_back(hidden);
+        }
+    }
+
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(const std::string& prefix, F&& visit)
+    {
+        for (std::size_t i = 0; i < layers.size(); ++i)
+            layers[i].for_each_parameter(prefix + "layer." + std::to_string(i) + ".", visit);
+    }
+
+    void initialize(random_generator& rng, double stddev)
+    {
+        for (auto& layer : layers) layer.initialize(rng, stddev);
+    }
+};
+
+}  // namespace dm2s2::nn

@@ -1,0 +1,42 @@
+#pragma once
+/// \file
+/// `pooler`: HuggingFace `BertPooler`, tanh(W h_[CLS] + b) on the first row of each sequence.
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include "dm2s2/nn/attention.hpp"
+#include "dm2s2/nn/linear.hpp"
+
+namespace dm2s2::nn {
+
+/// The [CLS] pooler with HF names `dense.weight`, `dense.bias`.
+template <scalar T>
+struct pooler {
+    linear<T> dense;
+
+    pooler() = default;
+    explicit pooler(std::size_t hidden) : dense(hidden, hidden) {}
+
+    /// hidden [rows, H] → out [batch, H] from row 0 of each sequence.
+    template <backend_for<T> Backend>
+    void forward(const Backend& backend, const T* hidden, batch_layout layout, T* out) const
+    {
+        const std::size_t h = dense.in_features();
+        tensor<T> first({layout.batch, h});
+        for (std::size_t b = 0; b < layout.batch; ++b)
+            std::memcpy(first.row(b), hidden + b * layout.length * h, h * sizeof(T));
+        dense.forward(backend, first.data(), layout.batch, out);
+        backend.tanh(out, layout.batch * h);
+    }
+
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(const std::string& prefix, F&& visit)
+    {
+        dense.for_each_parameter(prefix + "dense.", visit);
+    }
+};
+
+}  // namespace dm2s2::nn

@@ -1,0 +1,24 @@
+# Configures and installs dm2s2 into a scratch prefix, then configures, builds and runs a consumer
+# project that finds it with find_package(dm2s2 CONFIG REQUIRED). Any failing step fails the test.
+file(REMOVE_RECURSE ${WORK_DIR})
+set(prefix ${WORK_DIR}/prefix)
+
+function(run_step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "step failed (${result}): ${ARGN}\n${out}")
+  endif()
+endfunction()
+
+run_step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/library -G ${GENERATOR}
+  -DCMAKE_INSTALL_PREFIX=${prefix} -DDM2S2_BUILD_TESTS=OFF -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF
+  -DDM2S2_INSTALL=ON)
+run_step(${CMAKE_COMMAND} --install ${WORK_DIR}/library)
+if(NOT EXISTS ${prefix}/share/cmake/dm2s2/dm2s2Config.cmake OR NOT EXISTS ${prefix}/include/dm2s2/dm2s2.hpp)
+  message(FATAL_ERROR "install tree is incomplete under ${prefix}")
+endif()
+run_step(${CMAKE_COMMAND} -S ${CMAKE_CURRENT_LIST_DIR}/consumer -B ${WORK_DIR}/consumer -G ${GENERATOR}
+  -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_PACKAGE_PREFER_CONFIG=ON)
+run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
+run_step(${WORK_DIR}/consumer/consumer)
+message(STATUS "consumer built and ran against ${prefix}")

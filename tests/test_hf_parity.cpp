@@ -1,0 +1,91 @@
+// HuggingFace parity: the encoder loaded from a HF checkpoint reproduces BertModel's outputs
+// (golden values computed by transformers in float64) for both position-id schemes.
+
+#include <string>
+
+#include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/io/hf_bert.hpp"
+#include "test_support.hpp"
+
+using namespace dm2s2;
+using dm2s2::testing::max_abs_diff;
+
+namespace {
+
+const safetensors_file& golden()
+{
+    static const safetensors_file file = safetensors_file::load(dm2s2::testing::tiny_bert_dir() / "golden.safetensors");
+    return file;
+}
+
+bert_inputs golden_inputs(bool restart_positions)
+{
+    const auto ids = golden().read_integers("input_ids");
+    bert_inputs in;
+    in.layout = {ids.dim(0), ids.dim(1)};
+    in.input_ids.assign(ids.values().begin(), ids.values().end());
+    const auto types = golden().read_integers("token_type_ids");
+    in.token_type_ids.assign(types.values().begin(), types.values().end());
+    for (auto m : golden().read_integers("attention_mask").values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
+    if (restart_positions) {
+        const auto pos = golden().read_integers("position_ids_restart");
+        in.position_ids.assign(pos.values().begin(), pos.values().end());
+    }
+    return in;
+}
+
+template <class T, class Backend>
+void check_parity(double tolerance)
+{
+    const auto model = load_hf_bert<T, Backend>(dm2s2::testing::tiny_bert_dir());
+    for (const std::string variant : {"default", "restart"}) {
+        CAPTURE(variant);
+        const auto out = model.forward(golden_inputs(variant == "restart"), true);
+        const std::string prefix = "f64." + variant + ".";
+        CHECK(max_abs_diff(out.last_hidden_state.values(), golden().read<double>(prefix + "last_hidden_state").values()) <= tolerance);
+        CHECK(max_abs_diff(out.pooler_output.values(), golden().read<double>(prefix + "pooler_output").values()) <= tolerance);
+        REQUIRE(out.trace.hidden_states.size() == 3);
+        for (std::size_t i = 0; i < 3; ++i) {
+            CAPTURE(i);
+            const auto expected = golden().read<double>(prefix + "hidden_states." + std::to_string(i));
+            CHECK(out.trace.hidden_states[i].shape() == expected.shape());
+            CHECK(max_abs_diff(out.trace.hidden_states[i].values(), expected.values()) <= tolerance);
+        }
+        REQUIRE(out.trace.attentions.size() == 2);
+        for (std::size_t i = 0; i < 2; ++i) {
+            CAPTURE(i);
+            const auto expected = golden().read<double>(prefix + "attentions." + std::to_string(i));
+            CHECK(out.trace.attentions[i].shape() == expected.shape());
+            CHECK(max_abs_diff(out.trace.attentions[i].values(), expected.values()) <= tolerance);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("HF BertModel parity, double, within 1e-10 of the f64 golden")
+{
+    check_parity<double, cpu_backend>(1e-10);
+}
+
+TEST_CASE("HF BertModel parity, float, within 2e-5 of the f64 golden")
+{
+    check_parity<float, cpu_backend>(2e-5);
+}
+
+TEST_CASE("HF BertModel parity through the reference backend")
+{
+    check_parity<double, reference_backend>(1e-10);
+    check_parity<float, reference_backend>(2e-5);
+}
+
+TEST_CASE("the parity check detects a perturbed weight")
+{
+    auto model = load_hf_bert<double>(dm2s2::testing::tiny_bert_dir());
+    model.for_each_parameter([](const std::string& name, tensor<double>& t) {
+        if (name == "encoder.layer.1.output.dense.bias") t[3] += 1e-6;
+    });
+    const auto out = model.forward(golden_inputs(false));
+    const double diff = max_abs_diff(out.last_hidden_state.values(), golden().read<double>("f64.default.last_hidden_state").values());
+    CHECK(diff > 1e-10);
+}

@@ -1,0 +1,271 @@
+// The DM²S² model: padding neutrality, the properties of α, β and γ, missing modalities, an
+// independent plain-loop implementation of DESIGN §5 to compare against, and backend agreement.
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/data/sequence_set.hpp"
+#include "dm2s2/model/dm2s2_model.hpp"
+#include "test_support.hpp"
+
+using namespace dm2s2;
+using dm2s2::testing::max_abs_diff;
+
+namespace {
+
+schema four_modalities()
+{
+    return schema({{.name = "title", .kind = modality_kind::tokens, .max_length = 6},
+                   {.name = "image", .kind = modality_kind::dense, .max_length = 3, .dim = 5},
+                   {.name = "tags", .kind = modality_kind::categorical, .max_length = 4, .categories = 6},
+                   {.name = "price", .kind = modality_kind::numeric, .max_length = 2, .mean = 3, .stddev = 2}});
+}
+
+model_config small_config()
+{
+    model_config c;
+    c.bert.vocab_size = 120;
+    c.bert.hidden_size = 16;
+    c.bert.num_hidden_layers = 2;
+    c.bert.num_attention_heads = 2;
+    c.bert.intermediate_size = 24;
+    c.bert.max_position_embeddings = 40;
+    c.bert.initializer_range = 0.3;  // uneven attention weights, so the checks see real variation
+    c.cls_id = 1;
+    c.sep_id = 2;
+    c.num_outputs = 3;
+    return c;
+}
+
+/// Records of random lengths; every modality is missing in some of them, none is empty overall.
+std::vector<sequence_set> random_records(const schema& s, std::size_t count, std::uint64_t seed)
+{
+    random_generator rng(seed);
+    std::vector<sequence_set> out;
+    for (std::size_t r = 0; r < count; ++r) {
+        sequence_set x(s);
+        const auto length = [&](std::size_t max) { return static_cast<std::size_t>(rng.below(max + 1)); };
+        std::vector<std::int64_t> title(length(7));
+        for (auto& t : title) t = static_cast<std::int64_t>(3 + rng.below(117));
+        x.set_tokens("title", title);
+        std::vector<float> image(length(3) * 5);
+        for (auto& v : image) v = static_cast<float>(rng.normal());
+        x.set_dense("image", image);
+        std::vector<std::int64_t> tags(length(4));
+        for (auto& t : tags) t = static_cast<std::int64_t>(rng.below(6));
+        x.set_categorical("tags", tags);
+        std::vector<double> price(length(2));
+        for (auto& p : price) p = rng.normal(3, 2);
+        x.set_numeric("price", price);
+        if (r % 5 == 0) x.clear("title").clear("tags");
+        if (!x.present(0) && !x.present(1) && !x.present(2) && !x.present(3)) x.set_numeric("price", {1.0});
+        out.push_back(std::move(x));
+    }
+    return out;
+}
+
+template <class T>
+constexpr double padding_tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
+
+/// DESIGN §5 written out with plain loops in long double from the encoder's output, independent of
+/// the model's pooling code: returns logits [B·C] and fills α/β per sample.
+template <class T, class Backend>
+std::vector<long double> plain_dm2s2(model<T, Backend>& dm, const std::vector<sequence_set>& records,
+                                     std::vector<std::vector<std::vector<long double>>>& alphas,
+                                     std::vector<std::vector<long double>>& betas)
+{
+    std::map<std::string, const tensor<T>*> p;
+    dm.for_each_parameter([&](const std::string& name, tensor<T>& t) { p[name] = &t; });
+    const auto& cfg = dm.config();
+    const std::size_t h = cfg.bert.hidden_size, c = cfg.num_outputs;
+    const long double r = cfg.mra.residual;
+    const auto score = [&](const std::string& prefix, const T* x) {
+        const auto &w = *p.at(prefix + "weight"), &b = *p.at(prefix + "bias"), &v = *p.at(prefix + "context");
+        long double s = 0;
+        for (std::size_t a = 0; a < w.dim(0); ++a) {
+            long double u = b[a];
+            for (std::size_t j = 0; j < h; ++j) u += static_cast<long double>(w(a, j)) * x[j];
+            s += v[a] * std::tanh(u);
+        }
+        return s;
+    };
+    const auto softmax = [](std::vector<long double> s) {
+        long double max = s[0], sum = 0;
+        for (auto v : s) max = std::max(max, v);
+        for (auto& v : s) sum += v = std::exp(v - max);
+        for (auto& v : s) v /= sum;
+        return s;
+    };
+
+    const auto batch = dm.pack(records);
+    tensor<T> hidden({batch.layout.rows(), h});
+    nn::embed_elements(dm.encoder().backend(), batch, dm.encoder().embeddings(), [&] {
+        std::vector<nn::modality_embedding<T>> e;  // rebuilt from the named parameters
+        for (const auto& spec : dm.schema().modalities()) {
+            nn::modality_embedding<T> m(spec, h);
+            m.for_each_parameter("modality_embeddings." + spec.name + ".",
+                                 [&](const std::string& name, tensor<T>& t) { t = *p.at(name); });
+            e.push_back(m);
+        }
+        return e;
+    }(), hidden.data());
+    dm.encoder().encode(hidden, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data());
+
+    std::vector<long double> logits;
+    alphas.assign(records.size(), {});
+    betas.assign(records.size(), {});
+    for (std::size_t b = 0; b < records.size(); ++b) {
+        std::vector<std::vector<long double>> z;
+        std::vector<long double> t;
+        for (std::size_t m = 0; m < dm.schema().size(); ++m) {
+            const auto& s = batch.span(b, m);
+            alphas[b].emplace_back();
+            if (s.length == 0) continue;
+            const std::string prefix = cfg.mra.shared_intra ? "intra_mra." : "intra_mra." + dm.schema()[m].name + ".";
+            std::vector<long double> scores;
+            for (std::size_t i = 0; i < s.length; ++i) scores.push_back(score(prefix, hidden.row(batch.slot(b, s.begin + i))));
+            const auto alpha = softmax(scores);
+            alphas[b][m] = alpha;
+            std::vector<long double> zm(h, 0);
+            for (std::size_t i = 0; i < s.length; ++i)
+                for (std::size_t j = 0; j < h; ++j)
+                    zm[j] += (alpha[i] + r / s.length) * hidden.row(batch.slot(b, s.begin + i))[j];
+            std::vector<T> zt(zm.begin(), zm.end());
+            t.push_back(score("inter_mra.", zt.data()));
+            z.push_back(zm);
+        }
+        const auto beta = softmax(t);
+        betas[b] = beta;
+        std::vector<long double> o(h, 0);
+        for (std::size_t k = 0; k < z.size(); ++k)
+            for (std::size_t j = 0; j < h; ++j) o[j] += (beta[k] + r / z.size()) * z[k][j];
+        for (std::size_t k = 0; k < c; ++k) {
+            long double y = (*p.at("head.bias"))[k];
+            for (std::size_t j = 0; j < h; ++j) y += static_cast<long double>((*p.at("head.weight"))(k, j)) * o[j];
+            logits.push_back(y);
+        }
+    }
+    return logits;
+}
+
+template <class T>
+void check_against_plain_loops(const model_config& config)
+{
+    model<T> dm(four_modalities(), config, 11);
+    const auto records = random_records(dm.schema(), 7, 5);
+    const auto out = dm.forward(records, true);
+    std::vector<std::vector<std::vector<long double>>> alphas;
+    std::vector<std::vector<long double>> betas;
+    const auto expected = plain_dm2s2(dm, records, alphas, betas);
+    const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+    CHECK(max_abs_diff(out.logits.values(), expected) <= tolerance);
+    for (std::size_t b = 0; b < records.size(); ++b) {
+        std::size_t k = 0;
+        for (std::size_t m = 0; m < 4; ++m) {
+            CHECK(max_abs_diff(out.explanation.alpha_of(b, m), alphas[b][m]) <= tolerance);
+            if (records[b].present(m)) CHECK(std::abs(out.explanation.beta_of(b, m) - betas[b][k++]) <= tolerance);
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("the model matches a plain-loop implementation of DESIGN §5 in every variant", T, float, double)
+{
+    auto config = small_config();
+    SUBCASE("defaults: shared IntraMRA, residual 1, global positions") {}
+    SUBCASE("per-modality IntraMRA") { config.mra.shared_intra = false; }
+    SUBCASE("no residual") { config.mra.residual = 0; }
+    SUBCASE("per-modality positions and a smaller attention size")
+    {
+        config.positions = position_mode::per_modality;
+        config.mra.attention_dim = 7;
+    }
+    check_against_plain_loops<T>(config);
+}
+
+TEST_CASE_TEMPLATE("a padded batch gives the same outputs as one record at a time", T, float, double)
+{
+    const model<T> dm(four_modalities(), small_config(), 21);
+    const auto records = random_records(dm.schema(), 9, 8);
+    const auto batched = dm.forward(records, true);
+    for (std::size_t b = 0; b < records.size(); ++b) {
+        CAPTURE(b);
+        const auto single = dm.forward(std::vector{records[b]}, true);
+        for (std::size_t c = 0; c < 3; ++c) CHECK(std::abs(batched.logits(b, c) - single.logits(0, c)) <= padding_tolerance<T>);
+        for (std::size_t m = 0; m < 4; ++m) {
+            CHECK(max_abs_diff(batched.explanation.alpha_of(b, m), single.explanation.alpha_of(0, m)) <= padding_tolerance<T>);
+            CHECK(max_abs_diff(batched.explanation.gamma_of(b, m), single.explanation.gamma_of(0, m)) <= padding_tolerance<T>);
+            CHECK(std::abs(batched.explanation.beta_of(b, m) - single.explanation.beta_of(0, m)) <= padding_tolerance<T>);
+        }
+    }
+}
+
+TEST_CASE_TEMPLATE("alpha, beta and gamma are distributions over what is present", T, float, double)
+{
+    const model<T> dm(four_modalities(), small_config(), 4);
+    const auto records = random_records(dm.schema(), 12, 9);
+    const auto e = dm.forward(records, true).explanation;
+    const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+    bool some_missing = false;
+    for (std::size_t b = 0; b < records.size(); ++b) {
+        double beta_sum = 0, gamma_sum = 0;
+        for (std::size_t m = 0; m < 4; ++m) {
+            const auto alpha = e.alpha_of(b, m);
+            CHECK(alpha.size() == std::min(records[b].length(m), dm.schema()[m].max_length));
+            if (!records[b].present(m)) {
+                some_missing = true;
+                CHECK(e.beta_of(b, m) == T(0));
+                continue;
+            }
+            double alpha_sum = 0;
+            for (auto a : alpha) alpha_sum += a;
+            CHECK(alpha_sum == doctest::Approx(1.0).epsilon(tolerance));
+            for (std::size_t i = 0; i < alpha.size(); ++i)
+                CHECK(e.gamma_of(b, m)[i] == doctest::Approx(static_cast<double>(e.beta_of(b, m)) * alpha[i]).epsilon(tolerance));
+            beta_sum += e.beta_of(b, m);
+            for (auto g : e.gamma_of(b, m)) gamma_sum += g;
+        }
+        CHECK(beta_sum == doctest::Approx(1.0).epsilon(tolerance));
+        CHECK(gamma_sum == doctest::Approx(1.0).epsilon(tolerance));
+    }
+    CHECK(some_missing);
+    for (std::size_t slot = 0; slot < e.layout.rows(); ++slot)  // specials and padding carry no weight
+        if (slot % e.layout.length == 0) CHECK(e.alpha[slot] == T(0));
+}
+
+TEST_CASE("a record with no present modality is rejected, never NaN")
+{
+    const model<float> dm(four_modalities(), small_config(), 1);
+    auto records = random_records(dm.schema(), 3, 2);
+    records.emplace_back(dm.schema());
+    CHECK_THROWS_WITH_AS(dm.forward(records), "sample 3: has no present modality", input_error);
+}
+
+TEST_CASE("the CPU backend and the reference backend give the same model outputs")
+{
+    const model<double, cpu_backend> fast(four_modalities(), small_config(), 17);
+    const model<double, reference_backend> slow(four_modalities(), small_config(), 17);
+    const auto records = random_records(fast.schema(), 6, 3);
+    const auto a = fast.forward(records, true), b = slow.forward(records, true);
+    CHECK(max_abs_diff(a.logits.values(), b.logits.values()) <= 1e-12);
+    CHECK(max_abs_diff(a.explanation.gamma, b.explanation.gamma) <= 1e-12);
+    const auto records_f = random_records(fast.schema(), 6, 3);
+    const model<float, cpu_backend> fast_f(four_modalities(), small_config(), 17);
+    const model<float, reference_backend> slow_f(four_modalities(), small_config(), 17);
+    CHECK(max_abs_diff(fast_f.forward(records_f).logits.values(), slow_f.forward(records_f).logits.values()) <= 1e-5);
+}
+
+TEST_CASE("model configurations that cannot work are rejected")
+{
+    auto config = small_config();
+    config.cls_id = 500;
+    CHECK_THROWS_WITH_AS(model<float>(four_modalities(), config, 1), doctest::Contains("special token id 500"), config_error);
+    config = small_config();
+    config.bert.num_attention_heads = 3;
+    CHECK_THROWS_AS(model<float>(four_modalities(), config, 1), config_error);
+    CHECK_THROWS_AS(model<float>(schema(), small_config(), 1), config_error);
+}

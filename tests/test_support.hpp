@@ -1,0 +1,41 @@
+#pragma once
+// Helpers shared by the test files: data paths and tensor comparisons with informative failures.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "dm2s2/core/tensor.hpp"
+
+namespace dm2s2::testing {
+
+inline std::filesystem::path data_dir() { return DM2S2_TEST_DATA_DIR; }
+inline std::filesystem::path tiny_bert_dir() { return data_dir() / "bert_tiny_a"; }
+
+/// A fresh, empty scratch directory under the system temp directory.
+inline std::filesystem::path scratch_dir(const std::string& name)
+{
+    const auto dir = std::filesystem::temp_directory_path() / ("dm2s2_test_" + name);
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+/// Largest |a - b| over two equally sized ranges (infinity when a value is NaN or sizes differ).
+template <class A, class B>
+double max_abs_diff(const A& a, const B& b)
+{
+    if (a.size() != b.size()) return INFINITY;
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const double d = std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
+        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+    }
+    return worst;
+}
+
+}  // namespace dm2s2::testing
