@@ -26,7 +26,8 @@ bert_inputs golden_inputs(bool restart_positions)
     in.input_ids.assign(ids.values().begin(), ids.values().end());
     const auto types = golden().read_integers("token_type_ids");
     in.token_type_ids.assign(types.values().begin(), types.values().end());
-    for (auto m : golden().read_integers("attention_mask").values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
+    const auto mask = golden().read_integers("attention_mask");
+    for (auto m : mask.values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
     if (restart_positions) {
         const auto pos = golden().read_integers("position_ids_restart");
         in.position_ids.assign(pos.values().begin(), pos.values().end());

@@ -1,6 +1,7 @@
 // The fast CPU kernels against the plain-loop reference backend, for every kernel, both scalar
 // types (each with its own tolerance) and lengths that exercise the SIMD bodies and their tails.
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -36,10 +37,11 @@ TEST_CASE_TEMPLATE("gemm matches the reference for every transpose, stride and b
     random_generator rng(1);
     const cpu_backend fast;
     const reference_backend slow;
-    for (const auto [m, n, k] : {std::array<std::size_t, 3>{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 16}})
+    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 16}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const T beta : {T(0), T(1), T(-0.5)}) {
+                    const std::size_t m = dims[0], n = dims[1], k = dims[2];
                     CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(beta);
                     const std::size_t lda = (ta == transpose::yes ? m : k) + 2, ldb = (tb == transpose::yes ? k : n) + 1, ldc = n + 3;
                     const auto a = random_values<T>((ta == transpose::yes ? k : m) * lda, rng);
