@@ -16,10 +16,10 @@ namespace dm2s2::testing {
 inline std::filesystem::path data_dir() { return DM2S2_TEST_DATA_DIR; }
 inline std::filesystem::path tiny_bert_dir() { return data_dir() / "bert_tiny_a"; }
 
-/// A fresh, empty scratch directory under the system temp directory.
+/// A fresh, empty scratch directory in the build tree; `name` is unique to the test that uses it.
 inline std::filesystem::path scratch_dir(const std::string& name)
 {
-    const auto dir = std::filesystem::temp_directory_path() / ("dm2s2_test_" + name);
+    const auto dir = std::filesystem::path(DM2S2_TEST_SCRATCH_DIR) / name;
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     return dir;

@@ -7,6 +7,9 @@
 #include <sstream>
 #include <string>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "dm2s2/io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -23,11 +26,17 @@ struct run_result {
 
 run_result run(const std::string& command)
 {
-    const auto log = fs::temp_directory_path() / "dm2s2_tool_test.log";
+    // One log per process and call: CTest runs the test cases of this file in parallel processes.
+    static int calls = 0;
+    const auto log = fs::path(DM2S2_TEST_SCRATCH_DIR) /
+                     ("tool_" + std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".log");
+    fs::create_directories(log.parent_path());
     const int raw = std::system((command + " > " + log.string() + " 2>&1").c_str());
     std::ifstream in(log);
     std::stringstream text;
     text << in.rdbuf();
+    in.close();
+    fs::remove(log);
     return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, text.str()};
 }
 

@@ -121,14 +121,6 @@ public:
         pooler_.for_each_parameter("pooler.", visit);
     }
 
-    /// Visits the parameters read-only.
-    template <class F>
-    void for_each_parameter(F&& visit) const
-    {
-        const_cast<bert_model*>(this)->for_each_parameter(
-            [&](const std::string& name, tensor<T>& t) { visit(name, static_cast<const tensor<T>&>(t)); });
-    }
-
 private:
     bert_config config_;
     Backend backend_;

@@ -126,16 +126,19 @@ public:
         nn::embed_elements(backend, batch, bert_.embeddings(), modality_embeddings_, hidden_rows.data());
         bert_.encode(hidden_rows, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data());
 
-        // Gather the element rows, modality by modality: each present (sample, modality) is one group.
+        // Each present (sample, modality) is one group of element rows, gathered contiguously.
+        struct present_modality {
+            std::size_t sample, modality, first_slot;
+        };
+        std::vector<present_modality> present;
         std::vector<nn::row_group> element_groups, modality_groups;
-        std::vector<std::size_t> group_modality;
         std::size_t elements = 0;
         for (std::size_t b = 0; b < samples; ++b) {
             const std::size_t first_group = element_groups.size();
             for (std::size_t m = 0; m < modalities; ++m)
                 if (const auto& s = batch.span(b, m); s.length > 0) {
+                    present.push_back({b, m, batch.slot(b, s.begin)});
                     element_groups.push_back({elements, s.length});
-                    group_modality.push_back(m);
                     elements += s.length;
                 }
             if (element_groups.size() == first_group)
@@ -143,12 +146,10 @@ public:
             modality_groups.push_back({first_group, element_groups.size() - first_group});
         }
         tensor<T> element_rows({elements, h});
-        for (std::size_t g = 0, b = 0; b < samples; ++b)
-            for (std::size_t m = 0; m < modalities; ++m)
-                if (const auto& s = batch.span(b, m); s.length > 0) {
-                    const T* from = hidden_rows.row(batch.slot(b, s.begin));
-                    std::copy(from, from + s.length * h, element_rows.row(element_groups[g++].begin));
-                }
+        for (std::size_t g = 0; g < present.size(); ++g) {
+            const T* from = hidden_rows.row(present[g].first_slot);
+            std::copy(from, from + element_groups[g].length * h, element_rows.row(element_groups[g].begin));
+        }
 
         // IntraMRA: α within each modality, z_m per present modality.
         std::vector<T> alpha(elements);
@@ -156,7 +157,7 @@ public:
             intra_[0].score(backend, element_rows.data(), elements, alpha.data());
         } else {
             for (std::size_t g = 0; g < element_groups.size(); ++g)
-                intra_[group_modality[g]].score(backend, element_rows.row(element_groups[g].begin),
+                intra_[present[g].modality].score(backend, element_rows.row(element_groups[g].begin),
                                                 element_groups[g].length, alpha.data() + element_groups[g].begin);
         }
         const T residual = static_cast<T>(config_.mra.residual);
@@ -181,18 +182,15 @@ public:
             e.alpha.assign(batch.layout.rows(), T(0));
             e.gamma.assign(batch.layout.rows(), T(0));
             e.beta.assign(samples * modalities, T(0));
-            for (std::size_t g = 0, b = 0; b < samples; ++b)
-                for (std::size_t m = 0; m < modalities; ++m)
-                    if (const auto& s = batch.span(b, m); s.length > 0) {
-                        const T weight = beta[g];
-                        e.beta[b * modalities + m] = weight;
-                        for (std::size_t i = 0; i < s.length; ++i) {
-                            const T a = alpha[element_groups[g].begin + i];
-                            e.alpha[batch.slot(b, s.begin + i)] = a;
-                            e.gamma[batch.slot(b, s.begin + i)] = weight * a;
-                        }
-                        ++g;
-                    }
+            for (std::size_t g = 0; g < present.size(); ++g) {
+                const auto [b, m, first_slot] = present[g];
+                e.beta[b * modalities + m] = beta[g];
+                for (std::size_t i = 0; i < element_groups[g].length; ++i) {
+                    const T a = alpha[element_groups[g].begin + i];
+                    e.alpha[first_slot + i] = a;
+                    e.gamma[first_slot + i] = beta[g] * a;
+                }
+            }
         }
         return out;
     }
@@ -220,14 +218,12 @@ public:
     /// model's encoder except type_vocab_size (token-type rows are adapted as DESIGN §8 says).
     hf_load_report load_encoder(const std::filesystem::path& dir)
     {
-        bert_config theirs = read_hf_bert_config(dir);
-        theirs.type_vocab_size = config_.bert.type_vocab_size;
-        const auto differs = [&](auto a, auto b) { return a != b; };
-        if (differs(theirs.vocab_size, config_.bert.vocab_size) || differs(theirs.hidden_size, config_.bert.hidden_size) ||
-            differs(theirs.num_hidden_layers, config_.bert.num_hidden_layers) ||
-            differs(theirs.num_attention_heads, config_.bert.num_attention_heads) ||
-            differs(theirs.intermediate_size, config_.bert.intermediate_size) ||
-            differs(theirs.max_position_embeddings, config_.bert.max_position_embeddings))
+        const bert_config theirs = read_hf_bert_config(dir);
+        const bert_config& ours = config_.bert;
+        if (theirs.vocab_size != ours.vocab_size || theirs.hidden_size != ours.hidden_size ||
+            theirs.num_hidden_layers != ours.num_hidden_layers || theirs.num_attention_heads != ours.num_attention_heads ||
+            theirs.intermediate_size != ours.intermediate_size ||
+            theirs.max_position_embeddings != ours.max_position_embeddings)
             throw config_error((dir / "config.json").string() + ": encoder sizes differ from the model's bert config");
         return load_bert_parameters<T>(bert_, hf_checkpoint(dir));
     }
