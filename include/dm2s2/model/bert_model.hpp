@@ -33,6 +33,33 @@ struct bert_outputs {
     nn::encoder_trace<T> trace;   ///< filled when requested: hidden states [batch, length, H], attentions
 };
 
+/// What the backward pass of the BERT encoder needs from its forward pass.
+template <scalar T>
+struct bert_cache {
+    nn::batch_layout layout;
+    std::vector<std::int64_t> word_ids;  ///< the word ids of `forward` (empty after `encode` alone)
+    std::vector<std::int64_t> positions, types;
+    tensor<T> embedding_pre_norm;
+    std::vector<nn::encoder_layer_cache<T>> layers;
+};
+
+/// Gradients of a `bert_model`'s parameters, under the same names.
+template <scalar T>
+struct bert_gradients {
+    nn::bert_embeddings<T> embeddings;
+    nn::encoder<T> encoder;
+    nn::pooler<T> pooler;
+
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(F&& visit)
+    {
+        embeddings.for_each_parameter("embeddings.", visit);
+        encoder.for_each_parameter("encoder.", visit);
+        pooler.for_each_parameter("pooler.", visit);
+    }
+};
+
 /// BERT encoder with HuggingFace parameter names (`embeddings.…`, `encoder.layer.{i}.…`, `pooler.…`).
 template <scalar T, backend_for<T> Backend = cpu_backend>
 class bert_model {
@@ -62,7 +89,7 @@ public:
 
     /// Runs embeddings, encoder and pooler. `with_trace` also returns every hidden state and the
     /// attention probabilities (as HF's output_hidden_states / output_attentions).
-    bert_outputs<T> forward(const bert_inputs& in, bool with_trace = false) const
+    bert_outputs<T> forward(const bert_inputs& in, bool with_trace = false, bert_cache<T>* cache = nullptr) const
     {
         const auto& layout = in.layout;
         const std::size_t n = layout.rows(), h = config_.hidden_size;
@@ -86,7 +113,8 @@ public:
         tensor<T> hidden({n, h});
         embeddings_.embed_words(in.input_ids, hidden.data());
         encode(hidden, in.position_ids.empty() ? default_positions : in.position_ids, in.token_type_ids, layout,
-               in.attention_mask.data(), with_trace ? &out.trace : nullptr);
+               in.attention_mask.data(), with_trace ? &out.trace : nullptr, cache);
+        if (cache != nullptr) cache->word_ids = in.input_ids;
         out.pooler_output = pool(hidden, layout);
         hidden.reshape({layout.batch, layout.length, h});
         out.last_hidden_state = std::move(hidden);
@@ -96,11 +124,44 @@ public:
 
     /// Embedding (position, type, LayerNorm) and encoder over rows that already hold element vectors:
     /// `rows` [batch·length, H] is replaced by the last hidden state.
+    /// With `cache`, keeps what `encode_backward` needs.
     void encode(tensor<T>& rows, std::span<const std::int64_t> positions, std::span<const std::int64_t> types,
-                nn::batch_layout layout, const std::uint8_t* key_mask, nn::encoder_trace<T>* trace = nullptr) const
+                nn::batch_layout layout, const std::uint8_t* key_mask, nn::encoder_trace<T>* trace = nullptr,
+                bert_cache<T>* cache = nullptr) const
     {
-        embeddings_.forward(backend_, rows.data(), positions, types);
-        encoder_.forward(backend_, rows, layout, key_mask, trace);
+        if (cache != nullptr) {
+            cache->layout = layout;
+            cache->positions.assign(positions.begin(), positions.end());
+            cache->types.assign(types.begin(), types.end());
+        }
+        embeddings_.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr);
+        encoder_.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr);
+    }
+
+    /// Backward of `encode`: `grad_rows` holds d(last hidden state) on entry and d(element rows) on
+    /// return; embedding and encoder gradients accumulate into `grad`.
+    void encode_backward(const bert_cache<T>& cache, tensor<T>& grad_rows, bert_gradients<T>& grad) const
+        requires training_backend_for<Backend, T>
+    {
+        encoder_.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
+        embeddings_.backward(backend_, cache.embedding_pre_norm, cache.positions, cache.types, grad_rows.data(), grad.embeddings);
+    }
+
+    /// Backward of `forward` (through the last hidden state; the pooler is not differentiated here):
+    /// accumulates every embedding and encoder gradient into `grad`, word rows only where used.
+    void backward(const bert_cache<T>& cache, const tensor<T>& grad_last_hidden, bert_gradients<T>& grad) const
+        requires training_backend_for<Backend, T>
+    {
+        tensor<T> rows = grad_last_hidden;
+        rows.reshape({cache.layout.rows(), config_.hidden_size});
+        encode_backward(cache, rows, grad);
+        embeddings_.backward_words(cache.word_ids, rows.data(), grad.embeddings);
+    }
+
+    /// Zero gradients shaped like this model's parameters.
+    bert_gradients<T> zero_gradients() const
+    {
+        return {zeros_like(embeddings_), zeros_like(encoder_), zeros_like(pooler_)};
     }
 
     /// The pooler on the [CLS] row of each sequence of `hidden` ([batch·length, H]) → [batch, H].

@@ -3,6 +3,7 @@
 /// `self_attention`: HuggingFace `BertAttention` (self-attention and its output block):
 /// out = LN(x + Dense(MultiHead(x))), scores QKᵀ/√d, masked keys with exactly zero weight.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +20,12 @@ struct batch_layout {
     std::size_t batch = 0;
     std::size_t length = 0;
     std::size_t rows() const { return batch * length; }
+};
+
+/// What `self_attention::backward` needs from the forward pass.
+template <scalar T>
+struct self_attention_cache {
+    tensor<T> input, q, k, v, probabilities, context, pre_norm;
 };
 
 /// Multi-head self-attention with its output projection, residual and LayerNorm.
@@ -39,33 +46,78 @@ struct self_attention {
 
     /// x, y: [rows, H]; key_mask: [rows], non-zero where a row may be attended to. Rows that are padding
     /// still get an output (they attend to the unmasked keys), as in HF. `probabilities`, when not null,
-    /// receives the attention weights [batch, heads, length, length]. y must not alias x.
+    /// receives the attention weights [batch, heads, length, length]. y must not alias x. With `cache`,
+    /// the intermediates of the backward pass are kept.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
-                 T* probabilities = nullptr) const
+                 T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr) const
     {
         const std::size_t h = hidden_size(), n = layout.rows(), s = layout.length, d = h / heads;
-        tensor<T> q({n, h}), k({n, h}), v({n, h}), context({n, h});
-        query.forward(backend, x, n, q.data());
-        key.forward(backend, x, n, k.data());
-        value.forward(backend, x, n, v.data());
+        self_attention_cache<T> local;
+        auto& c = cache ? *cache : local;
+        if (cache != nullptr) {
+            c.input.resize({n, h});
+            std::copy(x, x + n * h, c.input.data());
+            c.probabilities.resize({layout.batch, heads, s, s});
+        }
+        for (auto* t : {&c.q, &c.k, &c.v, &c.context}) t->resize({n, h});
+        query.forward(backend, x, n, c.q.data());
+        key.forward(backend, x, n, c.k.data());
+        value.forward(backend, x, n, c.v.data());
         tensor<T> scores({s, s});
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
         for (std::size_t b = 0; b < layout.batch; ++b) {
             const std::size_t first = b * s;
             for (std::size_t head = 0; head < heads; ++head) {
                 const std::size_t col = head * d;
-                backend.gemm(transpose::no, transpose::yes, s, s, d, scale, q.data() + first * h + col, h,
-                             k.data() + first * h + col, h, T(0), scores.data(), s);
+                backend.gemm(transpose::no, transpose::yes, s, s, d, scale, c.q.data() + first * h + col, h,
+                             c.k.data() + first * h + col, h, T(0), scores.data(), s);
                 for (std::size_t i = 0; i < s; ++i) backend.masked_softmax(scores.row(i), s, key_mask + first);
                 if (probabilities != nullptr)
                     std::copy(scores.data(), scores.data() + s * s, probabilities + (b * heads + head) * s * s);
-                backend.gemm(transpose::no, transpose::no, s, d, s, T(1), scores.data(), s, v.data() + first * h + col, h,
-                             T(0), context.data() + first * h + col, h);
+                if (cache != nullptr)
+                    std::copy(scores.data(), scores.data() + s * s, c.probabilities.data() + (b * heads + head) * s * s);
+                backend.gemm(transpose::no, transpose::no, s, d, s, T(1), scores.data(), s, c.v.data() + first * h + col, h,
+                             T(0), c.context.data() + first * h + col, h);
             }
         }
-        output.forward(backend, context.data(), n, y);
-        output_norm.forward(backend, y, x, y, n);
+        output.forward(backend, c.context.data(), n, y);
+        output_norm.forward(backend, y, x, y, n, cache ? &c.pre_norm : nullptr);
+    }
+
+    /// Backward of `forward` run with `cache`: dy [rows, H] → dx [rows, H]; parameter gradients are
+    /// accumulated into `grad`.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const self_attention_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
+                  self_attention& grad) const
+    {
+        const std::size_t h = hidden_size(), n = layout.rows(), s = layout.length, d = h / heads;
+        tensor<T> d_pre({n, h}), d_context({n, h}), dq({n, h}), dk({n, h}), dv({n, h}), d_scores({s, s});
+        output_norm.backward(backend, cache.pre_norm.data(), dy, d_pre.data(), n, grad.output_norm);
+        output.backward(backend, cache.context.data(), d_pre.data(), n, d_context.data(), grad.output);
+        const T scale = T(1) / std::sqrt(static_cast<T>(d));
+        for (std::size_t b = 0; b < layout.batch; ++b) {
+            const std::size_t first = b * s;
+            for (std::size_t head = 0; head < heads; ++head) {
+                const std::size_t offset = first * h + head * d;
+                const T* p = cache.probabilities.data() + (b * heads + head) * s * s;
+                // context = P V: dP = dcontext Vᵀ, dV = Pᵀ dcontext.
+                backend.gemm(transpose::no, transpose::yes, s, s, d, T(1), d_context.data() + offset, h,
+                             cache.v.data() + offset, h, T(0), d_scores.data(), s);
+                backend.gemm(transpose::yes, transpose::no, s, d, s, T(1), p, s, d_context.data() + offset, h, T(0),
+                             dv.data() + offset, h);
+                for (std::size_t i = 0; i < s; ++i) backend.masked_softmax_backward(p + i * s, d_scores.row(i), s);
+                // scores = scale Q Kᵀ: dQ = scale dS K, dK = scale dSᵀ Q.
+                backend.gemm(transpose::no, transpose::no, s, d, s, scale, d_scores.data(), s, cache.k.data() + offset, h,
+                             T(0), dq.data() + offset, h);
+                backend.gemm(transpose::yes, transpose::no, s, d, s, scale, d_scores.data(), s, cache.q.data() + offset, h,
+                             T(0), dk.data() + offset, h);
+            }
+        }
+        std::copy(d_pre.data(), d_pre.data() + n * h, dx);  // the residual path
+        query.backward(backend, cache.input.data(), dq.data(), n, dx, grad.query, true);
+        key.backward(backend, cache.input.data(), dk.data(), n, dx, grad.key, true);
+        value.backward(backend, cache.input.data(), dv.data(), n, dx, grad.value, true);
     }
 
     template <class F>

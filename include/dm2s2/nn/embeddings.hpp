@@ -4,6 +4,7 @@
 /// The element part of each row (a word vector, a projected dense vector, ...) is produced first;
 /// `forward` then adds position and type vectors and normalises, as HF `BertEmbeddings` does.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -57,7 +58,7 @@ struct bert_embeddings {
     /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, T* rows, std::span<const std::int64_t> positions,
-                 std::span<const std::int64_t> types) const
+                 std::span<const std::int64_t> types, tensor<T>* pre_norm = nullptr) const
     {
         if (positions.size() != types.size())
             throw shape_error("bert_embeddings: " + std::to_string(positions.size()) + " position ids but " +
@@ -72,7 +73,37 @@ struct bert_embeddings {
             const T* position_row = position_embeddings.row(static_cast<std::size_t>(positions[i]));
             for (std::size_t j = 0; j < h; ++j) row[j] = (row[j] + type_row[j]) + position_row[j];
         }
-        norm.forward(backend, rows, nullptr, rows, positions.size());
+        norm.forward(backend, rows, static_cast<const T*>(nullptr), rows, positions.size(), pre_norm);
+    }
+
+    /// Backward of `forward` run with `pre_norm`: `rows` holds d(output) on entry and d(element rows) on
+    /// return; position, type and LayerNorm gradients accumulate into `grad`.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const tensor<T>& pre_norm, std::span<const std::int64_t> positions,
+                  std::span<const std::int64_t> types, T* rows, bert_embeddings& grad) const
+    {
+        const std::size_t h = hidden_size();
+        tensor<T> d_output({positions.size(), h});
+        std::copy(rows, rows + d_output.size(), d_output.data());
+        norm.backward(backend, pre_norm.data(), d_output.data(), rows, positions.size(), grad.norm);
+        for (std::size_t i = 0; i < positions.size(); ++i) {
+            T* type_row = grad.token_type_embeddings.row(static_cast<std::size_t>(types[i]));
+            T* position_row = grad.position_embeddings.row(static_cast<std::size_t>(positions[i]));
+            for (std::size_t j = 0; j < h; ++j) {
+                type_row[j] += rows[i * h + j];
+                position_row[j] += rows[i * h + j];
+            }
+        }
+    }
+
+    /// Adds the element-row gradients of word slots to the rows of `ids` in `grad.word_embeddings`.
+    void backward_words(std::span<const std::int64_t> ids, const T* d_rows, bert_embeddings& grad) const
+    {
+        const std::size_t h = hidden_size();
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            T* row = grad.word_embeddings.row(static_cast<std::size_t>(ids[i]));
+            for (std::size_t j = 0; j < h; ++j) row[j] += d_rows[i * h + j];
+        }
     }
 
     template <class F>

@@ -14,6 +14,13 @@
 
 namespace dm2s2::nn {
 
+/// What `encoder_layer::backward` needs from the forward pass.
+template <scalar T>
+struct encoder_layer_cache {
+    self_attention_cache<T> attention;
+    feed_forward_cache<T> ffn;
+};
+
 /// One transformer layer: a = LN(x + MHA(x)), y = LN(a + FFN(a)).
 template <scalar T>
 struct encoder_layer {
@@ -23,14 +30,24 @@ struct encoder_layer {
     encoder_layer() = default;
     explicit encoder_layer(const bert_config& c) : attention(c), ffn(c) {}
 
-    /// x → y, both [rows, H]; y must not alias x.
+    /// x → y, both [rows, H]; y must not alias x. With `cache`, the backward intermediates are kept.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
-                 T* probabilities = nullptr) const
+                 T* probabilities = nullptr, encoder_layer_cache<T>* cache = nullptr) const
     {
         tensor<T> a({layout.rows(), attention.hidden_size()});
-        attention.forward(backend, x, layout, key_mask, a.data(), probabilities);
-        ffn.forward(backend, a.data(), layout.rows(), y);
+        attention.forward(backend, x, layout, key_mask, a.data(), probabilities, cache ? &cache->attention : nullptr);
+        ffn.forward(backend, a.data(), layout.rows(), y, cache ? &cache->ffn : nullptr);
+    }
+
+    /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const encoder_layer_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
+                  encoder_layer& grad) const
+    {
+        tensor<T> da({layout.rows(), attention.hidden_size()});
+        ffn.backward(backend, cache.ffn, layout.rows(), dy, da.data(), grad.ffn);
+        attention.backward(backend, cache.attention, layout, da.data(), dx, grad.attention);
     }
 
     template <class F>
@@ -64,26 +81,41 @@ struct encoder {
     explicit encoder(const bert_config& c) : layers(c.num_hidden_layers, encoder_layer<T>(c)) {}
 
     /// Runs every layer over `hidden` ([rows, H]) in place. When `trace` is given it receives the input
-    /// and each layer's output, and the attention probabilities.
+    /// and each layer's output, and the attention probabilities; `caches`, when given, receives one
+    /// backward cache per layer.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, tensor<T>& hidden, batch_layout layout, const std::uint8_t* key_mask,
-                 encoder_trace<T>* trace = nullptr) const
+                 encoder_trace<T>* trace = nullptr, std::vector<encoder_layer_cache<T>>* caches = nullptr) const
     {
+        if (caches != nullptr) caches->assign(layers.size(), {});
         if (trace != nullptr) {
             trace->hidden_states.assign(1, hidden);
             trace->attentions.clear();
         }
         tensor<T> next(hidden.shape());
-        for (const auto& layer : layers) {
+        for (std::size_t i = 0; i < layers.size(); ++i) {
             T* probabilities = nullptr;
             if (trace != nullptr) {
-                const std::size_t heads = layer.attention.heads;
+                const std::size_t heads = layers[i].attention.heads;
                 trace->attentions.emplace_back(shape_t{layout.batch, heads, layout.length, layout.length});
                 probabilities = trace->attentions.back().data();
             }
-            layer.forward(backend, hidden.data(), layout, key_mask, next.data(), probabilities);
+            layers[i].forward(backend, hidden.data(), layout, key_mask, next.data(), probabilities,
+                          caches ? &(*caches)[i] : nullptr);
             std::swap(hidden, next);
             if (trace != nullptr) trace->hidden_states.push_back(hidden);
+        }
+    }
+
+    /// Backward through every layer: `grad_hidden` holds d(output) on entry and d(input) on return.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const std::vector<encoder_layer_cache<T>>& caches, batch_layout layout,
+                  tensor<T>& grad_hidden, encoder& grad) const
+    {
+        tensor<T> next(grad_hidden.shape());
+        for (std::size_t i = layers.size(); i-- > 0;) {
+            layers[i].backward(backend, caches[i], layout, grad_hidden.data(), next.data(), grad.layers[i]);
+            std::swap(grad_hidden, next);
         }
     }
 

@@ -2,6 +2,7 @@
 /// \file
 /// `feed_forward`: HuggingFace `BertIntermediate` + `BertOutput`: y = LN(x + W2 GELU(W1 x + b1) + b2).
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -10,6 +11,12 @@
 #include "dm2s2/nn/linear.hpp"
 
 namespace dm2s2::nn {
+
+/// What `feed_forward::backward` needs from the forward pass.
+template <scalar T>
+struct feed_forward_cache {
+    tensor<T> input, pre_activation, activation, pre_norm;
+};
 
 /// Position-wise feed-forward block with residual and LayerNorm (GELU, erf form).
 template <scalar T>
@@ -24,15 +31,33 @@ struct feed_forward {
     {
     }
 
-    /// x, y: [rows, H]; y must not alias x.
+    /// x, y: [rows, H]; y must not alias x. With `cache`, the intermediates of the backward pass are kept.
     template <backend_for<T> Backend>
-    void forward(const Backend& backend, const T* x, std::size_t rows, T* y) const
+    void forward(const Backend& backend, const T* x, std::size_t rows, T* y, feed_forward_cache<T>* cache = nullptr) const
     {
         tensor<T> inner({rows, intermediate.out_features()});
         intermediate.forward(backend, x, rows, inner.data());
+        if (cache != nullptr) {
+            cache->input.resize({rows, output.out_features()});
+            std::copy(x, x + cache->input.size(), cache->input.data());
+            cache->pre_activation = inner;
+        }
         backend.gelu(inner.data(), inner.size());
         output.forward(backend, inner.data(), rows, y);
-        output_norm.forward(backend, y, x, y, rows);
+        output_norm.forward(backend, y, x, y, rows, cache ? &cache->pre_norm : nullptr);
+        if (cache != nullptr) cache->activation = std::move(inner);
+    }
+
+    /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const feed_forward_cache<T>& cache, std::size_t rows, const T* dy, T* dx,
+                  feed_forward& grad) const
+    {
+        tensor<T> d_inner({rows, intermediate.out_features()});
+        output_norm.backward(backend, cache.pre_norm.data(), dy, dx, rows, grad.output_norm);  // dx: residual path
+        output.backward(backend, cache.activation.data(), dx, rows, d_inner.data(), grad.output);
+        backend.gelu_backward(cache.pre_activation.data(), d_inner.data(), d_inner.size());
+        intermediate.backward(backend, cache.input.data(), d_inner.data(), rows, dx, grad.intermediate, true);
     }
 
     template <class F>

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <string>
 
-#include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/nn/parameter.hpp"
 
@@ -24,11 +24,27 @@ struct layer_norm {
 
     std::size_t features() const { return weight.dim(0); }
 
-    /// y = LN(x + residual) for `rows` rows; residual may be null, y may alias x.
+    /// y = LN(x + residual) for `rows` rows; residual may be null, y may alias x. When `input` is given
+    /// it receives x + residual, which `backward` needs.
     template <backend_for<T> Backend>
-    void forward(const Backend& backend, const T* x, const T* residual, T* y, std::size_t rows) const
+    void forward(const Backend& backend, const T* x, const T* residual, T* y, std::size_t rows,
+                 tensor<T>* input = nullptr) const
     {
-        backend.layer_norm(x, residual, y, rows, features(), weight.data(), bias.data(), eps);
+        if (input == nullptr) {
+            backend.layer_norm(x, residual, y, rows, features(), weight.data(), bias.data(), eps);
+            return;
+        }
+        input->resize({rows, features()});
+        for (std::size_t i = 0; i < input->size(); ++i) (*input)[i] = residual ? x[i] + residual[i] : x[i];
+        backend.layer_norm(input->data(), static_cast<const T*>(nullptr), y, rows, features(), weight.data(), bias.data(), eps);
+    }
+
+    /// Backward of `forward`: `v` is the forward's x + residual, dy the output gradient; writes dv (the
+    /// gradient of both x and residual) and accumulates dγ, dβ into `grad`.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const T* v, const T* dy, T* dv, std::size_t rows, layer_norm& grad) const
+    {
+        backend.layer_norm_backward(v, dy, dv, rows, features(), weight.data(), eps, grad.weight.data(), grad.bias.data());
     }
 
     template <class F>

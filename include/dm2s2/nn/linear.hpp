@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <string>
 
-#include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/nn/parameter.hpp"
 
@@ -42,6 +42,21 @@ struct linear {
         const std::size_t rows = x.empty() ? 0 : x.size() / in_features();
         y.resize({rows, out_features()});
         forward(backend, x.data(), rows, y.data());
+    }
+
+    /// Backward of `forward` for input x [rows, in] and output gradient dy [rows, out]: accumulates
+    /// dW += dyᵀ x and db += Σ dy into `grad`; writes dx = dy W (adds it when `accumulate_dx`), or
+    /// skips it when dx is null.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const T* x, const T* dy, std::size_t rows, T* dx, linear& grad,
+                  bool accumulate_dx = false) const
+    {
+        backend.gemm(transpose::yes, transpose::no, out_features(), in_features(), rows, T(1), dy, out_features(), x,
+                     in_features(), T(1), grad.weight.data(), in_features());
+        backend.add_column_sums(dy, rows, out_features(), out_features(), grad.bias.data());
+        if (dx != nullptr)
+            backend.gemm(transpose::no, transpose::no, rows, in_features(), out_features(), T(1), dy, out_features(),
+                         weight.data(), in_features(), accumulate_dx ? T(1) : T(0), dx, in_features());
     }
 
     template <class F>

@@ -23,4 +23,13 @@ void fill_normal(tensor<T>& t, random_generator& rng, double stddev)
     for (auto& v : t.values()) v = static_cast<T>(rng.normal(0.0, stddev));
 }
 
+/// A module of the same shapes as `module` with every parameter zero: the holder of its gradients.
+template <class Module>
+Module zeros_like(const Module& module)
+{
+    Module zeros = module;
+    zeros.for_each_parameter("", [](const std::string&, auto& t) { t.fill(0); });
+    return zeros;
+}
+
 }  // namespace dm2s2

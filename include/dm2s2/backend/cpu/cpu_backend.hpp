@@ -12,13 +12,13 @@
 
 #include <Eigen/Core>
 
-#include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/core/simd.hpp"
 
 namespace dm2s2 {
 
 /// CPU backend: Eigen for gemm, xsimd for the element-wise kernels.
-struct cpu_backend {
+struct cpu_backend : portable_backward_kernels {
     static constexpr const char* name() noexcept { return "cpu"; }
 
     template <scalar T>
@@ -222,6 +222,6 @@ private:
     }
 };
 
-static_assert(backend_for<cpu_backend, float> && backend_for<cpu_backend, double>);
+static_assert(training_backend_for<cpu_backend, float> && training_backend_for<cpu_backend, double>);
 
 }  // namespace dm2s2

@@ -9,12 +9,12 @@
 #include <limits>
 #include <vector>
 
-#include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/backward_kernels.hpp"
 
 namespace dm2s2 {
 
 /// Plain-loop backend used as the reference in tests.
-struct reference_backend {
+struct reference_backend : portable_backward_kernels {
     static constexpr const char* name() noexcept { return "reference"; }
 
     template <scalar T>
@@ -97,6 +97,6 @@ struct reference_backend {
     }
 };
 
-static_assert(backend_for<reference_backend, float> && backend_for<reference_backend, double>);
+static_assert(training_backend_for<reference_backend, float> && training_backend_for<reference_backend, double>);
 
 }  // namespace dm2s2

@@ -1,0 +1,99 @@
+#pragma once
+/// \file
+/// The kernels a backward pass needs beyond `gemm`, as portable loops, and the `training_backend_for`
+/// concept. Backends inherit `portable_backward_kernels` and may replace a kernel with a faster one;
+/// the backward passes are tested against finite differences and HuggingFace gradients.
+
+#include <cmath>
+#include <cstddef>
+#include <numbers>
+
+#include "dm2s2/backend/backend.hpp"
+
+namespace dm2s2 {
+
+/// Backward kernels written once for every CPU backend. Sums accumulate in double.
+struct portable_backward_kernels {
+    /// grad[i] *= GELU'(x[i]) for the erf form: Φ(x) + x φ(x).
+    template <scalar T>
+    void gelu_backward(const T* x, T* grad, std::size_t n) const
+    {
+        const double inv_sqrt2 = 1.0 / std::numbers::sqrt2, inv_sqrt_2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
+        for (std::size_t i = 0; i < n; ++i) {
+            const double v = x[i];
+            grad[i] = static_cast<T>(grad[i] * (0.5 * (1.0 + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(-0.5 * v * v)));
+        }
+    }
+
+    /// grad[i] *= 1 − y[i]², with y = tanh(x) the forward output.
+    template <scalar T>
+    void tanh_backward(const T* y, T* grad, std::size_t n) const
+    {
+        for (std::size_t i = 0; i < n; ++i) grad[i] *= T(1) - y[i] * y[i];
+    }
+
+    /// Softmax backward in place: grad ← p ⊙ (grad − Σ p ⊙ grad), p the forward output (masked entries
+    /// have p = 0 and so get zero gradient).
+    template <scalar T>
+    void masked_softmax_backward(const T* p, T* grad, std::size_t n) const
+    {
+        double dot = 0;
+        for (std::size_t i = 0; i < n; ++i) dot += static_cast<double>(p[i]) * grad[i];
+        for (std::size_t i = 0; i < n; ++i) grad[i] = static_cast<T>(p[i] * (grad[i] - dot));
+    }
+
+    /// Backward of y = LN(v) per row: dv from dy, and dγ, dβ accumulated. `v` is the forward input
+    /// (x + residual); the row statistics are recomputed from it.
+    template <scalar T>
+    void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps,
+                             T* dgamma, T* dbeta) const
+    {
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* vr = v + r * cols;
+            const T* dyr = dy + r * cols;
+            double mean = 0, var = 0;
+            for (std::size_t j = 0; j < cols; ++j) mean += vr[j];
+            mean /= static_cast<double>(cols);
+            for (std::size_t j = 0; j < cols; ++j) var += (vr[j] - mean) * (vr[j] - mean);
+            var /= static_cast<double>(cols);
+            const double inv = 1.0 / std::sqrt(var + eps);
+            double mean_dxhat = 0, mean_dxhat_xhat = 0;
+            for (std::size_t j = 0; j < cols; ++j) {
+                const double xhat = (vr[j] - mean) * inv, dxhat = static_cast<double>(dyr[j]) * gamma[j];
+                dgamma[j] += static_cast<T>(dyr[j] * xhat);
+                dbeta[j] += dyr[j];
+                mean_dxhat += dxhat;
+                mean_dxhat_xhat += dxhat * xhat;
+            }
+            mean_dxhat /= static_cast<double>(cols);
+            mean_dxhat_xhat /= static_cast<double>(cols);
+            for (std::size_t j = 0; j < cols; ++j) {
+                const double xhat = (vr[j] - mean) * inv;
+                dv[r * cols + j] = static_cast<T>(inv * (static_cast<double>(dyr[j]) * gamma[j] - mean_dxhat - xhat * mean_dxhat_xhat));
+            }
+        }
+    }
+
+    /// out[j] += Σ_i x[i, j] (bias gradients).
+    template <scalar T>
+    void add_column_sums(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, T* out) const
+    {
+        for (std::size_t j = 0; j < cols; ++j) {
+            double sum = 0;
+            for (std::size_t i = 0; i < rows; ++i) sum += x[i * ldx + j];
+            out[j] += static_cast<T>(sum);
+        }
+    }
+};
+
+/// A backend that can also run backward passes.
+template <class B, class T>
+concept training_backend_for = backend_for<B, T> && requires(const B& backend, T* y, const T* x, std::size_t n, T value) {
+    backend.gelu_backward(x, y, n);
+    backend.tanh_backward(x, y, n);
+    backend.masked_softmax_backward(x, y, n);
+    backend.layer_norm_backward(x, x, y, n, n, x, value, y, y);
+    backend.add_column_sums(x, n, n, n, y);
+};
+
+}  // namespace dm2s2

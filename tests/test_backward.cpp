@@ -1,0 +1,155 @@
+// Backward passes of the BERT encoder: gradients against HuggingFace's (golden values from
+// transformers in float64) and against central finite differences.
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "dm2s2/io/hf_bert.hpp"
+#include "test_support.hpp"
+
+using namespace dm2s2;
+
+namespace {
+
+const safetensors_file& golden()
+{
+    static const auto file = safetensors_file::load(dm2s2::testing::tiny_bert_dir() / "golden.safetensors");
+    return file;
+}
+
+bert_inputs golden_inputs()
+{
+    bert_inputs in;
+    const auto ids = golden().read_integers("input_ids");
+    const auto types = golden().read_integers("token_type_ids");
+    const auto mask = golden().read_integers("attention_mask");
+    in.layout = {ids.dim(0), ids.dim(1)};
+    in.input_ids.assign(ids.values().begin(), ids.values().end());
+    in.token_type_ids.assign(types.values().begin(), types.values().end());
+    for (auto m : mask.values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
+    return in;
+}
+
+/// Largest |a − b| relative to the largest |b|.
+template <class A, class B>
+double relative_error(const A& a, const B& b)
+{
+    double scale = 0;
+    for (std::size_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+    return dm2s2::testing::max_abs_diff(a, b) / std::max(scale, 1e-300);
+}
+
+/// Gradients of loss = Σ last_hidden_state · R · mask, computed by the library.
+template <class T>
+bert_gradients<T> probe_gradients(const bert_model<T>& model, const bert_inputs& in, const tensor<double>& probe)
+{
+    bert_cache<T> cache;
+    const auto out = model.forward(in, false, &cache);
+    tensor<T> d_last(out.last_hidden_state.shape());
+    const std::size_t h = d_last.dim(2);
+    for (std::size_t i = 0; i < d_last.size(); ++i) d_last[i] = static_cast<T>(probe[i] * in.attention_mask[i / h]);
+    auto grads = model.zero_gradients();
+    model.backward(cache, d_last, grads);
+    return grads;
+}
+
+template <class T>
+void check_hf_gradients(double tolerance)
+{
+    const auto model = load_hf_bert<T>(dm2s2::testing::tiny_bert_dir());
+    auto grads = probe_gradients(model, golden_inputs(), golden().read<double>("f64.grad_probe_R"));
+    std::size_t compared = 0;
+    grads.for_each_parameter([&](const std::string& name, tensor<T>& g) {
+        CAPTURE(name);
+        if (name == "embeddings.word_embeddings.weight") {
+            const auto ids = golden().read_integers("f64.grad_rows_ids." + name);
+            const auto rows = golden().read<double>("f64.grad_rows." + name);
+            tensor<T> ours(rows.shape());
+            for (std::size_t r = 0; r < ids.size(); ++r)
+                std::copy_n(g.row(static_cast<std::size_t>(ids[r])), g.dim(1), ours.row(r));
+            CHECK(relative_error(ours.values(), rows.values()) <= tolerance);
+            ++compared;
+        } else if (name.ends_with("attention.self.key.bias")) {
+            // Zero in exact arithmetic (softmax ignores a shift shared by all keys); HF's values are
+            // rounding noise of 1e-18, so ours must be noise too.
+            CHECK(dm2s2::testing::max_abs_diff(g.values(), tensor<double>(g.shape()).values()) <= tolerance);
+            ++compared;
+        } else if (golden().contains("f64.grad." + name)) {
+            CHECK(relative_error(g.values(), golden().read<double>("f64.grad." + name).values()) <= tolerance);
+            ++compared;
+        }
+    });
+    CHECK(compared == 37);  // every embedding and encoder parameter
+}
+
+}  // namespace
+
+TEST_CASE("encoder gradients match HuggingFace's, double within 1e-9 relative")
+{
+    check_hf_gradients<double>(1e-9);
+}
+
+TEST_CASE("encoder gradients match HuggingFace's, float within 1e-5 relative")
+{
+    check_hf_gradients<float>(1e-5);
+}
+
+TEST_CASE("encoder gradients match central finite differences, padding and masks included")
+{
+    bert_config config;
+    config.vocab_size = 40;
+    config.hidden_size = 12;
+    config.num_hidden_layers = 2;
+    config.num_attention_heads = 3;
+    config.intermediate_size = 20;
+    config.max_position_embeddings = 16;
+    config.type_vocab_size = 3;
+    config.initializer_range = 0.4;
+    bert_model<double> model(config);
+    random_generator rng(5);
+    model.initialize(rng);
+    model.for_each_parameter([&](const std::string&, tensor<double>& t) {  // non-trivial LayerNorm too
+        for (auto& v : t.values()) v += rng.normal(0, 0.1);
+    });
+
+    bert_inputs in;
+    in.layout = {2, 6};
+    in.input_ids = {1, 7, 9, 30, 2, 0, 1, 12, 2, 0, 0, 0};
+    in.token_type_ids = {0, 1, 1, 2, 2, 0, 0, 1, 1, 0, 0, 0};
+    in.attention_mask = {1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0};
+    tensor<double> probe({2, 6, 12});
+    for (auto& v : probe.values()) v = rng.normal();
+    const auto loss = [&] {
+        const auto out = model.forward(in);
+        double sum = 0;
+        for (std::size_t i = 0; i < probe.size(); ++i) sum += out.last_hidden_state[i] * probe[i] * in.attention_mask[i / 12];
+        return sum;
+    };
+    auto grads = probe_gradients(model, in, probe);
+    std::map<std::string, tensor<double>*> analytic;
+    grads.for_each_parameter([&](const std::string& name, tensor<double>& g) { analytic[name] = &g; });
+
+    std::size_t checked = 0;
+    model.for_each_parameter([&](const std::string& name, tensor<double>& p) {
+        if (name.rfind("pooler.", 0) == 0) return;  // not on the path of this loss
+        CAPTURE(name);
+        const auto& g = *analytic.at(name);
+        for (std::size_t k = 0; k < 6; ++k) {
+            std::size_t i = static_cast<std::size_t>(rng.below(p.size()));
+            if (name == "embeddings.word_embeddings.weight") i = 7 * p.dim(1) + k;  // a row in use
+            const double saved = p[i], step = 1e-5;
+            p[i] = saved + step;
+            const double up = loss();
+            p[i] = saved - step;
+            const double down = loss();
+            p[i] = saved;
+            const double numeric = (up - down) / (2 * step);
+            CAPTURE(i);
+            CHECK(std::abs(g[i] - numeric) <= 1e-6 * std::max(1.0, std::abs(numeric)));
+            ++checked;
+        }
+    });
+    CHECK(checked == 37 * 6);
+}
