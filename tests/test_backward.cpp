@@ -4,9 +4,11 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "dm2s2/io/hf_bert.hpp"
+#include "model_fixtures.hpp"
 #include "test_support.hpp"
 
 using namespace dm2s2;
@@ -84,6 +86,43 @@ void check_hf_gradients(double tolerance)
     CHECK(compared == 37);  // every embedding and encoder parameter
 }
 
+/// Compares the gradients in `analytic` with central differences of `loss` at `per_tensor` entries of
+/// every parameter of `params` that `pick(name, tensor, k)` chooses (nullopt: skip the tensor).
+/// Returns the number of entries compared.
+template <class Params, class Loss, class Pick>
+std::size_t check_finite_differences(Params& params, const std::map<std::string, tensor<double>*>& analytic, Loss&& loss,
+                                     std::size_t per_tensor, Pick&& pick)
+{
+    std::size_t checked = 0;
+    params.for_each_parameter([&](const std::string& name, tensor<double>& p) {
+        CAPTURE(name);
+        for (std::size_t k = 0; k < per_tensor; ++k) {
+            const std::optional<std::size_t> index = pick(name, p, k);
+            if (!index) return;
+            const std::size_t i = *index;
+            const double saved = p[i], step = 1e-5;
+            p[i] = saved + step;
+            const double up = loss();
+            p[i] = saved - step;
+            const double down = loss();
+            p[i] = saved;
+            const double numeric = (up - down) / (2 * step);
+            CAPTURE(i);
+            CHECK(std::abs((*analytic.at(name))[i] - numeric) <= 1e-6 * std::max(1.0, std::abs(numeric)));
+            ++checked;
+        }
+    });
+    return checked;
+}
+
+template <class Gradients>
+std::map<std::string, tensor<double>*> by_name(Gradients& grads)
+{
+    std::map<std::string, tensor<double>*> out;
+    grads.for_each_parameter([&](const std::string& name, tensor<double>& g) { out[name] = &g; });
+    return out;
+}
+
 }  // namespace
 
 TEST_CASE("encoder gradients match HuggingFace's, double within 1e-9 relative")
@@ -128,28 +167,57 @@ TEST_CASE("encoder gradients match central finite differences, padding and masks
         return sum;
     };
     auto grads = probe_gradients(model, in, probe);
-    std::map<std::string, tensor<double>*> analytic;
-    grads.for_each_parameter([&](const std::string& name, tensor<double>& g) { analytic[name] = &g; });
-
-    std::size_t checked = 0;
-    model.for_each_parameter([&](const std::string& name, tensor<double>& p) {
-        if (name.rfind("pooler.", 0) == 0) return;  // not on the path of this loss
-        CAPTURE(name);
-        const auto& g = *analytic.at(name);
-        for (std::size_t k = 0; k < 6; ++k) {
-            std::size_t i = static_cast<std::size_t>(rng.below(p.size()));
-            if (name == "embeddings.word_embeddings.weight") i = 7 * p.dim(1) + k;  // a row in use
-            const double saved = p[i], step = 1e-5;
-            p[i] = saved + step;
-            const double up = loss();
-            p[i] = saved - step;
-            const double down = loss();
-            p[i] = saved;
-            const double numeric = (up - down) / (2 * step);
-            CAPTURE(i);
-            CHECK(std::abs(g[i] - numeric) <= 1e-6 * std::max(1.0, std::abs(numeric)));
-            ++checked;
-        }
-    });
+    const std::size_t checked = check_finite_differences(model, by_name(grads), loss, 6,
+        [&](const std::string& name, const tensor<double>& p, std::size_t k) -> std::optional<std::size_t> {
+            if (name.rfind("pooler.", 0) == 0) return std::nullopt;  // not on the path of this loss
+            if (name == "embeddings.word_embeddings.weight") return 7 * p.dim(1) + k;  // a row in use
+            return static_cast<std::size_t>(rng.below(p.size()));
+        });
     CHECK(checked == 37 * 6);
+}
+
+namespace {
+
+/// Whole-model gradients of Σ logits · R against finite differences, for every parameter tensor.
+void check_model_gradients(const model_config& config)
+{
+    using namespace dm2s2::testing;
+    model<double> dm(four_modalities(), config, 13);
+    random_generator rng(31);
+    dm.for_each_parameter([&](const std::string&, tensor<double>& t) {  // non-trivial LayerNorm and biases
+        for (auto& v : t.values()) v += rng.normal(0, 0.05);
+    });
+    const auto batch = dm.pack(random_records(dm.schema(), 6, 12));  // with missing modalities
+    tensor<double> probe({6, 3});
+    for (auto& v : probe.values()) v = rng.normal();
+    const auto loss = [&] {
+        const auto logits = dm.forward(batch).logits;
+        double sum = 0;
+        for (std::size_t i = 0; i < logits.size(); ++i) sum += logits[i] * probe[i];
+        return sum;
+    };
+    model_cache<double> cache;
+    dm.forward(batch, false, &cache);
+    auto grads = dm.zero_gradients();
+    dm.backward(cache, probe, grads);
+    std::size_t tensors = 0;
+    const std::size_t checked = check_finite_differences(dm, by_name(grads), loss, 4,
+        [&](const std::string& name, const tensor<double>& p, std::size_t k) -> std::optional<std::size_t> {
+            if (name.rfind("pooler.", 0) == 0) return std::nullopt;  // DM²S² does not use the pooler
+            if (k == 0) ++tensors;
+            if (name == "embeddings.word_embeddings.weight") return (1 + k % 2) * p.dim(1) + k;  // [CLS], [SEP] rows
+            return static_cast<std::size_t>(rng.below(p.size()));
+        });
+    CHECK(checked == 4 * tensors);
+    CHECK(tensors == by_name(grads).size() - 2);
+}
+
+}  // namespace
+
+TEST_CASE("DM²S² gradients match central finite differences in every pooling variant")
+{
+    for (const auto& [variant, config] : dm2s2::testing::pooling_variants()) {
+        CAPTURE(variant);
+        check_model_gradients(config);
+    }
 }

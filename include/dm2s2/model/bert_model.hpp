@@ -43,9 +43,9 @@ struct bert_cache {
     std::vector<nn::encoder_layer_cache<T>> layers;
 };
 
-/// Gradients of a `bert_model`'s parameters, under the same names.
+/// The parameters of a BERT encoder under HuggingFace names; also the shape of their gradients.
 template <scalar T>
-struct bert_gradients {
+struct bert_parameters {
     nn::bert_embeddings<T> embeddings;
     nn::encoder<T> encoder;
     nn::pooler<T> pooler;
@@ -60,6 +60,10 @@ struct bert_gradients {
     }
 };
 
+/// Gradients of a `bert_model`'s parameters, under the same names.
+template <scalar T>
+using bert_gradients = bert_parameters<T>;
+
 /// BERT encoder with HuggingFace parameter names (`embeddings.…`, `encoder.layer.{i}.…`, `pooler.…`).
 template <scalar T, backend_for<T> Backend = cpu_backend>
 class bert_model {
@@ -68,23 +72,23 @@ public:
     using backend_type = Backend;
 
     explicit bert_model(const bert_config& config, Backend backend = {})
-        : config_((config.validate(), config)), backend_(std::move(backend)), embeddings_(config), encoder_(config),
-          pooler_(config.hidden_size)
+        : config_((config.validate(), config)), backend_(std::move(backend)),
+          params_{nn::bert_embeddings<T>(config), nn::encoder<T>(config), nn::pooler<T>(config.hidden_size)}
     {
     }
 
     const bert_config& config() const noexcept { return config_; }
     const Backend& backend() const noexcept { return backend_; }
-    const nn::bert_embeddings<T>& embeddings() const noexcept { return embeddings_; }
-    nn::bert_embeddings<T>& embeddings() noexcept { return embeddings_; }
-    const nn::encoder<T>& encoder() const noexcept { return encoder_; }
+    const nn::bert_embeddings<T>& embeddings() const noexcept { return params_.embeddings; }
+    nn::bert_embeddings<T>& embeddings() noexcept { return params_.embeddings; }
+    const nn::encoder<T>& encoder() const noexcept { return params_.encoder; }
 
     /// BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm γ=1 β=0.
     void initialize(random_generator& rng)
     {
-        embeddings_.initialize(rng, config_.initializer_range);
-        encoder_.initialize(rng, config_.initializer_range);
-        pooler_.dense.initialize(rng, config_.initializer_range);
+        params_.embeddings.initialize(rng, config_.initializer_range);
+        params_.encoder.initialize(rng, config_.initializer_range);
+        params_.pooler.dense.initialize(rng, config_.initializer_range);
     }
 
     /// Runs embeddings, encoder and pooler. `with_trace` also returns every hidden state and the
@@ -111,7 +115,7 @@ public:
 
         bert_outputs<T> out;
         tensor<T> hidden({n, h});
-        embeddings_.embed_words(in.input_ids, hidden.data());
+        params_.embeddings.embed_words(in.input_ids, hidden.data());
         encode(hidden, in.position_ids.empty() ? default_positions : in.position_ids, in.token_type_ids, layout,
                in.attention_mask.data(), with_trace ? &out.trace : nullptr, cache);
         if (cache != nullptr) cache->word_ids = in.input_ids;
@@ -134,8 +138,8 @@ public:
             cache->positions.assign(positions.begin(), positions.end());
             cache->types.assign(types.begin(), types.end());
         }
-        embeddings_.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr);
-        encoder_.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr);
+        params_.embeddings.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr);
+        params_.encoder.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr);
     }
 
     /// Backward of `encode`: `grad_rows` holds d(last hidden state) on entry and d(element rows) on
@@ -143,8 +147,8 @@ public:
     void encode_backward(const bert_cache<T>& cache, tensor<T>& grad_rows, bert_gradients<T>& grad) const
         requires training_backend_for<Backend, T>
     {
-        encoder_.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
-        embeddings_.backward(backend_, cache.embedding_pre_norm, cache.positions, cache.types, grad_rows.data(), grad.embeddings);
+        params_.encoder.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
+        params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.positions, cache.types, grad_rows.data(), grad.embeddings);
     }
 
     /// Backward of `forward` (through the last hidden state; the pooler is not differentiated here):
@@ -155,20 +159,22 @@ public:
         tensor<T> rows = grad_last_hidden;
         rows.reshape({cache.layout.rows(), config_.hidden_size});
         encode_backward(cache, rows, grad);
-        embeddings_.backward_words(cache.word_ids, rows.data(), grad.embeddings);
+        params_.embeddings.backward_words(cache.word_ids, rows.data(), grad.embeddings);
     }
 
     /// Zero gradients shaped like this model's parameters.
     bert_gradients<T> zero_gradients() const
     {
-        return {zeros_like(embeddings_), zeros_like(encoder_), zeros_like(pooler_)};
+        bert_gradients<T> zeros = params_;
+        zeros.for_each_parameter([](const std::string&, tensor<T>& t) { t.fill(T(0)); });
+        return zeros;
     }
 
     /// The pooler on the [CLS] row of each sequence of `hidden` ([batch·length, H]) → [batch, H].
     tensor<T> pool(const tensor<T>& hidden, nn::batch_layout layout) const
     {
         tensor<T> pooled({layout.batch, config_.hidden_size});
-        pooler_.forward(backend_, hidden.data(), layout, pooled.data());
+        params_.pooler.forward(backend_, hidden.data(), layout, pooled.data());
         return pooled;
     }
 
@@ -177,17 +183,13 @@ public:
         requires parameter_visitor<F, T>
     void for_each_parameter(F&& visit)
     {
-        embeddings_.for_each_parameter("embeddings.", visit);
-        encoder_.for_each_parameter("encoder.", visit);
-        pooler_.for_each_parameter("pooler.", visit);
+        params_.for_each_parameter(visit);
     }
 
 private:
     bert_config config_;
     Backend backend_;
-    nn::bert_embeddings<T> embeddings_;
-    nn::encoder<T> encoder_;
-    nn::pooler<T> pooler_;
+    bert_parameters<T> params_;
 };
 
 }  // namespace dm2s2

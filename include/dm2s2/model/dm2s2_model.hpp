@@ -55,6 +55,68 @@ struct model_output {
     attention_explanation<T> explanation;  ///< filled when requested
 };
 
+/// The parameters DM²S² adds to its BERT encoder: the modality embeddings, IntraMRA (one shared or
+/// one per modality), InterMRA and the head. Also the shape of their gradients.
+template <scalar T>
+struct pooling_parameters {
+    std::vector<std::string> modality_names;
+    std::vector<nn::modality_embedding<T>> modality_embeddings;
+    std::vector<nn::modality_attention<T>> intra;  ///< one (shared) or one per modality
+    nn::modality_attention<T> inter;
+    nn::linear<T> head;
+
+    /// Names: `modality_embeddings.<name>.…`, `intra_mra.…` (or `intra_mra.<name>.…`), `inter_mra.…`,
+    /// `head.{weight,bias}`.
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(const std::string& prefix, F&& visit)
+    {
+        for (std::size_t m = 0; m < modality_names.size(); ++m)
+            modality_embeddings[m].for_each_parameter(prefix + "modality_embeddings." + modality_names[m] + ".", visit);
+        if (intra.size() == 1) {
+            intra[0].for_each_parameter(prefix + "intra_mra.", visit);
+        } else {
+            for (std::size_t m = 0; m < intra.size(); ++m)
+                intra[m].for_each_parameter(prefix + "intra_mra." + modality_names[m] + ".", visit);
+        }
+        inter.for_each_parameter(prefix + "inter_mra.", visit);
+        head.for_each_parameter(prefix + "head.", visit);
+    }
+};
+
+/// Gradients of every parameter of a `model`, visited under the model's parameter names.
+template <scalar T>
+struct model_gradients {
+    bert_gradients<T> encoder;
+    pooling_parameters<T> pooling;
+
+    template <class F>
+        requires parameter_visitor<F, T>
+    void for_each_parameter(F&& visit)
+    {
+        encoder.for_each_parameter(visit);
+        pooling.for_each_parameter("", visit);
+    }
+};
+
+/// A present (sample, modality) of a packed batch: one group of element rows.
+struct present_modality {
+    std::size_t sample, modality, first_slot;
+};
+
+/// What `model::backward` needs from the forward pass.
+template <scalar T>
+struct model_cache {
+    packed_batch batch;
+    bert_cache<T> encoder;
+    std::vector<present_modality> present;
+    std::vector<nn::row_group> element_groups, modality_groups;
+    tensor<T> element_rows, modality_rows, pooled;
+    std::vector<T> alpha, beta;                 ///< softmax weights of IntraMRA and InterMRA
+    std::vector<tensor<T>> intra_activations;   ///< one per IntraMRA call
+    tensor<T> inter_activation;
+};
+
 /// The DM²S² model, generic over the scalar type and the backend policy.
 template <scalar T, backend_for<T> Backend = cpu_backend>
 class model {
@@ -65,9 +127,7 @@ public:
     /// A randomly initialised model (BERT initialisation, seeded). `config.bert.type_vocab_size` is
     /// set to the number of modalities, since the packed sequence uses type m for modality m.
     model(dm2s2::schema s, model_config config, std::uint64_t seed, Backend backend = {})
-        : schema_(std::move(s)), config_(with_type_rows(std::move(config), schema_)), bert_(config_.bert, backend),
-          intra_(config_.mra.shared_intra ? 1 : schema_.size(), nn::modality_attention<T>(hidden(), attention_dim())),
-          inter_(hidden(), attention_dim()), head_(hidden(), config_.num_outputs)
+        : schema_(std::move(s)), config_(with_type_rows(std::move(config), schema_)), bert_(config_.bert, backend)
     {
         if (config_.num_outputs == 0) throw config_error("model_config: num_outputs must be positive");
         if (!(config_.mra.residual >= 0)) throw config_error("model_config: mra.residual must be non-negative");
@@ -75,20 +135,29 @@ public:
             if (id < 0 || static_cast<std::uint64_t>(id) >= config_.bert.vocab_size)
                 throw config_error("model_config: special token id " + std::to_string(id) + " is outside the vocabulary of " +
                                    std::to_string(config_.bert.vocab_size));
-        for (const auto& spec : schema_.modalities()) modality_embeddings_.emplace_back(spec, hidden());
+        for (const auto& spec : schema_.modalities()) {
+            pooling_.modality_names.push_back(spec.name);
+            pooling_.modality_embeddings.emplace_back(spec, hidden());
+        }
+        pooling_.intra.assign(config_.mra.shared_intra ? 1 : schema_.size(),
+                              nn::modality_attention<T>(hidden(), attention_dim()));
+        pooling_.inter = nn::modality_attention<T>(hidden(), attention_dim());
+        pooling_.head = nn::linear<T>(hidden(), config_.num_outputs);
+
         random_generator rng(seed);
         bert_.initialize(rng);
         const double stddev = config_.bert.initializer_range;
-        for (auto& e : modality_embeddings_) e.initialize(rng, stddev);
-        for (auto& a : intra_) a.initialize(rng, stddev);
-        inter_.initialize(rng, stddev);
-        head_.initialize(rng, stddev);
+        for (auto& e : pooling_.modality_embeddings) e.initialize(rng, stddev);
+        for (auto& a : pooling_.intra) a.initialize(rng, stddev);
+        pooling_.inter.initialize(rng, stddev);
+        pooling_.head.initialize(rng, stddev);
     }
 
     const dm2s2::schema& schema() const noexcept { return schema_; }
     const model_config& config() const noexcept { return config_; }
     const bert_model<T, Backend>& encoder() const noexcept { return bert_; }
     bert_model<T, Backend>& encoder() noexcept { return bert_; }
+    const pooling_parameters<T>& pooling() const noexcept { return pooling_; }
 
     /// Settings the packer needs to lay out a batch for this model.
     packing_options packing() const
@@ -113,66 +182,75 @@ public:
         return forward(pack(samples), explain);
     }
 
-    /// Logits for a packed batch and, when `explain`, the α, β and γ weights.
-    model_output<T> forward(const packed_batch& batch, bool explain = false) const
+    /// Logits for a packed batch and, when `explain`, the α, β and γ weights. With `cache`, keeps what
+    /// `backward` needs.
+    model_output<T> forward(const packed_batch& batch, bool explain = false, model_cache<T>* cache = nullptr) const
     {
         if (batch.modality_count != schema_.size())
             throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
                               " modalities, the schema " + std::to_string(schema_.size()));
         const std::size_t h = hidden(), modalities = schema_.size(), samples = batch.layout.batch;
         const auto& backend = bert_.backend();
+        model_cache<T> local;
+        auto& c = cache ? *cache : local;
+        if (cache != nullptr) c.batch = batch;
 
         tensor<T> hidden_rows({batch.layout.rows(), h});
-        nn::embed_elements(backend, batch, bert_.embeddings(), modality_embeddings_, hidden_rows.data());
-        bert_.encode(hidden_rows, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data());
+        nn::embed_elements(backend, batch, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
+        bert_.encode(hidden_rows, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data(), nullptr,
+                     cache ? &c.encoder : nullptr);
 
         // Each present (sample, modality) is one group of element rows, gathered contiguously.
-        struct present_modality {
-            std::size_t sample, modality, first_slot;
-        };
-        std::vector<present_modality> present;
-        std::vector<nn::row_group> element_groups, modality_groups;
+        c.present.clear();
+        c.element_groups.clear();
+        c.modality_groups.clear();
         std::size_t elements = 0;
         for (std::size_t b = 0; b < samples; ++b) {
-            const std::size_t first_group = element_groups.size();
+            const std::size_t first_group = c.element_groups.size();
             for (std::size_t m = 0; m < modalities; ++m)
                 if (const auto& s = batch.span(b, m); s.length > 0) {
-                    present.push_back({b, m, batch.slot(b, s.begin)});
-                    element_groups.push_back({elements, s.length});
+                    c.present.push_back({b, m, batch.slot(b, s.begin)});
+                    c.element_groups.push_back({elements, s.length});
                     elements += s.length;
                 }
-            if (element_groups.size() == first_group)
+            if (c.element_groups.size() == first_group)
                 throw input_error("model: sample " + std::to_string(b) + " has no present modality");
-            modality_groups.push_back({first_group, element_groups.size() - first_group});
+            c.modality_groups.push_back({first_group, c.element_groups.size() - first_group});
         }
-        tensor<T> element_rows({elements, h});
-        for (std::size_t g = 0; g < present.size(); ++g) {
-            const T* from = hidden_rows.row(present[g].first_slot);
-            std::copy(from, from + element_groups[g].length * h, element_rows.row(element_groups[g].begin));
+        const std::size_t groups = c.element_groups.size();
+        c.element_rows.resize({elements, h});
+        for (std::size_t g = 0; g < groups; ++g) {
+            const T* from = hidden_rows.row(c.present[g].first_slot);
+            std::copy(from, from + c.element_groups[g].length * h, c.element_rows.row(c.element_groups[g].begin));
         }
 
         // IntraMRA: α within each modality, z_m per present modality.
-        std::vector<T> alpha(elements);
+        c.alpha.assign(elements, T(0));
+        const bool keep = cache != nullptr;
         if (config_.mra.shared_intra) {
-            intra_[0].score(backend, element_rows.data(), elements, alpha.data());
+            c.intra_activations.resize(1);
+            pooling_.intra[0].score(backend, c.element_rows.data(), elements, c.alpha.data(),
+                                    keep ? &c.intra_activations[0] : nullptr);
         } else {
-            for (std::size_t g = 0; g < element_groups.size(); ++g)
-                intra_[present[g].modality].score(backend, element_rows.row(element_groups[g].begin),
-                                                element_groups[g].length, alpha.data() + element_groups[g].begin);
+            c.intra_activations.resize(groups);
+            for (std::size_t g = 0; g < groups; ++g)
+                pooling_.intra[c.present[g].modality].score(backend, c.element_rows.row(c.element_groups[g].begin),
+                                                            c.element_groups[g].length, c.alpha.data() + c.element_groups[g].begin,
+                                                            keep ? &c.intra_activations[g] : nullptr);
         }
         const T residual = static_cast<T>(config_.mra.residual);
-        tensor<T> modality_rows({element_groups.size(), h});
-        nn::attention_pool(backend, element_rows.data(), h, std::span<const nn::row_group>(element_groups),
-                           alpha.data(), residual, modality_rows.data());
+        c.modality_rows.resize({groups, h});
+        nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(c.element_groups),
+                           c.alpha.data(), residual, c.modality_rows.data());
 
         // InterMRA: β over the present modalities of each sample, o per sample; then the head.
-        std::vector<T> beta(element_groups.size());
-        inter_.score(backend, modality_rows.data(), element_groups.size(), beta.data());
-        tensor<T> pooled({samples, h});
-        nn::attention_pool(backend, modality_rows.data(), h, std::span<const nn::row_group>(modality_groups),
-                           beta.data(), residual, pooled.data());
+        c.beta.assign(groups, T(0));
+        pooling_.inter.score(backend, c.modality_rows.data(), groups, c.beta.data(), keep ? &c.inter_activation : nullptr);
+        c.pooled.resize({samples, h});
+        nn::attention_pool(backend, c.modality_rows.data(), h, std::span<const nn::row_group>(c.modality_groups),
+                           c.beta.data(), residual, c.pooled.data());
         model_output<T> out;
-        head_.forward(backend, pooled, out.logits);
+        pooling_.head.forward(backend, c.pooled, out.logits);
 
         if (explain) {
             auto& e = out.explanation;
@@ -182,36 +260,76 @@ public:
             e.alpha.assign(batch.layout.rows(), T(0));
             e.gamma.assign(batch.layout.rows(), T(0));
             e.beta.assign(samples * modalities, T(0));
-            for (std::size_t g = 0; g < present.size(); ++g) {
-                const auto [b, m, first_slot] = present[g];
-                e.beta[b * modalities + m] = beta[g];
-                for (std::size_t i = 0; i < element_groups[g].length; ++i) {
-                    const T a = alpha[element_groups[g].begin + i];
+            for (std::size_t g = 0; g < groups; ++g) {
+                const auto [b, m, first_slot] = c.present[g];
+                e.beta[b * modalities + m] = c.beta[g];
+                for (std::size_t i = 0; i < c.element_groups[g].length; ++i) {
+                    const T a = c.alpha[c.element_groups[g].begin + i];
                     e.alpha[first_slot + i] = a;
-                    e.gamma[first_slot + i] = beta[g] * a;
+                    e.gamma[first_slot + i] = c.beta[g] * a;
                 }
             }
         }
         return out;
     }
 
-    /// Visits every parameter: BERT's under HuggingFace names, then `modality_embeddings.<name>.…`,
-    /// `intra_mra.…` (or `intra_mra.<name>.…`), `inter_mra.…` and `head.…`.
+    /// Backward of `forward` run with `cache`: from d(logits) [batch, outputs], accumulates the
+    /// gradient of every parameter into `grad` (see `zero_gradients`).
+    void backward(const model_cache<T>& cache, const tensor<T>& grad_logits, model_gradients<T>& grad) const
+        requires training_backend_for<Backend, T>
+    {
+        const auto& backend = bert_.backend();
+        const auto& batch = cache.batch;
+        const std::size_t h = hidden(), samples = batch.layout.batch, groups = cache.element_groups.size();
+        require_shape(grad_logits, {samples, config_.num_outputs}, "model::backward: grad_logits");
+        const T residual = static_cast<T>(config_.mra.residual);
+
+        tensor<T> d_pooled({samples, h});
+        pooling_.head.backward(backend, cache.pooled.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
+
+        tensor<T> d_modality_rows({groups, h});
+        std::vector<T> d_beta(groups);
+        nn::attention_pool_backward(backend, cache.modality_rows.data(), h, std::span<const nn::row_group>(cache.modality_groups),
+                                    cache.beta.data(), residual, d_pooled.data(), d_modality_rows.data(), d_beta.data());
+        pooling_.inter.score_backward(backend, cache.modality_rows.data(), groups, cache.inter_activation, d_beta.data(),
+                                      d_modality_rows.data(), grad.pooling.inter);
+
+        tensor<T> d_element_rows(cache.element_rows.shape());
+        std::vector<T> d_alpha(cache.alpha.size());
+        nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(cache.element_groups),
+                                    cache.alpha.data(), residual, d_modality_rows.data(), d_element_rows.data(), d_alpha.data());
+        if (config_.mra.shared_intra) {
+            pooling_.intra[0].score_backward(backend, cache.element_rows.data(), cache.alpha.size(), cache.intra_activations[0],
+                                             d_alpha.data(), d_element_rows.data(), grad.pooling.intra[0]);
+        } else {
+            for (std::size_t g = 0; g < groups; ++g) {
+                const auto [begin, length] = cache.element_groups[g];
+                const std::size_t m = cache.present[g].modality;
+                pooling_.intra[m].score_backward(backend, cache.element_rows.row(begin), length, cache.intra_activations[g],
+                                                 d_alpha.data() + begin, d_element_rows.row(begin), grad.pooling.intra[m]);
+            }
+        }
+
+        tensor<T> d_hidden({batch.layout.rows(), h});
+        for (std::size_t g = 0; g < groups; ++g) {
+            const T* from = d_element_rows.row(cache.element_groups[g].begin);
+            std::copy(from, from + cache.element_groups[g].length * h, d_hidden.row(cache.present[g].first_slot));
+        }
+        bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
+        nn::embed_elements_backward(backend, batch, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
+                                    grad.encoder.embeddings, grad.pooling.modality_embeddings);
+    }
+
+    /// Zero gradients shaped like this model's parameters.
+    model_gradients<T> zero_gradients() const { return {bert_.zero_gradients(), zeros_like(pooling_)}; }
+
+    /// Visits every parameter: BERT's under HuggingFace names, then those of `pooling_parameters`.
     template <class F>
         requires parameter_visitor<F, T>
     void for_each_parameter(F&& visit)
     {
         bert_.for_each_parameter(visit);
-        for (std::size_t m = 0; m < schema_.size(); ++m)
-            modality_embeddings_[m].for_each_parameter("modality_embeddings." + schema_[m].name + ".", visit);
-        if (config_.mra.shared_intra) {
-            intra_[0].for_each_parameter("intra_mra.", visit);
-        } else {
-            for (std::size_t m = 0; m < schema_.size(); ++m)
-                intra_[m].for_each_parameter("intra_mra." + schema_[m].name + ".", visit);
-        }
-        inter_.for_each_parameter("inter_mra.", visit);
-        head_.for_each_parameter("head.", visit);
+        pooling_.for_each_parameter("", visit);
     }
 
     /// Initialises the encoder from a HuggingFace BERT checkpoint directory. Its config must match this
@@ -242,10 +360,7 @@ private:
     dm2s2::schema schema_;
     model_config config_;
     bert_model<T, Backend> bert_;
-    std::vector<nn::modality_embedding<T>> modality_embeddings_;
-    std::vector<nn::modality_attention<T>> intra_;
-    nn::modality_attention<T> inter_;
-    nn::linear<T> head_;
+    pooling_parameters<T> pooling_;
 };
 
 }  // namespace dm2s2

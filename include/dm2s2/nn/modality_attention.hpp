@@ -32,15 +32,33 @@ struct modality_attention {
     {
     }
 
-    /// scores[i] = vᵀ tanh(W rows[i] + b) for `n` rows of width H.
+    /// scores[i] = vᵀ tanh(W rows[i] + b) for `n` rows of width H. `activation`, when given, keeps
+    /// tanh(W rows + b) [n, A] for `score_backward`.
     template <backend_for<T> Backend>
-    void score(const Backend& backend, const T* rows, std::size_t n, T* scores) const
+    void score(const Backend& backend, const T* rows, std::size_t n, T* scores, tensor<T>* activation = nullptr) const
     {
         const std::size_t a = projection.out_features();
-        tensor<T> u({n, a});
+        tensor<T> local;
+        tensor<T>& u = activation ? *activation : local;
+        u.resize({n, a});
         projection.forward(backend, rows, n, u.data());
         backend.tanh(u.data(), u.size());
         backend.gemm(transpose::no, transpose::no, n, 1, a, T(1), u.data(), a, context.data(), 1, T(0), scores, 1);
+    }
+
+    /// Backward of `score`: adds d(rows) to `d_rows` and the parameter gradients to `grad`.
+    template <training_backend_for<T> Backend>
+    void score_backward(const Backend& backend, const T* rows, std::size_t n, const tensor<T>& activation,
+                        const T* d_scores, T* d_rows, modality_attention& grad) const
+    {
+        const std::size_t a = projection.out_features();
+        // scores = U v: dv += Uᵀ dscores, dU = dscores vᵀ.
+        backend.gemm(transpose::yes, transpose::no, a, 1, n, T(1), activation.data(), a, d_scores, 1, T(1),
+                     grad.context.data(), 1);
+        tensor<T> du({n, a});
+        backend.gemm(transpose::no, transpose::no, n, a, 1, T(1), d_scores, 1, context.data(), a, T(0), du.data(), a);
+        backend.tanh_backward(activation.data(), du.data(), du.size());
+        projection.backward(backend, rows, du.data(), n, d_rows, grad.projection, true);
     }
 
     template <class F>
@@ -73,6 +91,26 @@ void attention_pool(const Backend& backend, const T* rows, std::size_t hidden, s
         for (auto& c : coefficients) c += residual / static_cast<T>(length);
         backend.gemm(transpose::no, transpose::no, 1, hidden, length, T(1), coefficients.data(), length,
                      rows + begin * hidden, hidden, T(0), pooled + g * hidden, hidden);
+    }
+}
+
+/// Backward of `attention_pool`. `weights` are the softmax weights the forward left in its scores.
+/// Adds d(rows) to `d_rows` and writes d(scores) to `d_scores`.
+template <scalar T, training_backend_for<T> Backend>
+void attention_pool_backward(const Backend& backend, const T* rows, std::size_t hidden, std::span<const row_group> groups,
+                             const T* weights, T residual, const T* d_pooled, T* d_rows, T* d_scores)
+{
+    std::vector<T> coefficients;
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+        const auto [begin, length] = groups[g];
+        coefficients.assign(weights + begin, weights + begin + length);
+        for (auto& c : coefficients) c += residual / static_cast<T>(length);
+        // pooled = Σ c_i rows_i: d rows_i += c_i d pooled, d c_i = rows_i · d pooled.
+        backend.gemm(transpose::no, transpose::no, length, hidden, 1, T(1), coefficients.data(), 1, d_pooled + g * hidden,
+                     hidden, T(1), d_rows + begin * hidden, hidden);
+        backend.gemm(transpose::no, transpose::no, length, 1, hidden, T(1), rows + begin * hidden, hidden,
+                     d_pooled + g * hidden, 1, T(0), d_scores + begin, 1);
+        backend.masked_softmax_backward(weights + begin, d_scores + begin, length);
     }
 }
 
