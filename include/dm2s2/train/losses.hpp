@@ -1,0 +1,87 @@
+#pragma once
+/// \file
+/// The training losses of DESIGN §7 with their gradients, mean-reduced as in PyTorch:
+/// cross-entropy (multiclass), BCE with logits (binary and multilabel), mean squared error (regression).
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "dm2s2/core/error.hpp"
+#include "dm2s2/core/scalar.hpp"
+#include "dm2s2/core/tensor.hpp"
+
+namespace dm2s2 {
+
+/// The prediction task, which fixes the loss and the metrics.
+enum class task_type { multiclass, binary, multilabel, regression };
+
+constexpr std::string_view to_string(task_type t) noexcept
+{
+    switch (t) {
+    case task_type::multiclass: return "multiclass";
+    case task_type::binary: return "binary";
+    case task_type::multilabel: return "multilabel";
+    case task_type::regression: return "regression";
+    }
+    return "?";
+}
+
+/// A loss value and its gradient with respect to the logits.
+template <scalar T>
+struct loss_result {
+    double value = 0;
+    tensor<T> grad_logits;
+};
+
+/// Loss of `logits` [batch, outputs] against `targets`: class indices [batch] for multiclass, 0/1
+/// values [batch, outputs] for binary (outputs = 1) and multilabel, numbers [batch, outputs] for
+/// regression. Throws shape_error or input_error naming the sample for targets that do not fit.
+template <scalar T>
+loss_result<T> compute_loss(task_type task, const tensor<T>& logits, const tensor<T>& targets)
+{
+    if (logits.rank() != 2) throw shape_error("loss: logits must be [batch, outputs], got " + to_string(logits.shape()));
+    const std::size_t batch = logits.dim(0), outputs = logits.dim(1);
+    const auto where = [](std::size_t b) { return "loss: sample " + std::to_string(b) + ": "; };
+    loss_result<T> out{0.0, tensor<T>(logits.shape())};
+    if (task == task_type::multiclass) {
+        require_shape(targets, {batch}, "loss: multiclass targets");
+        for (std::size_t b = 0; b < batch; ++b) {
+            const double c = targets[b];
+            if (!(c >= 0 && c < static_cast<double>(outputs) && c == std::floor(c)))
+                throw input_error(where(b) + "class " + std::to_string(c) + " is not an integer in [0, " + std::to_string(outputs) + ")");
+            const T* row = logits.row(b);
+            const double max = *std::max_element(row, row + outputs);
+            double sum = 0;
+            for (std::size_t j = 0; j < outputs; ++j) sum += std::exp(row[j] - max);
+            const double log_sum = max + std::log(sum);
+            out.value += log_sum - row[static_cast<std::size_t>(c)];
+            for (std::size_t j = 0; j < outputs; ++j)
+                out.grad_logits(b, j) = static_cast<T>((std::exp(row[j] - log_sum) - (j == c ? 1.0 : 0.0)) / batch);
+        }
+        out.value /= static_cast<double>(batch);
+        return out;
+    }
+    require_shape(targets, logits.shape(), std::string("loss: ") + std::string(to_string(task)) + " targets");
+    if (task == task_type::binary && outputs != 1) throw shape_error("loss: a binary task has one output, not " + std::to_string(outputs));
+    const double n = static_cast<double>(logits.size());
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+        const double x = logits[i], y = targets[i];
+        if (task == task_type::regression) {
+            if (!std::isfinite(y)) throw input_error(where(i / outputs) + "target is not finite");
+            out.value += (x - y) * (x - y);
+            out.grad_logits[i] = static_cast<T>(2 * (x - y) / n);
+        } else {
+            if (y != 0 && y != 1) throw input_error(where(i / outputs) + "target " + std::to_string(y) + " is not 0 or 1");
+            // Stable form: max(x, 0) − x y + log(1 + e^−|x|).
+            out.value += std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
+            out.grad_logits[i] = static_cast<T>((1 / (1 + std::exp(-x)) - y) / n);
+        }
+    }
+    out.value /= n;
+    return out;
+}
+
+}  // namespace dm2s2

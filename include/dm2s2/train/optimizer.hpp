@@ -1,0 +1,124 @@
+#pragma once
+/// \file
+/// AdamW (decoupled weight decay, PyTorch's update order), the linear warm-up/decay schedule of
+/// HuggingFace's `get_linear_schedule_with_warmup`, and global-norm gradient clipping as
+/// `torch.nn.utils.clip_grad_norm_`.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dm2s2/core/error.hpp"
+#include "dm2s2/core/scalar.hpp"
+#include "dm2s2/core/tensor.hpp"
+
+namespace dm2s2 {
+
+/// Learning-rate factor at optimizer step `step` (0-based): step / warmup during warm-up, then a linear
+/// decay to 0 at `total_steps`.
+inline double linear_schedule(std::size_t step, std::size_t warmup_steps, std::size_t total_steps)
+{
+    if (step < warmup_steps) return static_cast<double>(step) / static_cast<double>(std::max<std::size_t>(1, warmup_steps));
+    const double remaining = static_cast<double>(total_steps) - static_cast<double>(step);
+    return std::max(0.0, remaining / static_cast<double>(std::max<std::size_t>(1, total_steps - warmup_steps)));
+}
+
+/// True for parameters without weight decay: biases and LayerNorm weights (HuggingFace's convention).
+inline bool exempt_from_weight_decay(const std::string& name)
+{
+    const auto ends_with = [&](const std::string& suffix) {
+        return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    return ends_with("bias") || name.find("LayerNorm.weight") != std::string::npos;
+}
+
+/// Scales every gradient of `grads` (anything with `for_each_parameter`) so that their global L2 norm
+/// is at most `max_norm`; returns the norm before clipping. NaN or Inf gradients throw input_error.
+template <scalar T, class Gradients>
+double clip_gradient_norm(Gradients& grads, double max_norm)
+{
+    double sum = 0;
+    grads.for_each_parameter([&](const std::string& name, tensor<T>& g) {
+        for (const T v : g.values()) {
+            if (!std::isfinite(v)) throw input_error("gradient of '" + name + "' is not finite");
+            sum += static_cast<double>(v) * v;
+        }
+    });
+    const double norm = std::sqrt(sum);
+    const double coefficient = std::min(1.0, max_norm / (norm + 1e-6));
+    if (coefficient < 1.0)
+        grads.for_each_parameter([&](const std::string&, tensor<T>& g) {
+            for (auto& v : g.values()) v = static_cast<T>(v * coefficient);
+        });
+    return norm;
+}
+
+/// AdamW with PyTorch's defaults and update order. Its state (moments and step count) is keyed by
+/// parameter name, so it can be saved and restored with the parameters.
+template <scalar T>
+class adamw {
+public:
+    struct options {
+        double beta1 = 0.9;
+        double beta2 = 0.999;
+        double eps = 1e-8;
+        double weight_decay = 0.01;  ///< not applied to biases and LayerNorm weights
+    };
+
+    adamw() = default;
+    explicit adamw(options o) : options_(o) {}
+
+    /// One update of `params` from `grads` (both visited by name, in the same order) at learning rate lr.
+    template <class Params, class Gradients>
+    void step(Params& params, Gradients& grads, double lr)
+    {
+        std::map<std::string, const tensor<T>*> by_name;
+        grads.for_each_parameter([&](const std::string& name, tensor<T>& g) { by_name[name] = &g; });
+        ++steps_;
+        const double bias_correction1 = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
+        const double bias_correction2 = 1 - std::pow(options_.beta2, static_cast<double>(steps_));
+        const double step_size = lr / bias_correction1, sqrt_correction2 = std::sqrt(bias_correction2);
+        params.for_each_parameter([&](const std::string& name, tensor<T>& p) {
+            const auto it = by_name.find(name);
+            if (it == by_name.end()) throw error("adamw: no gradient for parameter '" + name + "'");
+            const tensor<T>& g = *it->second;
+            require_shape(g, p.shape(), "adamw: gradient of '" + name + "'");
+            auto& [m, v] = moments_.try_emplace(name, moments{tensor<T>(p.shape()), tensor<T>(p.shape())}).first->second;
+            const double decay = exempt_from_weight_decay(name) ? 0.0 : options_.weight_decay;
+            for (std::size_t i = 0; i < p.size(); ++i) {
+                const double gi = g[i];
+                double pi = static_cast<double>(p[i]) * (1 - lr * decay);
+                const double mi = options_.beta1 * m[i] + (1 - options_.beta1) * gi;
+                const double vi = options_.beta2 * v[i] + (1 - options_.beta2) * gi * gi;
+                pi -= step_size * mi / (std::sqrt(vi) / sqrt_correction2 + options_.eps);
+                m[i] = static_cast<T>(mi);
+                v[i] = static_cast<T>(vi);
+                p[i] = static_cast<T>(pi);
+            }
+        });
+    }
+
+    std::size_t steps() const noexcept { return steps_; }
+    const options& settings() const noexcept { return options_; }
+
+    /// Visits the moment tensors as `<name>.exp_avg` and `<name>.exp_avg_sq` (for checkpoints).
+    template <class F>
+    void for_each_state(F&& visit)
+    {
+        for (auto& [name, state] : moments_) {
+            visit(name + ".exp_avg", state.first);
+            visit(name + ".exp_avg_sq", state.second);
+        }
+    }
+
+private:
+    using moments = std::pair<tensor<T>, tensor<T>>;
+    options options_;
+    std::size_t steps_ = 0;
+    std::map<std::string, moments> moments_;
+};
+
+}  // namespace dm2s2
