@@ -178,8 +178,10 @@ TEST_CASE("encoder gradients match central finite differences, padding and masks
 
 namespace {
 
-/// Whole-model gradients of Σ logits · R against finite differences, for every parameter tensor.
-void check_model_gradients(const model_config& config)
+/// Whole-model gradients of Σ logits · R against finite differences, for every parameter tensor. With
+/// `dropout_seed`, every forward runs in training mode with a generator of that seed, so each one drops
+/// the same elements.
+void check_model_gradients(const model_config& config, std::optional<std::uint64_t> dropout_seed = std::nullopt)
 {
     using namespace dm2s2::testing;
     model<double> dm(four_modalities(), config, 13);
@@ -190,14 +192,19 @@ void check_model_gradients(const model_config& config)
     const auto batch = dm.pack(random_records(dm.schema(), 6, 12));  // with missing modalities
     tensor<double> probe({6, 3});
     for (auto& v : probe.values()) v = rng.normal();
+    const auto forward = [&](model_cache<double>* cache) {
+        std::optional<random_generator> dropout;
+        if (dropout_seed) dropout.emplace(*dropout_seed);
+        return dm.forward(batch, false, cache, dropout ? &*dropout : nullptr).logits;
+    };
     const auto loss = [&] {
-        const auto logits = dm.forward(batch).logits;
+        const auto logits = forward(nullptr);
         double sum = 0;
         for (std::size_t i = 0; i < logits.size(); ++i) sum += logits[i] * probe[i];
         return sum;
     };
     model_cache<double> cache;
-    dm.forward(batch, false, &cache);
+    forward(&cache);
     auto grads = dm.zero_gradients();
     dm.backward(cache, probe, grads);
     std::size_t tensors = 0;
@@ -216,8 +223,45 @@ void check_model_gradients(const model_config& config)
 
 TEST_CASE("DM²S² gradients match central finite differences in every pooling variant")
 {
-    for (const auto& [variant, config] : dm2s2::testing::pooling_variants()) {
-        CAPTURE(variant);
-        check_model_gradients(config);
+    for (const auto& variant : dm2s2::testing::pooling_variants()) {
+        CAPTURE(variant.first);
+        check_model_gradients(variant.second);
     }
+}
+
+TEST_CASE("DM²S² gradients match finite differences with dropout in every place")
+{
+    auto config = dm2s2::testing::small_config();
+    config.bert.hidden_dropout_prob = 0.2;
+    config.bert.attention_probs_dropout_prob = 0.2;
+    config.head_dropout = 0.2;
+    check_model_gradients(config, 77);
+}
+
+TEST_CASE("dropout acts only in training, follows its generator, and drops about p")
+{
+    auto config = dm2s2::testing::small_config();
+    config.bert.hidden_dropout_prob = 0.3;
+    const model<double> dm(dm2s2::testing::four_modalities(), config, 2);
+    const auto batch = dm.pack(dm2s2::testing::random_records(dm.schema(), 4, 6));
+    random_generator a(5), b(5), c(6);
+    const auto eval = dm.forward(batch).logits, eval_again = dm.forward(batch).logits;
+    const auto train_a = dm.forward(batch, false, nullptr, &a).logits, train_b = dm.forward(batch, false, nullptr, &b).logits;
+    const auto train_c = dm.forward(batch, false, nullptr, &c).logits;
+    CHECK(dm2s2::testing::max_abs_diff(eval.values(), eval_again.values()) == 0.0);
+    CHECK(dm2s2::testing::max_abs_diff(train_a.values(), train_b.values()) == 0.0);
+    CHECK(dm2s2::testing::max_abs_diff(train_a.values(), eval.values()) > 1e-6);
+    CHECK(dm2s2::testing::max_abs_diff(train_a.values(), train_c.values()) > 1e-6);
+
+    std::vector<double> x(20000, 1.0);
+    tensor<double> mask;
+    random_generator rng(1);
+    nn::dropout(x.data(), x.size(), 0.3, &rng, &mask);
+    std::size_t dropped = 0, wrong = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        wrong += !(x[i] == 0.0 || std::abs(x[i] - 1 / 0.7) < 1e-15) || x[i] != mask[i];
+        dropped += x[i] == 0.0;
+    }
+    CHECK(wrong == 0);
+    CHECK(std::abs(static_cast<double>(dropped) / x.size() - 0.3) < 0.02);
 }

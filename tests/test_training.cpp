@@ -47,8 +47,8 @@ struct named_tensors {
 TEST_CASE_TEMPLATE("losses and their gradients match PyTorch", T, float, double)
 {
     const double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-14;
-    for (const auto& [task, t] : {std::pair{task_type::multiclass, "multiclass"}, {task_type::multilabel, "multilabel"},
-                                  {task_type::binary, "binary"}, {task_type::regression, "regression"}}) {
+    for (const auto task : {task_type::multiclass, task_type::multilabel, task_type::binary, task_type::regression}) {
+        const std::string t(to_string(task));
         CAPTURE(t);
         const nlohmann::json& c = reference()["losses"][t];
         const shape_t shape = c["shape"].get<shape_t>();
@@ -99,9 +99,10 @@ TEST_CASE_TEMPLATE("AdamW with warm-up, decay, clipping and no decay on biases a
         const double lr = r["lr"].get<double>() * linear_schedule(step, warmup, total);
         CHECK(lr == doctest::Approx(expected["lr"].get<double>()).epsilon(1e-15));
         optimizer.step(params, grads, lr);
-        for (auto& [name, p] : params.tensors) {
-            CAPTURE(name);
-            CHECK(max_abs_diff(p.values(), from_json<double>(expected["params"][name], p.shape()).values()) <= tolerance);
+        for (auto& entry : params.tensors) {
+            CAPTURE(entry.first);
+            const auto& p = entry.second;
+            CHECK(max_abs_diff(p.values(), from_json<double>(expected["params"][entry.first], p.shape()).values()) <= tolerance);
         }
     }
     CHECK(optimizer.steps() == total);

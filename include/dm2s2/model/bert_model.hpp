@@ -39,7 +39,7 @@ struct bert_cache {
     nn::batch_layout layout;
     std::vector<std::int64_t> word_ids;  ///< the word ids of `forward` (empty after `encode` alone)
     std::vector<std::int64_t> positions, types;
-    tensor<T> embedding_pre_norm;
+    tensor<T> embedding_pre_norm, embedding_dropout_mask;
     std::vector<nn::encoder_layer_cache<T>> layers;
 };
 
@@ -93,7 +93,8 @@ public:
 
     /// Runs embeddings, encoder and pooler. `with_trace` also returns every hidden state and the
     /// attention probabilities (as HF's output_hidden_states / output_attentions).
-    bert_outputs<T> forward(const bert_inputs& in, bool with_trace = false, bert_cache<T>* cache = nullptr) const
+    bert_outputs<T> forward(const bert_inputs& in, bool with_trace = false, bert_cache<T>* cache = nullptr,
+                            random_generator* dropout_rng = nullptr) const
     {
         const auto& layout = in.layout;
         const std::size_t n = layout.rows(), h = config_.hidden_size;
@@ -117,7 +118,7 @@ public:
         tensor<T> hidden({n, h});
         params_.embeddings.embed_words(in.input_ids, hidden.data());
         encode(hidden, in.position_ids.empty() ? default_positions : in.position_ids, in.token_type_ids, layout,
-               in.attention_mask.data(), with_trace ? &out.trace : nullptr, cache);
+               in.attention_mask.data(), with_trace ? &out.trace : nullptr, cache, dropout_rng);
         if (cache != nullptr) cache->word_ids = in.input_ids;
         out.pooler_output = pool(hidden, layout);
         hidden.reshape({layout.batch, layout.length, h});
@@ -128,18 +129,19 @@ public:
 
     /// Embedding (position, type, LayerNorm) and encoder over rows that already hold element vectors:
     /// `rows` [batch·length, H] is replaced by the last hidden state.
-    /// With `cache`, keeps what `encode_backward` needs.
+    /// With `cache`, keeps what `encode_backward` needs; with `dropout_rng` (training), applies dropout.
     void encode(tensor<T>& rows, std::span<const std::int64_t> positions, std::span<const std::int64_t> types,
                 nn::batch_layout layout, const std::uint8_t* key_mask, nn::encoder_trace<T>* trace = nullptr,
-                bert_cache<T>* cache = nullptr) const
+                bert_cache<T>* cache = nullptr, random_generator* dropout_rng = nullptr) const
     {
         if (cache != nullptr) {
             cache->layout = layout;
             cache->positions.assign(positions.begin(), positions.end());
             cache->types.assign(types.begin(), types.end());
         }
-        params_.embeddings.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr);
-        params_.encoder.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr);
+        params_.embeddings.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr,
+                                   dropout_rng, cache ? &cache->embedding_dropout_mask : nullptr);
+        params_.encoder.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr, dropout_rng);
     }
 
     /// Backward of `encode`: `grad_rows` holds d(last hidden state) on entry and d(element rows) on
@@ -148,7 +150,8 @@ public:
         requires training_backend_for<Backend, T>
     {
         params_.encoder.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
-        params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.positions, cache.types, grad_rows.data(), grad.embeddings);
+        params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.embedding_dropout_mask, cache.positions,
+                                    cache.types, grad_rows.data(), grad.embeddings);
     }
 
     /// Backward of `forward` (through the last hidden state; the pooler is not differentiated here):

@@ -112,6 +112,7 @@ struct model_cache {
     std::vector<present_modality> present;
     std::vector<nn::row_group> element_groups, modality_groups;
     tensor<T> element_rows, modality_rows, pooled;
+    tensor<T> head_input, head_dropout_mask;    ///< pooled after dropout, and its factors
     std::vector<T> alpha, beta;                 ///< softmax weights of IntraMRA and InterMRA
     std::vector<tensor<T>> intra_activations;   ///< one per IntraMRA call
     tensor<T> inter_activation;
@@ -131,6 +132,8 @@ public:
     {
         if (config_.num_outputs == 0) throw config_error("model_config: num_outputs must be positive");
         if (!(config_.mra.residual >= 0)) throw config_error("model_config: mra.residual must be non-negative");
+        if (!(config_.head_dropout >= 0 && config_.head_dropout < 1))
+            throw config_error("model_config: head_dropout must lie in [0, 1)");
         for (const auto id : {config_.cls_id, config_.sep_id, config_.pad_id})
             if (id < 0 || static_cast<std::uint64_t>(id) >= config_.bert.vocab_size)
                 throw config_error("model_config: special token id " + std::to_string(id) + " is outside the vocabulary of " +
@@ -183,8 +186,10 @@ public:
     }
 
     /// Logits for a packed batch and, when `explain`, the α, β and γ weights. With `cache`, keeps what
-    /// `backward` needs.
-    model_output<T> forward(const packed_batch& batch, bool explain = false, model_cache<T>* cache = nullptr) const
+    /// `backward` needs; with `dropout_rng` (training), applies dropout (embeddings, hidden, attention
+    /// probabilities, head) with the probabilities of the configuration.
+    model_output<T> forward(const packed_batch& batch, bool explain = false, model_cache<T>* cache = nullptr,
+                            random_generator* dropout_rng = nullptr) const
     {
         if (batch.modality_count != schema_.size())
             throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
@@ -198,7 +203,7 @@ public:
         tensor<T> hidden_rows({batch.layout.rows(), h});
         nn::embed_elements(backend, batch, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
         bert_.encode(hidden_rows, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data(), nullptr,
-                     cache ? &c.encoder : nullptr);
+                     cache ? &c.encoder : nullptr, dropout_rng);
 
         // Each present (sample, modality) is one group of element rows, gathered contiguously.
         c.present.clear();
@@ -250,7 +255,10 @@ public:
         nn::attention_pool(backend, c.modality_rows.data(), h, std::span<const nn::row_group>(c.modality_groups),
                            c.beta.data(), residual, c.pooled.data());
         model_output<T> out;
-        pooling_.head.forward(backend, c.pooled, out.logits);
+        c.head_input = c.pooled;
+        nn::dropout(c.head_input.data(), c.head_input.size(), config_.head_dropout, dropout_rng,
+                    cache ? &c.head_dropout_mask : nullptr);
+        pooling_.head.forward(backend, c.head_input, out.logits);
 
         if (explain) {
             auto& e = out.explanation;
@@ -285,7 +293,8 @@ public:
         const T residual = static_cast<T>(config_.mra.residual);
 
         tensor<T> d_pooled({samples, h});
-        pooling_.head.backward(backend, cache.pooled.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
+        pooling_.head.backward(backend, cache.head_input.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
+        nn::dropout_backward(cache.head_dropout_mask, d_pooled.data());
 
         tensor<T> d_modality_rows({groups, h});
         std::vector<T> d_beta(groups);

@@ -23,6 +23,7 @@ struct model_config {
     position_mode positions = position_mode::global;
     mra_config mra;
     std::size_t num_outputs = 2;  ///< C, the number of logits
+    double head_dropout = 0.1;    ///< dropout on the pooled vector before the head (training only)
     std::int64_t cls_id = 101;
     std::int64_t sep_id = 102;
     std::int64_t pad_id = 0;

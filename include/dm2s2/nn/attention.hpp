@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dm2s2/nn/bert_config.hpp"
+#include "dm2s2/nn/dropout.hpp"
 #include "dm2s2/nn/layer_norm.hpp"
 #include "dm2s2/nn/linear.hpp"
 
@@ -26,6 +27,7 @@ struct batch_layout {
 template <scalar T>
 struct self_attention_cache {
     tensor<T> input, q, k, v, probabilities, context, pre_norm;
+    tensor<T> probability_masks, output_mask;  ///< dropout factors (empty: no dropout)
 };
 
 /// Multi-head self-attention with its output projection, residual and LayerNorm.
@@ -34,11 +36,14 @@ struct self_attention {
     linear<T> query, key, value, output;
     layer_norm<T> output_norm;
     std::size_t heads = 1;
+    double attention_dropout = 0;  ///< on the attention probabilities
+    double hidden_dropout = 0;     ///< on the output projection, before the residual
 
     self_attention() = default;
     explicit self_attention(const bert_config& c)
         : query(c.hidden_size, c.hidden_size), key(c.hidden_size, c.hidden_size), value(c.hidden_size, c.hidden_size),
-          output(c.hidden_size, c.hidden_size), output_norm(c.hidden_size, c.layer_norm_eps), heads(c.num_attention_heads)
+          output(c.hidden_size, c.hidden_size), output_norm(c.hidden_size, c.layer_norm_eps), heads(c.num_attention_heads),
+          attention_dropout(c.attention_probs_dropout_prob), hidden_dropout(c.hidden_dropout_prob)
     {
     }
 
@@ -47,11 +52,13 @@ struct self_attention {
     /// x, y: [rows, H]; key_mask: [rows], non-zero where a row may be attended to. Rows that are padding
     /// still get an output (they attend to the unmasked keys), as in HF. `probabilities`, when not null,
     /// receives the attention weights [batch, heads, length, length]. y must not alias x. With `cache`,
-    /// the intermediates of the backward pass are kept.
+    /// the intermediates of the backward pass are kept; with `dropout_rng` (training), dropout is applied.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
-                 T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr) const
+                 T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr,
+                 random_generator* dropout_rng = nullptr) const
     {
+        const bool drop_probabilities = dropout_active(attention_dropout, dropout_rng);
         const std::size_t h = hidden_size(), n = layout.rows(), s = layout.length, d = h / heads;
         self_attention_cache<T> local;
         auto& c = cache ? *cache : local;
@@ -59,6 +66,7 @@ struct self_attention {
             c.input.resize({n, h});
             std::copy(x, x + n * h, c.input.data());
             c.probabilities.resize({layout.batch, heads, s, s});
+            c.probability_masks.resize(drop_probabilities ? shape_t{layout.batch, heads, s, s} : shape_t{0});
         }
         for (auto* t : {&c.q, &c.k, &c.v, &c.context}) t->resize({n, h});
         query.forward(backend, x, n, c.q.data());
@@ -77,11 +85,15 @@ struct self_attention {
                     std::copy(scores.data(), scores.data() + s * s, probabilities + (b * heads + head) * s * s);
                 if (cache != nullptr)
                     std::copy(scores.data(), scores.data() + s * s, c.probabilities.data() + (b * heads + head) * s * s);
+                if (drop_probabilities)
+                    dropout(scores.data(), s * s, attention_dropout, *dropout_rng,
+                            cache ? c.probability_masks.data() + (b * heads + head) * s * s : nullptr);
                 backend.gemm(transpose::no, transpose::no, s, d, s, T(1), scores.data(), s, c.v.data() + first * h + col, h,
                              T(0), c.context.data() + first * h + col, h);
             }
         }
         output.forward(backend, c.context.data(), n, y);
+        dropout(y, n * h, hidden_dropout, dropout_rng, cache ? &c.output_mask : nullptr);
         output_norm.forward(backend, y, x, y, n, cache ? &c.pre_norm : nullptr);
     }
 
@@ -94,18 +106,30 @@ struct self_attention {
         const std::size_t h = hidden_size(), n = layout.rows(), s = layout.length, d = h / heads;
         tensor<T> d_pre({n, h}), d_context({n, h}), dq({n, h}), dk({n, h}), dv({n, h}), d_scores({s, s});
         output_norm.backward(backend, cache.pre_norm.data(), dy, d_pre.data(), n, grad.output_norm);
-        output.backward(backend, cache.context.data(), d_pre.data(), n, d_context.data(), grad.output);
+        tensor<T> d_projection = d_pre;
+        dropout_backward(cache.output_mask, d_projection.data());
+        output.backward(backend, cache.context.data(), d_projection.data(), n, d_context.data(), grad.output);
+        const bool dropped = !cache.probability_masks.empty();
+        tensor<T> kept_probabilities(dropped ? shape_t{s, s} : shape_t{0});
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
         for (std::size_t b = 0; b < layout.batch; ++b) {
             const std::size_t first = b * s;
             for (std::size_t head = 0; head < heads; ++head) {
                 const std::size_t offset = first * h + head * d;
-                const T* p = cache.probabilities.data() + (b * heads + head) * s * s;
-                // context = P V: dP = dcontext Vᵀ, dV = Pᵀ dcontext.
+                const std::size_t block = (b * heads + head) * s * s;
+                const T* p = cache.probabilities.data() + block;
+                const T* used = p;  // the probabilities the context was computed from: P, or P ⊙ dropout mask
+                if (dropped) {
+                    for (std::size_t i = 0; i < s * s; ++i) kept_probabilities[i] = p[i] * cache.probability_masks[block + i];
+                    used = kept_probabilities.data();
+                }
+                // context = P' V: dP' = dcontext Vᵀ, dV = P'ᵀ dcontext.
                 backend.gemm(transpose::no, transpose::yes, s, s, d, T(1), d_context.data() + offset, h,
                              cache.v.data() + offset, h, T(0), d_scores.data(), s);
-                backend.gemm(transpose::yes, transpose::no, s, d, s, T(1), p, s, d_context.data() + offset, h, T(0),
+                backend.gemm(transpose::yes, transpose::no, s, d, s, T(1), used, s, d_context.data() + offset, h, T(0),
                              dv.data() + offset, h);
+                if (dropped)
+                    for (std::size_t i = 0; i < s * s; ++i) d_scores[i] *= cache.probability_masks[block + i];
                 for (std::size_t i = 0; i < s; ++i) backend.masked_softmax_backward(p + i * s, d_scores.row(i), s);
                 // scores = scale Q Kᵀ: dQ = scale dS K, dK = scale dSᵀ Q.
                 backend.gemm(transpose::no, transpose::no, s, d, s, scale, d_scores.data(), s, cache.k.data() + offset, h,

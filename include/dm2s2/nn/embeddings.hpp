@@ -13,6 +13,7 @@
 
 #include "dm2s2/core/error.hpp"
 #include "dm2s2/nn/bert_config.hpp"
+#include "dm2s2/nn/dropout.hpp"
 #include "dm2s2/nn/layer_norm.hpp"
 #include "dm2s2/nn/parameter.hpp"
 
@@ -34,13 +35,14 @@ struct bert_embeddings {
     tensor<T> position_embeddings;  ///< [max_positions, H]
     tensor<T> token_type_embeddings;///< [type_vocab, H]
     layer_norm<T> norm;
+    double hidden_dropout = 0;  ///< after the LayerNorm
 
     bert_embeddings() = default;
     explicit bert_embeddings(const bert_config& c)
         : word_embeddings({c.vocab_size, c.hidden_size}),
           position_embeddings({c.max_position_embeddings, c.hidden_size}),
           token_type_embeddings({c.type_vocab_size, c.hidden_size}),
-          norm(c.hidden_size, c.layer_norm_eps)
+          norm(c.hidden_size, c.layer_norm_eps), hidden_dropout(c.hidden_dropout_prob)
     {
     }
 
@@ -55,10 +57,12 @@ struct bert_embeddings {
             std::memcpy(out + i * h, word_embeddings.row(static_cast<std::size_t>(ids[i])), h * sizeof(T));
     }
 
-    /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place.
+    /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place, then dropout
+    /// when `dropout_rng` is given. `pre_norm` and `dropout_mask`, when given, keep what `backward` needs.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, T* rows, std::span<const std::int64_t> positions,
-                 std::span<const std::int64_t> types, tensor<T>* pre_norm = nullptr) const
+                 std::span<const std::int64_t> types, tensor<T>* pre_norm = nullptr,
+                 random_generator* dropout_rng = nullptr, tensor<T>* dropout_mask = nullptr) const
     {
         if (positions.size() != types.size())
             throw shape_error("bert_embeddings: " + std::to_string(positions.size()) + " position ids but " +
@@ -74,17 +78,20 @@ struct bert_embeddings {
             for (std::size_t j = 0; j < h; ++j) row[j] = (row[j] + type_row[j]) + position_row[j];
         }
         norm.forward(backend, rows, static_cast<const T*>(nullptr), rows, positions.size(), pre_norm);
+        dropout(rows, positions.size() * h, hidden_dropout, dropout_rng, dropout_mask);
     }
 
     /// Backward of `forward` run with `pre_norm`: `rows` holds d(output) on entry and d(element rows) on
     /// return; position, type and LayerNorm gradients accumulate into `grad`.
     template <training_backend_for<T> Backend>
-    void backward(const Backend& backend, const tensor<T>& pre_norm, std::span<const std::int64_t> positions,
-                  std::span<const std::int64_t> types, T* rows, bert_embeddings& grad) const
+    void backward(const Backend& backend, const tensor<T>& pre_norm, const tensor<T>& dropout_mask,
+                  std::span<const std::int64_t> positions, std::span<const std::int64_t> types, T* rows,
+                  bert_embeddings& grad) const
     {
         const std::size_t h = hidden_size();
         tensor<T> d_output({positions.size(), h});
         std::copy(rows, rows + d_output.size(), d_output.data());
+        dropout_backward(dropout_mask, d_output.data());
         norm.backward(backend, pre_norm.data(), d_output.data(), rows, positions.size(), grad.norm);
         for (std::size_t i = 0; i < positions.size(); ++i) {
             T* type_row = grad.token_type_embeddings.row(static_cast<std::size_t>(types[i]));

@@ -30,14 +30,17 @@ struct encoder_layer {
     encoder_layer() = default;
     explicit encoder_layer(const bert_config& c) : attention(c), ffn(c) {}
 
-    /// x → y, both [rows, H]; y must not alias x. With `cache`, the backward intermediates are kept.
+    /// x → y, both [rows, H]; y must not alias x. With `cache`, the backward intermediates are kept; with
+    /// `dropout_rng` (training), dropout is applied.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
-                 T* probabilities = nullptr, encoder_layer_cache<T>* cache = nullptr) const
+                 T* probabilities = nullptr, encoder_layer_cache<T>* cache = nullptr,
+                 random_generator* dropout_rng = nullptr) const
     {
         tensor<T> a({layout.rows(), attention.hidden_size()});
-        attention.forward(backend, x, layout, key_mask, a.data(), probabilities, cache ? &cache->attention : nullptr);
-        ffn.forward(backend, a.data(), layout.rows(), y, cache ? &cache->ffn : nullptr);
+        attention.forward(backend, x, layout, key_mask, a.data(), probabilities, cache ? &cache->attention : nullptr,
+                          dropout_rng);
+        ffn.forward(backend, a.data(), layout.rows(), y, cache ? &cache->ffn : nullptr, dropout_rng);
     }
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
@@ -82,10 +85,11 @@ struct encoder {
 
     /// Runs every layer over `hidden` ([rows, H]) in place. When `trace` is given it receives the input
     /// and each layer's output, and the attention probabilities; `caches`, when given, receives one
-    /// backward cache per layer.
+    /// backward cache per layer; `dropout_rng` (training) turns dropout on.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, tensor<T>& hidden, batch_layout layout, const std::uint8_t* key_mask,
-                 encoder_trace<T>* trace = nullptr, std::vector<encoder_layer_cache<T>>* caches = nullptr) const
+                 encoder_trace<T>* trace = nullptr, std::vector<encoder_layer_cache<T>>* caches = nullptr,
+                 random_generator* dropout_rng = nullptr) const
     {
         if (caches != nullptr) caches->assign(layers.size(), {});
         if (trace != nullptr) {
@@ -101,7 +105,7 @@ struct encoder {
                 probabilities = trace->attentions.back().data();
             }
             layers[i].forward(backend, hidden.data(), layout, key_mask, next.data(), probabilities,
-                          caches ? &(*caches)[i] : nullptr);
+                              caches ? &(*caches)[i] : nullptr, dropout_rng);
             std::swap(hidden, next);
             if (trace != nullptr) trace->hidden_states.push_back(hidden);
         }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dm2s2/nn/bert_config.hpp"
+#include "dm2s2/nn/dropout.hpp"
 #include "dm2s2/nn/layer_norm.hpp"
 #include "dm2s2/nn/linear.hpp"
 
@@ -16,6 +17,7 @@ namespace dm2s2::nn {
 template <scalar T>
 struct feed_forward_cache {
     tensor<T> input, pre_activation, activation, pre_norm;
+    tensor<T> output_mask;  ///< dropout factors (empty: no dropout)
 };
 
 /// Position-wise feed-forward block with residual and LayerNorm (GELU, erf form).
@@ -23,17 +25,20 @@ template <scalar T>
 struct feed_forward {
     linear<T> intermediate, output;
     layer_norm<T> output_norm;
+    double hidden_dropout = 0;  ///< on the output projection, before the residual
 
     feed_forward() = default;
     explicit feed_forward(const bert_config& c)
         : intermediate(c.hidden_size, c.intermediate_size), output(c.intermediate_size, c.hidden_size),
-          output_norm(c.hidden_size, c.layer_norm_eps)
+          output_norm(c.hidden_size, c.layer_norm_eps), hidden_dropout(c.hidden_dropout_prob)
     {
     }
 
-    /// x, y: [rows, H]; y must not alias x. With `cache`, the intermediates of the backward pass are kept.
+    /// x, y: [rows, H]; y must not alias x. With `cache`, the intermediates of the backward pass are kept;
+    /// with `dropout_rng` (training), dropout is applied.
     template <backend_for<T> Backend>
-    void forward(const Backend& backend, const T* x, std::size_t rows, T* y, feed_forward_cache<T>* cache = nullptr) const
+    void forward(const Backend& backend, const T* x, std::size_t rows, T* y, feed_forward_cache<T>* cache = nullptr,
+                 random_generator* dropout_rng = nullptr) const
     {
         tensor<T> inner({rows, intermediate.out_features()});
         intermediate.forward(backend, x, rows, inner.data());
@@ -44,6 +49,7 @@ struct feed_forward {
         }
         backend.gelu(inner.data(), inner.size());
         output.forward(backend, inner.data(), rows, y);
+        dropout(y, rows * output.out_features(), hidden_dropout, dropout_rng, cache ? &cache->output_mask : nullptr);
         output_norm.forward(backend, y, x, y, rows, cache ? &cache->pre_norm : nullptr);
         if (cache != nullptr) cache->activation = std::move(inner);
     }
@@ -55,7 +61,10 @@ struct feed_forward {
     {
         tensor<T> d_inner({rows, intermediate.out_features()});
         output_norm.backward(backend, cache.pre_norm.data(), dy, dx, rows, grad.output_norm);  // dx: residual path
-        output.backward(backend, cache.activation.data(), dx, rows, d_inner.data(), grad.output);
+        tensor<T> d_projection({rows, output.out_features()});
+        std::copy(dx, dx + d_projection.size(), d_projection.data());
+        dropout_backward(cache.output_mask, d_projection.data());
+        output.backward(backend, cache.activation.data(), d_projection.data(), rows, d_inner.data(), grad.output);
         backend.gelu_backward(cache.pre_activation.data(), d_inner.data(), d_inner.size());
         intermediate.backward(backend, cache.input.data(), d_inner.data(), rows, dx, grad.intermediate, true);
     }

@@ -13,6 +13,7 @@ namespace dm2s2 {
 struct step_options {
     double learning_rate = 1e-3;
     double max_gradient_norm = 1.0;  ///< 0 disables clipping
+    random_generator* dropout_rng = nullptr;  ///< the generator driving dropout; null: no dropout
 };
 
 /// What a `train_step` measured.
@@ -27,7 +28,7 @@ step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, const packed_b
                        const tensor<T>& targets, const step_options& options)
 {
     model_cache<T> cache;
-    const auto out = m.forward(batch, false, &cache);
+    const auto out = m.forward(batch, false, &cache, options.dropout_rng);
     const auto loss = compute_loss(task, out.logits, targets);
     auto grads = m.zero_gradients();
     m.backward(cache, loss.grad_logits, grads);
