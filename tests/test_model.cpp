@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -21,8 +22,9 @@ namespace {
 template <class T>
 constexpr double padding_tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
 
-/// DESIGN §5 written out with plain loops in long double from the encoder's output, independent of
-/// the model's pooling code: returns logits [B·C] and fills α/β per sample.
+/// DESIGN §5 and the §6 baselines that share its encoder, written out with plain loops in long double
+/// from the encoder's output, independent of the model's pooling code: returns logits [B·C] and fills
+/// α/β per sample.
 template <class T, class Backend>
 std::vector<long double> plain_dm2s2(model<T, Backend>& dm, const std::vector<sequence_set>& records,
                                      std::vector<std::vector<std::vector<long double>>>& alphas,
@@ -65,34 +67,55 @@ std::vector<long double> plain_dm2s2(model<T, Backend>& dm, const std::vector<se
     }(), hidden.data());
     dm.encoder().encode(hidden, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data());
 
+    const auto uniform = [](std::size_t n) { return std::vector<long double>(n, 1.0L / n); };
     std::vector<long double> logits;
     alphas.assign(records.size(), {});
     betas.assign(records.size(), {});
     for (std::size_t b = 0; b < records.size(); ++b) {
         std::vector<std::vector<long double>> z;
-        std::vector<long double> t;
+        std::vector<long double> t, sizes;
+        std::vector<long double> sum(h, 0);  // of all element rows, for the mean pooling
         for (std::size_t m = 0; m < dm.schema().size(); ++m) {
             const auto& s = batch.span(b, m);
             alphas[b].emplace_back();
             if (s.length == 0) continue;
             const std::string prefix = cfg.mra.shared_intra ? "intra_mra." : "intra_mra." + dm.schema()[m].name + ".";
             std::vector<long double> scores;
-            for (std::size_t i = 0; i < s.length; ++i) scores.push_back(score(prefix, hidden.row(batch.slot(b, s.begin + i))));
-            const auto alpha = softmax(scores);
+            for (std::size_t i = 0; i < s.length; ++i) {
+                const T* row = hidden.row(batch.slot(b, s.begin + i));
+                if (has_intra(cfg.pooling)) scores.push_back(score(prefix, row));
+                for (std::size_t j = 0; j < h; ++j) sum[j] += row[j];
+            }
+            const auto alpha = has_intra(cfg.pooling) ? softmax(scores) : uniform(s.length);
             alphas[b][m] = alpha;
             std::vector<long double> zm(h, 0);
             for (std::size_t i = 0; i < s.length; ++i)
                 for (std::size_t j = 0; j < h; ++j)
                     zm[j] += (alpha[i] + r / s.length) * hidden.row(batch.slot(b, s.begin + i))[j];
             std::vector<T> zt(zm.begin(), zm.end());
-            t.push_back(score("inter_mra.", zt.data()));
+            if (has_inter(cfg.pooling)) t.push_back(score("inter_mra.", zt.data()));
             z.push_back(zm);
+            sizes.push_back(static_cast<long double>(s.length));
         }
-        const auto beta = softmax(t);
-        betas[b] = beta;
         std::vector<long double> o(h, 0);
-        for (std::size_t k = 0; k < z.size(); ++k)
-            for (std::size_t j = 0; j < h; ++j) o[j] += (beta[k] + r / z.size()) * z[k][j];
+        if (cfg.pooling == pooling_kind::mean) {
+            const long double n = std::accumulate(sizes.begin(), sizes.end(), 0.0L);
+            for (std::size_t j = 0; j < h; ++j) o[j] = sum[j] / n;
+            for (auto& size : sizes) size /= n;
+            betas[b] = sizes;
+        } else if (cfg.pooling == pooling_kind::cls) {
+            const T* first = hidden.row(batch.slot(b, 0));
+            for (std::size_t k = 0; k < h; ++k) {
+                long double u = (*p.at("pooler.dense.bias"))[k];
+                for (std::size_t j = 0; j < h; ++j) u += static_cast<long double>((*p.at("pooler.dense.weight"))(k, j)) * first[j];
+                o[k] = std::tanh(u);
+            }
+        } else {
+            const auto beta = has_inter(cfg.pooling) ? softmax(t) : uniform(z.size());
+            betas[b] = beta;
+            for (std::size_t k = 0; k < z.size(); ++k)
+                for (std::size_t j = 0; j < h; ++j) o[j] += (beta[k] + r / z.size()) * z[k][j];
+        }
         for (std::size_t k = 0; k < c; ++k) {
             long double y = (*p.at("head.bias"))[k];
             for (std::size_t j = 0; j < h; ++j) y += static_cast<long double>((*p.at("head.weight"))(k, j)) * o[j];
@@ -107,12 +130,17 @@ void check_against_plain_loops(const model_config& config)
 {
     model<T> dm(four_modalities(), config, 11);
     const auto records = random_records(dm.schema(), 7, 5);
-    const auto out = dm.forward(records, true);
+    const bool explain = config.pooling != pooling_kind::cls;
+    const auto out = dm.forward(records, explain);
     std::vector<std::vector<std::vector<long double>>> alphas;
     std::vector<std::vector<long double>> betas;
     const auto expected = plain_dm2s2(dm, records, alphas, betas);
     const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
     CHECK(max_abs_diff(out.logits.values(), expected) <= tolerance);
+    if (!explain) {
+        CHECK_THROWS_AS(dm.forward(records, true), config_error);
+        return;
+    }
     for (std::size_t b = 0; b < records.size(); ++b) {
         std::size_t k = 0;
         for (std::size_t m = 0; m < 4; ++m) {
@@ -124,7 +152,7 @@ void check_against_plain_loops(const model_config& config)
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("the model matches a plain-loop implementation of DESIGN §5 in every variant", T, float, double)
+TEST_CASE_TEMPLATE("the model matches a plain-loop implementation of DESIGN §5 and the baselines", T, float, double)
 {
     for (const auto& variant : pooling_variants()) {
         CAPTURE(variant.first);

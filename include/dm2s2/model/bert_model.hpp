@@ -82,6 +82,7 @@ public:
     const nn::bert_embeddings<T>& embeddings() const noexcept { return params_.embeddings; }
     nn::bert_embeddings<T>& embeddings() noexcept { return params_.embeddings; }
     const nn::encoder<T>& encoder() const noexcept { return params_.encoder; }
+    const nn::pooler<T>& pooler() const noexcept { return params_.pooler; }
 
     /// BERT's initialisation: weights N(0, initializer_range), biases 0, LayerNorm γ=1 β=0.
     void initialize(random_generator& rng)

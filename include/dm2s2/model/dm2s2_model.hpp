@@ -61,8 +61,9 @@ template <scalar T>
 struct pooling_parameters {
     std::vector<std::string> modality_names;
     std::vector<nn::modality_embedding<T>> modality_embeddings;
-    std::vector<nn::modality_attention<T>> intra;  ///< one (shared) or one per modality
-    nn::modality_attention<T> inter;
+    bool shared_intra = true;
+    std::vector<nn::modality_attention<T>> intra;  ///< none, one (shared) or one per modality
+    std::vector<nn::modality_attention<T>> inter;  ///< none or one
     nn::linear<T> head;
 
     /// Names: `modality_embeddings.<name>.…`, `intra_mra.…` (or `intra_mra.<name>.…`), `inter_mra.…`,
@@ -73,13 +74,9 @@ struct pooling_parameters {
     {
         for (std::size_t m = 0; m < modality_names.size(); ++m)
             modality_embeddings[m].for_each_parameter(prefix + "modality_embeddings." + modality_names[m] + ".", visit);
-        if (intra.size() == 1) {
-            intra[0].for_each_parameter(prefix + "intra_mra.", visit);
-        } else {
-            for (std::size_t m = 0; m < intra.size(); ++m)
-                intra[m].for_each_parameter(prefix + "intra_mra." + modality_names[m] + ".", visit);
-        }
-        inter.for_each_parameter(prefix + "inter_mra.", visit);
+        for (std::size_t m = 0; m < intra.size(); ++m)
+            intra[m].for_each_parameter(prefix + (shared_intra ? "intra_mra." : "intra_mra." + modality_names[m] + "."), visit);
+        for (auto& a : inter) a.for_each_parameter(prefix + "inter_mra.", visit);
         head.for_each_parameter(prefix + "head.", visit);
     }
 };
@@ -112,6 +109,7 @@ struct model_cache {
     std::vector<present_modality> present;
     std::vector<nn::row_group> element_groups, modality_groups;
     tensor<T> element_rows, modality_rows, pooled;
+    tensor<T> cls_rows;                         ///< cls pooling: the [CLS] rows the pooler read
     tensor<T> head_input, head_dropout_mask;    ///< pooled after dropout, and its factors
     std::vector<T> alpha, beta;                 ///< softmax weights of IntraMRA and InterMRA
     std::vector<tensor<T>> intra_activations;   ///< one per IntraMRA call
@@ -142,9 +140,10 @@ public:
             pooling_.modality_names.push_back(spec.name);
             pooling_.modality_embeddings.emplace_back(spec, hidden());
         }
-        pooling_.intra.assign(config_.mra.shared_intra ? 1 : schema_.size(),
-                              nn::modality_attention<T>(hidden(), attention_dim()));
-        pooling_.inter = nn::modality_attention<T>(hidden(), attention_dim());
+        const nn::modality_attention<T> attention(hidden(), attention_dim());
+        pooling_.shared_intra = config_.mra.shared_intra;
+        if (has_intra(config_.pooling)) pooling_.intra.assign(config_.mra.shared_intra ? 1 : schema_.size(), attention);
+        if (has_inter(config_.pooling)) pooling_.inter.assign(1, attention);
         pooling_.head = nn::linear<T>(hidden(), config_.num_outputs);
 
         random_generator rng(seed);
@@ -152,7 +151,7 @@ public:
         const double stddev = config_.bert.initializer_range;
         for (auto& e : pooling_.modality_embeddings) e.initialize(rng, stddev);
         for (auto& a : pooling_.intra) a.initialize(rng, stddev);
-        pooling_.inter.initialize(rng, stddev);
+        for (auto& a : pooling_.inter) a.initialize(rng, stddev);
         pooling_.head.initialize(rng, stddev);
     }
 
@@ -205,55 +204,17 @@ public:
         bert_.encode(hidden_rows, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data(), nullptr,
                      cache ? &c.encoder : nullptr, dropout_rng);
 
-        // Each present (sample, modality) is one group of element rows, gathered contiguously.
-        c.present.clear();
-        c.element_groups.clear();
-        c.modality_groups.clear();
-        std::size_t elements = 0;
-        for (std::size_t b = 0; b < samples; ++b) {
-            const std::size_t first_group = c.element_groups.size();
-            for (std::size_t m = 0; m < modalities; ++m)
-                if (const auto& s = batch.span(b, m); s.length > 0) {
-                    c.present.push_back({b, m, batch.slot(b, s.begin)});
-                    c.element_groups.push_back({elements, s.length});
-                    elements += s.length;
-                }
-            if (c.element_groups.size() == first_group)
-                throw input_error("model: sample " + std::to_string(b) + " has no present modality");
-            c.modality_groups.push_back({first_group, c.element_groups.size() - first_group});
-        }
-        const std::size_t groups = c.element_groups.size();
-        c.element_rows.resize({elements, h});
-        for (std::size_t g = 0; g < groups; ++g) {
-            const T* from = hidden_rows.row(c.present[g].first_slot);
-            std::copy(from, from + c.element_groups[g].length * h, c.element_rows.row(c.element_groups[g].begin));
-        }
-
-        // IntraMRA: α within each modality, z_m per present modality.
-        c.alpha.assign(elements, T(0));
-        const bool keep = cache != nullptr;
-        if (config_.mra.shared_intra) {
-            c.intra_activations.resize(1);
-            pooling_.intra[0].score(backend, c.element_rows.data(), elements, c.alpha.data(),
-                                    keep ? &c.intra_activations[0] : nullptr);
+        if (config_.pooling == pooling_kind::cls) {
+            if (explain) throw config_error("model: cls pooling has no attention weights to explain with");
+            c.cls_rows.resize({samples, h});
+            for (std::size_t b = 0; b < samples; ++b)
+                std::copy_n(hidden_rows.row(batch.slot(b, 0)), h, c.cls_rows.row(b));
+            c.pooled.resize({samples, h});
+            bert_.pooler().forward(backend, c.cls_rows.data(), {samples, 1}, c.pooled.data());
         } else {
-            c.intra_activations.resize(groups);
-            for (std::size_t g = 0; g < groups; ++g)
-                pooling_.intra[c.present[g].modality].score(backend, c.element_rows.row(c.element_groups[g].begin),
-                                                            c.element_groups[g].length, c.alpha.data() + c.element_groups[g].begin,
-                                                            keep ? &c.intra_activations[g] : nullptr);
+            pool_elements(batch, hidden_rows, c, cache != nullptr);
         }
-        const T residual = static_cast<T>(config_.mra.residual);
-        c.modality_rows.resize({groups, h});
-        nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(c.element_groups),
-                           c.alpha.data(), residual, c.modality_rows.data());
 
-        // InterMRA: β over the present modalities of each sample, o per sample; then the head.
-        c.beta.assign(groups, T(0));
-        pooling_.inter.score(backend, c.modality_rows.data(), groups, c.beta.data(), keep ? &c.inter_activation : nullptr);
-        c.pooled.resize({samples, h});
-        nn::attention_pool(backend, c.modality_rows.data(), h, std::span<const nn::row_group>(c.modality_groups),
-                           c.beta.data(), residual, c.pooled.data());
         model_output<T> out;
         c.head_input = c.pooled;
         nn::dropout(c.head_input.data(), c.head_input.size(), config_.head_dropout, dropout_rng,
@@ -268,7 +229,7 @@ public:
             e.alpha.assign(batch.layout.rows(), T(0));
             e.gamma.assign(batch.layout.rows(), T(0));
             e.beta.assign(samples * modalities, T(0));
-            for (std::size_t g = 0; g < groups; ++g) {
+            for (std::size_t g = 0; g < c.present.size(); ++g) {
                 const auto [b, m, first_slot] = c.present[g];
                 e.beta[b * modalities + m] = c.beta[g];
                 for (std::size_t i = 0; i < c.element_groups[g].length; ++i) {
@@ -288,41 +249,21 @@ public:
     {
         const auto& backend = bert_.backend();
         const auto& batch = cache.batch;
-        const std::size_t h = hidden(), samples = batch.layout.batch, groups = cache.element_groups.size();
+        const std::size_t h = hidden(), samples = batch.layout.batch;
         require_shape(grad_logits, {samples, config_.num_outputs}, "model::backward: grad_logits");
-        const T residual = static_cast<T>(config_.mra.residual);
 
         tensor<T> d_pooled({samples, h});
         pooling_.head.backward(backend, cache.head_input.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
         nn::dropout_backward(cache.head_dropout_mask, d_pooled.data());
 
-        tensor<T> d_modality_rows({groups, h});
-        std::vector<T> d_beta(groups);
-        nn::attention_pool_backward(backend, cache.modality_rows.data(), h, std::span<const nn::row_group>(cache.modality_groups),
-                                    cache.beta.data(), residual, d_pooled.data(), d_modality_rows.data(), d_beta.data());
-        pooling_.inter.score_backward(backend, cache.modality_rows.data(), groups, cache.inter_activation, d_beta.data(),
-                                      d_modality_rows.data(), grad.pooling.inter);
-
-        tensor<T> d_element_rows(cache.element_rows.shape());
-        std::vector<T> d_alpha(cache.alpha.size());
-        nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(cache.element_groups),
-                                    cache.alpha.data(), residual, d_modality_rows.data(), d_element_rows.data(), d_alpha.data());
-        if (config_.mra.shared_intra) {
-            pooling_.intra[0].score_backward(backend, cache.element_rows.data(), cache.alpha.size(), cache.intra_activations[0],
-                                             d_alpha.data(), d_element_rows.data(), grad.pooling.intra[0]);
-        } else {
-            for (std::size_t g = 0; g < groups; ++g) {
-                const auto [begin, length] = cache.element_groups[g];
-                const std::size_t m = cache.present[g].modality;
-                pooling_.intra[m].score_backward(backend, cache.element_rows.row(begin), length, cache.intra_activations[g],
-                                                 d_alpha.data() + begin, d_element_rows.row(begin), grad.pooling.intra[m]);
-            }
-        }
-
         tensor<T> d_hidden({batch.layout.rows(), h});
-        for (std::size_t g = 0; g < groups; ++g) {
-            const T* from = d_element_rows.row(cache.element_groups[g].begin);
-            std::copy(from, from + cache.element_groups[g].length * h, d_hidden.row(cache.present[g].first_slot));
+        if (config_.pooling == pooling_kind::cls) {
+            tensor<T> d_cls({samples, h});
+            bert_.pooler().backward(backend, cache.cls_rows.data(), cache.pooled.data(), d_pooled.data(), samples, d_cls.data(),
+                                    grad.encoder.pooler);
+            for (std::size_t b = 0; b < samples; ++b) std::copy_n(d_cls.row(b), h, d_hidden.row(batch.slot(b, 0)));
+        } else {
+            pool_elements_backward(cache, d_pooled, d_hidden, grad);
         }
         bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
         nn::embed_elements_backward(backend, batch, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
@@ -356,6 +297,132 @@ public:
     }
 
 private:
+    /// The element pooling of every kind but cls: gathers the element rows of each present (sample,
+    /// modality), then IntraMRA (or uniform α) per modality and InterMRA (or uniform β) per sample; the
+    /// mean pooling averages all elements of a sample. Leaves α, β and the pooled vectors in `c`.
+    void pool_elements(const packed_batch& batch, const tensor<T>& hidden_rows, model_cache<T>& c, bool keep) const
+    {
+        const auto& backend = bert_.backend();
+        const std::size_t h = hidden(), modalities = schema_.size(), samples = batch.layout.batch;
+        c.present.clear();
+        c.element_groups.clear();
+        c.modality_groups.clear();
+        std::size_t elements = 0;
+        for (std::size_t b = 0; b < samples; ++b) {
+            const std::size_t first_group = c.element_groups.size();
+            for (std::size_t m = 0; m < modalities; ++m)
+                if (const auto& s = batch.span(b, m); s.length > 0) {
+                    c.present.push_back({b, m, batch.slot(b, s.begin)});
+                    c.element_groups.push_back({elements, s.length});
+                    elements += s.length;
+                }
+            if (c.element_groups.size() == first_group)
+                throw input_error("model: sample " + std::to_string(b) + " has no present modality");
+            c.modality_groups.push_back({first_group, c.element_groups.size() - first_group});
+        }
+        const std::size_t groups = c.element_groups.size();
+        c.element_rows.resize({elements, h});
+        for (std::size_t g = 0; g < groups; ++g) {
+            const T* from = hidden_rows.row(c.present[g].first_slot);
+            std::copy(from, from + c.element_groups[g].length * h, c.element_rows.row(c.element_groups[g].begin));
+        }
+        c.alpha.assign(elements, T(0));  // zero scores: uniform weights where no attention is learned
+        c.beta.assign(groups, T(0));
+        c.pooled.resize({samples, h});
+
+        if (config_.pooling == pooling_kind::mean) {
+            const auto sample_groups = element_groups_per_sample(c);
+            nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(sample_groups),
+                               c.alpha.data(), T(0), c.pooled.data());
+            // The equivalent hierarchical weights: α uniform within a modality, β = n_m / n.
+            for (std::size_t g = 0; g < groups; ++g) {
+                const auto& s = sample_groups[c.present[g].sample];
+                const T n_m = static_cast<T>(c.element_groups[g].length);
+                c.beta[g] = n_m / static_cast<T>(s.length);
+                for (std::size_t i = 0; i < c.element_groups[g].length; ++i) c.alpha[c.element_groups[g].begin + i] = T(1) / n_m;
+            }
+            return;
+        }
+        if (has_intra(config_.pooling)) {
+            if (pooling_.shared_intra) {
+                c.intra_activations.resize(1);
+                pooling_.intra[0].score(backend, c.element_rows.data(), elements, c.alpha.data(),
+                                        keep ? &c.intra_activations[0] : nullptr);
+            } else {
+                c.intra_activations.resize(groups);
+                for (std::size_t g = 0; g < groups; ++g) {
+                    const auto [begin, length] = c.element_groups[g];
+                    pooling_.intra[c.present[g].modality].score(backend, c.element_rows.row(begin), length,
+                                                                c.alpha.data() + begin, keep ? &c.intra_activations[g] : nullptr);
+                }
+            }
+        }
+        const T residual = static_cast<T>(config_.mra.residual);
+        c.modality_rows.resize({groups, h});
+        nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(c.element_groups),
+                           c.alpha.data(), residual, c.modality_rows.data());
+        if (has_inter(config_.pooling))
+            pooling_.inter[0].score(backend, c.modality_rows.data(), groups, c.beta.data(), keep ? &c.inter_activation : nullptr);
+        nn::attention_pool(backend, c.modality_rows.data(), h, std::span<const nn::row_group>(c.modality_groups),
+                           c.beta.data(), residual, c.pooled.data());
+    }
+
+    /// Backward of `pool_elements`: from d(pooled), writes d(hidden) at the element slots.
+    void pool_elements_backward(const model_cache<T>& cache, const tensor<T>& d_pooled, tensor<T>& d_hidden,
+                                model_gradients<T>& grad) const
+    {
+        const auto& backend = bert_.backend();
+        const std::size_t h = hidden(), groups = cache.element_groups.size();
+        tensor<T> d_element_rows(cache.element_rows.shape());
+        std::vector<T> d_alpha(cache.alpha.size());
+        if (config_.pooling == pooling_kind::mean) {
+            const auto sample_groups = element_groups_per_sample(cache);
+            const std::vector<T> uniform_scores(cache.alpha.size(), T(0));
+            std::vector<T> weights(uniform_scores);
+            for (const auto& s : sample_groups)
+                std::fill_n(weights.begin() + static_cast<std::ptrdiff_t>(s.begin), s.length, T(1) / static_cast<T>(s.length));
+            nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(sample_groups),
+                                        weights.data(), T(0), d_pooled.data(), d_element_rows.data(), d_alpha.data());
+        } else {
+            const T residual = static_cast<T>(config_.mra.residual);
+            tensor<T> d_modality_rows({groups, h});
+            std::vector<T> d_beta(groups);
+            nn::attention_pool_backward(backend, cache.modality_rows.data(), h, std::span<const nn::row_group>(cache.modality_groups),
+                                        cache.beta.data(), residual, d_pooled.data(), d_modality_rows.data(), d_beta.data());
+            if (has_inter(config_.pooling))
+                pooling_.inter[0].score_backward(backend, cache.modality_rows.data(), groups, cache.inter_activation,
+                                                 d_beta.data(), d_modality_rows.data(), grad.pooling.inter[0]);
+            nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(cache.element_groups),
+                                        cache.alpha.data(), residual, d_modality_rows.data(), d_element_rows.data(), d_alpha.data());
+            if (has_intra(config_.pooling) && pooling_.shared_intra) {
+                pooling_.intra[0].score_backward(backend, cache.element_rows.data(), cache.alpha.size(), cache.intra_activations[0],
+                                                 d_alpha.data(), d_element_rows.data(), grad.pooling.intra[0]);
+            } else if (has_intra(config_.pooling)) {
+                for (std::size_t g = 0; g < groups; ++g) {
+                    const auto [begin, length] = cache.element_groups[g];
+                    const std::size_t m = cache.present[g].modality;
+                    pooling_.intra[m].score_backward(backend, cache.element_rows.row(begin), length, cache.intra_activations[g],
+                                                     d_alpha.data() + begin, d_element_rows.row(begin), grad.pooling.intra[m]);
+                }
+            }
+        }
+        for (std::size_t g = 0; g < groups; ++g) {
+            const T* from = d_element_rows.row(cache.element_groups[g].begin);
+            std::copy(from, from + cache.element_groups[g].length * h, d_hidden.row(cache.present[g].first_slot));
+        }
+    }
+
+    /// All element rows of each sample as one group (they are consecutive in the gathered rows).
+    static std::vector<nn::row_group> element_groups_per_sample(const model_cache<T>& c)
+    {
+        std::vector<nn::row_group> out;
+        for (const auto& [first, count] : c.modality_groups) {
+            const auto& last = c.element_groups[first + count - 1];
+            out.push_back({c.element_groups[first].begin, last.begin + last.length - c.element_groups[first].begin});
+        }
+        return out;
+    }
+
     static model_config with_type_rows(model_config c, const dm2s2::schema& s)
     {
         if (s.size() == 0) throw config_error("model: the schema has no modality");

@@ -4,11 +4,47 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/nn/bert_config.hpp"
 
 namespace dm2s2 {
+
+/// How the encoder output becomes the vector the head reads (DESIGN §5 and the baselines of §6).
+enum class pooling_kind {
+    dm2s2,     ///< IntraMRA then InterMRA
+    no_intra,  ///< α uniform within each modality, InterMRA learned
+    no_inter,  ///< IntraMRA learned, β uniform over present modalities
+    mean,      ///< mean over all elements of the record
+    cls        ///< BERT's pooler on [CLS]: tanh(W h_[CLS] + b)
+};
+
+constexpr std::string_view to_string(pooling_kind k) noexcept
+{
+    switch (k) {
+    case pooling_kind::dm2s2: return "dm2s2";
+    case pooling_kind::no_intra: return "no_intra";
+    case pooling_kind::no_inter: return "no_inter";
+    case pooling_kind::mean: return "mean";
+    case pooling_kind::cls: return "cls";
+    }
+    return "?";
+}
+
+/// Parses a pooling name ("dm2s2", "no_intra", "no_inter", "mean", "cls").
+inline std::optional<pooling_kind> parse_pooling_kind(std::string_view s) noexcept
+{
+    for (auto k : {pooling_kind::dm2s2, pooling_kind::no_intra, pooling_kind::no_inter, pooling_kind::mean, pooling_kind::cls})
+        if (to_string(k) == s) return k;
+    return std::nullopt;
+}
+
+/// True when the pooling has a learned IntraMRA.
+constexpr bool has_intra(pooling_kind k) noexcept { return k == pooling_kind::dm2s2 || k == pooling_kind::no_inter; }
+/// True when the pooling has a learned InterMRA.
+constexpr bool has_inter(pooling_kind k) noexcept { return k == pooling_kind::dm2s2 || k == pooling_kind::no_intra; }
 
 /// Options of the hierarchical modality attention (DESIGN §5).
 struct mra_config {
@@ -20,6 +56,7 @@ struct mra_config {
 /// Everything that sizes a DM²S² model besides its schema.
 struct model_config {
     bert_config bert;  ///< its type_vocab_size is set to the number of modalities by the model
+    pooling_kind pooling = pooling_kind::dm2s2;
     position_mode positions = position_mode::global;
     mra_config mra;
     std::size_t num_outputs = 2;  ///< C, the number of logits

@@ -2,6 +2,7 @@
 /// \file
 /// `pooler`: HuggingFace `BertPooler`, tanh(W h_[CLS] + b) on the first row of each sequence.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -29,6 +30,19 @@ struct pooler {
             std::memcpy(first.row(b), hidden + b * layout.length * h, h * sizeof(T));
         dense.forward(backend, first.data(), layout.batch, out);
         backend.tanh(out, layout.batch * h);
+    }
+
+    /// Backward of the pooler for the [CLS] rows `first` [batch, H] it read and its output `pooled`:
+    /// writes d(first) and accumulates the dense gradients into `grad`.
+    template <training_backend_for<T> Backend>
+    void backward(const Backend& backend, const T* first, const T* pooled, const T* d_pooled, std::size_t batch,
+                  T* d_first, pooler& grad) const
+    {
+        const std::size_t h = dense.out_features();
+        tensor<T> d_pre({batch, h});
+        std::copy(d_pooled, d_pooled + batch * h, d_pre.data());
+        backend.tanh_backward(pooled, d_pre.data(), d_pre.size());
+        dense.backward(backend, first, d_pre.data(), batch, d_first, grad.dense);
     }
 
     template <class F>
