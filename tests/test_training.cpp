@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dm2s2/train/losses.hpp"
+#include "dm2s2/train/metrics.hpp"
 #include "dm2s2/train/optimizer.hpp"
 #include "test_support.hpp"
 
@@ -117,4 +118,32 @@ TEST_CASE("clipping rejects non-finite gradients, naming the parameter")
     grads.tensors["w"] = tensor<double>({2});
     grads.tensors["w"][1] = INFINITY;
     CHECK_THROWS_WITH_AS(clip_gradient_norm<double>(grads, 1.0), doctest::Contains("'w'"), input_error);
+}
+
+TEST_CASE_TEMPLATE("metrics match scikit-learn for every task", T, float, double)
+{
+    for (const auto task : {task_type::multiclass, task_type::binary, task_type::multilabel, task_type::regression}) {
+        const std::string t(to_string(task));
+        CAPTURE(t);
+        const nlohmann::json& c = reference()["metrics"][t];
+        const shape_t shape = c["shape"].get<shape_t>();
+        const auto logits = from_json<T>(c["logits"], shape);
+        const auto targets = task == task_type::multiclass ? from_json<T>(c["targets"], {shape[0]}) : from_json<T>(c["targets"], shape);
+        const auto metrics = evaluate_metrics(task, logits, targets);
+        CHECK(metrics.size() == c["metrics"].size());
+        for (const auto& item : c["metrics"].items()) {
+            CAPTURE(item.key());
+            REQUIRE(metrics.count(item.key()) == 1);
+            CHECK(metrics.at(item.key()) == doctest::Approx(item.value().get<double>()).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-12));
+        }
+    }
+}
+
+TEST_CASE("ROC-AUC is absent when the targets hold one class only")
+{
+    tensor<double> logits({3, 1}), targets({3, 1}, 1.0);
+    logits[0] = 0.5;
+    const auto metrics = evaluate_metrics(task_type::binary, logits, targets);
+    CHECK(metrics.count("roc_auc") == 0);
+    CHECK(metrics.at("accuracy") == doctest::Approx(1.0));
 }

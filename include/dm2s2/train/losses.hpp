@@ -36,45 +36,63 @@ struct loss_result {
     tensor<T> grad_logits;
 };
 
-/// Loss of `logits` [batch, outputs] against `targets`: class indices [batch] for multiclass, 0/1
-/// values [batch, outputs] for binary (outputs = 1) and multilabel, numbers [batch, outputs] for
-/// regression. Throws shape_error or input_error naming the sample for targets that do not fit.
+/// Throws shape_error or input_error, naming the sample, unless `targets` fit `logits` [batch, outputs]
+/// for the task: class indices [batch] for multiclass, 0/1 values [batch, outputs] for binary
+/// (outputs = 1) and multilabel, finite numbers [batch, outputs] for regression.
 template <scalar T>
-loss_result<T> compute_loss(task_type task, const tensor<T>& logits, const tensor<T>& targets)
+void check_targets(task_type task, const tensor<T>& logits, const tensor<T>& targets)
 {
     if (logits.rank() != 2) throw shape_error("loss: logits must be [batch, outputs], got " + to_string(logits.shape()));
     const std::size_t batch = logits.dim(0), outputs = logits.dim(1);
     const auto where = [](std::size_t b) { return "loss: sample " + std::to_string(b) + ": "; };
-    loss_result<T> out{0.0, tensor<T>(logits.shape())};
     if (task == task_type::multiclass) {
         require_shape(targets, {batch}, "loss: multiclass targets");
         for (std::size_t b = 0; b < batch; ++b) {
             const double c = targets[b];
             if (!(c >= 0 && c < static_cast<double>(outputs) && c == std::floor(c)))
                 throw input_error(where(b) + "class " + std::to_string(c) + " is not an integer in [0, " + std::to_string(outputs) + ")");
+        }
+        return;
+    }
+    require_shape(targets, logits.shape(), std::string("loss: ") + std::string(to_string(task)) + " targets");
+    if (task == task_type::binary && outputs != 1) throw shape_error("loss: a binary task has one output, not " + std::to_string(outputs));
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        const double y = targets[i];
+        if (task == task_type::regression && !std::isfinite(y)) throw input_error(where(i / outputs) + "target is not finite");
+        if (task != task_type::regression && y != 0 && y != 1)
+            throw input_error(where(i / outputs) + "target " + std::to_string(y) + " is not 0 or 1");
+    }
+}
+
+/// Loss of `logits` [batch, outputs] against `targets` (shaped as `check_targets` requires).
+template <scalar T>
+loss_result<T> compute_loss(task_type task, const tensor<T>& logits, const tensor<T>& targets)
+{
+    check_targets(task, logits, targets);
+    const std::size_t batch = logits.dim(0), outputs = logits.dim(1);
+    loss_result<T> out{0.0, tensor<T>(logits.shape())};
+    if (task == task_type::multiclass) {
+        for (std::size_t b = 0; b < batch; ++b) {
+            const auto c = static_cast<std::size_t>(targets[b]);
             const T* row = logits.row(b);
             const double max = *std::max_element(row, row + outputs);
             double sum = 0;
             for (std::size_t j = 0; j < outputs; ++j) sum += std::exp(row[j] - max);
             const double log_sum = max + std::log(sum);
-            out.value += log_sum - row[static_cast<std::size_t>(c)];
+            out.value += log_sum - row[c];
             for (std::size_t j = 0; j < outputs; ++j)
                 out.grad_logits(b, j) = static_cast<T>((std::exp(row[j] - log_sum) - (j == c ? 1.0 : 0.0)) / batch);
         }
         out.value /= static_cast<double>(batch);
         return out;
     }
-    require_shape(targets, logits.shape(), std::string("loss: ") + std::string(to_string(task)) + " targets");
-    if (task == task_type::binary && outputs != 1) throw shape_error("loss: a binary task has one output, not " + std::to_string(outputs));
     const double n = static_cast<double>(logits.size());
     for (std::size_t i = 0; i < logits.size(); ++i) {
         const double x = logits[i], y = targets[i];
         if (task == task_type::regression) {
-            if (!std::isfinite(y)) throw input_error(where(i / outputs) + "target is not finite");
             out.value += (x - y) * (x - y);
             out.grad_logits[i] = static_cast<T>(2 * (x - y) / n);
         } else {
-            if (y != 0 && y != 1) throw input_error(where(i / outputs) + "target " + std::to_string(y) + " is not 0 or 1");
             // Stable form: max(x, 0) − x y + log(1 + e^−|x|).
             out.value += std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
             out.grad_logits[i] = static_cast<T>((1 / (1 + std::exp(-x)) - y) / n);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes ../training_reference.json: losses, gradients and AdamW trajectories computed by PyTorch
-in float64, which the training tests compare against. Run with Debian's python3-torch:
+in float64, and metrics computed by scikit-learn, which the training tests compare against. Run with
+Debian's python3-torch and python3-sklearn:
     /usr/bin/python3 tests/data/scripts/make_training_reference.py
 """
 import json
@@ -75,6 +76,44 @@ for step in range(total):
                   "params": {k: rounded(v) for k, v in tensors.items()}})
 out["adamw"] = {"lr": lr, "weight_decay": weight_decay, "warmup": warmup, "total": total, "max_norm": max_norm,
                 "shapes": {k: list(v.shape) for k, v in params.items()}, "initial": initial, "steps": steps}
+
+# Metrics (DESIGN §7) from scikit-learn, on predictions at probability 0.5 (logit 0).
+from sklearn import metrics as skm  # noqa: E402
+import numpy as np  # noqa: E402
+
+rng = np.random.default_rng(3)
+metric_cases = {}
+logits = rng.normal(size=(40, 4))
+classes = rng.integers(0, 4, size=40)
+classes[:5] = logits[:5].argmax(1)
+predicted = logits.argmax(1)
+metric_cases["multiclass"] = {"logits": logits.reshape(-1).tolist(), "shape": [40, 4], "targets": classes.tolist(),
+                              "metrics": {"accuracy": skm.accuracy_score(classes, predicted),
+                                          "macro_f1": skm.f1_score(classes, predicted, average="macro")}}
+logits = rng.normal(size=(50, 1)) + np.repeat([0.0, 0.5], 25)[:, None]
+logits[10:14] = 0.25  # ties in the scores
+labels = (rng.random(50) < 0.5).astype(float)
+probabilities = 1 / (1 + np.exp(-logits[:, 0]))
+predicted = (probabilities >= 0.5).astype(float)
+metric_cases["binary"] = {"logits": logits.reshape(-1).tolist(), "shape": [50, 1], "targets": labels.tolist(),
+                          "metrics": {"accuracy": skm.accuracy_score(labels, predicted), "f1": skm.f1_score(labels, predicted),
+                                      "roc_auc": skm.roc_auc_score(labels, probabilities)}}
+logits = rng.normal(size=(30, 5)) - 0.3
+labels = (rng.random((30, 5)) < 0.4).astype(float)
+labels[0] = 0
+logits[0] = -1  # a sample with no true and no predicted label
+labels[:, 4] = 0  # a label that never occurs
+predicted = (logits >= 0).astype(float)
+metric_cases["multilabel"] = {"logits": logits.reshape(-1).tolist(), "shape": [30, 5], "targets": labels.reshape(-1).tolist(),
+                              "metrics": {f"{a}_f1": skm.f1_score(labels, predicted, average=a)
+                                          for a in ("micro", "macro", "weighted", "samples")}}
+logits = rng.normal(size=(20, 2))
+values = rng.normal(size=(20, 2))
+metric_cases["regression"] = {"logits": logits.reshape(-1).tolist(), "shape": [20, 2], "targets": values.reshape(-1).tolist(),
+                              "metrics": {"rmse": float(np.sqrt(skm.mean_squared_error(values, logits))),
+                                          "mae": skm.mean_absolute_error(values, logits)}}
+out["metrics"] = metric_cases
+out["sklearn_version"] = __import__("sklearn").__version__
 
 path = pathlib.Path(__file__).resolve().parent.parent / "training_reference.json"
 path.write_text(json.dumps(out, indent=1) + "\n")
