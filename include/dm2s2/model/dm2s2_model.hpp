@@ -282,6 +282,15 @@ public:
         pooling_.for_each_parameter("", visit);
     }
 
+    /// Visits every parameter read-only (for saving). The visit is the mutable one: it changes nothing,
+    /// and the visitor only ever sees const tensors.
+    template <class F>
+    void for_each_parameter(F&& visit) const
+    {
+        const_cast<model*>(this)->for_each_parameter(
+            [&](const std::string& name, tensor<T>& t) { visit(name, static_cast<const tensor<T>&>(t)); });
+    }
+
     /// Initialises the encoder from a HuggingFace BERT checkpoint directory. Its config must match this
     /// model's encoder except type_vocab_size (token-type rows are adapted as DESIGN §8 says).
     hf_load_report load_encoder(const std::filesystem::path& dir)
