@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <numeric>
 
 #include "dm2s2/train/train_step.hpp"
@@ -103,4 +104,38 @@ TEST_CASE("every baseline trains with the same code: its loss decreases")
         const auto r = train_and_evaluate(train, test, pooling, 6);
         CHECK(r.last_epoch_loss < 0.9 * r.first_epoch_loss);
     }
+}
+
+TEST_CASE("accumulating micro-batches gives the step of their union")
+{
+    const planted_task data(12, 9);
+    auto config = planted_task::config();
+    config.bert.hidden_size = 16;
+    config.bert.intermediate_size = 32;
+    model<double> whole(data.modalities, config, 5), split(data.modalities, config, 5);
+    adamw<double> whole_optimizer, split_optimizer;
+    const auto targets_of = [&](std::size_t first, std::size_t count) {
+        tensor<double> t({count});
+        for (std::size_t i = 0; i < count; ++i) t[i] = static_cast<double>(data.labels[first + i]);
+        return t;
+    };
+    const auto records = [&](std::size_t first, std::size_t count) {
+        return std::vector<sequence_set>(data.records.begin() + static_cast<std::ptrdiff_t>(first),
+                                         data.records.begin() + static_cast<std::ptrdiff_t>(first + count));
+    };
+    const step_options options{.learning_rate = 1e-2, .max_gradient_norm = 0.5};
+    const auto one = train_step(whole, whole_optimizer, whole.pack(records(0, 12)), task_type::multiclass, targets_of(0, 12), options);
+    const std::vector<packed_batch> parts = {split.pack(records(0, 5)), split.pack(records(5, 7))};
+    const std::vector<tensor<double>> part_targets = {targets_of(0, 5), targets_of(5, 7)};
+    const auto two = train_step(split, split_optimizer, std::span<const packed_batch>(parts), task_type::multiclass,
+                                std::span<const tensor<double>>(part_targets), options);
+    CHECK(two.loss == doctest::Approx(one.loss).epsilon(1e-12));
+    CHECK(two.gradient_norm == doctest::Approx(one.gradient_norm).epsilon(1e-10));
+    std::map<std::string, const tensor<double>*> after;
+    split.for_each_parameter([&](const std::string& name, const tensor<double>& t) { after[name] = &t; });
+    double worst = 0;
+    whole.for_each_parameter([&](const std::string& name, const tensor<double>& t) {
+        worst = std::max(worst, dm2s2::testing::max_abs_diff(t.values(), after.at(name)->values()));
+    });
+    CHECK(worst <= 1e-12);
 }

@@ -1,7 +1,9 @@
 #pragma once
 /// \file
-/// One optimisation step of a DM²S² model: forward with a backward cache, loss, backward,
-/// global-norm clipping and an AdamW update.
+/// One optimisation step of a DM²S² model: forward with a backward cache, loss, backward (accumulated
+/// over micro-batches), global-norm clipping and an AdamW update.
+
+#include <span>
 
 #include "dm2s2/model/dm2s2_model.hpp"
 #include "dm2s2/train/losses.hpp"
@@ -22,20 +24,41 @@ struct step_report {
     double gradient_norm = 0;  ///< before clipping (0 when clipping is disabled)
 };
 
+/// Updates `m` once from micro-batches whose gradients are accumulated: the result equals one step on
+/// their union, as the losses are means (each micro-batch's gradient is weighted by its share of the
+/// records). `targets[k]` belongs to `batches[k]` (see `compute_loss` for the shapes).
+template <scalar T, training_backend_for<T> Backend>
+step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
+                       std::span<const tensor<T>> targets, const step_options& options)
+{
+    if (batches.empty() || batches.size() != targets.size())
+        throw shape_error("train_step: " + std::to_string(batches.size()) + " micro-batches but " +
+                          std::to_string(targets.size()) + " target tensors");
+    std::size_t records = 0;
+    for (const auto& b : batches) records += b.layout.batch;
+    auto grads = m.zero_gradients();
+    step_report report;
+    for (std::size_t k = 0; k < batches.size(); ++k) {
+        model_cache<T> cache;
+        const auto out = m.forward(batches[k], false, &cache, options.dropout_rng);
+        auto loss = compute_loss(task, out.logits, targets[k]);
+        const double share = static_cast<double>(batches[k].layout.batch) / static_cast<double>(records);
+        for (auto& g : loss.grad_logits.values()) g = static_cast<T>(g * share);
+        m.backward(cache, loss.grad_logits, grads);
+        report.loss += share * loss.value;
+    }
+    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm);
+    optimizer.step(m, grads, options.learning_rate);
+    return report;
+}
+
 /// Updates `m` once on a packed batch with its targets (see `compute_loss` for their shape).
 template <scalar T, training_backend_for<T> Backend>
 step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, const packed_batch& batch, task_type task,
                        const tensor<T>& targets, const step_options& options)
 {
-    model_cache<T> cache;
-    const auto out = m.forward(batch, false, &cache, options.dropout_rng);
-    const auto loss = compute_loss(task, out.logits, targets);
-    auto grads = m.zero_gradients();
-    m.backward(cache, loss.grad_logits, grads);
-    step_report report{loss.value, 0.0};
-    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm);
-    optimizer.step(m, grads, options.learning_rate);
-    return report;
+    return train_step(m, optimizer, std::span<const packed_batch>(&batch, 1), task, std::span<const tensor<T>>(&targets, 1),
+                      options);
 }
 
 }  // namespace dm2s2
