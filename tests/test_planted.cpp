@@ -7,12 +7,11 @@
 #include <map>
 #include <numeric>
 
+#include "dm2s2/data/planted_task.hpp"
 #include "dm2s2/train/train_step.hpp"
-#include "planted_task.hpp"
 #include "test_support.hpp"
 
 using namespace dm2s2;
-using dm2s2::testing::planted_task;
 
 namespace {
 

@@ -125,3 +125,15 @@ TEST_CASE("the quickstart runs and prints an explanation for every record")
     CHECK(r.output.find("record 2  logits:") != std::string::npos);
     CHECK(r.output.find("(missing)") != std::string::npos);
 }
+
+TEST_CASE("the training example trains, saves, reloads and explains")
+{
+    const auto dir = dm2s2::testing::scratch_dir("train_planted");
+    const auto r = run(std::string(DM2S2_TRAIN_PLANTED) + " " + (dir / "model").string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("epoch 6") != std::string::npos);
+    CHECK(r.output.find("reloaded") != std::string::npos);
+    CHECK(r.output.find("record 2: class") != std::string::npos);
+    CHECK(fs::exists(dir / "model" / "model.safetensors"));
+    CHECK(fs::exists(dir / "model" / "config.json"));
+}

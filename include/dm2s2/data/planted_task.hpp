@@ -1,7 +1,9 @@
 #pragma once
-// A planted-signal task: three modalities (tokens, dense, categorical) of random lengths, the dense
-// and categorical ones sometimes missing; the class is decided by one planted token among random
-// tokens. A model that learns it must also point at the planted token to explain itself.
+/// \file
+/// `planted_task`: a synthetic data set with a known answer, for demonstrations and tests. Records have
+/// three modalities (tokens, dense rows, categories) of random lengths, the dense and categorical ones
+/// sometimes missing; the class is decided by one planted token among random ones. A model that learns
+/// the task should also point at the planted token when it explains itself.
 
 #include <cstdint>
 #include <vector>
@@ -10,8 +12,9 @@
 #include "dm2s2/data/sequence_set.hpp"
 #include "dm2s2/model/model_config.hpp"
 
-namespace dm2s2::testing {
+namespace dm2s2 {
 
+/// The records, labels and planted positions of a seeded planted-signal data set.
 struct planted_task {
     static constexpr std::int64_t first_planted = 3;  ///< tokens 3, 4, 5 decide classes 0, 1, 2
     static constexpr std::size_t classes = 3;
@@ -23,6 +26,7 @@ struct planted_task {
     std::vector<std::size_t> labels;
     std::vector<std::size_t> planted_position;  ///< index of the planted token within "words"
 
+    /// `count` records drawn with `seed`.
     planted_task(std::size_t count, std::uint64_t seed)
     {
         random_generator rng(seed);
@@ -67,4 +71,4 @@ struct planted_task {
     }
 };
 
-}  // namespace dm2s2::testing
+}  // namespace dm2s2
