@@ -12,27 +12,10 @@
 #include "test_support.hpp"
 
 using namespace dm2s2;
+using dm2s2::testing::golden;
+using dm2s2::testing::golden_inputs;
 
 namespace {
-
-const safetensors_file& golden()
-{
-    static const auto file = safetensors_file::load(dm2s2::testing::tiny_bert_dir() / "golden.safetensors");
-    return file;
-}
-
-bert_inputs golden_inputs()
-{
-    bert_inputs in;
-    const auto ids = golden().read_integers("input_ids");
-    const auto types = golden().read_integers("token_type_ids");
-    const auto mask = golden().read_integers("attention_mask");
-    in.layout = {ids.dim(0), ids.dim(1)};
-    in.input_ids.assign(ids.values().begin(), ids.values().end());
-    in.token_type_ids.assign(types.values().begin(), types.values().end());
-    for (auto m : mask.values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
-    return in;
-}
 
 /// Largest |a − b| relative to the largest |b|.
 template <class A, class B>

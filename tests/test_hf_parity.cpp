@@ -8,32 +8,11 @@
 #include "test_support.hpp"
 
 using namespace dm2s2;
+using dm2s2::testing::golden;
+using dm2s2::testing::golden_inputs;
 using dm2s2::testing::max_abs_diff;
 
 namespace {
-
-const safetensors_file& golden()
-{
-    static const safetensors_file file = safetensors_file::load(dm2s2::testing::tiny_bert_dir() / "golden.safetensors");
-    return file;
-}
-
-bert_inputs golden_inputs(bool restart_positions)
-{
-    const auto ids = golden().read_integers("input_ids");
-    bert_inputs in;
-    in.layout = {ids.dim(0), ids.dim(1)};
-    in.input_ids.assign(ids.values().begin(), ids.values().end());
-    const auto types = golden().read_integers("token_type_ids");
-    in.token_type_ids.assign(types.values().begin(), types.values().end());
-    const auto mask = golden().read_integers("attention_mask");
-    for (auto m : mask.values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
-    if (restart_positions) {
-        const auto pos = golden().read_integers("position_ids_restart");
-        in.position_ids.assign(pos.values().begin(), pos.values().end());
-    }
-    return in;
-}
 
 template <class T, class Backend>
 void check_parity(double tolerance)

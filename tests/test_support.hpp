@@ -10,11 +10,38 @@
 #include <doctest/doctest.h>
 
 #include "dm2s2/core/tensor.hpp"
+#include "dm2s2/io/safetensors.hpp"
+#include "dm2s2/model/bert_model.hpp"
 
 namespace dm2s2::testing {
 
 inline std::filesystem::path data_dir() { return DM2S2_TEST_DATA_DIR; }
 inline std::filesystem::path tiny_bert_dir() { return data_dir() / "bert_tiny_a"; }
+
+/// The HuggingFace golden outputs of the tiny checkpoint (see data/bert_tiny_a and its README).
+inline const safetensors_file& golden()
+{
+    static const safetensors_file file = safetensors_file::load(tiny_bert_dir() / "golden.safetensors");
+    return file;
+}
+
+/// The golden inputs, with default position ids or the restarted ones.
+inline bert_inputs golden_inputs(bool restart_positions = false)
+{
+    const auto ids = golden().read_integers("input_ids");
+    const auto types = golden().read_integers("token_type_ids");
+    const auto mask = golden().read_integers("attention_mask");
+    bert_inputs in;
+    in.layout = {ids.dim(0), ids.dim(1)};
+    in.input_ids.assign(ids.values().begin(), ids.values().end());
+    in.token_type_ids.assign(types.values().begin(), types.values().end());
+    for (auto m : mask.values()) in.attention_mask.push_back(static_cast<std::uint8_t>(m));
+    if (restart_positions) {
+        const auto positions = golden().read_integers("position_ids_restart");
+        in.position_ids.assign(positions.values().begin(), positions.values().end());
+    }
+    return in;
+}
 
 /// A fresh, empty scratch directory in the build tree; `name` is unique to the test that uses it.
 inline std::filesystem::path scratch_dir(const std::string& name)

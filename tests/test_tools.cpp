@@ -14,6 +14,7 @@
 #include "test_support.hpp"
 
 using namespace dm2s2;
+using dm2s2::testing::golden;
 using dm2s2::testing::max_abs_diff;
 namespace fs = std::filesystem;
 
@@ -38,12 +39,6 @@ run_result run(const std::string& command)
     in.close();
     fs::remove(log);
     return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, text.str()};
-}
-
-const safetensors_file& golden()
-{
-    static const auto file = safetensors_file::load(dm2s2::testing::tiny_bert_dir() / "golden.safetensors");
-    return file;
 }
 
 /// Writes the golden inputs, optionally with the restart position ids and one tensor replaced.
