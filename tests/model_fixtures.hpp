@@ -65,7 +65,7 @@ inline std::vector<sequence_set> random_records(const schema& s, std::size_t cou
 /// variants, then the baselines that share its encoder.
 inline std::vector<std::pair<const char*, model_config>> pooling_variants()
 {
-    std::vector<std::pair<const char*, model_config>> variants(8, {"", small_config()});
+    std::vector<std::pair<const char*, model_config>> variants(4, {"", small_config()});
     variants[0].first = "defaults: shared IntraMRA, residual 1, global positions";
     variants[1].first = "per-modality IntraMRA";
     variants[1].second.mra.shared_intra = false;
@@ -74,13 +74,10 @@ inline std::vector<std::pair<const char*, model_config>> pooling_variants()
     variants[3].first = "per-modality positions and a smaller attention size";
     variants[3].second.positions = position_mode::per_modality;
     variants[3].second.mra.attention_dim = 7;
-    const std::pair<const char*, pooling_kind> baselines[] = {{"no_intra", pooling_kind::no_intra},
-                                                             {"no_inter", pooling_kind::no_inter},
-                                                             {"mean", pooling_kind::mean},
-                                                             {"cls", pooling_kind::cls}};
-    for (std::size_t i = 0; i < 4; ++i) {
-        variants[4 + i].first = baselines[i].first;
-        variants[4 + i].second.pooling = baselines[i].second;
+    for (const auto pooling : all_pooling_kinds) {
+        if (pooling == pooling_kind::dm2s2) continue;
+        auto& [name, config] = variants.emplace_back(to_string(pooling).data(), small_config());
+        config.pooling = pooling;
     }
     return variants;
 }

@@ -207,7 +207,8 @@ void check_model_gradients(const model_config& config, std::optional<std::uint64
 TEST_CASE("gradients match central finite differences for DM²S² variants and the baselines")
 {
     for (const auto& variant : dm2s2::testing::pooling_variants()) {
-        CAPTURE(variant.first);
+        const std::string variant_name = variant.first;
+        CAPTURE(variant_name);
         check_model_gradients(variant.second);
     }
 }

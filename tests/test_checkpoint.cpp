@@ -14,7 +14,8 @@ TEST_CASE_TEMPLATE("a saved model loads back to identical outputs, for every poo
 {
     const auto dir = scratch_dir(std::string("checkpoint_") + std::string(scalar_name<T>()));
     for (const auto& variant : pooling_variants()) {
-        CAPTURE(variant.first);
+        const std::string variant_name = variant.first;
+        CAPTURE(variant_name);
         const model<T> original(four_modalities(), variant.second, 8);
         save_model(original, dir);
         const auto loaded = load_model<T>(dir);

@@ -126,9 +126,16 @@ TEST_CASE("the training example trains, saves, reloads and explains")
     const auto dir = dm2s2::testing::scratch_dir("train_planted");
     const auto r = run(std::string(DM2S2_TRAIN_PLANTED) + " " + (dir / "model").string());
     REQUIRE_MESSAGE(r.status == 0, r.output);
-    CHECK(r.output.find("epoch 6") != std::string::npos);
-    CHECK(r.output.find("reloaded") != std::string::npos);
+    // Not a terminal: progress comes as plain lines, never carriage returns.
+    CHECK(r.output.find("epoch 1/6 step 37/38") == std::string::npos);
+    CHECK(r.output.find("epoch 1/6 step 38/38  loss") != std::string::npos);
+    CHECK(r.output.find('\r') == std::string::npos);
+    CHECK(r.output.find("(best)") != std::string::npos);
+    const auto at = r.output.find("test accuracy ");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stod(r.output.substr(at + 14)) >= 0.9);
     CHECK(r.output.find("record 2: class") != std::string::npos);
     CHECK(fs::exists(dir / "model" / "model.safetensors"));
     CHECK(fs::exists(dir / "model" / "config.json"));
+    CHECK(fs::exists(dir / "model" / "training_state.safetensors"));
 }

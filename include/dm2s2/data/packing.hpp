@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <ranges>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/data/schema.hpp"
@@ -47,6 +48,7 @@ struct packing_options {
 struct packed_batch {
     nn::batch_layout layout;
     std::size_t modality_count = 0;
+    std::int64_t pad_id = 0;                    ///< the word id of padding slots
     std::vector<std::size_t> lengths;           ///< [batch] packed length of each sample
     std::vector<std::uint8_t> mask;             ///< 1 for real slots, 0 for padding
     std::vector<std::int64_t> type_ids;         ///< token type: [CLS] 0, modality m and its [SEP] m
@@ -62,6 +64,17 @@ struct packed_batch {
     const modality_span& span(std::size_t b, std::size_t m) const { return spans[b * modality_count + m]; }
     std::size_t slot(std::size_t b, std::size_t position) const { return b * layout.length + position; }
 };
+
+/// The packed length of `sample` for `s`: [CLS], then each present modality (truncated to its
+/// max_length) and its [SEP]. Used to bucket records of similar length into one batch.
+template <sequence_set_like Sample>
+std::size_t packed_length(const schema& s, const Sample& sample)
+{
+    std::size_t total = 1;
+    for (std::size_t m = 0; m < s.size() && m < sample.modality_count(); ++m)
+        if (const std::size_t n = std::min(sample.length(m), s[m].max_length); n > 0) total += n + 1;
+    return total;
+}
 
 /// Packs `samples` for `s`. Throws input_error naming the sample and modality for a sample with no
 /// present modality, an id outside the vocabulary or category table, a non-finite value, or a
@@ -122,6 +135,7 @@ packed_batch pack(const schema& s, Range&& samples, const packing_options& optio
 
     packed_batch out;
     out.modality_count = modalities;
+    out.pad_id = options.pad_id;
     out.layout.batch = lengths.size();
     for (const auto& len : lengths) {
         std::size_t total = 1;
@@ -183,6 +197,63 @@ packed_batch pack(const schema& s, Range&& samples, const packing_options& optio
             place(element_source::special, options.sep_id, type, static_cast<std::int64_t>(len[m] + 1), -1);
         }
         ++b;
+    }
+    return out;
+}
+
+/// One sequence per present (sample, modality) of `batch`, each laid out alone as `[CLS] x_m [SEP]`
+/// (the mid-fusion baseline of DESIGN §6). Type ids stay m; positions are 0..n_m+1, which both
+/// position modes give for a lone modality. `origin[r]` is the (sample, modality) of row r.
+struct modality_split {
+    packed_batch batch;
+    std::vector<std::pair<std::size_t, std::size_t>> origin;
+};
+
+/// Splits a packed batch by modality (see `modality_split`).
+inline modality_split split_by_modality(const packed_batch& batch)
+{
+    const std::size_t modalities = batch.modality_count;
+    modality_split out;
+    auto& split = out.batch;
+    split.modality_count = modalities;
+    split.pad_id = batch.pad_id;
+    for (std::size_t b = 0; b < batch.layout.batch; ++b)
+        for (std::size_t m = 0; m < modalities; ++m)
+            if (const std::size_t n = batch.span(b, m).length; n > 0) {
+                out.origin.emplace_back(b, m);
+                split.lengths.push_back(n + 2);
+                split.layout.length = std::max(split.layout.length, n + 2);
+            }
+    split.layout.batch = out.origin.size();
+    const std::size_t slots = split.layout.rows();
+    split.mask.assign(slots, 0);
+    split.type_ids.assign(slots, 0);
+    split.position_ids.assign(slots, 0);
+    split.sources.assign(slots, element_source::padding);
+    split.modality.assign(slots, -1);
+    split.ids.assign(slots, batch.pad_id);
+    split.numbers.assign(slots, 0.0);
+    split.dense_rows = batch.dense_rows;  // same order: sample-major, as in the packed batch
+    split.dense_slots.assign(modalities, {});
+    split.spans.assign(split.layout.batch * modalities, {});
+    for (std::size_t r = 0; r < out.origin.size(); ++r) {
+        const auto [b, m] = out.origin[r];
+        const auto& span = batch.span(b, m);
+        split.spans[r * modalities + m] = {1, span.length};
+        // [CLS] and the elements with their [SEP] are copied from the packed row, then renumbered.
+        const auto copy = [&](std::size_t from_slot, std::size_t position) {
+            const std::size_t to = split.slot(r, position);
+            split.mask[to] = 1;
+            split.type_ids[to] = batch.type_ids[from_slot];
+            split.position_ids[to] = static_cast<std::int64_t>(position);
+            split.sources[to] = batch.sources[from_slot];
+            split.modality[to] = batch.modality[from_slot];
+            split.ids[to] = batch.ids[from_slot];
+            split.numbers[to] = batch.numbers[from_slot];
+            if (batch.sources[from_slot] == element_source::dense) split.dense_slots[m].push_back(to);
+        };
+        copy(batch.slot(b, 0), 0);
+        for (std::size_t i = 0; i <= span.length; ++i) copy(batch.slot(b, span.begin + i), i + 1);
     }
     return out;
 }

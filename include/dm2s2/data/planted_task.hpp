@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dm2s2/core/random.hpp"
+#include "dm2s2/core/tensor.hpp"
 #include "dm2s2/data/sequence_set.hpp"
 #include "dm2s2/model/model_config.hpp"
 
@@ -19,9 +20,15 @@ struct planted_task {
     static constexpr std::int64_t first_planted = 3;  ///< tokens 3, 4, 5 decide classes 0, 1, 2
     static constexpr std::size_t classes = 3;
 
-    schema modalities{{{.name = "words", .kind = modality_kind::tokens, .max_length = 12},
+    /// Words (the planted token among random ones), image-like dense rows, categorical tags.
+    static schema modality_schema()
+    {
+        return schema({{.name = "words", .kind = modality_kind::tokens, .max_length = 12},
                        {.name = "regions", .kind = modality_kind::dense, .max_length = 6, .dim = 8},
-                       {.name = "tags", .kind = modality_kind::categorical, .max_length = 4, .categories = 10}}};
+                       {.name = "tags", .kind = modality_kind::categorical, .max_length = 4, .categories = 10}});
+    }
+
+    schema modalities = modality_schema();
     std::vector<sequence_set> records;
     std::vector<std::size_t> labels;
     std::vector<std::size_t> planted_position;  ///< index of the planted token within "words"
@@ -52,6 +59,15 @@ struct planted_task {
             labels.push_back(label);
             planted_position.push_back(at);
         }
+    }
+
+    /// The labels as multiclass targets: class indices [records].
+    template <scalar T>
+    tensor<T> targets() const
+    {
+        tensor<T> t({labels.size()});
+        for (std::size_t i = 0; i < labels.size(); ++i) t[i] = static_cast<T>(labels[i]);
+        return t;
     }
 
     /// A small DM²S²: 2 layers, hidden 64, 4 heads.

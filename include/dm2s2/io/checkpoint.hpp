@@ -7,8 +7,8 @@
 
 #include <filesystem>
 #include <map>
-#include <set>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -134,6 +134,37 @@ void save_model(const model<T, Backend>& m, const std::filesystem::path& dir, dt
     write_file_atomically(dir / "config.json", model_config_to_json(m.config(), m.schema()).dump(2) + "\n");
 }
 
+namespace detail {
+
+/// Reads a tensor for every parameter of `m` from `file`, checking names and shapes, without touching
+/// `m` (so a failed read leaves it as it was). Tensors whose names start with `other_prefix` are left
+/// to the caller; any other tensor is an error.
+template <scalar T, class Model>
+std::map<std::string, tensor<T>> read_parameters(const safetensors_file& file, Model& m, const std::string& other_prefix = {})
+{
+    std::map<std::string, tensor<T>> out;
+    m.for_each_parameter([&](const std::string& name, const tensor<T>& target) {
+        tensor<T> stored = file.template read<T>(name);
+        if (stored.shape() != target.shape())
+            throw shape_error(file.source() + ": tensor '" + name + "' has shape " + to_string(stored.shape()) +
+                              ", the configuration needs " + to_string(target.shape()));
+        out.emplace(name, std::move(stored));
+    });
+    for (const auto& e : file.entries())
+        if (!out.count(e.name) && (other_prefix.empty() || e.name.rfind(other_prefix, 0) != 0))
+            throw format_error(file.source() + ": unexpected tensor '" + e.name + "' for this configuration");
+    return out;
+}
+
+/// Moves tensors read by `read_parameters` into the parameters of `m`.
+template <scalar T, class Model>
+void assign_parameters(Model& m, std::map<std::string, tensor<T>>& values)
+{
+    m.for_each_parameter([&](const std::string& name, tensor<T>& target) { target = std::move(values.at(name)); });
+}
+
+}  // namespace detail
+
 /// Reads a model written by `save_model`. Every parameter must be present with its shape, and the file
 /// may hold nothing else; errors name the file and the tensor.
 template <scalar T, backend_for<T> Backend = cpu_backend>
@@ -142,18 +173,8 @@ model<T, Backend> load_model(const std::filesystem::path& dir, Backend backend =
     const auto config_path = dir / "config.json";
     const auto [config, s] = model_config_from_json(read_json_file(config_path), config_path.string());
     model<T, Backend> m(s, config, 0, std::move(backend));
-    const auto file = safetensors_file::load(dir / "model.safetensors");
-    std::set<std::string> expected;
-    m.for_each_parameter([&](const std::string& name, tensor<T>& target) {
-        expected.insert(name);
-        tensor<T> stored = file.template read<T>(name);
-        if (stored.shape() != target.shape())
-            throw shape_error(file.source() + ": tensor '" + name + "' has shape " + to_string(stored.shape()) +
-                              ", the configuration needs " + to_string(target.shape()));
-        target = std::move(stored);
-    });
-    for (const auto& e : file.entries())
-        if (!expected.count(e.name)) throw format_error(file.source() + ": unexpected tensor '" + e.name + "' for this configuration");
+    auto values = detail::read_parameters<T>(safetensors_file::load(dir / "model.safetensors"), std::as_const(m));
+    detail::assign_parameters<T>(m, values);
     return m;
 }
 

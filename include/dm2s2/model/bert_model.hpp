@@ -135,22 +135,31 @@ public:
                 nn::batch_layout layout, const std::uint8_t* key_mask, nn::encoder_trace<T>* trace = nullptr,
                 bert_cache<T>* cache = nullptr, random_generator* dropout_rng = nullptr) const
     {
+        embed(rows, positions, types, layout, cache, dropout_rng);
+        params_.encoder.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr, dropout_rng);
+    }
+
+    /// The embedding part of `encode` alone (position and type embeddings, LayerNorm, dropout), for
+    /// models that read embedded elements without the encoder layers.
+    void embed(tensor<T>& rows, std::span<const std::int64_t> positions, std::span<const std::int64_t> types,
+               nn::batch_layout layout, bert_cache<T>* cache = nullptr, random_generator* dropout_rng = nullptr) const
+    {
         if (cache != nullptr) {
             cache->layout = layout;
             cache->positions.assign(positions.begin(), positions.end());
             cache->types.assign(types.begin(), types.end());
+            cache->layers.clear();
         }
         params_.embeddings.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr,
                                    dropout_rng, cache ? &cache->embedding_dropout_mask : nullptr);
-        params_.encoder.forward(backend_, rows, layout, key_mask, trace, cache ? &cache->layers : nullptr, dropout_rng);
     }
 
-    /// Backward of `encode`: `grad_rows` holds d(last hidden state) on entry and d(element rows) on
-    /// return; embedding and encoder gradients accumulate into `grad`.
+    /// Backward of `encode` (or of `embed` when the cache has no layers): `grad_rows` holds d(output) on
+    /// entry and d(element rows) on return; embedding and encoder gradients accumulate into `grad`.
     void encode_backward(const bert_cache<T>& cache, tensor<T>& grad_rows, bert_gradients<T>& grad) const
         requires training_backend_for<Backend, T>
     {
-        params_.encoder.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
+        if (!cache.layers.empty()) params_.encoder.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
         params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.embedding_dropout_mask, cache.positions,
                                     cache.types, grad_rows.data(), grad.embeddings);
     }

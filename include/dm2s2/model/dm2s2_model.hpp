@@ -19,6 +19,7 @@
 #include "dm2s2/model/model_config.hpp"
 #include "dm2s2/nn/modality_attention.hpp"
 #include "dm2s2/nn/modality_embeddings.hpp"
+#include "dm2s2/nn/set_pooling.hpp"
 
 namespace dm2s2 {
 
@@ -56,7 +57,8 @@ struct model_output {
 };
 
 /// The parameters DM²S² adds to its BERT encoder: the modality embeddings, IntraMRA (one shared or
-/// one per modality), InterMRA and the head. Also the shape of their gradients.
+/// one per modality), InterMRA, the element MLP of the `dm2s` baseline and the head. Also the shape of
+/// their gradients.
 template <scalar T>
 struct pooling_parameters {
     std::vector<std::string> modality_names;
@@ -64,10 +66,11 @@ struct pooling_parameters {
     bool shared_intra = true;
     std::vector<nn::modality_attention<T>> intra;  ///< none, one (shared) or one per modality
     std::vector<nn::modality_attention<T>> inter;  ///< none or one
+    std::vector<nn::element_mlp<T>> element_mlp;   ///< dm2s pooling: one, otherwise none
     nn::linear<T> head;
 
     /// Names: `modality_embeddings.<name>.…`, `intra_mra.…` (or `intra_mra.<name>.…`), `inter_mra.…`,
-    /// `head.{weight,bias}`.
+    /// `element_mlp.{0,1}.…`, `head.{weight,bias}`.
     template <class F>
         requires parameter_visitor<F, T>
     void for_each_parameter(const std::string& prefix, F&& visit)
@@ -77,6 +80,7 @@ struct pooling_parameters {
         for (std::size_t m = 0; m < intra.size(); ++m)
             intra[m].for_each_parameter(prefix + (shared_intra ? "intra_mra." : "intra_mra." + modality_names[m] + "."), visit);
         for (auto& a : inter) a.for_each_parameter(prefix + "inter_mra.", visit);
+        for (auto& mlp : element_mlp) mlp.for_each_parameter(prefix + "element_mlp.", visit);
         head.for_each_parameter(prefix + "head.", visit);
     }
 };
@@ -105,6 +109,7 @@ struct present_modality {
 template <scalar T>
 struct model_cache {
     packed_batch batch;
+    modality_split split;  ///< mid_fusion: the batch the encoder ran on
     bert_cache<T> encoder;
     std::vector<present_modality> present;
     std::vector<nn::row_group> element_groups, modality_groups;
@@ -114,6 +119,9 @@ struct model_cache {
     std::vector<T> alpha, beta;                 ///< softmax weights of IntraMRA and InterMRA
     std::vector<tensor<T>> intra_activations;   ///< one per IntraMRA call
     tensor<T> inter_activation;
+    nn::element_mlp_cache<T> element_mlp;  ///< dm2s pooling
+    tensor<T> element_outputs;             ///< dm2s pooling: the MLP's output rows
+    std::vector<std::uint32_t> max_rows;   ///< dm2s pooling: the row of each maximum
 };
 
 /// The DM²S² model, generic over the scalar type and the backend policy.
@@ -144,7 +152,8 @@ public:
         pooling_.shared_intra = config_.mra.shared_intra;
         if (has_intra(config_.pooling)) pooling_.intra.assign(config_.mra.shared_intra ? 1 : schema_.size(), attention);
         if (has_inter(config_.pooling)) pooling_.inter.assign(1, attention);
-        pooling_.head = nn::linear<T>(hidden(), config_.num_outputs);
+        if (config_.pooling == pooling_kind::dm2s) pooling_.element_mlp.assign(1, nn::element_mlp<T>(hidden()));
+        pooling_.head = nn::linear<T>(pooled_size(), config_.num_outputs);
 
         random_generator rng(seed);
         bert_.initialize(rng);
@@ -152,6 +161,7 @@ public:
         for (auto& e : pooling_.modality_embeddings) e.initialize(rng, stddev);
         for (auto& a : pooling_.intra) a.initialize(rng, stddev);
         for (auto& a : pooling_.inter) a.initialize(rng, stddev);
+        for (auto& mlp : pooling_.element_mlp) mlp.initialize(rng, stddev);
         pooling_.head.initialize(rng, stddev);
     }
 
@@ -176,7 +186,8 @@ public:
         return dm2s2::pack(schema_, samples, packing());
     }
 
-    /// Logits for a batch of records and, when `explain`, the α, β and γ weights.
+    /// Logits for a batch of records and, when `explain`, the α, β and γ weights (poolings that
+    /// `explains`; the others throw config_error when asked).
     template <std::ranges::forward_range Range>
         requires sequence_set_like<std::ranges::range_value_t<Range>>
     model_output<T> forward(Range&& samples, bool explain = false) const
@@ -193,26 +204,52 @@ public:
         if (batch.modality_count != schema_.size())
             throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
                               " modalities, the schema " + std::to_string(schema_.size()));
+        if (explain && !explains(config_.pooling))
+            throw config_error("model: " + std::string(to_string(config_.pooling)) +
+                               " pooling has no attention weights to explain with");
         const std::size_t h = hidden(), modalities = schema_.size(), samples = batch.layout.batch;
         const auto& backend = bert_.backend();
         model_cache<T> local;
         auto& c = cache ? *cache : local;
         if (cache != nullptr) c.batch = batch;
 
-        tensor<T> hidden_rows({batch.layout.rows(), h});
-        nn::embed_elements(backend, batch, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
-        bert_.encode(hidden_rows, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data(), nullptr,
-                     cache ? &c.encoder : nullptr, dropout_rng);
+        if (config_.pooling == pooling_kind::mid_fusion) c.split = split_by_modality(batch);
+        const packed_batch& encoded = encoder_batch(batch, c);
+        tensor<T> hidden_rows({encoded.layout.rows(), h});
+        nn::embed_elements(backend, encoded, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
+        bert_cache<T>* encoder_cache = cache ? &c.encoder : nullptr;
+        if (config_.pooling == pooling_kind::dm2s)
+            bert_.embed(hidden_rows, encoded.position_ids, encoded.type_ids, encoded.layout, encoder_cache, dropout_rng);
+        else
+            bert_.encode(hidden_rows, encoded.position_ids, encoded.type_ids, encoded.layout, encoded.mask.data(), nullptr,
+                         encoder_cache, dropout_rng);
 
-        if (config_.pooling == pooling_kind::cls) {
-            if (explain) throw config_error("model: cls pooling has no attention weights to explain with");
+        c.pooled.resize({samples, pooled_size()});
+        switch (config_.pooling) {
+        case pooling_kind::cls:
             c.cls_rows.resize({samples, h});
             for (std::size_t b = 0; b < samples; ++b)
                 std::copy_n(hidden_rows.row(batch.slot(b, 0)), h, c.cls_rows.row(b));
-            c.pooled.resize({samples, h});
             bert_.pooler().forward(backend, c.cls_rows.data(), {samples, 1}, c.pooled.data());
-        } else {
-            pool_elements(batch, hidden_rows, c, cache != nullptr);
+            break;
+        case pooling_kind::mid_fusion:
+            c.pooled.fill(T(0));  // missing modalities stay zero
+            for (std::size_t r = 0; r < c.split.origin.size(); ++r) {
+                const auto [b, m] = c.split.origin[r];
+                std::copy_n(hidden_rows.row(c.split.batch.slot(r, 0)), h, c.pooled.row(b) + m * h);
+            }
+            break;
+        case pooling_kind::dm2s: {
+            gather_elements(batch, hidden_rows, c);
+            const std::size_t elements = c.element_rows.dim(0);
+            c.element_outputs.resize({elements, h});
+            pooling_.element_mlp[0].forward(backend, c.element_rows.data(), elements, c.element_outputs.data(),
+                                            cache ? &c.element_mlp : nullptr);
+            const auto sample_groups = element_groups_per_sample(c);
+            nn::max_pool(c.element_outputs.data(), h, std::span<const nn::row_group>(sample_groups), c.pooled.data(), c.max_rows);
+            break;
+        }
+        default: pool_elements(batch, hidden_rows, c, cache != nullptr);
         }
 
         model_output<T> out;
@@ -252,21 +289,39 @@ public:
         const std::size_t h = hidden(), samples = batch.layout.batch;
         require_shape(grad_logits, {samples, config_.num_outputs}, "model::backward: grad_logits");
 
-        tensor<T> d_pooled({samples, h});
+        tensor<T> d_pooled({samples, pooled_size()});
         pooling_.head.backward(backend, cache.head_input.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
         nn::dropout_backward(cache.head_dropout_mask, d_pooled.data());
 
-        tensor<T> d_hidden({batch.layout.rows(), h});
-        if (config_.pooling == pooling_kind::cls) {
+        const packed_batch& encoded = encoder_batch(batch, cache);
+        tensor<T> d_hidden({encoded.layout.rows(), h});
+        switch (config_.pooling) {
+        case pooling_kind::cls: {
             tensor<T> d_cls({samples, h});
             bert_.pooler().backward(backend, cache.cls_rows.data(), cache.pooled.data(), d_pooled.data(), samples, d_cls.data(),
                                     grad.encoder.pooler);
             for (std::size_t b = 0; b < samples; ++b) std::copy_n(d_cls.row(b), h, d_hidden.row(batch.slot(b, 0)));
-        } else {
-            pool_elements_backward(cache, d_pooled, d_hidden, grad);
+            break;
+        }
+        case pooling_kind::mid_fusion:
+            for (std::size_t r = 0; r < cache.split.origin.size(); ++r) {
+                const auto [b, m] = cache.split.origin[r];
+                std::copy_n(d_pooled.row(b) + m * h, h, d_hidden.row(encoded.slot(r, 0)));
+            }
+            break;
+        case pooling_kind::dm2s: {
+            const std::size_t elements = cache.element_rows.dim(0);
+            tensor<T> d_outputs({elements, h}), d_element_rows({elements, h});
+            nn::max_pool_backward(d_pooled.data(), h, elements, std::span<const std::uint32_t>(cache.max_rows), d_outputs.data());
+            pooling_.element_mlp[0].backward(backend, cache.element_mlp, elements, d_outputs.data(), d_element_rows.data(),
+                                             grad.pooling.element_mlp[0]);
+            scatter_elements(cache, d_element_rows, d_hidden);
+            break;
+        }
+        default: pool_elements_backward(cache, d_pooled, d_hidden, grad);
         }
         bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
-        nn::embed_elements_backward(backend, batch, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
+        nn::embed_elements_backward(backend, encoded, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
                                     grad.encoder.embeddings, grad.pooling.modality_embeddings);
     }
 
@@ -306,12 +361,16 @@ public:
     }
 
 private:
-    /// The element pooling of every kind but cls: gathers the element rows of each present (sample,
-    /// modality), then IntraMRA (or uniform α) per modality and InterMRA (or uniform β) per sample; the
-    /// mean pooling averages all elements of a sample. Leaves α, β and the pooled vectors in `c`.
-    void pool_elements(const packed_batch& batch, const tensor<T>& hidden_rows, model_cache<T>& c, bool keep) const
+    /// The batch the encoder runs on: the packed batch, or its split by modality for mid_fusion.
+    const packed_batch& encoder_batch(const packed_batch& batch, const model_cache<T>& c) const
     {
-        const auto& backend = bert_.backend();
+        return config_.pooling == pooling_kind::mid_fusion ? c.split.batch : batch;
+    }
+
+    /// Gathers the element rows of each present (sample, modality) of `hidden_rows` into
+    /// `c.element_rows`, grouped by modality (`c.element_groups`) and by sample (`c.modality_groups`).
+    void gather_elements(const packed_batch& batch, const tensor<T>& hidden_rows, model_cache<T>& c) const
+    {
         const std::size_t h = hidden(), modalities = schema_.size(), samples = batch.layout.batch;
         c.present.clear();
         c.element_groups.clear();
@@ -329,15 +388,34 @@ private:
                 throw input_error("model: sample " + std::to_string(b) + " has no present modality");
             c.modality_groups.push_back({first_group, c.element_groups.size() - first_group});
         }
-        const std::size_t groups = c.element_groups.size();
         c.element_rows.resize({elements, h});
-        for (std::size_t g = 0; g < groups; ++g) {
+        for (std::size_t g = 0; g < c.element_groups.size(); ++g) {
             const T* from = hidden_rows.row(c.present[g].first_slot);
             std::copy(from, from + c.element_groups[g].length * h, c.element_rows.row(c.element_groups[g].begin));
         }
+    }
+
+    /// Backward of `gather_elements`: writes the element-row gradients into `d_hidden` at their slots.
+    void scatter_elements(const model_cache<T>& cache, const tensor<T>& d_element_rows, tensor<T>& d_hidden) const
+    {
+        const std::size_t h = hidden();
+        for (std::size_t g = 0; g < cache.element_groups.size(); ++g) {
+            const T* from = d_element_rows.row(cache.element_groups[g].begin);
+            std::copy(from, from + cache.element_groups[g].length * h, d_hidden.row(cache.present[g].first_slot));
+        }
+    }
+
+    /// The element pooling of the attention kinds: IntraMRA (or uniform α) per modality and InterMRA
+    /// (or uniform β) per sample; the mean pooling averages all elements of a sample. Leaves α, β and
+    /// the pooled vectors in `c`.
+    void pool_elements(const packed_batch& batch, const tensor<T>& hidden_rows, model_cache<T>& c, bool keep) const
+    {
+        const auto& backend = bert_.backend();
+        const std::size_t h = hidden();
+        gather_elements(batch, hidden_rows, c);
+        const std::size_t elements = c.element_rows.dim(0), groups = c.element_groups.size();
         c.alpha.assign(elements, T(0));  // zero scores: uniform weights where no attention is learned
         c.beta.assign(groups, T(0));
-        c.pooled.resize({samples, h});
 
         if (config_.pooling == pooling_kind::mean) {
             const auto sample_groups = element_groups_per_sample(c);
@@ -415,10 +493,7 @@ private:
                 }
             }
         }
-        for (std::size_t g = 0; g < groups; ++g) {
-            const T* from = d_element_rows.row(cache.element_groups[g].begin);
-            std::copy(from, from + cache.element_groups[g].length * h, d_hidden.row(cache.present[g].first_slot));
-        }
+        scatter_elements(cache, d_element_rows, d_hidden);
     }
 
     /// All element rows of each sample as one group (they are consecutive in the gathered rows).
@@ -440,6 +515,8 @@ private:
     }
 
     std::size_t hidden() const { return config_.bert.hidden_size; }
+    /// Width of the vector the head reads: H, or M·H for the concatenation of mid_fusion.
+    std::size_t pooled_size() const { return config_.pooling == pooling_kind::mid_fusion ? schema_.size() * hidden() : hidden(); }
     std::size_t attention_dim() const { return config_.mra.attention_dim ? config_.mra.attention_dim : hidden(); }
 
     dm2s2::schema schema_;

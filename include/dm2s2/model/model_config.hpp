@@ -17,9 +17,16 @@ enum class pooling_kind {
     dm2s2,     ///< IntraMRA then InterMRA
     no_intra,  ///< α uniform within each modality, InterMRA learned
     no_inter,  ///< IntraMRA learned, β uniform over present modalities
-    mean,      ///< mean over all elements of the record
-    cls        ///< BERT's pooler on [CLS]: tanh(W h_[CLS] + b)
+    mean,        ///< mean over all elements of the record
+    cls,         ///< BERT's pooler on [CLS]: tanh(W h_[CLS] + b)
+    mid_fusion,  ///< each present modality encoded alone; its [CLS] outputs concatenated, zeros for missing
+    dm2s         ///< Deep Multimodal Sets: embedded elements through an MLP each, element-wise max over the record
 };
+
+/// Every pooling kind, DM²S² first.
+inline constexpr pooling_kind all_pooling_kinds[] = {pooling_kind::dm2s2,      pooling_kind::no_intra, pooling_kind::no_inter,
+                                                     pooling_kind::mean,       pooling_kind::cls,      pooling_kind::mid_fusion,
+                                                     pooling_kind::dm2s};
 
 constexpr std::string_view to_string(pooling_kind k) noexcept
 {
@@ -29,14 +36,16 @@ constexpr std::string_view to_string(pooling_kind k) noexcept
     case pooling_kind::no_inter: return "no_inter";
     case pooling_kind::mean: return "mean";
     case pooling_kind::cls: return "cls";
+    case pooling_kind::mid_fusion: return "mid_fusion";
+    case pooling_kind::dm2s: return "dm2s";
     }
     return "?";
 }
 
-/// Parses a pooling name ("dm2s2", "no_intra", "no_inter", "mean", "cls").
+/// Parses a pooling name ("dm2s2", "no_intra", "no_inter", "mean", "cls", "mid_fusion", "dm2s").
 inline std::optional<pooling_kind> parse_pooling_kind(std::string_view s) noexcept
 {
-    for (auto k : {pooling_kind::dm2s2, pooling_kind::no_intra, pooling_kind::no_inter, pooling_kind::mean, pooling_kind::cls})
+    for (auto k : all_pooling_kinds)
         if (to_string(k) == s) return k;
     return std::nullopt;
 }
@@ -45,6 +54,13 @@ inline std::optional<pooling_kind> parse_pooling_kind(std::string_view s) noexce
 constexpr bool has_intra(pooling_kind k) noexcept { return k == pooling_kind::dm2s2 || k == pooling_kind::no_inter; }
 /// True when the pooling has a learned InterMRA.
 constexpr bool has_inter(pooling_kind k) noexcept { return k == pooling_kind::dm2s2 || k == pooling_kind::no_intra; }
+
+/// True when the pooling weighs elements and modalities, so a prediction comes with α, β and γ (the
+/// mean pooling's are its implicit uniform weights).
+constexpr bool explains(pooling_kind k) noexcept
+{
+    return k == pooling_kind::dm2s2 || k == pooling_kind::no_intra || k == pooling_kind::no_inter || k == pooling_kind::mean;
+}
 
 /// Options of the hierarchical modality attention (DESIGN §5).
 struct mra_config {

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/core/error.hpp"
@@ -56,17 +57,22 @@ double clip_gradient_norm(Gradients& grads, double max_norm)
     return norm;
 }
 
+/// Settings of `adamw` (PyTorch's defaults, weight decay as HuggingFace's fine-tuning scripts).
+struct adamw_options {
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0.01;  ///< not applied to biases and LayerNorm weights
+};
+
 /// AdamW with PyTorch's defaults and update order. Its state (moments and step count) is keyed by
 /// parameter name, so it can be saved and restored with the parameters.
 template <scalar T>
 class adamw {
 public:
-    struct options {
-        double beta1 = 0.9;
-        double beta2 = 0.999;
-        double eps = 1e-8;
-        double weight_decay = 0.01;  ///< not applied to biases and LayerNorm weights
-    };
+    using options = adamw_options;
+    /// First and second moments of one parameter.
+    using moments = std::pair<tensor<T>, tensor<T>>;
 
     adamw() = default;
     explicit adamw(options o) : options_(o) {}
@@ -106,16 +112,22 @@ public:
 
     /// Visits the moment tensors as `<name>.exp_avg` and `<name>.exp_avg_sq` (for checkpoints).
     template <class F>
-    void for_each_state(F&& visit)
+    void for_each_state(F&& visit) const
     {
-        for (auto& [name, state] : moments_) {
+        for (const auto& [name, state] : moments_) {
             visit(name + ".exp_avg", state.first);
             visit(name + ".exp_avg_sq", state.second);
         }
     }
 
+    /// Replaces the state with one saved from `for_each_state` and `steps` (resuming a run).
+    void restore(std::size_t steps, std::map<std::string, moments> state)
+    {
+        steps_ = steps;
+        moments_ = std::move(state);
+    }
+
 private:
-    using moments = std::pair<tensor<T>, tensor<T>>;
     options options_;
     std::size_t steps_ = 0;
     std::map<std::string, moments> moments_;

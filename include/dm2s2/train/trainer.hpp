@@ -1,0 +1,342 @@
+#pragma once
+/// \file
+/// `trainer`: the training loop of a DM²S² model (or a baseline). Seeded shuffling with batches
+/// bucketed by packed length, AdamW with linear warm-up and decay, clipping, gradient accumulation,
+/// dropout from its own generator, a progress display, evaluation after each epoch, early stopping on
+/// a validation metric, the best model saved, and training checkpoints that resume bit for bit.
+
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dm2s2/io/checkpoint.hpp"
+#include "dm2s2/io/training_checkpoint.hpp"
+#include "dm2s2/train/dataset.hpp"
+#include "dm2s2/train/evaluation.hpp"
+#include "dm2s2/train/progress.hpp"
+#include "dm2s2/train/train_step.hpp"
+
+namespace dm2s2 {
+
+/// The validation metric early stopping and best-model selection follow by default: multiclass
+/// `accuracy`, binary `roc_auc`, multilabel `micro_f1`, regression `rmse`.
+constexpr std::string_view default_monitor(task_type task) noexcept
+{
+    switch (task) {
+    case task_type::multiclass: return "accuracy";
+    case task_type::binary: return "roc_auc";
+    case task_type::multilabel: return "micro_f1";
+    case task_type::regression: return "rmse";
+    }
+    return "loss";
+}
+
+/// True for metrics where smaller is better (`loss`, `rmse`, `mae`).
+inline bool lower_is_better(std::string_view metric) { return metric == "loss" || metric == "rmse" || metric == "mae"; }
+
+/// Settings of a `trainer`.
+struct trainer_options {
+    std::size_t epochs = 3;
+    std::size_t batch_size = 32;
+    std::size_t accumulation = 1;       ///< micro-batches of `batch_size` per optimizer step
+    std::size_t eval_batch_size = 64;
+    double learning_rate = 1e-3;        ///< peak, after warm-up
+    double warmup_fraction = 0.1;       ///< of all optimizer steps
+    double max_gradient_norm = 1.0;     ///< 0 disables clipping
+    adamw_options optimizer{};
+    std::uint64_t seed = 0;             ///< drives shuffling and dropout
+    std::size_t bucket_batches = 16;    ///< batches sorted by length together; 1 disables bucketing
+    std::string monitor{};              ///< validation metric or "loss"; empty: `default_monitor(task)`
+    std::size_t patience = 0;           ///< stop after this many epochs without improvement; 0 never stops
+    std::filesystem::path output_dir{};   ///< the best (or last) model and the training checkpoint; empty: none
+    std::size_t checkpoint_every = 0;   ///< optimizer steps between training checkpoints; 0: at epoch ends only
+    std::size_t stop_after_steps = 0;   ///< end the run after this many optimizer steps, checkpointed (0: no limit)
+    progress_style progress = progress_style::automatic;
+    std::ostream* log = &std::cout;     ///< where progress goes
+};
+
+/// One epoch of a run.
+struct epoch_summary {
+    std::size_t epoch = 0;  ///< 1-based
+    double train_loss = 0;  ///< mean over the epoch's records
+    double seconds = 0;
+    std::optional<evaluation> validation;
+};
+
+/// The outcome of `trainer::fit`.
+struct training_result {
+    std::vector<epoch_summary> history;
+    std::string monitor;
+    std::optional<std::size_t> best_epoch;  ///< 1-based; set when there is validation data
+    double best_value = std::numeric_limits<double>::quiet_NaN();
+    bool stopped_early = false;
+    bool interrupted = false;  ///< ended by `stop_after_steps`; resume from the checkpoint
+    std::size_t steps = 0;
+};
+
+inline nlohmann::json to_json(const epoch_summary& e)
+{
+    nlohmann::json j = {{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"seconds", e.seconds}};
+    if (e.validation) j["validation"] = {{"loss", e.validation->loss}, {"metrics", e.validation->metrics}};
+    return j;
+}
+
+inline epoch_summary epoch_summary_from_json(const nlohmann::json& j)
+{
+    epoch_summary e{j.at("epoch").get<std::size_t>(), j.at("train_loss").get<double>(), j.at("seconds").get<double>(), {}};
+    if (j.contains("validation"))
+        e.validation = evaluation{j["validation"].at("loss").get<double>(),
+                                  j["validation"].at("metrics").get<std::map<std::string, double>>()};
+    return e;
+}
+
+/// Trains `model` on a `dataset` (see `trainer_options`). The model object ends with the parameters of
+/// the last epoch run; with validation data, the best epoch's model is the one in `output_dir`.
+template <scalar T, training_backend_for<T> Backend>
+class trainer {
+public:
+    /// File name of the training checkpoint inside `output_dir`.
+    static constexpr const char* checkpoint_name = "training_state.safetensors";
+
+    trainer(model<T, Backend>& m, task_type task, trainer_options options)
+        : model_(m), task_(task), options_(std::move(options)), optimizer_(options_.optimizer)
+    {
+        if (options_.epochs == 0 || options_.batch_size == 0 || options_.accumulation == 0 || options_.eval_batch_size == 0)
+            throw config_error("trainer: epochs, batch_size, accumulation and eval_batch_size must be positive");
+        if (!(options_.learning_rate > 0) || !(options_.warmup_fraction >= 0 && options_.warmup_fraction <= 1))
+            throw config_error("trainer: learning_rate must be positive and warmup_fraction in [0, 1]");
+        if ((options_.checkpoint_every || options_.stop_after_steps) && options_.output_dir.empty())
+            throw config_error("trainer: checkpoint_every and stop_after_steps need an output_dir");
+        if (options_.monitor.empty()) options_.monitor = std::string(default_monitor(task));
+        if (options_.log == nullptr) options_.progress = progress_style::none;
+    }
+
+    const trainer_options& options() const noexcept { return options_; }
+    const adamw<T>& optimizer() const noexcept { return optimizer_; }
+
+    /// Path of the training checkpoint (in `output_dir`).
+    std::filesystem::path checkpoint_path() const { return options_.output_dir / checkpoint_name; }
+
+    /// Trains from the start, or from `resume_from` (a training checkpoint of a run with the same model
+    /// configuration and options), and returns the history.
+    training_result fit(const dataset<T>& train, const dataset<T>* validation = nullptr,
+                        const std::filesystem::path& resume_from = {})
+    {
+        const std::size_t outputs = model_.config().num_outputs;
+        train.check(task_, outputs, "training data");
+        if (validation != nullptr) validation->check(task_, outputs, "validation data");
+        std::vector<std::size_t> lengths;
+        for (const auto& r : train.records) lengths.push_back(packed_length(model_.schema(), r));
+        const std::size_t batches_per_epoch = (train.size() + options_.batch_size - 1) / options_.batch_size;
+        const std::size_t steps_per_epoch = (batches_per_epoch + options_.accumulation - 1) / options_.accumulation;
+        const std::size_t total_steps = steps_per_epoch * options_.epochs;
+        const auto warmup_steps = static_cast<std::size_t>(std::llround(options_.warmup_fraction * static_cast<double>(total_steps)));
+
+        run_state state;
+        state.dropout = random_generator(derived_seed(1));
+        if (!resume_from.empty()) state = resume(resume_from);
+        training_result result;
+        result.monitor = options_.monitor;
+        progress_meter meter(options_.log ? *options_.log : std::cout, options_.progress);
+
+        for (; state.epoch < options_.epochs; ++state.epoch) {
+            if (options_.patience != 0 && state.stale_epochs >= options_.patience) {
+                result.stopped_early = true;
+                break;
+            }
+            random_generator shuffle(derived_seed(2 + state.epoch));
+            const auto plan = epoch_batches(lengths, options_.batch_size, options_.bucket_batches, shuffle);
+            meter.start_epoch(state.epoch + 1, options_.epochs, steps_per_epoch, state.batch / options_.accumulation);
+            const auto epoch_start = std::chrono::steady_clock::now();
+            for (; state.batch < plan.size();) {
+                const std::size_t end = std::min(plan.size(), state.batch + options_.accumulation);
+                std::vector<packed_batch> batches;
+                std::vector<tensor<T>> targets;
+                std::size_t records = 0;
+                for (std::size_t k = state.batch; k < end; ++k) {
+                    batches.push_back(model_.pack(train.select_records(plan[k])));
+                    targets.push_back(train.select_targets(plan[k]));
+                    records += plan[k].size();
+                }
+                const double lr = options_.learning_rate * linear_schedule(optimizer_.steps(), warmup_steps, total_steps);
+                const auto report = train_step(model_, optimizer_, std::span<const packed_batch>(batches), task_,
+                                               std::span<const tensor<T>>(targets),
+                                               {.learning_rate = lr, .max_gradient_norm = options_.max_gradient_norm,
+                                                .dropout_rng = &state.dropout});
+                state.batch = end;
+                state.loss_sum += report.loss * static_cast<double>(records);
+                state.loss_records += records;
+                meter.update((end + options_.accumulation - 1) / options_.accumulation, records,
+                             state.loss_sum / static_cast<double>(state.loss_records));
+                const std::size_t steps = optimizer_.steps();
+                const bool stop = options_.stop_after_steps != 0 && steps >= options_.stop_after_steps;
+                if (stop || (options_.checkpoint_every != 0 && steps % options_.checkpoint_every == 0 && end < plan.size())) {
+                    state.seconds += elapsed(epoch_start);
+                    save_checkpoint(state);
+                    state.seconds -= elapsed(epoch_start);
+                }
+                if (stop) {
+                    result.interrupted = true;
+                    return finish(result, state);
+                }
+            }
+
+            epoch_summary summary{state.epoch + 1, state.loss_sum / static_cast<double>(state.loss_records),
+                                  state.seconds + elapsed(epoch_start), std::nullopt};
+            std::ostringstream line;
+            line << "train loss " << summary.train_loss;
+            if (validation != nullptr) {
+                summary.validation = evaluate(model_, *validation, task_, options_.eval_batch_size);
+                const double value = monitored_value(*summary.validation);
+                line << ", validation loss " << summary.validation->loss;
+                for (const auto& [name, v] : summary.validation->metrics) line << ", " << name << ' ' << v;
+                if (!state.best_epoch || improves(value, state.best_value)) {
+                    state.best_value = value;
+                    state.best_epoch = summary.epoch;
+                    state.stale_epochs = 0;
+                    if (!options_.output_dir.empty()) save_model(model_, options_.output_dir);
+                    line << " (best)";
+                } else {
+                    ++state.stale_epochs;
+                }
+            } else if (!options_.output_dir.empty()) {
+                save_model(model_, options_.output_dir);
+            }
+            line << ", " << summary.seconds << " s";
+            meter.finish_epoch(line.str());
+            state.history.push_back(summary);
+            state.batch = 0;
+            state.loss_sum = 0;
+            state.loss_records = 0;
+            state.seconds = 0;
+            if (!options_.output_dir.empty()) {
+                ++state.epoch;  // the checkpoint records the next epoch to run
+                save_checkpoint(state);
+                --state.epoch;
+            }
+        }
+        return finish(result, state);
+    }
+
+private:
+    /// Where a run is: the position in the epoch plan, the dropout generator, the epoch's running loss,
+    /// the best validation value so far and the finished epochs.
+    struct run_state {
+        std::size_t epoch = 0, batch = 0;
+        random_generator dropout;
+        double loss_sum = 0, seconds = 0;
+        std::size_t loss_records = 0;
+        std::optional<std::size_t> best_epoch;
+        double best_value = 0;
+        std::size_t stale_epochs = 0;
+        std::vector<epoch_summary> history;
+    };
+
+    /// The trainer settings a checkpoint must share with the run that resumes it.
+    nlohmann::json run_settings() const
+    {
+        return {{"epochs", options_.epochs},
+                {"batch_size", options_.batch_size},
+                {"accumulation", options_.accumulation},
+                {"learning_rate", options_.learning_rate},
+                {"warmup_fraction", options_.warmup_fraction},
+                {"max_gradient_norm", options_.max_gradient_norm},
+                {"seed", options_.seed},
+                {"bucket_batches", options_.bucket_batches},
+                {"monitor", options_.monitor},
+                {"task", std::string(to_string(task_))}};
+    }
+
+    void save_checkpoint(const run_state& s) const
+    {
+        nlohmann::json history = nlohmann::json::array();
+        for (const auto& e : s.history) history.push_back(to_json(e));
+        const nlohmann::json j = {{"settings", run_settings()},
+                                  {"epoch", s.epoch},
+                                  {"batch", s.batch},
+                                  {"dropout_generator", s.dropout.state()},
+                                  {"loss_sum", s.loss_sum},
+                                  {"loss_records", s.loss_records},
+                                  {"seconds", s.seconds},
+                                  {"best_epoch", s.best_epoch ? nlohmann::json(*s.best_epoch) : nlohmann::json()},
+                                  {"best_value", s.best_value},
+                                  {"stale_epochs", s.stale_epochs},
+                                  {"history", history}};
+        save_training_checkpoint(checkpoint_path(), model_, optimizer_, j);
+    }
+
+    run_state resume(const std::filesystem::path& path)
+    {
+        // Parse into copies first: a malformed trainer section leaves the model and optimizer untouched.
+        model<T, Backend> staged_model = model_;
+        adamw<T> staged_optimizer(options_.optimizer);
+        const nlohmann::json j = load_training_checkpoint(path, staged_model, staged_optimizer);
+        run_state s;
+        try {
+            if (const auto d = detail::first_difference(j.at("settings"), run_settings()); !d.empty())
+                throw config_error(path.string() + ": written by a run with other trainer settings ('" + d + "' differs)");
+            s.epoch = j.at("epoch").get<std::size_t>();
+            s.batch = j.at("batch").get<std::size_t>();
+            s.dropout.set_state(j.at("dropout_generator").get<std::array<std::uint64_t, 4>>());
+            s.loss_sum = j.at("loss_sum").get<double>();
+            s.loss_records = j.at("loss_records").get<std::size_t>();
+            s.seconds = j.at("seconds").get<double>();
+            if (!j.at("best_epoch").is_null()) s.best_epoch = j["best_epoch"].get<std::size_t>();
+            s.best_value = j.at("best_value").get<double>();
+            s.stale_epochs = j.at("stale_epochs").get<std::size_t>();
+            for (const auto& e : j.at("history")) s.history.push_back(epoch_summary_from_json(e));
+        } catch (const nlohmann::json::exception& e) {
+            throw format_error(path.string() + ": metadata 'dm2s2.trainer': " + e.what());
+        }
+        model_ = std::move(staged_model);
+        optimizer_ = std::move(staged_optimizer);
+        return s;
+    }
+
+    training_result& finish(training_result& result, const run_state& s) const
+    {
+        result.history = s.history;
+        result.best_epoch = s.best_epoch;
+        if (s.best_epoch) result.best_value = s.best_value;
+        result.steps = optimizer_.steps();
+        return result;
+    }
+
+    double monitored_value(const evaluation& e) const
+    {
+        if (options_.monitor == "loss") return e.loss;
+        const auto it = e.metrics.find(options_.monitor);
+        if (it != e.metrics.end()) return it->second;
+        std::string known = "loss";
+        for (const auto& [name, v] : e.metrics) known += ", " + name;
+        throw config_error("trainer: monitor '" + options_.monitor + "' is not among the validation metrics (" + known + ")");
+    }
+
+    bool improves(double value, double best) const { return lower_is_better(options_.monitor) ? value < best : value > best; }
+
+    std::uint64_t derived_seed(std::uint64_t stream) const { return options_.seed ^ (stream * 0x9e3779b97f4a7c15ULL); }
+
+    static double elapsed(std::chrono::steady_clock::time_point since)
+    {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+    }
+
+    model<T, Backend>& model_;
+    task_type task_;
+    trainer_options options_;
+    adamw<T> optimizer_;
+};
+
+}  // namespace dm2s2
