@@ -237,7 +237,7 @@ inline modality_split split_by_modality(const packed_batch& batch)
     split.dense_slots.assign(modalities, {});
     split.spans.assign(split.layout.batch * modalities, {});
     for (std::size_t r = 0; r < out.origin.size(); ++r) {
-        const auto [b, m] = out.origin[r];
+        const std::size_t b = out.origin[r].first, m = out.origin[r].second;  // plain names: the lambda below captures them
         const auto& span = batch.span(b, m);
         split.spans[r * modalities + m] = {1, span.length};
         // [CLS] and the elements with their [SEP] are copied from the packed row, then renumbered.
