@@ -4,7 +4,8 @@
 # (or sudo) only when something is missing.
 set -euo pipefail
 
-packages=(g++ clang cmake make libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev)
+packages=(g++ clang cmake make libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
+  libutf8proc-dev)
 
 missing=()
 for p in "${packages[@]}"; do

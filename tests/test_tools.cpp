@@ -1,5 +1,5 @@
 // The command-line tools as a user runs them: dm2s2_hf_forward against the HF golden outputs and
-// its failures on bad input, and the quickstart example.
+// its failures on bad input, dm2s2_tokenize against HuggingFace's tokenizers, and the examples.
 
 #include <algorithm>
 #include <cstdlib>
@@ -9,6 +9,8 @@
 
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "dm2s2/io/safetensors.hpp"
 #include "test_support.hpp"
@@ -139,3 +141,57 @@ TEST_CASE("the training example trains, saves, reloads and explains")
     CHECK(fs::exists(dir / "model" / "config.json"));
     CHECK(fs::exists(dir / "model" / "training_state.safetensors"));
 }
+
+#ifdef DM2S2_TOKENIZE
+TEST_CASE("dm2s2_tokenize reproduces HuggingFace's ids for every reference case, single and pair")
+{
+    std::ifstream reference_file(dm2s2::testing::data_dir() / "tokenizer" / "tokenizer_a.json");
+    const auto reference = nlohmann::json::parse(reference_file);
+    const auto vocab = (dm2s2::testing::data_dir() / "tokenizer" / "bert-base-uncased-vocab.txt").string();
+    const auto dir = dm2s2::testing::scratch_dir("tokenize");
+    for (const bool pair : {false, true})
+        for (const bool lower : {true, false}) {
+            CAPTURE(pair);
+            CAPTURE(lower);
+            std::ofstream input(dir / "in.jsonl");
+            std::vector<nlohmann::json> expected;
+            for (const nlohmann::json& c : reference["cases"]) {
+                if (c.contains("pair") != pair || c["do_lower_case"].get<bool>() != lower) continue;
+                input << (pair ? c["pair"] : c["text"]).dump() << '\n';
+                expected.push_back(pair ? nlohmann::json{{"input_ids", c["ids_fast"]}, {"token_type_ids", c["token_type_ids"]}}
+                                        : c["ids_fast"]);
+            }
+            input.close();
+            const auto r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + (lower ? "" : " --cased") +
+                               (pair ? " --pair --max-length 16" : "") + " < " + (dir / "in.jsonl").string());
+            REQUIRE_MESSAGE(r.status == 0, r.output);
+            std::istringstream lines(r.output);
+            std::size_t k = 0;
+            for (std::string line; std::getline(lines, line); ++k) {
+                REQUIRE(k < expected.size());
+                CHECK(nlohmann::json::parse(line) == expected[k]);
+            }
+            CHECK(k == expected.size());
+        }
+}
+
+TEST_CASE("dm2s2_tokenize names the line of bad input")
+{
+    const auto vocab = (dm2s2::testing::data_dir() / "tokenizer" / "bert-base-uncased-vocab.txt").string();
+    const auto dir = dm2s2::testing::scratch_dir("tokenize_errors");
+    std::ofstream(dir / "bad.jsonl") << "\"fine\"\n{not json\n";
+    auto r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " < " + (dir / "bad.jsonl").string());
+    CHECK(r.status == 1);
+    CHECK(r.output.find("[101,2986,102]") != std::string::npos);
+    CHECK(r.output.find("dm2s2_tokenize: stdin line 2: not JSON") != std::string::npos);
+    std::ofstream(dir / "pair.jsonl") << "[\"only one\"]\n";
+    r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " --pair < " + (dir / "pair.jsonl").string());
+    CHECK(r.status == 1);
+    CHECK(r.output.find("stdin line 1: expected an array of two strings") != std::string::npos);
+    r = run(std::string(DM2S2_TOKENIZE) + " --vocab /nonexistent.txt < " + (dir / "pair.jsonl").string());
+    CHECK(r.status == 1);
+    CHECK(r.output.find("/nonexistent.txt: cannot open the vocabulary") != std::string::npos);
+    r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " --bogus");
+    CHECK(r.status == 2);
+}
+#endif
