@@ -12,7 +12,7 @@ using namespace dm2s2;
 
 namespace {
 
-std::filesystem::path vocab_file() { return dm2s2::testing::data_dir() / "tokenizer" / "bert-base-uncased-vocab.txt"; }
+std::filesystem::path vocab_file() { return dm2s2::testing::bert_vocab(); }
 
 const nlohmann::json& reference()
 {

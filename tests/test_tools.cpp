@@ -147,7 +147,7 @@ TEST_CASE("dm2s2_tokenize reproduces HuggingFace's ids for every reference case,
 {
     std::ifstream reference_file(dm2s2::testing::data_dir() / "tokenizer" / "tokenizer_a.json");
     const auto reference = nlohmann::json::parse(reference_file);
-    const auto vocab = (dm2s2::testing::data_dir() / "tokenizer" / "bert-base-uncased-vocab.txt").string();
+    const auto vocab = dm2s2::testing::bert_vocab().string();
     const auto dir = dm2s2::testing::scratch_dir("tokenize");
     for (const bool pair : {false, true})
         for (const bool lower : {true, false}) {
@@ -177,7 +177,7 @@ TEST_CASE("dm2s2_tokenize reproduces HuggingFace's ids for every reference case,
 
 TEST_CASE("dm2s2_tokenize names the line of bad input")
 {
-    const auto vocab = (dm2s2::testing::data_dir() / "tokenizer" / "bert-base-uncased-vocab.txt").string();
+    const auto vocab = dm2s2::testing::bert_vocab().string();
     const auto dir = dm2s2::testing::scratch_dir("tokenize_errors");
     std::ofstream(dir / "bad.jsonl") << "\"fine\"\n{not json\n";
     auto r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " < " + (dir / "bad.jsonl").string());
@@ -193,5 +193,115 @@ TEST_CASE("dm2s2_tokenize names the line of bad input")
     CHECK(r.output.find("/nonexistent.txt: cannot open the vocabulary") != std::string::npos);
     r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " --bogus");
     CHECK(r.status == 2);
+}
+#endif
+
+#ifdef DM2S2_TRAIN_TOOL
+namespace {
+
+/// The first `count` lines of a shipped movies split, as a scratch file.
+fs::path movies_subset(const fs::path& dir, const std::string& split, std::size_t count)
+{
+    std::ifstream in(dm2s2::testing::project_data_dir() / "movies" / (split + ".jsonl"));
+    const auto path = dir / (split + ".jsonl");
+    std::ofstream out(path);
+    std::string line;
+    for (std::size_t i = 0; i < count && std::getline(in, line); ++i) out << line << '\n';
+    return path;
+}
+
+nlohmann::json read_json(const fs::path& path)
+{
+    std::ifstream in(path);
+    return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movies data")
+{
+    const auto dir = dm2s2::testing::scratch_dir("movies_tools");
+    const auto schema = (dm2s2::testing::project_data_dir() / "movies" / "schema.json").string();
+    std::ofstream(dir / "small.json") << R"({"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64})";
+    const auto train = movies_subset(dir, "train", 240), valid = movies_subset(dir, "valid", 60), test = movies_subset(dir, "test", 40);
+    const auto model = dir / "model";
+    auto r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --valid " + valid.string() +
+                 " --out " + model.string() + " --vocab " + dm2s2::testing::bert_vocab().string() + " --epochs 2 --config " +
+                 (dir / "small.json").string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("epoch 2/2: train loss") != std::string::npos);
+    for (const char* file : {"config.json", "model.safetensors", "data.json", "vocab.txt", "metrics.json", "training_state.safetensors"})
+        CHECK_MESSAGE(fs::exists(model / file), file);
+    const auto trained = read_json(model / "metrics.json");
+    CHECK(trained["history"].size() == 2);
+    CHECK(trained["validation"].contains("accuracy"));
+
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+            (dir / "p.jsonl").string() + " --metrics " + (dir / "m.json").string() + " --explain " + (dir / "r.html").string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto metrics = read_json(dir / "m.json");
+    CHECK(metrics["records"] == 40);
+    CHECK(metrics["accuracy"].get<double>() >= 0.0);
+    CHECK(metrics.contains("macro_f1"));
+    std::ifstream predictions(dir / "p.jsonl");
+    std::size_t lines = 0;
+    for (std::string line; std::getline(predictions, line); ++lines) {
+        const auto p = nlohmann::json::parse(line);
+        CHECK(p["scores"].size() == 12);
+        double beta = 0, scores = 0;
+        for (const auto& [name, w] : p["beta"].items()) beta += w.get<double>();
+        for (const auto& [label, s] : p["scores"].items()) scores += s.get<double>();
+        CHECK(beta == doctest::Approx(1.0).epsilon(1e-5));
+        CHECK(scores == doctest::Approx(1.0).epsilon(1e-9));
+        CHECK(p["scores"].contains(p["prediction"].get<std::string>()));
+        CHECK(p["alpha"]["title"].size() == p["elements"]["title"].size());
+        if (lines == 0) CHECK(p["id"] == "film-2672");
+    }
+    CHECK(lines == 40);
+    std::ifstream page_file(dir / "r.html");
+    const std::string page((std::istreambuf_iterator<char>(page_file)), std::istreambuf_iterator<char>());
+    CHECK(page.find("film-2672: ") != std::string::npos);
+    CHECK(page.find("(true: Horror)") != std::string::npos);
+    CHECK(page.find(">raven</span>") != std::string::npos);  // the title's word pieces, readable
+    CHECK(page.find(">##ous</span>") != std::string::npos);
+    CHECK(page.find("http") == std::string::npos);           // self-contained
+
+    // Rendered by a real browser when one is installed: the page must not come out blank.
+    if (std::system("command -v chromium > /dev/null 2>&1") == 0) {
+        std::ofstream(dir / "blank.html") << "<!DOCTYPE html><html><body></body></html>";
+        const auto shot = [&](const fs::path& html, const fs::path& png) {
+            return run("chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1200 --screenshot=" +
+                       png.string() + " file://" + html.string());
+        };
+        REQUIRE_MESSAGE(shot(dir / "r.html", dir / "r.png").status == 0, "chromium failed");
+        REQUIRE(shot(dir / "blank.html", dir / "blank.png").status == 0);
+        MESSAGE("screenshot bytes: explanation ", fs::file_size(dir / "r.png"), ", blank page ", fs::file_size(dir / "blank.png"));
+        CHECK(fs::file_size(dir / "r.png") > 5 * fs::file_size(dir / "blank.png"));
+    } else {
+        MESSAGE("chromium is not installed: the explanation page was not rendered");
+    }
+}
+
+TEST_CASE("dm2s2_train and dm2s2_predict refuse bad input with the file, line and field")
+{
+    const auto dir = dm2s2::testing::scratch_dir("movies_tool_errors");
+    const auto schema = (dm2s2::testing::project_data_dir() / "movies" / "schema.json").string();
+    const auto vocab = dm2s2::testing::bert_vocab().string();
+    std::ofstream(dir / "bad.jsonl") << R"({"title": "Up", "genre": "Drama"})" << '\n' << R"({"title": "Down"})" << '\n';
+    auto r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + (dir / "bad.jsonl").string() + " --out " +
+                 (dir / "m").string() + " --vocab " + vocab);
+    CHECK(r.status == 1);
+    CHECK(r.output.find("bad.jsonl:2: target 'genre': missing (every training record needs one)") != std::string::npos);
+    CHECK(!fs::exists(dir / "m" / "model.safetensors"));
+    r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + (dir / "bad.jsonl").string() + " --out " +
+            (dir / "m").string());
+    CHECK(r.status == 1);
+    CHECK(r.output.find("modality 'title' is text: a WordPiece vocabulary is needed (--vocab)") != std::string::npos);
+    r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --out x --pooling max");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--train is required") != std::string::npos);
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + (dir / "none").string() + " --data x --out y");
+    CHECK(r.status == 1);
+    CHECK(r.output.find("data.json") != std::string::npos);
 }
 #endif

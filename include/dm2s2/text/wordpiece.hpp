@@ -152,6 +152,8 @@ public:
     }
 
     bool lower_case() const noexcept { return lower_case_; }
+    /// The vocabulary, in id order.
+    const std::vector<std::string>& tokens() const noexcept { return tokens_; }
     std::size_t vocab_size() const noexcept { return tokens_.size(); }
     std::int64_t pad_id() const noexcept { return pad_id_; }
     std::int64_t unk_id() const noexcept { return unk_id_; }

@@ -1,0 +1,212 @@
+// dm2s2_predict: predictions with their explanation for records in the JSON Lines format of the README,
+// from a model directory written by dm2s2_train.
+//
+//   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--threads T]
+//
+// P has one JSON line per record: "id", "prediction", "scores" (label → probability), "beta" (modality
+// → weight), "alpha" (modality → weights of its elements), "elements" (modality → printable elements:
+// word pieces, category values, #k for dense rows, numbers). Baselines without attention weights write
+// null for beta and alpha. M holds the task's metrics (every record needs its target). R is one
+// self-contained HTML page showing each record's modality weights and elements shaded by α.
+
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <dm2s2/dm2s2.hpp>
+#include <dm2s2/text/data_pipeline.hpp>
+
+#include "tool_arguments.hpp"
+
+namespace {
+
+/// JSON that keeps the order of its keys: id first, modalities in schema order.
+using ordered_json = nlohmann::ordered_json;
+
+/// One record's prediction, as written to P.
+struct prediction {
+    ordered_json line;
+    std::string truth;  ///< the target as written in the record (for the page), empty when absent
+};
+
+std::string html_escape(const std::string& s)
+{
+    std::string out;
+    for (const char c : s) {
+        switch (c) {
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '"': out += "&quot;"; break;
+        default: out += c;
+        }
+    }
+    return out;
+}
+
+/// Probabilities by label and the predicted value, from one row of logits.
+void score(const dm2s2::task_spec& task, const float* logits, std::size_t outputs, ordered_json& line)
+{
+    const auto sigmoid = [](double x) { return 1 / (1 + std::exp(-x)); };
+    ordered_json scores = ordered_json::object();
+    switch (task.type) {
+    case dm2s2::task_type::multiclass: {
+        double max = logits[0], sum = 0;
+        for (std::size_t k = 0; k < outputs; ++k) max = std::max(max, double(logits[k]));
+        for (std::size_t k = 0; k < outputs; ++k) sum += std::exp(logits[k] - max);
+        std::size_t best = 0;
+        for (std::size_t k = 0; k < outputs; ++k) {
+            scores[task.labels[k]] = std::exp(logits[k] - max) / sum;
+            if (logits[k] > logits[best]) best = k;
+        }
+        line["prediction"] = task.labels[best];
+        break;
+    }
+    case dm2s2::task_type::binary: {
+        const double p = sigmoid(logits[0]);
+        scores[task.labels[0]] = 1 - p;
+        scores[task.labels[1]] = p;
+        line["prediction"] = task.labels[p >= 0.5 ? 1 : 0];
+        break;
+    }
+    case dm2s2::task_type::multilabel: {
+        ordered_json predicted = ordered_json::array();
+        for (std::size_t k = 0; k < outputs; ++k) {
+            scores[task.labels[k]] = sigmoid(logits[k]);
+            if (logits[k] >= 0) predicted.push_back(task.labels[k]);
+        }
+        line["prediction"] = predicted;
+        break;
+    }
+    case dm2s2::task_type::regression: line["prediction"] = logits[0]; break;
+    }
+    line["scores"] = scores;
+}
+
+/// The explanation page: per record its prediction, each modality's β as a bar and its elements
+/// shaded by their importance γ = β·α relative to the record's most important element; α and γ in
+/// the tooltip.
+std::string explanation_page(const std::vector<prediction>& predictions, const dm2s2::schema& schema, const std::string& title)
+{
+    std::ostringstream html;
+    html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << html_escape(title) << "</title>\n<style>\n"
+         << "body{font-family:system-ui,sans-serif;margin:2em;color:#222;background:#fff}\n"
+         << ".record{border:1px solid #ccc;border-radius:6px;padding:0.8em 1em;margin:0 0 1em 0}\n"
+         << ".head{font-weight:600;margin-bottom:0.4em}.truth{color:#666;font-weight:400}\n"
+         << ".modality{display:flex;align-items:flex-start;gap:0.8em;margin:0.3em 0}\n"
+         << "h1{font-size:1.4em;word-break:break-all}.name{width:14em;flex:none;overflow-wrap:anywhere}.bar{width:8em;height:0.9em;background:#eee;flex:none;margin-top:0.2em}\n"
+         << ".fill{height:100%;background:#1f77b4}.weight{width:3.5em;flex:none;font-variant-numeric:tabular-nums}\n"
+         << ".elements{line-height:1.9}.e{padding:0.1em 0.25em;margin:0 0.1em;border-radius:3px;border:1px solid #ddd}\n"
+         << ".missing{color:#999;font-style:italic}\n</style></head><body>\n<h1>" << html_escape(title) << "</h1>\n";
+    for (const auto& p : predictions) {
+        const auto& l = p.line;
+        html << "<div class=\"record\"><div class=\"head\">" << html_escape(l["id"].get<std::string>()) << ": "
+             << html_escape(l["prediction"].is_string() ? l["prediction"].get<std::string>() : l["prediction"].dump());
+        if (!p.truth.empty()) html << " <span class=\"truth\">(true: " << html_escape(p.truth) << ")</span>";
+        html << "</div>\n";
+        const bool weighted = !l["beta"].is_null();
+        double top = 0;  // the largest γ of the record
+        if (weighted)
+            for (const auto& m : schema.modalities())
+                for (const auto& a : l["alpha"][m.name]) top = std::max(top, a.get<double>() * l["beta"][m.name].get<double>());
+        for (const auto& m : schema.modalities()) {
+            const auto& elements = l["elements"][m.name];
+            const double beta = weighted ? l["beta"][m.name].get<double>() : 0.0;
+            html << "<div class=\"modality\"><div class=\"name\">" << html_escape(m.name) << "</div>";
+            if (weighted)
+                html << "<div class=\"bar\"><div class=\"fill\" style=\"width:" << 100 * beta << "%\"></div></div><div class=\"weight\">"
+                     << std::round(beta * 1000) / 1000 << "</div>";
+            html << "<div class=\"elements\">";
+            if (elements.empty()) html << "<span class=\"missing\">missing</span>";
+            for (std::size_t i = 0; i < elements.size(); ++i) {
+                const double alpha = weighted ? l["alpha"][m.name][i].get<double>() : 0.0;
+                const double shade = top > 0 ? 0.8 * alpha * beta / top : 0.0;
+                html << "<span class=\"e\" style=\"background:rgba(214,39,40," << std::round(shade * 100) / 100 << ")\" title=\"α "
+                     << alpha << ", γ " << alpha * beta << "\">" << html_escape(elements[i].get<std::string>()) << "</span>";
+            }
+            html << "</div></div>\n";
+        }
+        html << "</div>\n";
+    }
+    html << "</body></html>\n";
+    return html.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    std::string model_dir, data, out, metrics_path, explain_path, threads = "1";
+    dm2s2::tools::arguments args;
+    args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
+    args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads);
+    try {
+        args.parse(argc, argv);
+        dm2s2::tools::parse_integer("--threads", threads, 1, 1024);
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "dm2s2_predict: " << e.what()
+                  << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--threads T])\n";
+        return 2;
+    }
+    try {
+        if (threads != "1") std::cerr << "dm2s2_predict: note: the CPU backend runs on one thread; --threads " << threads << " has no effect yet\n";
+        const auto pipeline = dm2s2::load_data_pipeline(model_dir);
+        const auto& encoder = *pipeline.encoder;
+        const auto model = dm2s2::load_model<float>(model_dir);
+        if (!(model.schema() == encoder.schema()))
+            throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
+        const auto records = dm2s2::read_json_lines(data);
+        const auto& task = encoder.task();
+        const bool explained = dm2s2::explains(model.config().pooling);
+        const std::size_t outputs = model.config().num_outputs;
+        dm2s2::tensor<float> all_logits({records.size(), outputs});
+        std::vector<prediction> predictions;
+        constexpr std::size_t batch_size = 64;
+        for (std::size_t first = 0; first < records.size(); first += batch_size) {
+            std::vector<dm2s2::sequence_set> batch;
+            for (std::size_t i = first; i < std::min(records.size(), first + batch_size); ++i) batch.push_back(encoder.encode(records[i]));
+            const auto result = model.forward(batch, explained);
+            for (std::size_t b = 0; b < batch.size(); ++b) {
+                const auto& r = records[first + b];
+                std::copy_n(result.logits.row(b), outputs, all_logits.row(first + b));
+                prediction p;
+                p.line = {{"id", dm2s2::record_encoder::id_of(r)}};
+                score(task, result.logits.row(b), outputs, p.line);
+                ordered_json beta = ordered_json::object(), alpha = ordered_json::object(), elements = ordered_json::object();
+                for (std::size_t m = 0; m < model.schema().size(); ++m) {
+                    const auto& spec = model.schema()[m];
+                    elements[spec.name] = encoder.element_strings(batch[b], m, std::min(batch[b].length(m), spec.max_length));
+                    if (!explained) continue;
+                    beta[spec.name] = result.explanation.beta_of(b, m);
+                    const auto a = result.explanation.alpha_of(b, m);
+                    alpha[spec.name] = std::vector<float>(a.begin(), a.end());
+                }
+                p.line["beta"] = explained ? beta : ordered_json();
+                p.line["alpha"] = explained ? alpha : ordered_json();
+                p.line["elements"] = elements;
+                if (encoder.has_target(r)) {
+                    const auto& t = r.value[task.target];
+                    p.truth = t.is_string() ? t.get<std::string>() : t.dump();
+                }
+                predictions.push_back(std::move(p));
+            }
+        }
+        nlohmann::json metrics;  // computed first: a record without its target fails before anything is written
+        if (!metrics_path.empty()) {
+            metrics = dm2s2::evaluate_metrics(task.type, all_logits, encoder.encode_dataset<float>(records).targets);
+            metrics["records"] = records.size();
+        }
+        std::string lines;
+        for (const auto& p : predictions) (lines += p.line.dump()) += '\n';
+        dm2s2::write_file_atomically(out, lines);
+        if (!metrics_path.empty()) dm2s2::write_file_atomically(metrics_path, metrics.dump(2) + "\n");
+        if (!explain_path.empty())
+            dm2s2::write_file_atomically(explain_path, explanation_page(predictions, model.schema(), "dm2s2 explanations: " + std::filesystem::path(data).filename().string()));
+        std::cout << "dm2s2_predict: " << records.size() << " records → " << out << "\n";
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "dm2s2_predict: " << e.what() << "\n";
+        return 1;
+    }
+}
