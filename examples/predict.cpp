@@ -1,15 +1,18 @@
 // dm2s2_predict: predictions with their explanation for records in the JSON Lines format of the README,
 // from a model directory written by dm2s2_train.
 //
-//   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--threads T]
+//   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]
 //
 // P has one JSON line per record: "id", "prediction", "scores" (label → probability), "beta" (modality
 // → weight), "alpha" (modality → weights of its elements), "elements" (modality → printable elements:
 // word pieces, category values, #k for dense rows, numbers). Baselines without attention weights write
 // null for beta and alpha. M holds the task's metrics (every record needs its target). R is one
-// self-contained HTML page showing each record's modality weights and elements shaded by α.
+// self-contained HTML page showing each record's modality weights and elements shaded by γ. --show N
+// prints the explanation of the first N records: their three heaviest modalities and element weights.
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -133,20 +136,48 @@ std::string explanation_page(const std::vector<prediction>& predictions, const d
     return html.str();
 }
 
+/// A short text explanation: the prediction, then the three modalities with the largest β and the
+/// α of their elements.
+void show(const prediction& p, const dm2s2::schema& schema, std::ostream& out)
+{
+    const auto& l = p.line;
+    out << l["id"].get<std::string>() << ": predicted " << (l["prediction"].is_string() ? l["prediction"].get<std::string>() : l["prediction"].dump());
+    if (!p.truth.empty()) out << " (true " << p.truth << ")";
+    out << "\n";
+    if (l["beta"].is_null()) return;
+    std::vector<std::pair<double, std::string>> modalities;
+    for (const auto& m : schema.modalities())
+        if (!l["elements"][m.name].empty()) modalities.emplace_back(l["beta"][m.name].get<double>(), m.name);
+    std::sort(modalities.rbegin(), modalities.rend());
+    char text[64];
+    for (std::size_t k = 0; k < std::min<std::size_t>(3, modalities.size()); ++k) {
+        const auto& [beta, name] = modalities[k];
+        std::snprintf(text, sizeof text, "%.3f", beta);
+        out << "  " << name << " β " << text << ":";
+        for (std::size_t i = 0; i < l["elements"][name].size(); ++i) {
+            std::snprintf(text, sizeof text, "%.2f", l["alpha"][name][i].get<double>());
+            out << ' ' << l["elements"][name][i].get<std::string>() << '(' << text << ')';
+        }
+        out << "\n";
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
-    std::string model_dir, data, out, metrics_path, explain_path, threads = "1";
+    std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0";
     dm2s2::tools::arguments args;
     args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
-    args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads);
+    args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads).option("--show", shown);
+    std::size_t show_count = 0;
     try {
         args.parse(argc, argv);
         dm2s2::tools::parse_integer("--threads", threads, 1, 1024);
+        show_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--show", shown, 0, 1 << 30));
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_predict: " << e.what()
-                  << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--threads T])\n";
+                  << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T])\n";
         return 2;
     }
     try {
@@ -204,6 +235,10 @@ int main(int argc, char** argv)
         if (!explain_path.empty())
             dm2s2::write_file_atomically(explain_path, explanation_page(predictions, model.schema(), "dm2s2 explanations: " + std::filesystem::path(data).filename().string()));
         std::cout << "dm2s2_predict: " << records.size() << " records → " << out << "\n";
+        if (!metrics_path.empty())
+            for (const auto& [name, value] : metrics.items())
+                if (name != "records") std::cout << "  " << name << " " << value.get<double>() << "\n";
+        for (std::size_t i = 0; i < std::min(show_count, predictions.size()); ++i) show(predictions[i], model.schema(), std::cout);
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "dm2s2_predict: " << e.what() << "\n";

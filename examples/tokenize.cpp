@@ -9,7 +9,6 @@
 // the line and status 1; usage errors give status 2.
 
 #include <iostream>
-#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -17,60 +16,25 @@
 
 #include <dm2s2/text/wordpiece.hpp>
 
-namespace {
-
-struct arguments {
-    std::string vocab;
-    bool cased = false, pair = false;
-    std::size_t max_length = 0;
-};
-
-arguments parse_arguments(int argc, char** argv)
-{
-    arguments a;
-    for (int i = 1; i < argc; ++i) {
-        const std::string flag = argv[i];
-        const auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
-            return argv[++i];
-        };
-        if (flag == "--vocab") {
-            a.vocab = value();
-        } else if (flag == "--cased") {
-            a.cased = true;
-        } else if (flag == "--pair") {
-            a.pair = true;
-        } else if (flag == "--max-length") {
-            const std::string v = value();
-            std::size_t used = 0;
-            long long n = -1;
-            try {
-                n = std::stoll(v, &used);
-            } catch (const std::exception&) {
-            }
-            if (used != v.size() || n < 3) throw std::invalid_argument("--max-length must be an integer ≥ 3, not '" + v + "'");
-            a.max_length = static_cast<std::size_t>(n);
-        } else {
-            throw std::invalid_argument("unknown argument '" + flag + "'");
-        }
-    }
-    if (a.vocab.empty()) throw std::invalid_argument("--vocab is required");
-    return a;
-}
-
-}  // namespace
+#include "tool_arguments.hpp"
 
 int main(int argc, char** argv)
 {
-    arguments args;
+    std::string vocab, max_length_text = "0";
+    bool cased = false, pair = false;
+    std::size_t max_length = 0;
+    dm2s2::tools::arguments args;
+    args.option("--vocab", vocab, true).option("--max-length", max_length_text).flag("--cased", cased).flag("--pair", pair);
     try {
-        args = parse_arguments(argc, argv);
+        args.parse(argc, argv);
+        max_length = static_cast<std::size_t>(dm2s2::tools::parse_integer("--max-length", max_length_text, 0, 1 << 30));
+        if (max_length != 0 && max_length < 3) throw std::invalid_argument("--max-length must leave room for [CLS] and two [SEP]");
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_tokenize: " << e.what() << " (usage: --vocab FILE [--cased] [--pair] [--max-length N])\n";
         return 2;
     }
     try {
-        const auto tokenizer = dm2s2::wordpiece_tokenizer::from_file(args.vocab, !args.cased);
+        const auto tokenizer = dm2s2::wordpiece_tokenizer::from_file(vocab, !cased);
         std::size_t line_number = 0;
         for (std::string line; std::getline(std::cin, line);) {
             const std::string where = "stdin line " + std::to_string(++line_number);
@@ -81,14 +45,14 @@ int main(int argc, char** argv)
                 throw dm2s2::input_error(where + ": not JSON: " + e.what());
             }
             try {
-                if (args.pair) {
+                if (pair) {
                     if (!value.is_array() || value.size() != 2 || !value[0].is_string() || !value[1].is_string())
                         throw dm2s2::input_error("expected an array of two strings");
-                    const auto e = tokenizer.encode_pair(value[0].get<std::string>(), value[1].get<std::string>(), args.max_length);
+                    const auto e = tokenizer.encode_pair(value[0].get<std::string>(), value[1].get<std::string>(), max_length);
                     std::cout << nlohmann::json{{"input_ids", e.ids}, {"token_type_ids", e.type_ids}}.dump() << '\n';
                 } else {
                     if (!value.is_string()) throw dm2s2::input_error("expected a string");
-                    std::cout << nlohmann::json(tokenizer.encode(value.get<std::string>(), args.max_length).ids).dump() << '\n';
+                    std::cout << nlohmann::json(tokenizer.encode(value.get<std::string>(), max_length).ids).dump() << '\n';
                 }
             } catch (const dm2s2::error& e) {
                 throw dm2s2::input_error(where + ": " + e.what());

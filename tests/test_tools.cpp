@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -279,6 +280,52 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
         CHECK(fs::file_size(dir / "r.png") > 5 * fs::file_size(dir / "blank.png"));
     } else {
         MESSAGE("chromium is not installed: the explanation page was not rendered");
+    }
+}
+
+TEST_CASE("dm2s2_predict writes the scores of binary, multilabel and regression tasks")
+{
+    const auto dir = dm2s2::testing::scratch_dir("task_tools");
+    std::ofstream(dir / "small.json") << R"({"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32})";
+    const std::map<std::string, std::pair<std::string, std::string>> tasks = {  // type → (target of even, odd records)
+        {"binary", {"\"ham\"", "\"spam\""}}, {"multilabel", {"[\"a\"]", "[\"a\", \"b\"]"}}, {"regression", {"1.5", "-2"}}};
+    for (const auto& [type, targets] : tasks) {
+        CAPTURE(type);
+        std::ofstream(dir / "schema.json") << R"({"modalities": [{"name": "tag", "kind": "categorical"}, {"name": "x", "kind": "numeric"}],
+            "task": {"type": ")" << type << R"(", "target": "y"}})";
+        std::ofstream data(dir / "data.jsonl");
+        for (int i = 0; i < 40; ++i)
+            data << R"({"tag": ")" << (i % 2 ? "odd" : "even") << R"(", "x": )" << i << R"(, "y": )" << (i % 2 ? targets.second : targets.first)
+                 << "}\n";
+        data.close();
+        const auto model = dir / ("model_" + type);
+        auto r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + (dir / "schema.json").string() + " --train " +
+                     (dir / "data.jsonl").string() + " --out " + model.string() + " --epochs 2 --config " + (dir / "small.json").string());
+        REQUIRE_MESSAGE(r.status == 0, r.output);
+        r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + (dir / "data.jsonl").string() + " --out " +
+                (dir / "p.jsonl").string() + " --metrics " + (dir / "m.json").string());
+        REQUIRE_MESSAGE(r.status == 0, r.output);
+        std::ifstream in(dir / "p.jsonl");
+        std::string line;
+        std::getline(in, line);
+        const auto p = nlohmann::json::parse(line);
+        const auto metrics = read_json(dir / "m.json");
+        if (type == "binary") {
+            CHECK(p["scores"].size() == 2);
+            CHECK(p["scores"]["ham"].get<double>() + p["scores"]["spam"].get<double>() == doctest::Approx(1.0));
+            CHECK((p["prediction"] == "ham" || p["prediction"] == "spam"));
+            for (const char* key : {"accuracy", "f1", "roc_auc"}) CHECK_MESSAGE(metrics.contains(key), key);
+        } else if (type == "multilabel") {
+            CHECK(p["scores"].size() == 2);
+            CHECK(p["prediction"].is_array());
+            for (const char* key : {"micro_f1", "macro_f1", "weighted_f1", "samples_f1"}) CHECK_MESSAGE(metrics.contains(key), key);
+        } else {
+            CHECK(p["prediction"].is_number());
+            CHECK(p["scores"].empty());
+            for (const char* key : {"rmse", "mae"}) CHECK_MESSAGE(metrics.contains(key), key);
+        }
+        CHECK(p["elements"]["tag"] == nlohmann::json::array({"even"}));
+        CHECK(p["elements"]["x"] == nlohmann::json::array({"0"}));
     }
 }
 
