@@ -289,7 +289,9 @@ TEST_CASE("dm2s2_predict writes the scores of binary, multilabel and regression 
     std::ofstream(dir / "small.json") << R"({"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32})";
     const std::map<std::string, std::pair<std::string, std::string>> tasks = {  // type → (target of even, odd records)
         {"binary", {"\"ham\"", "\"spam\""}}, {"multilabel", {"[\"a\"]", "[\"a\", \"b\"]"}}, {"regression", {"1.5", "-2"}}};
-    for (const auto& [type, targets] : tasks) {
+    for (const auto& task : tasks) {
+        const std::string type = task.first;  // a plain name: clang 14 cannot capture structured bindings
+        const auto& targets = task.second;
         CAPTURE(type);
         std::ofstream(dir / "schema.json") << R"({"modalities": [{"name": "tag", "kind": "categorical"}, {"name": "x", "kind": "numeric"}],
             "task": {"type": ")" << type << R"(", "target": "y"}})";
