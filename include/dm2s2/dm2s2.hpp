@@ -1,6 +1,8 @@
 #pragma once
 /// \file
-/// Umbrella header: everything a user of dm2s2 needs.
+/// Umbrella header: everything a user of dm2s2 needs, except the text pipeline (dm2s2/text/: the
+/// WordPiece tokenizer and the JSON Lines records of the tools), which needs utf8proc and the
+/// `dm2s2::text` target.
 
 #include "dm2s2/backend/cpu/cpu_backend.hpp"
 #include "dm2s2/backend/reference/reference_backend.hpp"
