@@ -63,6 +63,22 @@ struct packed_batch {
 
     const modality_span& span(std::size_t b, std::size_t m) const { return spans[b * modality_count + m]; }
     std::size_t slot(std::size_t b, std::size_t position) const { return b * layout.length + position; }
+
+    /// Sizes every per-slot array for `layout` with padding values, and the per-modality lists empty.
+    void clear_slots()
+    {
+        const std::size_t slots = layout.rows();
+        mask.assign(slots, 0);
+        type_ids.assign(slots, 0);
+        position_ids.assign(slots, 0);
+        sources.assign(slots, element_source::padding);
+        modality.assign(slots, -1);
+        ids.assign(slots, pad_id);
+        numbers.assign(slots, 0.0);
+        dense_rows.assign(modality_count, {});
+        dense_slots.assign(modality_count, {});
+        spans.assign(layout.batch * modality_count, {});
+    }
 };
 
 /// The packed length of `sample` for `s`: [CLS], then each present modality (truncated to its
@@ -143,17 +159,7 @@ packed_batch pack(const schema& s, Range&& samples, const packing_options& optio
         out.lengths.push_back(total);
         out.layout.length = std::max(out.layout.length, total);
     }
-    const std::size_t slots = out.layout.rows();
-    out.mask.assign(slots, 0);
-    out.type_ids.assign(slots, 0);
-    out.position_ids.assign(slots, 0);
-    out.sources.assign(slots, element_source::padding);
-    out.modality.assign(slots, -1);
-    out.ids.assign(slots, options.pad_id);
-    out.numbers.assign(slots, 0.0);
-    out.dense_rows.resize(modalities);
-    out.dense_slots.resize(modalities);
-    out.spans.resize(out.layout.batch * modalities);
+    out.clear_slots();
 
     std::size_t b = 0;
     for (const auto& sample : samples) {
@@ -225,17 +231,8 @@ inline modality_split split_by_modality(const packed_batch& batch)
                 split.layout.length = std::max(split.layout.length, n + 2);
             }
     split.layout.batch = out.origin.size();
-    const std::size_t slots = split.layout.rows();
-    split.mask.assign(slots, 0);
-    split.type_ids.assign(slots, 0);
-    split.position_ids.assign(slots, 0);
-    split.sources.assign(slots, element_source::padding);
-    split.modality.assign(slots, -1);
-    split.ids.assign(slots, batch.pad_id);
-    split.numbers.assign(slots, 0.0);
+    split.clear_slots();
     split.dense_rows = batch.dense_rows;  // same order: sample-major, as in the packed batch
-    split.dense_slots.assign(modalities, {});
-    split.spans.assign(split.layout.batch * modalities, {});
     for (std::size_t r = 0; r < out.origin.size(); ++r) {
         const std::size_t b = out.origin[r].first, m = out.origin[r].second;  // plain names: the lambda below captures them
         const auto& span = batch.span(b, m);
