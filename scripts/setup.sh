@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building dm2s2, its tests, examples and benchmarks needs on Debian (bookworm or
 # later), skipping the package manager entirely when everything is already there. Needs root
-# (or sudo) only when something is missing.
+# (or sudo) only when something is missing. Further packages may be named as arguments
+# (benchmarks/compare.sh adds PyTorch and OpenBLAS this way).
 set -euo pipefail
 
 packages=(g++ clang cmake make libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
-  libutf8proc-dev)
+  libutf8proc-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -39,6 +39,7 @@ concept backend_for = scalar<T> && requires(const B& backend, T* y, const T* x, 
     backend.tanh(y, n);
     backend.masked_softmax(y, n, keep);
     backend.layer_norm(x, x, y, n, n, x, x, value);
+    backend.parallel_for(n, [](std::size_t) {});
 };
 
 }  // namespace dm2s2

@@ -255,4 +255,49 @@ inline modality_split split_by_modality(const packed_batch& batch)
     return out;
 }
 
+/// The real slots of a packed batch laid out without padding, so that the encoder computes nothing for
+/// padding: compact row r is padded slot `slots[r]`, and `layout` is the ragged layout of the rows.
+struct row_compaction {
+    nn::batch_layout layout;
+    std::vector<std::size_t> slots;
+
+    row_compaction() = default;
+
+    /// Sample b keeps its first `batch.lengths[b]` slots, which are exactly its real ones.
+    explicit row_compaction(const packed_batch& batch) : layout(nn::batch_layout::from_lengths(batch.lengths))
+    {
+        slots.reserve(layout.rows());
+        for (std::size_t b = 0; b < batch.layout.batch; ++b)
+            for (std::size_t p = 0; p < batch.lengths[b]; ++p) slots.push_back(batch.slot(b, p));
+    }
+
+    bool empty() const noexcept { return slots.empty(); }
+
+    /// Copies the real rows of padded per-slot rows of `width` values each into `compact`.
+    template <class T>
+    void gather(const T* padded, std::size_t width, T* compact) const
+    {
+        for (std::size_t r = 0; r < slots.size(); ++r) std::copy_n(padded + slots[r] * width, width, compact + r * width);
+    }
+
+    /// The real entries of a per-slot array.
+    template <class T>
+    std::vector<T> gather(const std::vector<T>& padded) const
+    {
+        std::vector<T> compact(slots.size());
+        gather(padded.data(), 1, compact.data());
+        return compact;
+    }
+
+    /// Writes compact rows back to their slots; padding rows become zero. `padded` holds
+    /// `padded_rows` rows of `width` values.
+    template <class T>
+    void scatter(const T* compact, std::size_t width, T* padded, std::size_t padded_rows) const
+    {
+        std::fill_n(padded, padded_rows * width, T(0));
+        for (std::size_t r = 0; r < slots.size(); ++r)
+            std::copy_n(compact + r * width, width, padded + slots[r] * width);
+    }
+};
+
 }  // namespace dm2s2

@@ -111,6 +111,7 @@ struct model_cache {
     packed_batch batch;
     modality_split split;  ///< mid_fusion: the batch the encoder ran on
     bert_cache<T> encoder;
+    row_compaction compaction;  ///< padding-free execution: the real rows the encoder ran on
     std::vector<present_modality> present;
     std::vector<nn::row_group> element_groups, modality_groups;
     tensor<T> element_rows, modality_rows, pooled;
@@ -171,6 +172,11 @@ public:
     bert_model<T, Backend>& encoder() noexcept { return bert_; }
     const pooling_parameters<T>& pooling() const noexcept { return pooling_; }
 
+    /// Whether the encoder runs on the real rows only (the default) or on the padded batch. Both give
+    /// the same outputs; without padding nothing is computed for padding slots.
+    bool padding_free() const noexcept { return padding_free_; }
+    void set_padding_free(bool on) noexcept { padding_free_ = on; }
+
     /// Settings the packer needs to lay out a batch for this model.
     packing_options packing() const
     {
@@ -218,8 +224,11 @@ public:
         tensor<T> hidden_rows({encoded.layout.rows(), h});
         nn::embed_elements(backend, encoded, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
         bert_cache<T>* encoder_cache = cache ? &c.encoder : nullptr;
+        c.compaction = {};
         if (config_.pooling == pooling_kind::dm2s)
             bert_.embed(hidden_rows, encoded.position_ids, encoded.type_ids, encoded.layout, encoder_cache, dropout_rng);
+        else if (padding_free_)
+            encode_without_padding(encoded, hidden_rows, c, encoder_cache, dropout_rng);
         else
             bert_.encode(hidden_rows, encoded.position_ids, encoded.type_ids, encoded.layout, encoded.mask.data(), nullptr,
                          encoder_cache, dropout_rng);
@@ -320,7 +329,14 @@ public:
         }
         default: pool_elements_backward(cache, d_pooled, d_hidden, grad);
         }
-        bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
+        if (cache.compaction.empty()) {
+            bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
+        } else {
+            tensor<T> d_rows({cache.compaction.slots.size(), h});
+            cache.compaction.gather(d_hidden.data(), h, d_rows.data());
+            bert_.encode_backward(cache.encoder, d_rows, grad.encoder);
+            cache.compaction.scatter(d_rows.data(), h, d_hidden.data(), d_hidden.dim(0));
+        }
         nn::embed_elements_backward(backend, encoded, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
                                     grad.encoder.embeddings, grad.pooling.modality_embeddings);
     }
@@ -361,6 +377,20 @@ public:
     }
 
 private:
+    /// The encoder over the real rows of `encoded` only: they are gathered into a ragged layout, encoded,
+    /// and written back to their slots (padding rows become zero; nothing downstream reads them).
+    void encode_without_padding(const packed_batch& encoded, tensor<T>& hidden_rows, model_cache<T>& c,
+                                bert_cache<T>* encoder_cache, random_generator* dropout_rng) const
+    {
+        const std::size_t h = hidden();
+        c.compaction = row_compaction(encoded);
+        tensor<T> rows({c.compaction.slots.size(), h});
+        c.compaction.gather(hidden_rows.data(), h, rows.data());
+        bert_.encode(rows, c.compaction.gather(encoded.position_ids), c.compaction.gather(encoded.type_ids),
+                     c.compaction.layout, nullptr, nullptr, encoder_cache, dropout_rng);
+        c.compaction.scatter(rows.data(), h, hidden_rows.data(), hidden_rows.dim(0));
+    }
+
     /// The batch the encoder runs on: the packed batch, or its split by modality for mid_fusion.
     const packed_batch& encoder_batch(const packed_batch& batch, const model_cache<T>& c) const
     {
@@ -523,6 +553,7 @@ private:
     model_config config_;
     bert_model<T, Backend> bert_;
     pooling_parameters<T> pooling_;
+    bool padding_free_ = true;
 };
 
 }  // namespace dm2s2

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dm2s2/nn/bert_config.hpp"
 #include "dm2s2/nn/dropout.hpp"
@@ -16,11 +17,39 @@
 
 namespace dm2s2::nn {
 
-/// Shape of a padded batch: `batch` sequences of `length` rows each, rows flattened to [batch·length].
+/// Where the sequences of a batch lie among its rows. Padded: `batch` sequences of `length` rows each,
+/// flattened to [batch·length], padding marked by a key mask. Ragged (padding-free): sequence b holds
+/// rows [starts[b], starts[b+1]) and every row is real.
 struct batch_layout {
     std::size_t batch = 0;
-    std::size_t length = 0;
-    std::size_t rows() const { return batch * length; }
+    std::size_t length = 0;              ///< padded: every sequence's length; ragged: the longest
+    std::vector<std::size_t> starts{};   ///< ragged: batch + 1 row offsets; empty when padded
+
+    bool ragged() const noexcept { return !starts.empty(); }
+    std::size_t rows() const { return ragged() ? starts.back() : batch * length; }
+    std::size_t first_row(std::size_t b) const { return ragged() ? starts[b] : b * length; }
+    std::size_t length_of(std::size_t b) const { return ragged() ? starts[b + 1] - starts[b] : length; }
+
+    /// Offset of sequence b's [heads, len, len] attention maps when every sequence's maps are stored
+    /// one after another; `attention_offset(batch, heads)` is the size of the whole buffer.
+    std::size_t attention_offset(std::size_t b, std::size_t heads) const
+    {
+        if (!ragged()) return b * heads * length * length;
+        std::size_t offset = 0;
+        for (std::size_t i = 0; i < b; ++i) offset += heads * length_of(i) * length_of(i);
+        return offset;
+    }
+
+    /// A ragged layout from per-sequence lengths.
+    static batch_layout from_lengths(const std::vector<std::size_t>& lengths)
+    {
+        batch_layout layout{.batch = lengths.size(), .length = 0, .starts = {0}};
+        for (const auto len : lengths) {
+            layout.starts.push_back(layout.starts.back() + len);
+            layout.length = std::max(layout.length, len);
+        }
+        return layout;
+    }
 };
 
 /// What `self_attention::backward` needs from the forward pass.
@@ -49,49 +78,57 @@ struct self_attention {
 
     std::size_t hidden_size() const { return query.in_features(); }
 
-    /// x, y: [rows, H]; key_mask: [rows], non-zero where a row may be attended to. Rows that are padding
-    /// still get an output (they attend to the unmasked keys), as in HF. `probabilities`, when not null,
-    /// receives the attention weights [batch, heads, length, length]. y must not alias x. With `cache`,
-    /// the intermediates of the backward pass are kept; with `dropout_rng` (training), dropout is applied.
+    /// x, y: [rows, H]; key_mask: [rows], non-zero where a row may be attended to (null: every row is
+    /// real, as in a ragged layout). Padding rows still get an output (they attend to the unmasked keys),
+    /// as in HF. `probabilities`, when not null, receives the attention weights sequence after sequence
+    /// as [heads, len, len] blocks (padded: [batch, heads, length, length]). y must not alias x. With
+    /// `cache`, the intermediates of the backward pass are kept; with `dropout_rng` (training), dropout
+    /// is applied. Sequences and heads run in parallel on the backend's threads.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
                  T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
     {
         const bool drop_probabilities = dropout_active(attention_dropout, dropout_rng);
-        const std::size_t h = hidden_size(), n = layout.rows(), s = layout.length, d = h / heads;
+        const std::size_t h = hidden_size(), n = layout.rows(), d = h / heads;
         self_attention_cache<T> local;
         auto& c = cache ? *cache : local;
         if (cache != nullptr) {
             c.input.resize({n, h});
             std::copy(x, x + n * h, c.input.data());
-            c.probabilities.resize({layout.batch, heads, s, s});
-            c.probability_masks.resize(drop_probabilities ? shape_t{layout.batch, heads, s, s} : shape_t{0});
+            c.probabilities.resize({layout.attention_offset(layout.batch, heads)});
+            c.probability_masks.resize({0});
         }
         for (auto* t : {&c.q, &c.k, &c.v, &c.context}) t->resize({n, h});
         query.forward(backend, x, n, c.q.data());
         key.forward(backend, x, n, c.k.data());
         value.forward(backend, x, n, c.v.data());
-        tensor<T> scores({s, s});
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
-        for (std::size_t b = 0; b < layout.batch; ++b) {
-            const std::size_t first = b * s;
-            for (std::size_t head = 0; head < heads; ++head) {
-                const std::size_t col = head * d;
-                backend.gemm(transpose::no, transpose::yes, s, s, d, scale, c.q.data() + first * h + col, h,
-                             c.k.data() + first * h + col, h, T(0), scores.data(), s);
-                for (std::size_t i = 0; i < s; ++i) backend.masked_softmax(scores.row(i), s, key_mask + first);
-                if (probabilities != nullptr)
-                    std::copy(scores.data(), scores.data() + s * s, probabilities + (b * heads + head) * s * s);
-                if (cache != nullptr)
-                    std::copy(scores.data(), scores.data() + s * s, c.probabilities.data() + (b * heads + head) * s * s);
-                if (drop_probabilities)
-                    dropout(scores.data(), s * s, attention_dropout, *dropout_rng,
-                            cache ? c.probability_masks.data() + (b * heads + head) * s * s : nullptr);
-                backend.gemm(transpose::no, transpose::no, s, d, s, T(1), scores.data(), s, c.v.data() + first * h + col, h,
-                             T(0), c.context.data() + first * h + col, h);
-            }
+        const std::size_t maps = layout.attention_offset(layout.batch, heads);
+        tensor<T> local_masks;
+        T* masks = nullptr;  // dropout factors of every map, drawn in order so that threads do not change them
+        if (drop_probabilities) {
+            tensor<T>& m = cache ? c.probability_masks : local_masks;
+            m.resize({maps});
+            dropout_factors(m.data(), maps, attention_dropout, *dropout_rng);
+            masks = m.data();
         }
+        backend.parallel_for(layout.batch * heads, [&](std::size_t unit) {
+            const std::size_t b = unit / heads, head = unit % heads;
+            const std::size_t first = layout.first_row(b), len = layout.length_of(b);
+            const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
+            const std::uint8_t* keep = key_mask ? key_mask + first : nullptr;
+            tensor<T> scores({len, len});
+            backend.gemm(transpose::no, transpose::yes, len, len, d, scale, c.q.data() + offset, h, c.k.data() + offset, h,
+                         T(0), scores.data(), len);
+            for (std::size_t i = 0; i < len; ++i) backend.masked_softmax(scores.row(i), len, keep);
+            if (probabilities != nullptr) std::copy(scores.data(), scores.data() + len * len, probabilities + block);
+            if (cache != nullptr) std::copy(scores.data(), scores.data() + len * len, c.probabilities.data() + block);
+            if (masks != nullptr)
+                for (std::size_t i = 0; i < len * len; ++i) scores[i] *= masks[block + i];
+            backend.gemm(transpose::no, transpose::no, len, d, len, T(1), scores.data(), len, c.v.data() + offset, h, T(0),
+                         c.context.data() + offset, h);
+        });
         output.forward(backend, c.context.data(), n, y);
         dropout(y, n * h, hidden_dropout, dropout_rng, cache ? &c.output_mask : nullptr);
         output_norm.forward(backend, y, x, y, n, cache ? &c.pre_norm : nullptr);
@@ -103,41 +140,39 @@ struct self_attention {
     void backward(const Backend& backend, const self_attention_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
                   self_attention& grad) const
     {
-        const std::size_t h = hidden_size(), n = layout.rows(), s = layout.length, d = h / heads;
-        tensor<T> d_pre({n, h}), d_context({n, h}), dq({n, h}), dk({n, h}), dv({n, h}), d_scores({s, s});
+        const std::size_t h = hidden_size(), n = layout.rows(), d = h / heads;
+        tensor<T> d_pre({n, h}), d_context({n, h}), dq({n, h}), dk({n, h}), dv({n, h});
         output_norm.backward(backend, cache.pre_norm.data(), dy, d_pre.data(), n, grad.output_norm);
         tensor<T> d_projection = d_pre;
         dropout_backward(cache.output_mask, d_projection.data());
         output.backward(backend, cache.context.data(), d_projection.data(), n, d_context.data(), grad.output);
         const bool dropped = !cache.probability_masks.empty();
-        tensor<T> kept_probabilities(dropped ? shape_t{s, s} : shape_t{0});
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
-        for (std::size_t b = 0; b < layout.batch; ++b) {
-            const std::size_t first = b * s;
-            for (std::size_t head = 0; head < heads; ++head) {
-                const std::size_t offset = first * h + head * d;
-                const std::size_t block = (b * heads + head) * s * s;
-                const T* p = cache.probabilities.data() + block;
-                const T* used = p;  // the probabilities the context was computed from: P, or P ⊙ dropout mask
-                if (dropped) {
-                    for (std::size_t i = 0; i < s * s; ++i) kept_probabilities[i] = p[i] * cache.probability_masks[block + i];
-                    used = kept_probabilities.data();
-                }
-                // context = P' V: dP' = dcontext Vᵀ, dV = P'ᵀ dcontext.
-                backend.gemm(transpose::no, transpose::yes, s, s, d, T(1), d_context.data() + offset, h,
-                             cache.v.data() + offset, h, T(0), d_scores.data(), s);
-                backend.gemm(transpose::yes, transpose::no, s, d, s, T(1), used, s, d_context.data() + offset, h, T(0),
-                             dv.data() + offset, h);
-                if (dropped)
-                    for (std::size_t i = 0; i < s * s; ++i) d_scores[i] *= cache.probability_masks[block + i];
-                for (std::size_t i = 0; i < s; ++i) backend.masked_softmax_backward(p + i * s, d_scores.row(i), s);
-                // scores = scale Q Kᵀ: dQ = scale dS K, dK = scale dSᵀ Q.
-                backend.gemm(transpose::no, transpose::no, s, d, s, scale, d_scores.data(), s, cache.k.data() + offset, h,
-                             T(0), dq.data() + offset, h);
-                backend.gemm(transpose::yes, transpose::no, s, d, s, scale, d_scores.data(), s, cache.q.data() + offset, h,
-                             T(0), dk.data() + offset, h);
+        backend.parallel_for(layout.batch * heads, [&](std::size_t unit) {
+            const std::size_t b = unit / heads, head = unit % heads;
+            const std::size_t first = layout.first_row(b), len = layout.length_of(b);
+            const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
+            const T* p = cache.probabilities.data() + block;
+            const T* used = p;  // the probabilities the context was computed from: P, or P ⊙ dropout mask
+            tensor<T> d_scores({len, len}), kept_probabilities(dropped ? shape_t{len, len} : shape_t{0});
+            if (dropped) {
+                for (std::size_t i = 0; i < len * len; ++i) kept_probabilities[i] = p[i] * cache.probability_masks[block + i];
+                used = kept_probabilities.data();
             }
-        }
+            // context = P' V: dP' = dcontext Vᵀ, dV = P'ᵀ dcontext.
+            backend.gemm(transpose::no, transpose::yes, len, len, d, T(1), d_context.data() + offset, h,
+                         cache.v.data() + offset, h, T(0), d_scores.data(), len);
+            backend.gemm(transpose::yes, transpose::no, len, d, len, T(1), used, len, d_context.data() + offset, h, T(0),
+                         dv.data() + offset, h);
+            if (dropped)
+                for (std::size_t i = 0; i < len * len; ++i) d_scores[i] *= cache.probability_masks[block + i];
+            for (std::size_t i = 0; i < len; ++i) backend.masked_softmax_backward(p + i * len, d_scores.row(i), len);
+            // scores = scale Q Kᵀ: dQ = scale dS K, dK = scale dSᵀ Q.
+            backend.gemm(transpose::no, transpose::no, len, d, len, scale, d_scores.data(), len, cache.k.data() + offset, h,
+                         T(0), dq.data() + offset, h);
+            backend.gemm(transpose::yes, transpose::no, len, d, len, scale, d_scores.data(), len, cache.q.data() + offset, h,
+                         T(0), dk.data() + offset, h);
+        });
         std::copy(d_pre.data(), d_pre.data() + n * h, dx);  // the residual path
         query.backward(backend, cache.input.data(), dq.data(), n, dx, grad.query, true);
         key.backward(backend, cache.input.data(), dk.data(), n, dx, grad.key, true);

@@ -14,6 +14,14 @@ namespace dm2s2::nn {
 /// True when dropout with probability p does anything: training (a generator is given) and p > 0.
 inline bool dropout_active(double p, const random_generator* rng) noexcept { return rng != nullptr && p > 0; }
 
+/// Draws the dropout factors of n elements into `factors`: 0 with probability p, else 1 / (1 − p).
+template <class T>
+void dropout_factors(T* factors, std::size_t n, double p, random_generator& rng)
+{
+    const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+    for (std::size_t i = 0; i < n; ++i) factors[i] = rng.uniform() < p ? T(0) : keep_scale;
+}
+
 /// Drops elements of x[0..n) with probability p; `mask`, when not null, receives the factors
 /// (0 or 1 / (1 − p)) of the n elements.
 template <class T>

@@ -72,7 +72,7 @@ struct encoder_layer {
 template <scalar T>
 struct encoder_trace {
     std::vector<tensor<T>> hidden_states;  ///< [layers + 1] × [rows, H]; 0 is the encoder input
-    std::vector<tensor<T>> attentions;     ///< [layers] × [batch, heads, length, length]
+    std::vector<tensor<T>> attentions;     ///< [layers] × [batch, heads, length, length] (ragged: flat blocks)
 };
 
 /// The stack of encoder layers (HuggingFace `BertEncoder`, names `layer.{i}.…`).
@@ -101,7 +101,8 @@ struct encoder {
             T* probabilities = nullptr;
             if (trace != nullptr) {
                 const std::size_t heads = layers[i].attention.heads;
-                trace->attentions.emplace_back(shape_t{layout.batch, heads, layout.length, layout.length});
+                trace->attentions.emplace_back(layout.ragged() ? shape_t{layout.attention_offset(layout.batch, heads)}
+                                                               : shape_t{layout.batch, heads, layout.length, layout.length});
                 probabilities = trace->attentions.back().data();
             }
             layers[i].forward(backend, hidden.data(), layout, key_mask, next.data(), probabilities,

@@ -1,84 +1,132 @@
 #pragma once
 /// \file
-/// `cpu_backend`: matrix products through Eigen, element-wise kernels through xsimd (scalar loops when
-/// xsimd is disabled). Each kernel runs its SIMD body over whole registers and finishes the tail with
+/// `cpu_backend`: float matrix products through the library's AVX-512 kernels where the processor has
+/// them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise kernels through
+/// xsimd (scalar loops when xsimd is disabled). Each kernel runs its SIMD body over whole registers and finishes the tail with
 /// the scalar loop, so every length is handled.
+///
+/// The backend owns its threads: `cpu_backend({.threads = 2})` splits every large product and
+/// element-wise kernel over two threads, and models run attention heads in parallel on them. Copies
+/// share one pool. The default is one thread, so nothing runs concurrently unless asked for.
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <numbers>
+#include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
 #include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/cpu/avx512_gemm.hpp"
 #include "dm2s2/core/simd.hpp"
+#include "dm2s2/core/thread_pool.hpp"
 
 namespace dm2s2 {
 
-/// CPU backend: Eigen for gemm, xsimd for the element-wise kernels.
+/// Settings of a `cpu_backend`.
+struct cpu_options {
+    std::size_t threads = 1;  ///< threads that run each kernel, the caller included
+    /// Float products in fp32, or with operands rounded to bf16 (fp32 sums). bf16 uses AVX512_BF16
+    /// where the processor has it; elsewhere the rounded operands are multiplied in fp32, which gives
+    /// the same numbers up to the order of the sums. Double products are always double.
+    matmul_precision precision = matmul_precision::fp32;
+    /// Use the AVX-512 kernels where the processor has them; false keeps to Eigen (and to rounded
+    /// operands for bf16), the portable path the kernels are tested against.
+    bool wide_kernels = true;
+};
+
+/// CPU backend: Eigen for gemm, xsimd for the element-wise kernels, an owned thread pool.
 struct cpu_backend : portable_backward_kernels {
     static constexpr const char* name() noexcept { return "cpu"; }
 
+    /// One thread.
+    cpu_backend() = default;
+
+    explicit cpu_backend(cpu_options options)
+        : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads) : nullptr), precision_(options.precision),
+          wide_(options.wide_kernels)
+    {
+        if (options.threads == 0) throw config_error("cpu_backend: threads must be at least 1");
+    }
+
+    /// Threads each kernel runs on.
+    std::size_t threads() const noexcept { return pool_ ? pool_->size() : 1; }
+
+    /// How float products are computed.
+    matmul_precision precision() const noexcept { return precision_; }
+
+    /// The kernels float products use on this processor, for reports: "avx512-bf16", "avx512-fp32",
+    /// "eigen-bf16-rounded" or "eigen".
+    const char* float_kernels() const noexcept
+    {
+        if (precision_ == matmul_precision::bf16)
+            return bf16_kernels() ? "avx512-bf16" : fp32_kernels() ? "avx512-fp32-bf16-rounded" : "eigen-bf16-rounded";
+        return fp32_kernels() ? "avx512-fp32" : "eigen";
+    }
+
+    template <class F>
+    void parallel_for(std::size_t count, F&& task) const
+    {
+        if (pool_) {
+            pool_->parallel_for(count, task);
+        } else {
+            for (std::size_t i = 0; i < count; ++i) task(i);
+        }
+    }
+
+    /// C = alpha op(A) op(B) + beta C. Large products are cut into one block of C per thread, along
+    /// the longer side of C, so that each thread packs only its share of the wider operand.
     template <scalar T>
     void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
-        using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-        using const_map = Eigen::Map<const matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
-        using map = Eigen::Map<matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
-        const auto rows = [](std::size_t r) { return static_cast<Eigen::Index>(r); };
-        const_map A(a, rows(ta == transpose::yes ? k : m), rows(ta == transpose::yes ? m : k), Eigen::OuterStride<>(rows(lda)));
-        const_map B(b, rows(tb == transpose::yes ? n : k), rows(tb == transpose::yes ? k : n), Eigen::OuterStride<>(rows(ldb)));
-        map C(c, rows(m), rows(n), Eigen::OuterStride<>(rows(ldc)));
         if (m == 0 || n == 0) return;
-        if (k == 0) {
-            if (beta == T(0)) C.setZero(); else C *= beta;
+        constexpr double parallel_flops = 1 << 20;  // below this a dispatch costs more than it saves
+        const std::size_t parts = 2.0 * double(m) * double(n) * double(k) >= parallel_flops ? threads() : 1;
+        if (parts == 1) {
+            gemm_block(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        const auto product = [&](const auto& opa, const auto& opb) {
-            if (beta == T(0)) {
-                C.noalias() = alpha * opa * opb;
-            } else {
-                if (beta != T(1)) C *= beta;
-                C.noalias() += alpha * opa * opb;
-            }
-        };
-        if (ta == transpose::no && tb == transpose::no) product(A, B);
-        else if (ta == transpose::no) product(A, B.transpose());
-        else if (tb == transpose::no) product(A.transpose(), B);
-        else product(A.transpose(), B.transpose());
+        const bool by_rows = m >= n;
+        const std::size_t extent = by_rows ? m : n, align = by_rows ? 8 : 16;
+        const std::size_t chunk = ((extent + parts - 1) / parts + align - 1) / align * align;
+        parallel_for(parts, [&](std::size_t part) {
+            const std::size_t begin = part * chunk, end = std::min(extent, begin + chunk);
+            if (begin >= end) return;
+            if (by_rows)
+                gemm_block(ta, tb, end - begin, n, k, alpha, a + (ta == transpose::no ? begin * lda : begin), lda, b, ldb,
+                           beta, c + begin * ldc, ldc);
+            else
+                gemm_block(ta, tb, m, end - begin, k, alpha, a, lda, b + (tb == transpose::yes ? begin * ldb : begin), ldb,
+                           beta, c + begin, ldc);
+        });
     }
 
     template <scalar T>
     void add_row_vector(T* x, std::size_t rows, std::size_t cols, std::size_t ldx, const T* v) const
     {
-        for (std::size_t r = 0; r < rows; ++r) {
-            T* row = x + r * ldx;
-            std::size_t j = 0;
+        for_each_range(rows, row_grain(cols), [&](std::size_t first, std::size_t last) {
+            for (std::size_t r = first; r < last; ++r) {
+                T* row = x + r * ldx;
+                std::size_t j = 0;
 #if DM2S2_HAS_XSIMD
-            using batch = simd::batch<T>;
-            for (; j + batch::size <= cols; j += batch::size)
-                (batch::load_unaligned(row + j) + batch::load_unaligned(v + j)).store_unaligned(row + j);
+                using batch = simd::batch<T>;
+                for (; j + batch::size <= cols; j += batch::size)
+                    (batch::load_unaligned(row + j) + batch::load_unaligned(v + j)).store_unaligned(row + j);
 #endif
-            for (; j < cols; ++j) row[j] += v[j];
-        }
+                for (; j < cols; ++j) row[j] += v[j];
+            }
+        });
     }
 
     template <scalar T>
     void gelu(T* x, std::size_t n) const
     {
-        const T inv_sqrt2 = static_cast<T>(1.0 / std::numbers::sqrt2);
-        std::size_t i = 0;
-#if DM2S2_HAS_XSIMD
-        using batch = simd::batch<T>;
-        for (; i + batch::size <= n; i += batch::size) {
-            const batch v = batch::load_unaligned(x + i);
-            (T(0.5) * v * (T(1) + xsimd::erf(v * inv_sqrt2))).store_unaligned(x + i);
-        }
-#endif
-        for (; i < n; ++i) x[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * inv_sqrt2));
+        for_each_range(n, element_grain, [&](std::size_t first, std::size_t last) { gelu_range(x + first, last - first); });
     }
 
     template <scalar T>
@@ -124,30 +172,149 @@ struct cpu_backend : portable_backward_kernels {
     void layer_norm(const T* x, const T* residual, T* y, std::size_t rows, std::size_t cols, const T* gamma,
                     const T* beta, T eps) const
     {
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* xr = x + r * cols;
-            T* yr = y + r * cols;
-            if (residual != nullptr) {
-                add(xr, residual + r * cols, yr, cols);
-            } else if (yr != xr) {
-                for (std::size_t j = 0; j < cols; ++j) yr[j] = xr[j];
-            }
-            const T mean = sum_of(yr, cols) / static_cast<T>(cols);
-            const T var = centered_square_sum(yr, cols, mean) / static_cast<T>(cols);
-            const T inv = T(1) / std::sqrt(var + eps);
-            std::size_t j = 0;
+        for_each_range(rows, row_grain(cols), [&](std::size_t first, std::size_t last) {
+            for (std::size_t r = first; r < last; ++r) {
+                const T* xr = x + r * cols;
+                T* yr = y + r * cols;
+                if (residual != nullptr) {
+                    add(xr, residual + r * cols, yr, cols);
+                } else if (yr != xr) {
+                    for (std::size_t j = 0; j < cols; ++j) yr[j] = xr[j];
+                }
+                const T mean = sum_of(yr, cols) / static_cast<T>(cols);
+                const T var = centered_square_sum(yr, cols, mean) / static_cast<T>(cols);
+                const T inv = T(1) / std::sqrt(var + eps);
+                std::size_t j = 0;
 #if DM2S2_HAS_XSIMD
-            using batch = simd::batch<T>;
-            for (; j + batch::size <= cols; j += batch::size) {
-                const batch v = (batch::load_unaligned(yr + j) - mean) * inv;
-                xsimd::fma(v, batch::load_unaligned(gamma + j), batch::load_unaligned(beta + j)).store_unaligned(yr + j);
-            }
+                using batch = simd::batch<T>;
+                for (; j + batch::size <= cols; j += batch::size) {
+                    const batch v = (batch::load_unaligned(yr + j) - mean) * inv;
+                    xsimd::fma(v, batch::load_unaligned(gamma + j), batch::load_unaligned(beta + j)).store_unaligned(yr + j);
+                }
 #endif
-            for (; j < cols; ++j) yr[j] = (yr[j] - mean) * inv * gamma[j] + beta[j];
-        }
+                for (; j < cols; ++j) yr[j] = (yr[j] - mean) * inv * gamma[j] + beta[j];
+            }
+        });
     }
 
 private:
+    bool fp32_kernels() const noexcept { return wide_ && detail::avx512::has_fp32_kernels(); }
+    bool bf16_kernels() const noexcept { return wide_ && detail::avx512::has_bf16_kernels(); }
+
+    /// One thread's product: the AVX-512 kernels for float where present, else Eigen.
+    template <scalar T>
+    void gemm_block(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                    std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
+    {
+        if constexpr (std::is_same_v<T, float>) {
+            if (precision_ == matmul_precision::bf16 && !bf16_kernels()) {
+                rounded_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                return;
+            }
+            if (fp32_kernels() && k > 0) {
+                scale_matrix(c, m, n, ldc, beta);
+                if (precision_ == matmul_precision::bf16)
+                    detail::avx512::gemm_accumulate<matmul_precision::bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+                else
+                    detail::avx512::gemm_accumulate<matmul_precision::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+                return;
+            }
+        }
+        eigen_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /// bf16 precision without AVX512_BF16: the operands rounded to bf16, multiplied in fp32.
+    void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                      std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) const
+    {
+        // A stored matrix of rows × cols with leading dimension ld, every value rounded.
+        const auto rounded = [](const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
+            std::vector<float> copy(rows == 0 ? 0 : (rows - 1) * ld + cols);
+            for (std::size_t i = 0; i < copy.size(); ++i) copy[i] = round_to_bfloat16(x[i]);
+            return copy;
+        };
+        const bool at = ta == transpose::yes, bt = tb == transpose::yes;
+        const auto ra = rounded(a, at ? k : m, at ? m : k, lda), rb = rounded(b, bt ? n : k, bt ? k : n, ldb);
+        const cpu_backend fp32({.threads = 1, .precision = matmul_precision::fp32, .wide_kernels = wide_});  // one thread's share
+        fp32.gemm_block(ta, tb, m, n, k, alpha, ra.data(), lda, rb.data(), ldb, beta, c, ldc);
+    }
+
+    /// C = beta C, where beta == 0 overwrites (C may hold NaN).
+    template <scalar T>
+    static void scale_matrix(T* c, std::size_t m, std::size_t n, std::size_t ldc, T beta)
+    {
+        if (beta == T(1)) return;
+        for (std::size_t i = 0; i < m; ++i) {
+            T* row = c + i * ldc;
+            if (beta == T(0)) std::fill_n(row, n, T(0));
+            else scale(row, n, beta);
+        }
+    }
+
+    /// Eigen's blocked product over views of the buffers.
+    template <scalar T>
+    static void eigen_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
+                           std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc)
+    {
+        using matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        using const_map = Eigen::Map<const matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+        using map = Eigen::Map<matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+        const auto rows = [](std::size_t r) { return static_cast<Eigen::Index>(r); };
+        const_map A(a, rows(ta == transpose::yes ? k : m), rows(ta == transpose::yes ? m : k), Eigen::OuterStride<>(rows(lda)));
+        const_map B(b, rows(tb == transpose::yes ? n : k), rows(tb == transpose::yes ? k : n), Eigen::OuterStride<>(rows(ldb)));
+        map C(c, rows(m), rows(n), Eigen::OuterStride<>(rows(ldc)));
+        if (k == 0) {
+            if (beta == T(0)) C.setZero(); else C *= beta;
+            return;
+        }
+        const auto product = [&](const auto& opa, const auto& opb) {
+            if (beta == T(0)) {
+                C.noalias() = alpha * opa * opb;
+            } else {
+                if (beta != T(1)) C *= beta;
+                C.noalias() += alpha * opa * opb;
+            }
+        };
+        if (ta == transpose::no && tb == transpose::no) product(A, B);
+        else if (ta == transpose::no) product(A, B.transpose());
+        else if (tb == transpose::no) product(A.transpose(), B);
+        else product(A.transpose(), B.transpose());
+    }
+
+    template <scalar T>
+    static void gelu_range(T* x, std::size_t n)
+    {
+        const T inv_sqrt2 = static_cast<T>(1.0 / std::numbers::sqrt2);
+        std::size_t i = 0;
+#if DM2S2_HAS_XSIMD
+        using batch = simd::batch<T>;
+        for (; i + batch::size <= n; i += batch::size) {
+            const batch v = batch::load_unaligned(x + i);
+            (T(0.5) * v * (T(1) + xsimd::erf(v * inv_sqrt2))).store_unaligned(x + i);
+        }
+#endif
+        for (; i < n; ++i) x[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * inv_sqrt2));
+    }
+
+    /// Runs body(begin, end) over [0, n) in pieces of at least `grain`, one piece per thread.
+    template <class F>
+    void for_each_range(std::size_t n, std::size_t grain, F&& body) const
+    {
+        const std::size_t parts = std::max<std::size_t>(1, std::min(threads(), n / std::max<std::size_t>(grain, 1)));
+        const std::size_t chunk = (n + parts - 1) / parts;
+        parallel_for(parts, [&](std::size_t part) {
+            const std::size_t begin = part * chunk, end = std::min(n, begin + chunk);
+            if (begin < end) body(begin, end);
+        });
+    }
+
+    static constexpr std::size_t element_grain = 1 << 14;  // elements per thread worth a dispatch
+    static std::size_t row_grain(std::size_t cols) { return std::max<std::size_t>(1, element_grain / std::max<std::size_t>(cols, 1)); }
+
+    std::shared_ptr<thread_pool> pool_;
+    matmul_precision precision_ = matmul_precision::fp32;
+    bool wide_ = true;
+
     template <scalar T>
     static void add(const T* a, const T* b, T* out, std::size_t n)
     {

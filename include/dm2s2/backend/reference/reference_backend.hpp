@@ -17,6 +17,13 @@ namespace dm2s2 {
 struct reference_backend : portable_backward_kernels {
     static constexpr const char* name() noexcept { return "reference"; }
 
+    /// One thread: tasks run in order.
+    template <class F>
+    void parallel_for(std::size_t count, F&& task) const
+    {
+        for (std::size_t i = 0; i < count; ++i) task(i);
+    }
+
     template <scalar T>
     using accumulator = std::conditional_t<std::is_same_v<T, float>, double, long double>;
 

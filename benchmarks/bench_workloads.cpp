@@ -1,0 +1,200 @@
+// The workloads of benchmarks/README.md, timed on the library side:
+//   W1  inference of DM²S² with a BERT-base encoder on a batch of 8 three-modality records
+//       (text ≤ 64 tokens, dense ≤ 36 rows of dim 2048, categorical ≤ 8; packed length ≤ 128),
+//       fp32 or bf16 products, 1 or 2 threads, padding-free or padded;
+//   W2  one training step (forward, cross-entropy, backward, clipping, AdamW) on W1's batch;
+//   W3  a small model (4 layers, hidden 256, 4 heads) at batch 64, inference and training;
+//   W4  latency: batch 1…64 of W1 records, and one text sequence of packed length 32…512.
+// benchmarks/torch_workloads.py runs the PyTorch side on the same shapes; benchmarks/compare.sh runs
+// both and prints the ratios. `--w1_lengths=FILE` writes the packed lengths of W1's batch (JSON) for
+// the PyTorch side and exits. DM2S2_BENCH_SCALE=tiny shrinks every size for CI's smoke run.
+
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <dm2s2/dm2s2.hpp>
+
+namespace {
+
+bool tiny() { const char* s = std::getenv("DM2S2_BENCH_SCALE"); return s && std::string(s) == "tiny"; }
+
+constexpr std::uint64_t w1_seed = 2022;
+constexpr std::size_t w1_batch = 8;
+std::size_t dense_dim() { return tiny() ? 16 : 2048; }
+
+dm2s2::schema w1_schema()
+{
+    using dm2s2::modality_kind;
+    return dm2s2::schema({{.name = "text", .kind = modality_kind::tokens, .max_length = 64},
+                          {.name = "image", .kind = modality_kind::dense, .max_length = 36, .dim = dense_dim()},
+                          {.name = "tags", .kind = modality_kind::categorical, .max_length = 8, .categories = 1000}});
+}
+
+/// BERT-base (the tiny scale: one layer of hidden size 32) with DM²S² pooling over 4 classes.
+dm2s2::model_config encoder_config(std::size_t hidden, std::size_t layers, std::size_t heads)
+{
+    dm2s2::model_config config;
+    config.bert.hidden_size = tiny() ? 32 : hidden;
+    config.bert.num_hidden_layers = tiny() ? 1 : layers;
+    config.bert.num_attention_heads = tiny() ? 2 : heads;
+    config.bert.intermediate_size = 4 * config.bert.hidden_size;
+    config.bert.max_position_embeddings = 512;
+    config.num_outputs = 4;
+    return config;
+}
+
+dm2s2::model_config bert_base() { return encoder_config(768, 12, 12); }
+dm2s2::model_config small_model() { return encoder_config(256, 4, 4); }
+
+/// Records of random lengths in every modality, drawn from `seed`.
+std::vector<dm2s2::sequence_set> random_records(const dm2s2::schema& schema, std::size_t count, std::uint64_t seed)
+{
+    dm2s2::random_generator rng(seed);
+    std::vector<dm2s2::sequence_set> records;
+    for (std::size_t i = 0; i < count; ++i) {
+        dm2s2::sequence_set r(schema);
+        std::vector<std::int64_t> text(1 + rng.below(64));
+        for (auto& t : text) t = static_cast<std::int64_t>(1000 + rng.below(29000));
+        std::vector<float> image((1 + rng.below(36)) * dense_dim());
+        for (auto& v : image) v = static_cast<float>(rng.normal());
+        std::vector<std::int64_t> tags(1 + rng.below(8));
+        for (auto& t : tags) t = static_cast<std::int64_t>(rng.below(1000));
+        r.set_tokens("text", text).set_dense("image", image).set_categorical("tags", tags);
+        records.push_back(std::move(r));
+    }
+    return records;
+}
+
+dm2s2::cpu_backend backend_for_args(const benchmark::State& state)
+{
+    return dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0)),
+                               .precision = state.range(1) ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32});
+}
+
+void report(benchmark::State& state, const dm2s2::packed_batch& batch)
+{
+    std::size_t real = 0;
+    for (const auto len : batch.lengths) real += len;
+    state.counters["samples/s"] = benchmark::Counter(double(batch.layout.batch), benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["tokens"] = double(real);
+    state.counters["padded_length"] = double(batch.layout.length);
+}
+
+/// Arguments: threads, bf16, padding-free.
+void W1_inference(benchmark::State& state)
+{
+    const auto schema = w1_schema();
+    dm2s2::model<float> model(schema, bert_base(), 1, backend_for_args(state));
+    model.set_padding_free(state.range(2) != 0);
+    const auto batch = model.pack(random_records(schema, w1_batch, w1_seed));
+    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    report(state, batch);
+}
+
+/// One training step of `config` on `count` records. Arguments: threads, bf16 (ignored: fp32 only).
+void train_step_of(benchmark::State& state, const dm2s2::model_config& config, std::size_t count)
+{
+    const auto schema = w1_schema();
+    dm2s2::model<float> model(schema, config, 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    dm2s2::adamw<float> optimizer;
+    dm2s2::random_generator dropout(3);
+    const auto batch = model.pack(random_records(schema, count, w1_seed));
+    dm2s2::tensor<float> targets({count});
+    for (std::size_t i = 0; i < count; ++i) targets[i] = static_cast<float>(i % 4);
+    for (auto _ : state)
+        benchmark::DoNotOptimize(dm2s2::train_step(model, optimizer, batch, dm2s2::task_type::multiclass, targets,
+                                                   {.learning_rate = 1e-5, .dropout_rng = &dropout}).loss);
+    report(state, batch);
+}
+
+void W2_train_step(benchmark::State& state) { train_step_of(state, bert_base(), w1_batch); }
+void W3_train_step(benchmark::State& state) { train_step_of(state, small_model(), tiny() ? 4 : 64); }
+
+/// Arguments: threads, bf16.
+void W3_inference(benchmark::State& state)
+{
+    const auto schema = w1_schema();
+    const dm2s2::model<float> model(schema, small_model(), 1, backend_for_args(state));
+    const auto batch = model.pack(random_records(schema, tiny() ? 4 : 64, w1_seed));
+    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    report(state, batch);
+}
+
+/// Arguments: threads, batch size.
+void W4_batch(benchmark::State& state)
+{
+    const auto schema = w1_schema();
+    const dm2s2::model<float> model(schema, bert_base(), 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    const auto batch = model.pack(random_records(schema, static_cast<std::size_t>(state.range(1)), w1_seed));
+    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    report(state, batch);
+}
+
+/// Arguments: threads, packed length (one text modality of length − 2 tokens).
+void W4_length(benchmark::State& state)
+{
+    const auto length = static_cast<std::size_t>(tiny() ? 16 : state.range(1));
+    const dm2s2::schema schema({{.name = "text", .kind = dm2s2::modality_kind::tokens, .max_length = 512}});
+    auto config = bert_base();
+    config.bert.max_position_embeddings = 514;
+    const dm2s2::model<float> model(schema, config, 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    dm2s2::sequence_set record(schema);
+    std::vector<std::int64_t> text(length - 2);
+    for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<std::int64_t>(1000 + 37 * i % 29000);
+    record.set_tokens("text", text);
+    const auto batch = model.pack(std::vector{record});
+    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    report(state, batch);
+}
+
+/// Writes W1's packed lengths and its shapes for the PyTorch side.
+int write_w1_lengths(const std::string& path)
+{
+    const auto schema = w1_schema();
+    const auto batch = dm2s2::pack(schema, random_records(schema, w1_batch, w1_seed), {});
+    std::ofstream out(path);
+    out << "{\"lengths\": [";
+    for (std::size_t b = 0; b < batch.lengths.size(); ++b) out << (b ? ", " : "") << batch.lengths[b];
+    const auto c = bert_base().bert;
+    out << "], \"hidden\": " << c.hidden_size << ", \"layers\": " << c.num_hidden_layers << ", \"heads\": "
+        << c.num_attention_heads << ", \"intermediate\": " << c.intermediate_size << ", \"vocab\": " << c.vocab_size
+        << ", \"dense_dim\": " << dense_dim() << ", \"classes\": 4}\n";
+    if (!out.flush()) {
+        std::cerr << path << ": cannot write\n";
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace
+
+BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free"})
+    ->Args({1, 0, 1})->Args({2, 0, 1})->Args({1, 0, 0})->Args({2, 0, 0})->Args({1, 1, 1})->Args({2, 1, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W2_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W3_inference)->ArgNames({"threads", "bf16"})->Args({1, 0})->Args({2, 0})->Args({2, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W3_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W4_batch)->ArgNames({"threads", "batch"})->ArgsProduct({{2}, {1, 2, 4, 8, 16, 32, 64}})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W4_length)->ArgNames({"threads", "length"})->ArgsProduct({{2}, {32, 64, 128, 256, 512}})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+int main(int argc, char** argv)
+{
+    constexpr std::string_view flag = "--w1_lengths=";
+    for (int i = 1; i < argc; ++i)
+        if (std::string_view arg = argv[i]; arg.starts_with(flag)) return write_w1_lengths(std::string(arg.substr(flag.size())));
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,246 @@
+#pragma once
+/// \file
+/// Single-precision matrix products on AVX-512, with fp32 or bf16 multiplications.
+///
+/// The functions are compiled for AVX-512 through target attributes, whatever flags the program is
+/// built with, and `cpu_backend` calls them only after asking the processor at run time, so one binary
+/// runs everywhere and uses the wide kernels where they exist.
+///
+/// The product follows the usual blocked scheme: a KC-deep slice of op(B) is packed into 32-column
+/// panels, an MC-row slice of op(A) into 8-row panels, and an 8×32 micro-kernel keeps its tile of C in
+/// 16 registers. Both packings store 32-bit words: one float per word in fp32, and in bf16 the two
+/// values of consecutive k side by side, which is what `vdpbf16ps` multiplies and adds into fp32.
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "dm2s2/backend/backend.hpp"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(DM2S2_NO_AVX512_KERNELS)
+#define DM2S2_HAS_AVX512_KERNELS 1
+#include <immintrin.h>
+#else
+#define DM2S2_HAS_AVX512_KERNELS 0
+#endif
+
+namespace dm2s2 {
+
+/// How `cpu_backend` multiplies float matrices.
+enum class matmul_precision {
+    fp32,  ///< fp32 products and sums
+    bf16   ///< operands rounded to bfloat16, products summed in fp32 (AVX512_BF16 where present)
+};
+
+/// Rounds a float to the nearest bfloat16 (ties to even), returned as its 16 bits; NaN stays NaN.
+inline std::uint16_t to_bfloat16_bits(float x) noexcept
+{
+    const auto bits = std::bit_cast<std::uint32_t>(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
+    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+/// The float a bfloat16 stands for.
+inline float from_bfloat16_bits(std::uint16_t x) noexcept { return std::bit_cast<float>(std::uint32_t(x) << 16); }
+
+/// x rounded to bfloat16 precision, as a float.
+inline float round_to_bfloat16(float x) noexcept { return from_bfloat16_bits(to_bfloat16_bits(x)); }
+
+namespace detail::avx512 {
+
+#if DM2S2_HAS_AVX512_KERNELS
+
+// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which -Wuninitialized
+// reports once they are inlined here (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+/// What the processor running the program offers.
+inline bool has_fp32_kernels() noexcept
+{
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    return yes;
+}
+inline bool has_bf16_kernels() noexcept
+{
+    static const bool yes = has_fp32_kernels() && __builtin_cpu_supports("avx512bf16");
+    return yes;
+}
+
+constexpr std::size_t mr = 8;        // rows of a C tile
+constexpr std::size_t nr = 32;       // columns of a C tile: two registers
+constexpr std::size_t kc = 256;      // k units (fp32: values, bf16: pairs) per packed slice
+constexpr std::size_t mc = 96;       // rows of A packed at once
+constexpr std::size_t nc = 4096;     // columns of B packed at once (the slice lives in L3)
+
+/// A float's 32-bit word in fp32 packing.
+inline std::uint32_t word_of(float x) noexcept { return std::bit_cast<std::uint32_t>(x); }
+
+/// Two values' word in bf16 packing: `lo` in the low half.
+inline std::uint32_t word_of(float lo, float hi) noexcept
+{
+    return std::uint32_t(to_bfloat16_bits(lo)) | (std::uint32_t(to_bfloat16_bits(hi)) << 16);
+}
+
+/// Packs a 16 × 16 block of fp32 words: out[u·width + q] = src[q·ld + u] for q, u < 16, by an
+/// in-register transpose (the scalar loop would cost more than the products on weight panels).
+__attribute__((target("avx512f"))) inline void transpose_16x16(const float* src, std::size_t ld, std::uint32_t* out,
+                                                               std::size_t width) noexcept
+{
+    __m512 r[16], t[16];
+    for (int q = 0; q < 16; ++q) r[q] = _mm512_loadu_ps(src + q * ld);
+    for (int q = 0; q < 16; q += 2) {  // interleave row pairs
+        t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
+    }
+    for (int q = 0; q < 16; q += 4) {  // 4 × 4 blocks inside each 128-bit lane
+        r[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xee);
+        r[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xee);
+    }
+    for (int q = 0; q < 4; ++q) {  // gather lanes: rows 0-7 and 8-15 in halves
+        t[q] = _mm512_shuffle_f32x4(r[q], r[q + 4], 0x88);
+        t[q + 4] = _mm512_shuffle_f32x4(r[q], r[q + 4], 0xdd);
+        t[q + 8] = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0x88);
+        t[q + 12] = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0xdd);
+    }
+    for (int q = 0; q < 8; ++q) {
+        r[q] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0x88);
+        r[q + 8] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0xdd);
+    }
+    for (int u = 0; u < 16; ++u) _mm512_storeu_ps(reinterpret_cast<float*>(out + u * width), r[u]);
+}
+
+/// Packs `count` rows of an operand, starting at row q0, over k units [p0, p0 + units), into panels of
+/// `width` rows stored [unit][row] (rows past `count` are zero). Row q, depth kk of the operand is
+/// x[q·ld + kk] when `k_contiguous`, else x[kk·ld + q]; the loops follow whichever is contiguous.
+template <matmul_precision P>
+void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t q0, std::size_t count, std::size_t p0,
+                 std::size_t units, std::size_t k, std::size_t width, std::uint32_t* out) noexcept
+{
+    constexpr bool pairs = P == matmul_precision::bf16;
+    for (std::size_t first = 0; first < count; first += width, out += width * units) {
+        const std::size_t rows = std::min(width, count - first);
+        if (k_contiguous) {
+            std::size_t done = 0;  // units packed by whole 16 × 16 blocks
+            if constexpr (!pairs) {
+                if (width % 16 == 0 && rows == width) {
+                    for (; done + 16 <= units; done += 16)
+                        for (std::size_t q = 0; q < rows; q += 16)
+                            transpose_16x16(x + (q0 + first + q) * ld + p0 + done, ld, out + done * width + q, width);
+                }
+            }
+            for (std::size_t q = 0; q < rows; ++q) {
+                const float* src = x + (q0 + first + q) * ld;
+                for (std::size_t u = done; u < units; ++u) {
+                    const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
+                    if constexpr (pairs) out[u * width + q] = word_of(src[kk], kk + 1 < k ? src[kk + 1] : 0.0f);
+                    else out[u * width + q] = word_of(src[kk]);
+                }
+            }
+        } else {
+            for (std::size_t u = 0; u < units; ++u) {
+                const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
+                const float* src = x + kk * ld + q0 + first;
+                const float* next = pairs && kk + 1 < k ? src + ld : nullptr;
+                for (std::size_t q = 0; q < rows; ++q) {
+                    if constexpr (pairs) out[u * width + q] = word_of(src[q], next ? next[q] : 0.0f);
+                    else out[u * width + q] = word_of(src[q]);
+                }
+            }
+        }
+        if (rows < width)
+            for (std::size_t u = 0; u < units; ++u) std::fill(out + u * width + rows, out + (u + 1) * width, 0u);
+    }
+}
+
+/// C tile (rows × cols ≤ 8 × 32, leading dimension ldc) += alpha · Apanel · Bpanel over `units` k units.
+template <matmul_precision P>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc,
+                  std::size_t rows, std::size_t cols) noexcept
+{
+    __m512 acc[mr][2];
+#pragma GCC unroll 8
+    for (std::size_t r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (std::size_t u = 0; u < units; ++u, a += mr, b += nr) {
+        const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
+#pragma GCC unroll 8
+        for (std::size_t r = 0; r < mr; ++r) {
+            const __m512i ar = _mm512_set1_epi32(static_cast<int>(a[r]));
+            if constexpr (P == matmul_precision::fp32) {
+                acc[r][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(ar), _mm512_castsi512_ps(b0), acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(ar), _mm512_castsi512_ps(b1), acc[r][1]);
+            } else {
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], (__m512bh)ar, (__m512bh)b0);
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], (__m512bh)ar, (__m512bh)b1);
+            }
+        }
+    }
+    const __m512 scale = _mm512_set1_ps(alpha);
+    const __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xffffu : (1u << cols) - 1u);
+    const __mmask16 m1 = static_cast<__mmask16>(cols >= 32 ? 0xffffu : cols <= 16 ? 0u : (1u << (cols - 16)) - 1u);
+#pragma GCC unroll 8
+    for (std::size_t r = 0; r < mr; ++r) {
+        if (r >= rows) break;
+        float* row = c + r * ldc;
+        _mm512_mask_storeu_ps(row, m0, _mm512_fmadd_ps(acc[r][0], scale, _mm512_maskz_loadu_ps(m0, row)));
+        _mm512_mask_storeu_ps(row + 16, m1, _mm512_fmadd_ps(acc[r][1], scale, _mm512_maskz_loadu_ps(m1, row + 16)));
+    }
+}
+
+/// C[m, n] += alpha op(A) op(B) on one thread. `P` = bf16 needs `has_bf16_kernels()`, fp32
+/// `has_fp32_kernels()`.
+template <matmul_precision P>
+void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc)
+{
+    const std::size_t k_units = P == matmul_precision::fp32 ? k : (k + 1) / 2;
+    const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(mc, (m + mr - 1) / mr * mr);
+    thread_local std::vector<std::uint32_t> b_buffer, a_buffer;  // reused: no allocation per product
+    b_buffer.resize(std::max(b_buffer.size(), kc * b_cols));
+    a_buffer.resize(std::max(a_buffer.size(), kc * a_rows));
+    std::uint32_t* const packed_b = b_buffer.data();
+    std::uint32_t* const packed_a = a_buffer.data();
+    for (std::size_t j0 = 0; j0 < n; j0 += nc) {
+        const std::size_t cols = std::min(nc, n - j0);
+        for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
+            const std::size_t units = std::min(kc, k_units - p0);
+            pack_panels<P>(b, ldb, tb == transpose::yes, j0, cols, p0, units, k, nr, packed_b);
+            for (std::size_t i0 = 0; i0 < m; i0 += mc) {
+                const std::size_t rows = std::min(mc, m - i0);
+                pack_panels<P>(a, lda, ta == transpose::no, i0, rows, p0, units, k, mr, packed_a);
+                for (std::size_t jr = 0; jr < cols; jr += nr)
+                    for (std::size_t ir = 0; ir < rows; ir += mr)
+                        micro_kernel<P>(packed_a + ir * units, packed_b + jr * units, units, alpha,
+                                        c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(mr, rows - ir), std::min(nr, cols - jr));
+            }
+        }
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#else
+
+inline bool has_fp32_kernels() noexcept { return false; }
+inline bool has_bf16_kernels() noexcept { return false; }
+
+template <matmul_precision P>
+void gemm_accumulate(transpose, transpose, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
+                     const float*, std::size_t, float*, std::size_t)
+{
+}
+
+#endif
+
+}  // namespace detail::avx512
+}  // namespace dm2s2

@@ -1,0 +1,130 @@
+#pragma once
+/// \file
+/// `thread_pool`: a fixed set of worker threads that share index ranges with the calling thread.
+///
+/// The library has no global thread state: a backend owns its pool, sized by the caller, and every
+/// parallel loop goes through it. A loop started from inside a task runs serially on that thread, so
+/// kernels can call each other without deadlock or oversubscription.
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "dm2s2/core/error.hpp"
+
+namespace dm2s2 {
+
+/// Worker threads that run `parallel_for` loops together with the caller.
+class thread_pool {
+public:
+    /// `threads` counts the caller: 1 runs everything on the calling thread.
+    explicit thread_pool(std::size_t threads)
+    {
+        if (threads == 0) throw config_error("thread_pool: the thread count must be at least 1");
+        workers_.reserve(threads - 1);
+        for (std::size_t t = 1; t < threads; ++t) workers_.emplace_back([this] { work(); });
+    }
+
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+
+    ~thread_pool()
+    {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& w : workers_) w.join();
+    }
+
+    /// Threads that take part in a loop, the caller included.
+    std::size_t size() const noexcept { return workers_.size() + 1; }
+
+    /// Runs task(i) for every i in [0, count) and returns when all are done. Tasks are handed out in
+    /// order to whichever thread is free; the first exception a task throws is rethrown here.
+    template <class F>
+    void parallel_for(std::size_t count, F&& task)
+    {
+        if (count == 0) return;
+        if (count == 1 || workers_.empty() || inside_task()) {
+            for (std::size_t i = 0; i < count; ++i) task(i);
+            return;
+        }
+        std::lock_guard one_loop_at_a_time(dispatch_);
+        job_ = {&task, [](void* f, std::size_t i) { (*static_cast<std::remove_reference_t<F>*>(f))(i); }, count};
+        next_.store(0);
+        {
+            std::lock_guard lock(mutex_);
+            busy_workers_ = workers_.size();
+            ++generation_;
+        }
+        wake_.notify_all();
+        run_tasks();
+        std::unique_lock lock(mutex_);
+        done_.wait(lock, [this] { return busy_workers_ == 0; });
+        if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+    }
+
+private:
+    struct job {
+        void* task = nullptr;
+        void (*call)(void*, std::size_t) = nullptr;
+        std::size_t count = 0;
+    };
+
+    static bool& inside_task() noexcept
+    {
+        thread_local bool inside = false;
+        return inside;
+    }
+
+    void run_tasks()
+    {
+        inside_task() = true;
+        for (std::size_t i; (i = next_.fetch_add(1)) < job_.count;) {
+            try {
+                job_.call(job_.task, i);
+            } catch (...) {
+                std::lock_guard lock(mutex_);
+                if (!failure_) failure_ = std::current_exception();
+            }
+        }
+        inside_task() = false;
+    }
+
+    void work()
+    {
+        std::size_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock lock(mutex_);
+                wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                if (stopping_) return;
+                seen = generation_;
+            }
+            run_tasks();
+            std::lock_guard lock(mutex_);
+            if (--busy_workers_ == 0) done_.notify_one();
+        }
+    }
+
+    std::vector<std::thread> workers_;
+    std::mutex dispatch_;  // one loop at a time per pool
+    std::mutex mutex_;
+    std::condition_variable wake_, done_;
+    job job_;
+    std::atomic<std::size_t> next_{0};
+    std::size_t generation_ = 0, busy_workers_ = 0;
+    bool stopping_ = false;
+    std::exception_ptr failure_;
+};
+
+}  // namespace dm2s2

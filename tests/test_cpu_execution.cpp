@@ -1,0 +1,197 @@
+// How the CPU backend executes: its thread pool, its matrix-product kernels over every configuration
+// (threads × kernels × precision) against the plain-loop reference, and the model's execution modes
+// (padding-free or padded, one or two threads, fp32 or bf16) against each other.
+
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "dm2s2/backend/cpu/cpu_backend.hpp"
+#include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/core/thread_pool.hpp"
+#include "dm2s2/model/dm2s2_model.hpp"
+#include "model_fixtures.hpp"
+#include "test_support.hpp"
+
+using namespace dm2s2;
+using namespace dm2s2::testing;
+
+namespace {
+
+std::vector<float> random_floats(std::size_t n, random_generator& rng)
+{
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(rng.normal());
+    return v;
+}
+
+/// Largest |x - y| relative to the largest |y|.
+double relative_difference(const std::vector<float>& x, const std::vector<float>& y)
+{
+    double scale = 0;
+    for (const float v : y) scale = std::max(scale, std::abs(static_cast<double>(v)));
+    return max_abs_diff(x, y) / std::max(scale, 1e-30);
+}
+
+std::vector<float> logits_of(const model<float>& m, const std::vector<sequence_set>& records)
+{
+    const auto output = m.forward(records);
+    return {output.logits.values().begin(), output.logits.values().end()};
+}
+
+std::vector<cpu_options> every_configuration()
+{
+    std::vector<cpu_options> all;
+    for (const std::size_t threads : {1, 2})
+        for (const bool wide : {true, false})
+            for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
+                all.push_back({.threads = threads, .precision = precision, .wide_kernels = wide});
+    return all;
+}
+
+}  // namespace
+
+TEST_CASE("the thread pool runs every index once and hands back the first exception")
+{
+    thread_pool pool(3);
+    CHECK(pool.size() == 3);
+    for (const std::size_t count : {0, 1, 2, 5, 1000}) {
+        std::vector<std::atomic<int>> hits(count);
+        pool.parallel_for(count, [&](std::size_t i) { hits[i].fetch_add(1); });
+        for (std::size_t i = 0; i < count; ++i) REQUIRE(hits[i].load() == 1);
+    }
+    // A loop inside a task runs on that task's thread; the outer loop still covers everything.
+    std::atomic<int> inner{0};
+    pool.parallel_for(4, [&](std::size_t) { pool.parallel_for(10, [&](std::size_t) { inner.fetch_add(1); }); });
+    CHECK(inner.load() == 40);
+    CHECK_THROWS_WITH_AS(pool.parallel_for(50, [](std::size_t i) { if (i == 7) throw std::runtime_error("task 7"); }),
+                         "task 7", std::runtime_error);
+    std::atomic<int> after{0};  // the pool still works after a failure
+    pool.parallel_for(20, [&](std::size_t) { after.fetch_add(1); });
+    CHECK(after.load() == 20);
+    CHECK_THROWS_AS(thread_pool(0), config_error);
+    CHECK_THROWS_AS(cpu_backend({.threads = 0}), config_error);
+}
+
+TEST_CASE("float products match the reference in every backend configuration")
+{
+    random_generator rng(5);
+    const reference_backend reference;
+    // Sizes that cross the kernels' blocks: rows past one 96-row block, depth past one 256-deep slice
+    // (and odd, for bf16 pairs), columns that leave partial 32-column panels.
+    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {5, 3, 7}, {37, 45, 19}, {200, 70, 600}, {64, 64, 33}, {9, 130, 257}})
+        for (const auto ta : {transpose::no, transpose::yes})
+            for (const auto tb : {transpose::no, transpose::yes})
+                for (const auto& options : every_configuration()) {
+                    const std::size_t m = dims[0], n = dims[1], k = dims[2];
+                    const bool bf16 = options.precision == matmul_precision::bf16;
+                    const std::size_t threads = options.threads;
+                    const bool wide = options.wide_kernels;
+                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(wide); CAPTURE(bf16);
+                    const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 1;
+                    const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
+                    const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
+                    auto c = random_floats(m * ldc, rng), expected = c;
+                    // bf16 is compared with the exact product of the operands rounded to bf16.
+                    auto ra = a, rb = b;
+                    if (bf16) {
+                        for (auto& v : ra) v = round_to_bfloat16(v);
+                        for (auto& v : rb) v = round_to_bfloat16(v);
+                    }
+                    cpu_backend(options).gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, -1.5f, c.data(), ldc);
+                    reference.gemm(ta, tb, m, n, k, 0.5f, ra.data(), lda, rb.data(), ldb, -1.5f, expected.data(), ldc);
+                    for (std::size_t i = 0; i < m; ++i)
+                        for (std::size_t j = 0; j < n; ++j)
+                            REQUIRE(std::abs(c[i * ldc + j] - expected[i * ldc + j]) <= 2e-6 * static_cast<double>(k) + 1e-5);
+                }
+}
+
+TEST_CASE("beta zero ignores what C held, NaN included, in every configuration")
+{
+    random_generator rng(6);
+    const auto a = random_floats(40 * 300, rng), b = random_floats(300 * 50, rng);
+    std::vector<float> first;
+    for (const auto& options : every_configuration()) {
+        std::vector<float> c(40 * 50, std::numeric_limits<float>::quiet_NaN());
+        cpu_backend(options).gemm(transpose::no, transpose::no, 40, 50, 300, 1.0f, a.data(), 300, b.data(), 50, 0.0f, c.data(), 50);
+        for (const float v : c) REQUIRE(std::isfinite(v));
+    }
+}
+
+TEST_CASE("threaded element-wise kernels give the single-thread results")
+{
+    random_generator rng(7);
+    const cpu_backend one, two({.threads = 2});
+    const std::size_t rows = 120, cols = 700;  // large enough to be split between the threads
+    const auto x = random_floats(rows * cols, rng), residual = random_floats(rows * cols, rng);
+    const auto gamma = random_floats(cols, rng), beta = random_floats(cols, rng);
+    auto g1 = x, g2 = x;
+    one.gelu(g1.data(), g1.size());
+    two.gelu(g2.data(), g2.size());
+    CHECK(g1 == g2);
+    std::vector<float> y1(rows * cols), y2(rows * cols);
+    one.layer_norm(x.data(), residual.data(), y1.data(), rows, cols, gamma.data(), beta.data(), 1e-12f);
+    two.layer_norm(x.data(), residual.data(), y2.data(), rows, cols, gamma.data(), beta.data(), 1e-12f);
+    CHECK(y1 == y2);
+    auto b1 = x, b2 = x;
+    one.add_row_vector(b1.data(), rows, cols, cols, gamma.data());
+    two.add_row_vector(b2.data(), rows, cols, cols, gamma.data());
+    CHECK(b1 == b2);
+}
+
+TEST_CASE("padding-free, padded and two-thread execution give the same logits and gradients")
+{
+    for (const auto& variant : pooling_variants()) {
+        const std::string variant_name = variant.first;
+        CAPTURE(variant_name);
+        model<float> free_1(four_modalities(), variant.second, 31);
+        model<float> padded_1(four_modalities(), variant.second, 31);
+        model<float> free_2(four_modalities(), variant.second, 31, cpu_backend({.threads = 2}));
+        padded_1.set_padding_free(false);
+        CHECK(free_1.padding_free());
+        CHECK_FALSE(padded_1.padding_free());
+        const auto batch = free_1.pack(random_records(free_1.schema(), 11, 12));
+        tensor<float> d_logits({11, variant.second.num_outputs});
+        for (std::size_t i = 0; i < d_logits.size(); ++i) d_logits[i] = static_cast<float>(std::sin(0.7 * double(i)));
+
+        const auto run = [&](const model<float>& m) {
+            model_cache<float> cache;
+            const auto output = m.forward(batch, false, &cache);
+            const std::vector<float> logits(output.logits.values().begin(), output.logits.values().end());
+            auto grad = m.zero_gradients();
+            m.backward(cache, d_logits, grad);
+            std::vector<float> flat;
+            grad.for_each_parameter([&](const std::string&, tensor<float>& t) {
+                const auto values = t.values();
+                flat.insert(flat.end(), values.begin(), values.end());
+            });
+            return std::pair{logits, flat};
+        };
+        const auto [logits, gradients] = run(free_1);
+        const auto [padded_logits, padded_gradients] = run(padded_1);
+        const auto [threaded_logits, threaded_gradients] = run(free_2);
+        CHECK(relative_difference(padded_logits, logits) <= 1e-6);
+        CHECK(relative_difference(threaded_logits, logits) <= 1e-6);
+        CHECK(relative_difference(padded_gradients, gradients) <= 1e-5);
+        CHECK(relative_difference(threaded_gradients, gradients) <= 1e-5);
+    }
+}
+
+TEST_CASE("bf16 products keep the logits within 1e-2 of fp32")
+{
+    for (const bool wide : {true, false}) {
+        CAPTURE(wide);
+        const model<float> fp32(four_modalities(), small_config(), 41, cpu_backend({.wide_kernels = wide}));
+        const model<float> bf16(four_modalities(), small_config(), 41,
+                                cpu_backend({.precision = matmul_precision::bf16, .wide_kernels = wide}));
+        const auto records = random_records(fp32.schema(), 16, 13);
+        const auto a = logits_of(fp32, records), b = logits_of(bf16, records);
+        const double difference = relative_difference(b, a);
+        MESSAGE("bf16 logits differ from fp32 by " << difference << " of the largest logit (" << std::string(bf16.encoder().backend().float_kernels()) << ")");
+        CHECK(difference <= 1e-2);
+        CHECK(difference > 0);  // the products really were rounded
+    }
+}
