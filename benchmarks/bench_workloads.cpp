@@ -108,9 +108,11 @@ void train_step_of(benchmark::State& state, const dm2s2::model_config& config, s
     const auto batch = model.pack(random_records(schema, count, w1_seed));
     dm2s2::tensor<float> targets({count});
     for (std::size_t i = 0; i < count; ++i) targets[i] = static_cast<float>(i % 4);
+    auto gradients = model.zero_gradients();  // reused, as the trainer does
     for (auto _ : state)
-        benchmark::DoNotOptimize(dm2s2::train_step(model, optimizer, batch, dm2s2::task_type::multiclass, targets,
-                                                   {.learning_rate = 1e-5, .dropout_rng = &dropout}).loss);
+        benchmark::DoNotOptimize(dm2s2::train_step(model, optimizer, std::span(&batch, 1), dm2s2::task_type::multiclass,
+                                                   std::span<const dm2s2::tensor<float>>(&targets, 1), {.learning_rate = 1e-5, .dropout_rng = &dropout},
+                                                   gradients).loss);
     report(state, batch);
 }
 
@@ -127,7 +129,7 @@ void W3_inference(benchmark::State& state)
     report(state, batch);
 }
 
-/// Arguments: threads, batch size.
+/// Arguments: threads, batch size (the first records of W3's).
 void W4_batch(benchmark::State& state)
 {
     const auto schema = w1_schema();
@@ -154,16 +156,39 @@ void W4_length(benchmark::State& state)
     report(state, batch);
 }
 
-/// Writes W1's packed lengths and its shapes for the PyTorch side.
+/// The encoder's products at W1's 485 rows: y = x Wᵀ with W [n, k]. Arguments: threads, n, k.
+void encoder_gemm(benchmark::State& state)
+{
+    const std::size_t m = tiny() ? 16 : 485, n = tiny() ? 16 : static_cast<std::size_t>(state.range(1)),
+                      k = tiny() ? 16 : static_cast<std::size_t>(state.range(2));
+    const dm2s2::cpu_backend backend({.threads = static_cast<std::size_t>(state.range(0))});
+    dm2s2::random_generator rng(4);
+    std::vector<float> x(m * k), w(n * k), y(m * n);
+    for (auto& v : x) v = static_cast<float>(rng.normal());
+    for (auto& v : w) v = static_cast<float>(rng.normal());
+    for (auto _ : state) {
+        backend.gemm(dm2s2::transpose::no, dm2s2::transpose::yes, m, n, k, 1.0f, x.data(), k, w.data(), k, 0.0f, y.data(), n);
+        benchmark::DoNotOptimize(y.data());
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate,
+                                                   benchmark::Counter::kIs1000);
+}
+
+/// Writes the packed lengths of W1's batch and of 64 records drawn the same way (W3; W4's batches are
+/// their first records), and the encoder's shape, for the PyTorch side.
 int write_w1_lengths(const std::string& path)
 {
     const auto schema = w1_schema();
-    const auto batch = dm2s2::pack(schema, random_records(schema, w1_batch, w1_seed), {});
+    const auto lengths_of = [&](std::size_t count) {
+        std::string list;
+        for (const auto len : dm2s2::pack(schema, random_records(schema, count, w1_seed), {}).lengths)
+            list += (list.empty() ? "" : ", ") + std::to_string(len);
+        return "[" + list + "]";
+    };
     std::ofstream out(path);
-    out << "{\"lengths\": [";
-    for (std::size_t b = 0; b < batch.lengths.size(); ++b) out << (b ? ", " : "") << batch.lengths[b];
+    out << "{\"lengths\": " << lengths_of(w1_batch) << ", \"w3_lengths\": " << lengths_of(64);
     const auto c = bert_base().bert;
-    out << "], \"hidden\": " << c.hidden_size << ", \"layers\": " << c.num_hidden_layers << ", \"heads\": "
+    out << ", \"hidden\": " << c.hidden_size << ", \"layers\": " << c.num_hidden_layers << ", \"heads\": "
         << c.num_attention_heads << ", \"intermediate\": " << c.intermediate_size << ", \"vocab\": " << c.vocab_size
         << ", \"dense_dim\": " << dense_dim() << ", \"classes\": 4}\n";
     if (!out.flush()) {
@@ -175,6 +200,9 @@ int write_w1_lengths(const std::string& path)
 
 }  // namespace
 
+BENCHMARK(encoder_gemm)->ArgNames({"threads", "n", "k"})
+    ->ArgsProduct({{1, 2}, {768}, {768}})->ArgsProduct({{1, 2}, {3072}, {768}})->ArgsProduct({{1, 2}, {768}, {3072}})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free"})
     ->Args({1, 0, 1})->Args({2, 0, 1})->Args({1, 0, 0})->Args({2, 0, 0})->Args({1, 1, 1})->Args({2, 1, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -43,10 +43,43 @@ def ours(bench, name, threads, repeats, extra_args=""):
     return [b["real_time"] * scale[b["time_unit"]] for b in runs], rss
 
 
-def torch_side(shapes, workload, threads, repeats, env):
+def torch_side(shapes, workload, threads, repeats, env, *extra):
     out, rss = run(["/usr/bin/python3", str(HERE / "torch_workloads.py"), "--shapes", shapes, "--workload", workload,
-                    "--threads", str(threads), "--repeats", str(repeats)], env)
+                    "--threads", str(threads), "--repeats", str(repeats), *map(str, extra)], env)
     return json.loads(out)["times_ms"], rss
+
+
+def secondary_tables(bench, shapes, threads, repeats, env):
+    """W3 and W4, one process per case, as markdown tables (not part of the three-line contract)."""
+    def row(label, ours_ms, torch_ms, unit_scale=None):
+        a, b = statistics.median(ours_ms), statistics.median(torch_ms)
+        extra = f" | {unit_scale / a * 1e3:.1f} | {unit_scale / b * 1e3:.1f}" if unit_scale else ""
+        print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}{extra} |", flush=True)
+
+    print(f"\nMatrix products y = x Wᵀ at W1's 485 rows (PyTorch: torch.mm on OpenBLAS)\n")
+    print("| n × k | threads | dm2s2 GFLOP/s | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n| --- | --- | --- | --- | --- |")
+    for n, k in ((768, 768), (3072, 768), (768, 3072)):
+        for th in sorted({1, threads}):
+            flops = 2.0 * 485 * n * k / 1e6  # per millisecond → GFLOP/s
+            a = statistics.median(ours(bench, "encoder_gemm", th, 15, f"/n:{n}/k:{k}")[0])
+            b = statistics.median(torch_side(shapes, "gemm", th, 15, env, "--n", n, "--k", k)[0])
+            print(f"| {n} × {k} | {th} | {flops / a:.0f} | {flops / b:.0f} | {b / a:.2f} |", flush=True)
+
+    print(f"\nW3: 4 layers, hidden 256, 4 heads, batch 64, {threads} threads\n")
+    print("| case | dm2s2 ms | PyTorch ms | speedup | dm2s2 samples/s | PyTorch samples/s |\n| --- | --- | --- | --- | --- | --- |")
+    row("inference fp32", ours(bench, "W3_inference", threads, repeats, "/bf16:0")[0],
+        torch_side(shapes, "w3-infer", threads, repeats, env)[0], 64)
+    row("training step fp32", ours(bench, "W3_train_step", threads, repeats)[0],
+        torch_side(shapes, "w3-train", threads, repeats, env)[0], 64)
+    print(f"\nW4: BERT-base latency, {threads} threads (PyTorch: the better of nested tensors and padding)\n")
+    print("| batch | dm2s2 ms | PyTorch ms | speedup |\n| --- | --- | --- | --- |")
+    for batch in (1, 2, 4, 8, 16, 32, 64):
+        row(str(batch), ours(bench, "W4_batch", threads, repeats, f"/batch:{batch}")[0],
+            torch_side(shapes, "w4-batch", threads, repeats, env, "--batch", batch)[0])
+    print("\n| packed length (batch 1) | dm2s2 ms | PyTorch ms | speedup |\n| --- | --- | --- | --- |")
+    for length in (32, 64, 128, 256, 512):
+        row(str(length), ours(bench, "W4_length", threads, repeats, f"/length:{length}")[0],
+            torch_side(shapes, "w4-length", threads, repeats, env, "--length", length)[0])
 
 
 def openblas_environment():
@@ -73,6 +106,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per process")
+    parser.add_argument("--full", action="store_true", help="also run W3 and W4 and print their tables first")
     args = parser.parse_args()
     t = args.threads
 
@@ -84,6 +118,10 @@ def main():
         lengths = json.load(f)["lengths"]
     print(f"machine: {os.cpu_count()} cores; {t} threads on both sides; {blas_note}")
     print(f"W1 batch: packed lengths {lengths} ({sum(lengths)} tokens, padded to {max(lengths)})")
+
+    if args.full:
+        secondary_tables(args.bench, shapes, t, 3, env)
+        print()
 
     cases = {
         "W1 dm2s2 fp32": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:0/padding_free:1"),

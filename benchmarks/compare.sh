@@ -11,7 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh python3-torch python3-numpy libopenblas0-openmp
 build=build/compare
-cmake -S . -B "${build}" -DCMAKE_BUILD_TYPE=Release -DDM2S2_NATIVE_ARCH=ON -DDM2S2_BUILD_TESTS=OFF \
-  -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "${build}" --target dm2s2_bench_workloads -j"$(nproc)" >/dev/null
+mkdir -p "${build}"
+if ! { cmake -S . -B "${build}" -DCMAKE_BUILD_TYPE=Release -DDM2S2_NATIVE_ARCH=ON -DDM2S2_BUILD_TESTS=OFF \
+         -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=ON &&
+       cmake --build "${build}" --target dm2s2_bench_workloads -j"$(nproc)"; } >"${build}/build.log" 2>&1; then
+  cat "${build}/build.log" >&2
+  echo "compare: the build failed (log above)" >&2
+  exit 1
+fi
 exec /usr/bin/python3 benchmarks/compare.py --bench "${build}/benchmarks/dm2s2_bench_workloads" "$@"

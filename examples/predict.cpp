@@ -170,10 +170,10 @@ int main(int argc, char** argv)
     dm2s2::tools::arguments args;
     args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
     args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads).option("--show", shown);
-    std::size_t show_count = 0;
+    std::size_t show_count = 0, thread_count = 1;
     try {
         args.parse(argc, argv);
-        dm2s2::tools::parse_integer("--threads", threads, 1, 1024);
+        thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         show_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--show", shown, 0, 1 << 30));
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_predict: " << e.what()
@@ -181,10 +181,9 @@ int main(int argc, char** argv)
         return 2;
     }
     try {
-        if (threads != "1") std::cerr << "dm2s2_predict: note: the CPU backend runs on one thread; --threads " << threads << " has no effect yet\n";
         const auto pipeline = dm2s2::load_data_pipeline(model_dir);
         const auto& encoder = *pipeline.encoder;
-        const auto model = dm2s2::load_model<float>(model_dir);
+        const auto model = dm2s2::load_model<float>(model_dir, dm2s2::cpu_backend({.threads = thread_count}));
         if (!(model.schema() == encoder.schema()))
             throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
         const auto records = dm2s2::read_json_lines(data);

@@ -79,6 +79,7 @@ int main(int argc, char** argv)
     args.option("--init-bert", init_bert).option("--patience", patience).flag("--cased", cased);
     dm2s2::trainer_options options;
     std::optional<dm2s2::pooling_kind> kind;
+    std::size_t thread_count = 1;
     try {
         args.parse(argc, argv);
         kind = dm2s2::parse_pooling_kind(pooling);
@@ -87,7 +88,7 @@ int main(int argc, char** argv)
         options.batch_size = static_cast<std::size_t>(dm2s2::tools::parse_integer("--batch-size", batch, 1, 1 << 20));
         options.seed = static_cast<std::uint64_t>(dm2s2::tools::parse_integer("--seed", seed, 0, INT64_MAX));
         options.patience = static_cast<std::size_t>(dm2s2::tools::parse_integer("--patience", patience, 0, 100000));
-        dm2s2::tools::parse_integer("--threads", threads, 1, 1024);
+        thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         options.learning_rate = lr.empty() ? (init_bert.empty() ? 1e-3 : 5e-5) : dm2s2::tools::parse_positive("--lr", lr);
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_train: " << e.what()
@@ -97,7 +98,6 @@ int main(int argc, char** argv)
         return 2;
     }
     try {
-        if (threads != "1") std::cerr << "dm2s2_train: note: the CPU backend runs on one thread; --threads " << threads << " has no effect yet\n";
         const auto spec = dm2s2::read_data_spec(schema);
         if (vocab.empty() && !init_bert.empty() && std::filesystem::exists(std::filesystem::path(init_bert) / "vocab.txt"))
             vocab = (std::filesystem::path(init_bert) / "vocab.txt").string();
@@ -129,7 +129,7 @@ int main(int argc, char** argv)
         }
         config.pooling = *kind;
         config.num_outputs = encoder.num_outputs();
-        dm2s2::model<float> model(encoder.schema(), config, options.seed);
+        dm2s2::model<float> model(encoder.schema(), config, options.seed, dm2s2::cpu_backend({.threads = thread_count}));
         if (!init_bert.empty()) model.load_encoder(init_bert);
 
         options.output_dir = out;

@@ -259,6 +259,18 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
         if (lines == 0) CHECK(p["id"] == "film-2672");
     }
     CHECK(lines == 40);
+
+    // Two threads predict the same scores.
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+            (dir / "p2.jsonl").string() + " --threads 2");
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    std::ifstream one_thread(dir / "p.jsonl"), two_threads(dir / "p2.jsonl");
+    for (std::string a, b; std::getline(one_thread, a) && std::getline(two_threads, b);) {
+        const auto pa = nlohmann::json::parse(a), pb = nlohmann::json::parse(b);
+        CHECK(pa["prediction"] == pb["prediction"]);
+        for (const auto& [label, score] : pa["scores"].items())
+            CHECK(score.get<double>() == doctest::Approx(pb["scores"][label].get<double>()).epsilon(1e-5));
+    }
     std::ifstream page_file(dir / "r.html");
     const std::string page((std::istreambuf_iterator<char>(page_file)), std::istreambuf_iterator<char>());
     CHECK(page.find("film-2672: ") != std::string::npos);

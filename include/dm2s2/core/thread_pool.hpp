@@ -127,4 +127,23 @@ private:
     std::exception_ptr failure_;
 };
 
+/// Runs every task on the calling thread, in order: the executor of code that was given none.
+struct serial_executor {
+    template <class F>
+    void parallel_for(std::size_t count, F&& task) const
+    {
+        for (std::size_t i = 0; i < count; ++i) task(i);
+    }
+};
+
+/// Runs body(piece, begin, end) over [0, n) cut into pieces of `chunk` elements, on `executor` (a
+/// backend or a `serial_executor`). The pieces do not depend on the thread count, so partial results
+/// kept per piece combine to the same value on any number of threads.
+template <class Executor, class F>
+void for_each_chunk(const Executor& executor, std::size_t n, std::size_t chunk, F&& body)
+{
+    const std::size_t pieces = (n + chunk - 1) / chunk;
+    executor.parallel_for(pieces, [&](std::size_t piece) { body(piece, piece * chunk, std::min(n, (piece + 1) * chunk)); });
+}
+
 }  // namespace dm2s2

@@ -344,6 +344,16 @@ public:
     /// Zero gradients shaped like this model's parameters.
     model_gradients<T> zero_gradients() const { return {bert_.zero_gradients(), zeros_like(pooling_)}; }
 
+    /// Sets gradients from `zero_gradients` back to zero, on the backend's threads.
+    void clear_gradients(model_gradients<T>& grads) const
+    {
+        grads.for_each_parameter([&](const std::string&, tensor<T>& t) {
+            T* values = t.data();
+            for_each_chunk(bert_.backend(), t.size(), std::size_t{1} << 16,
+                           [&](std::size_t, std::size_t begin, std::size_t end) { std::fill(values + begin, values + end, T(0)); });
+        });
+    }
+
     /// Visits every parameter: BERT's under HuggingFace names, then those of `pooling_parameters`.
     template <class F>
         requires parameter_visitor<F, T>

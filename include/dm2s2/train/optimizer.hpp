@@ -15,6 +15,7 @@
 #include "dm2s2/core/error.hpp"
 #include "dm2s2/core/scalar.hpp"
 #include "dm2s2/core/tensor.hpp"
+#include "dm2s2/core/thread_pool.hpp"
 
 namespace dm2s2 {
 
@@ -36,23 +37,35 @@ inline bool exempt_from_weight_decay(const std::string& name)
     return ends_with("bias") || name.find("LayerNorm.weight") != std::string::npos;
 }
 
+/// Elements per piece of the optimizer's parallel loops (fixed, so results do not depend on threads).
+inline constexpr std::size_t optimizer_chunk = std::size_t{1} << 16;
+
 /// Scales every gradient of `grads` (anything with `for_each_parameter`) so that their global L2 norm
 /// is at most `max_norm`; returns the norm before clipping. NaN or Inf gradients throw input_error.
-template <scalar T, class Gradients>
-double clip_gradient_norm(Gradients& grads, double max_norm)
+/// The sums run on `executor`'s threads (a backend), in pieces whose order does not depend on them.
+template <scalar T, class Gradients, class Executor = serial_executor>
+double clip_gradient_norm(Gradients& grads, double max_norm, const Executor& executor = {})
 {
     double sum = 0;
     grads.for_each_parameter([&](const std::string& name, tensor<T>& g) {
-        for (const T v : g.values()) {
-            if (!std::isfinite(v)) throw input_error("gradient of '" + name + "' is not finite");
-            sum += static_cast<double>(v) * v;
-        }
+        std::vector<double> partial((g.size() + optimizer_chunk - 1) / optimizer_chunk, 0.0);
+        const T* values = g.data();
+        for_each_chunk(executor, g.size(), optimizer_chunk, [&](std::size_t piece, std::size_t begin, std::size_t end) {
+            double s = 0;
+            for (std::size_t i = begin; i < end; ++i) s += static_cast<double>(values[i]) * values[i];
+            partial[piece] = s;
+        });
+        for (const double s : partial) sum += s;
+        if (!std::isfinite(sum)) throw input_error("gradient of '" + name + "' is not finite");
     });
     const double norm = std::sqrt(sum);
     const double coefficient = std::min(1.0, max_norm / (norm + 1e-6));
     if (coefficient < 1.0)
         grads.for_each_parameter([&](const std::string&, tensor<T>& g) {
-            for (auto& v : g.values()) v = static_cast<T>(v * coefficient);
+            T* values = g.data();
+            for_each_chunk(executor, g.size(), optimizer_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
+                for (std::size_t i = begin; i < end; ++i) values[i] = static_cast<T>(values[i] * coefficient);
+            });
         });
     return norm;
 }
@@ -77,9 +90,10 @@ public:
     adamw() = default;
     explicit adamw(options o) : options_(o) {}
 
-    /// One update of `params` from `grads` (both visited by name, in the same order) at learning rate lr.
-    template <class Params, class Gradients>
-    void step(Params& params, Gradients& grads, double lr)
+    /// One update of `params` from `grads` (both visited by name, in the same order) at learning rate lr,
+    /// on `executor`'s threads (a backend); each element's update is the same on any number of them.
+    template <class Params, class Gradients, class Executor = serial_executor>
+    void step(Params& params, Gradients& grads, double lr, const Executor& executor = {})
     {
         std::map<std::string, const tensor<T>*> by_name;
         grads.for_each_parameter([&](const std::string& name, tensor<T>& g) { by_name[name] = &g; });
@@ -94,16 +108,21 @@ public:
             require_shape(g, p.shape(), "adamw: gradient of '" + name + "'");
             auto& [m, v] = moments_.try_emplace(name, moments{tensor<T>(p.shape()), tensor<T>(p.shape())}).first->second;
             const double decay = exempt_from_weight_decay(name) ? 0.0 : options_.weight_decay;
-            for (std::size_t i = 0; i < p.size(); ++i) {
-                const double gi = g[i];
-                double pi = static_cast<double>(p[i]) * (1 - lr * decay);
-                const double mi = options_.beta1 * m[i] + (1 - options_.beta1) * gi;
-                const double vi = options_.beta2 * v[i] + (1 - options_.beta2) * gi * gi;
-                pi -= step_size * mi / (std::sqrt(vi) / sqrt_correction2 + options_.eps);
-                m[i] = static_cast<T>(mi);
-                v[i] = static_cast<T>(vi);
-                p[i] = static_cast<T>(pi);
-            }
+            const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
+            T *pv = p.data(), *mv = m.data(), *vv = v.data();
+            const T* gv = g.data();
+            for_each_chunk(executor, p.size(), optimizer_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
+                for (std::size_t i = begin; i < end; ++i) {
+                    const double gi = gv[i];
+                    double pi = static_cast<double>(pv[i]) * (1 - lr * decay);
+                    const double mi = beta1 * mv[i] + (1 - beta1) * gi;
+                    const double vi = beta2 * vv[i] + (1 - beta2) * gi * gi;
+                    pi -= step_size * mi / (std::sqrt(vi) / sqrt_correction2 + eps);
+                    mv[i] = static_cast<T>(mi);
+                    vv[i] = static_cast<T>(vi);
+                    pv[i] = static_cast<T>(pi);
+                }
+            });
         });
     }
 

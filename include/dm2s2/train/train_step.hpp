@@ -27,16 +27,19 @@ struct step_report {
 /// Updates `m` once from micro-batches whose gradients are accumulated: the result equals one step on
 /// their union, as the losses are means (each micro-batch's gradient is weighted by its share of the
 /// records). `targets[k]` belongs to `batches[k]` (see `compute_loss` for the shapes).
+/// `grads` is the gradient buffer: it is zeroed and reused, so that steps after the first allocate no
+/// parameter-sized memory (pass the same one every step). Clipping and the update run on the model's
+/// backend threads.
 template <scalar T, training_backend_for<T> Backend>
 step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
-                       std::span<const tensor<T>> targets, const step_options& options)
+                       std::span<const tensor<T>> targets, const step_options& options, model_gradients<T>& grads)
 {
     if (batches.empty() || batches.size() != targets.size())
         throw shape_error("train_step: " + std::to_string(batches.size()) + " micro-batches but " +
                           std::to_string(targets.size()) + " target tensors");
     std::size_t records = 0;
     for (const auto& b : batches) records += b.layout.batch;
-    auto grads = m.zero_gradients();
+    m.clear_gradients(grads);
     step_report report;
     for (std::size_t k = 0; k < batches.size(); ++k) {
         model_cache<T> cache;
@@ -47,9 +50,19 @@ step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<cons
         m.backward(cache, loss.grad_logits, grads);
         report.loss += share * loss.value;
     }
-    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm);
-    optimizer.step(m, grads, options.learning_rate);
+    const auto& executor = m.encoder().backend();
+    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm, executor);
+    optimizer.step(m, grads, options.learning_rate, executor);
     return report;
+}
+
+/// `train_step` with a gradient buffer of its own.
+template <scalar T, training_backend_for<T> Backend>
+step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
+                       std::span<const tensor<T>> targets, const step_options& options)
+{
+    auto grads = m.zero_gradients();
+    return train_step(m, optimizer, batches, task, targets, options, grads);
 }
 
 /// Updates `m` once on a packed batch with its targets (see `compute_loss` for their shape).

@@ -150,6 +150,7 @@ public:
         training_result result;
         result.monitor = options_.monitor;
         progress_meter meter(options_.log ? *options_.log : std::cout, options_.progress);
+        auto gradients = model_.zero_gradients();  // one buffer for every step
 
         for (; state.epoch < options_.epochs; ++state.epoch) {
             if (options_.patience != 0 && state.stale_epochs >= options_.patience) {
@@ -174,7 +175,8 @@ public:
                 const auto report = train_step(model_, optimizer_, std::span<const packed_batch>(batches), task_,
                                                std::span<const tensor<T>>(targets),
                                                {.learning_rate = lr, .max_gradient_norm = options_.max_gradient_norm,
-                                                .dropout_rng = &state.dropout});
+                                                .dropout_rng = &state.dropout},
+                                               gradients);
                 state.batch = end;
                 state.loss_sum += report.loss * static_cast<double>(records);
                 state.loss_records += records;

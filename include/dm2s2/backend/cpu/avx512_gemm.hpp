@@ -52,14 +52,6 @@ namespace detail::avx512 {
 
 #if DM2S2_HAS_AVX512_KERNELS
 
-// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which -Wuninitialized
-// reports once they are inlined here (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 /// What the processor running the program offers.
 inline bool has_fp32_kernels() noexcept
 {
@@ -87,16 +79,20 @@ inline std::uint32_t word_of(float lo, float hi) noexcept
     return std::uint32_t(to_bfloat16_bits(lo)) | (std::uint32_t(to_bfloat16_bits(hi)) << 16);
 }
 
-/// Packs a 16 × 16 block of fp32 words: out[u·width + q] = src[q·ld + u] for q, u < 16, by an
-/// in-register transpose (the scalar loop would cost more than the products on weight panels).
-__attribute__((target("avx512f"))) inline void transpose_16x16(const float* src, std::size_t ld, std::uint32_t* out,
-                                                               std::size_t width) noexcept
+/// Transposes a 16 × 16 block of fp32 values in registers: for u < 16, the column src[0..15][u] is
+/// stored as 16 words, rows 0-7 at lo + u·stride and rows 8-15 at hi + u·stride (the two halves may
+/// fall in different 8-row panels). The scalar loop would cost more than the products on weight
+/// panels. The masked forms with a full mask are used because GCC 12 warns about the undefined
+/// pass-through operand of the unmasked ones (GCC bug 105593).
+__attribute__((target("avx512f"))) inline void transpose_16x16(const float* src, std::size_t ld, std::uint32_t* lo,
+                                                               std::uint32_t* hi, std::size_t stride) noexcept
 {
+    constexpr __mmask16 all = 0xffff;
     __m512 r[16], t[16];
     for (int q = 0; q < 16; ++q) r[q] = _mm512_loadu_ps(src + q * ld);
     for (int q = 0; q < 16; q += 2) {  // interleave row pairs
-        t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
-        t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
+        t[q] = _mm512_mask_unpacklo_ps(r[q], all, r[q], r[q + 1]);
+        t[q + 1] = _mm512_mask_unpackhi_ps(r[q], all, r[q], r[q + 1]);
     }
     for (int q = 0; q < 16; q += 4) {  // 4 × 4 blocks inside each 128-bit lane
         r[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
@@ -105,16 +101,21 @@ __attribute__((target("avx512f"))) inline void transpose_16x16(const float* src,
         r[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xee);
     }
     for (int q = 0; q < 4; ++q) {  // gather lanes: rows 0-7 and 8-15 in halves
-        t[q] = _mm512_shuffle_f32x4(r[q], r[q + 4], 0x88);
-        t[q + 4] = _mm512_shuffle_f32x4(r[q], r[q + 4], 0xdd);
-        t[q + 8] = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0x88);
-        t[q + 12] = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0xdd);
+        t[q] = _mm512_mask_shuffle_f32x4(r[q], all, r[q], r[q + 4], 0x88);
+        t[q + 4] = _mm512_mask_shuffle_f32x4(r[q], all, r[q], r[q + 4], 0xdd);
+        t[q + 8] = _mm512_mask_shuffle_f32x4(r[q], all, r[q + 8], r[q + 12], 0x88);
+        t[q + 12] = _mm512_mask_shuffle_f32x4(r[q], all, r[q + 8], r[q + 12], 0xdd);
     }
     for (int q = 0; q < 8; ++q) {
-        r[q] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0x88);
-        r[q + 8] = _mm512_shuffle_f32x4(t[q], t[q + 8], 0xdd);
+        r[q] = _mm512_mask_shuffle_f32x4(t[q], all, t[q], t[q + 8], 0x88);
+        r[q + 8] = _mm512_mask_shuffle_f32x4(t[q], all, t[q], t[q + 8], 0xdd);
     }
-    for (int u = 0; u < 16; ++u) _mm512_storeu_ps(reinterpret_cast<float*>(out + u * width), r[u]);
+    // Masked stores put the two halves in place without 256-bit extracts (which GCC 12 also warns
+    // about); hi is never at the start of the buffer, so hi - 8 stays inside it.
+    for (std::size_t u = 0; u < 16; ++u) {
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(lo + u * stride), 0x00ff, r[u]);
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(hi + u * stride) - 8, 0xff00, r[u]);
+    }
 }
 
 /// Packs `count` rows of an operand, starting at row q0, over k units [p0, p0 + units), into panels of
@@ -125,20 +126,25 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                  std::size_t units, std::size_t k, std::size_t width, std::uint32_t* out) noexcept
 {
     constexpr bool pairs = P == matmul_precision::bf16;
+    // fp32 with k contiguous: whole groups of 16 rows × 16 units go through register transposes, and
+    // the loops below fill in the rest.
+    std::size_t fast_rows = 0, fast_units = 0;
+    if constexpr (!pairs) {
+        if (k_contiguous && width % 8 == 0) {
+            fast_rows = count / 16 * 16;
+            fast_units = units / 16 * 16;
+            const auto slot = [&](std::size_t r, std::size_t u) { return out + r / width * width * units + u * width + r % width; };
+            for (std::size_t r = 0; r < fast_rows; r += 16)
+                for (std::size_t u = 0; u < fast_units; u += 16)
+                    transpose_16x16(x + (q0 + r) * ld + p0 + u, ld, slot(r, u), slot(r + 8, u), width);
+        }
+    }
     for (std::size_t first = 0; first < count; first += width, out += width * units) {
         const std::size_t rows = std::min(width, count - first);
         if (k_contiguous) {
-            std::size_t done = 0;  // units packed by whole 16 × 16 blocks
-            if constexpr (!pairs) {
-                if (width % 16 == 0 && rows == width) {
-                    for (; done + 16 <= units; done += 16)
-                        for (std::size_t q = 0; q < rows; q += 16)
-                            transpose_16x16(x + (q0 + first + q) * ld + p0 + done, ld, out + done * width + q, width);
-                }
-            }
             for (std::size_t q = 0; q < rows; ++q) {
                 const float* src = x + (q0 + first + q) * ld;
-                for (std::size_t u = done; u < units; ++u) {
+                for (std::size_t u = first + q < fast_rows ? fast_units : 0; u < units; ++u) {
                     const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
                     if constexpr (pairs) out[u * width + q] = word_of(src[kk], kk + 1 < k ? src[kk + 1] : 0.0f);
                     else out[u * width + q] = word_of(src[kk]);
@@ -224,10 +230,6 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
         }
     }
 }
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #else
 
