@@ -173,7 +173,8 @@ public:
     const pooling_parameters<T>& pooling() const noexcept { return pooling_; }
 
     /// Whether the encoder runs on the real rows only (the default) or on the padded batch. Both give
-    /// the same outputs; without padding nothing is computed for padding slots.
+    /// the same outputs and gradients; without padding nothing is computed for padding slots. (With
+    /// dropout the two draw their masks over different row counts, so training runs differ.)
     bool padding_free() const noexcept { return padding_free_; }
     void set_padding_free(bool on) noexcept { padding_free_ = on; }
 

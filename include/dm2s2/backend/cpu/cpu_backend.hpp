@@ -2,8 +2,8 @@
 /// \file
 /// `cpu_backend`: float matrix products through the library's AVX-512 kernels where the processor has
 /// them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise kernels through
-/// xsimd (scalar loops when xsimd is disabled). Each kernel runs its SIMD body over whole registers and finishes the tail with
-/// the scalar loop, so every length is handled.
+/// xsimd (scalar loops when xsimd is disabled). Each element-wise kernel runs its SIMD body over whole
+/// registers and finishes the tail with the scalar loop, so every length is handled.
 ///
 /// The backend owns its threads: `cpu_backend({.threads = 2})` splits every large product and
 /// element-wise kernel over two threads, and models run attention heads in parallel on them. Copies
@@ -39,7 +39,7 @@ struct cpu_options {
     bool wide_kernels = true;
 };
 
-/// CPU backend: Eigen for gemm, xsimd for the element-wise kernels, an owned thread pool.
+/// CPU backend: AVX-512 or Eigen products, xsimd element-wise kernels, an owned thread pool.
 struct cpu_backend : portable_backward_kernels {
     static constexpr const char* name() noexcept { return "cpu"; }
 
