@@ -52,10 +52,11 @@ namespace detail::avx512 {
 
 #if DM2S2_HAS_AVX512_KERNELS
 
-/// What the processor running the program offers.
+/// What the processor running the program offers. `__builtin_cpu_init` makes the answer right even
+/// when asked from another static initialiser, before the runtime's own initialisation has run.
 inline bool has_fp32_kernels() noexcept
 {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"));
     return yes;
 }
 inline bool has_bf16_kernels() noexcept
