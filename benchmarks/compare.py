@@ -49,22 +49,17 @@ def torch_side(shapes, workload, threads, repeats, env, *extra):
     return json.loads(out)["times_ms"], rss
 
 
-def secondary_tables(bench, shapes, threads, repeats, env):
-    """W3 and W4, one process per case, as markdown tables (not part of the three-line contract)."""
+def secondary_tables(bench, products, shapes, threads, repeats, env):
+    """The products, W3 and W4, one process per case, as markdown tables (not part of the three-line
+    contract)."""
     def row(label, ours_ms, torch_ms, unit_scale=None):
         a, b = statistics.median(ours_ms), statistics.median(torch_ms)
         extra = f" | {unit_scale / a * 1e3:.1f} | {unit_scale / b * 1e3:.1f}" if unit_scale else ""
         print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}{extra} |", flush=True)
 
-    print(f"\nMatrix products y = x Wᵀ at W1's 485 rows (PyTorch: torch.mm on OpenBLAS)\n")
-    print("| n × k | threads | dm2s2 GFLOP/s | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n| --- | --- | --- | --- | --- |")
-    for n, k in ((768, 768), (3072, 768), (768, 3072)):
-        for th in sorted({1, threads}):
-            flops = 2.0 * 485 * n * k / 1e6  # per millisecond → GFLOP/s
-            a = statistics.median(ours(bench, "encoder_gemm", th, 15, f"/n:{n}/k:{k}")[0])
-            b = statistics.median(torch_side(shapes, "gemm", th, 15, env, "--n", n, "--k", k)[0])
-            print(f"| {n} × {k} | {th} | {flops / a:.0f} | {flops / b:.0f} | {b / a:.2f} |", flush=True)
-
+    for th in sorted({1, threads}):
+        print(f"\nThe encoder's matrix products at W1's 485 rows, {th} thread(s), against OpenBLAS in the same process\n")
+        print(run([products, "--threads", str(th)], env)[0].split("\n\n", 1)[1].rstrip(), flush=True)
     print(f"\nW3: 4 layers, hidden 256, 4 heads, batch 64, {threads} threads\n")
     print("| case | dm2s2 ms | PyTorch ms | speedup | dm2s2 samples/s | PyTorch samples/s |\n| --- | --- | --- | --- | --- | --- |")
     row("inference fp32", ours(bench, "W3_inference", threads, repeats, "/bf16:0")[0],
@@ -103,10 +98,11 @@ def openblas_environment():
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bench", required=True, help="the dm2s2_bench_workloads program")
+    parser.add_argument("--products", help="the dm2s2_bench_products program (needed by --full)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per process")
-    parser.add_argument("--full", action="store_true", help="also run W3 and W4 and print their tables first")
+    parser.add_argument("--full", action="store_true", help="also run the products, W3 and W4 and print their tables first")
     args = parser.parse_args()
     t = args.threads
 
@@ -120,7 +116,9 @@ def main():
     print(f"W1 batch: packed lengths {lengths} ({sum(lengths)} tokens, padded to {max(lengths)})")
 
     if args.full:
-        secondary_tables(args.bench, shapes, t, 3, env)
+        if not args.products:
+            sys.exit("compare: --full needs --products")
+        secondary_tables(args.bench, args.products, shapes, t, 3, env)
         print()
 
     cases = {

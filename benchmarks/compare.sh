@@ -14,9 +14,10 @@ build=build/compare
 mkdir -p "${build}"
 if ! { cmake -S . -B "${build}" -DCMAKE_BUILD_TYPE=Release -DDM2S2_NATIVE_ARCH=ON -DDM2S2_BUILD_TESTS=OFF \
          -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=ON &&
-       cmake --build "${build}" --target dm2s2_bench_workloads -j"$(nproc)"; } >"${build}/build.log" 2>&1; then
+       cmake --build "${build}" --target dm2s2_bench_workloads dm2s2_bench_products -j"$(nproc)"; } >"${build}/build.log" 2>&1; then
   cat "${build}/build.log" >&2
   echo "compare: the build failed (log above)" >&2
   exit 1
 fi
-exec /usr/bin/python3 benchmarks/compare.py --bench "${build}/benchmarks/dm2s2_bench_workloads" "$@"
+exec /usr/bin/python3 benchmarks/compare.py --bench "${build}/benchmarks/dm2s2_bench_workloads" \
+  --products "${build}/benchmarks/dm2s2_bench_products" "$@"

@@ -12,7 +12,6 @@ same BERT-base encoder as torch.nn.TransformerEncoder (post-LN, GELU, eps 1e-12)
   w4-batch   eval forward of the first --batch records of W3's lengths (BERT-base, nested tensors
              and padded, the better reported);
   w4-length  eval forward of one sequence of --length rows;
-  gemm       x @ w.T for x [485, --k] and w [--n, --k] (OpenBLAS), the encoder's products at W1's rows.
 
 Prints one JSON object: the median and all times in milliseconds, and the peak resident memory of the
 process. Run each workload in its own process so that the memory figure is that workload's.
@@ -70,11 +69,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", required=True, help="JSON written by dm2s2_bench_workloads --w1_lengths")
     parser.add_argument("--workload", required=True,
-                        choices=["w1-padded", "w1-nested", "w2", "w3-infer", "w3-train", "w4-batch", "w4-length", "gemm"])
+                        choices=["w1-padded", "w1-nested", "w2", "w3-infer", "w3-train", "w4-batch", "w4-length"])
     parser.add_argument("--batch", type=int, default=1, help="w4-batch: records")
     parser.add_argument("--length", type=int, default=128, help="w4-length: rows")
-    parser.add_argument("--n", type=int, default=768, help="gemm: output columns")
-    parser.add_argument("--k", type=int, default=768, help="gemm: depth")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -95,13 +92,7 @@ def main():
     mask = padding_mask(lengths)
     batch, longest = mask.shape
 
-    if args.workload == "gemm":
-        x, w = torch.randn(485, args.k), torch.randn(args.n, args.k)
-
-        def step():
-            with torch.inference_mode():
-                torch.mm(x, w.t())
-    elif args.workload in ("w1-padded", "w1-nested", "w3-infer", "w4-batch", "w4-length"):
+    if args.workload in ("w1-padded", "w1-nested", "w3-infer", "w4-batch", "w4-length"):
         x = torch.randn(batch, longest, shape["hidden"])
         modes = [args.workload != "w1-padded"] if args.workload.startswith("w1") else [True, False]
         models = [encoder(shape, 0.0, nested=nested).eval() for nested in modes]

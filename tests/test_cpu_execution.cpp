@@ -80,9 +80,13 @@ TEST_CASE("float products match the reference in every backend configuration")
 {
     random_generator rng(5);
     const reference_backend reference;
-    // Sizes that cross the kernels' blocks: rows past one 96-row block, depth past one 256-deep slice
-    // (and odd, for bf16 pairs), columns that leave partial 32-column panels.
-    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {5, 3, 7}, {37, 45, 19}, {200, 70, 600}, {64, 64, 33}, {9, 130, 257}})
+    // Sizes that cross the AVX-512 kernels' blocks: partial row panels and 32-column panels, rows past
+    // one packed block of A, columns past one packed slice of B, depth past one slice (and odd, for bf16
+    // pairs: a bf16 slice holds twice as many values).
+    namespace blocking = detail::avx512;
+    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {5, 3, 7}, {37, 45, 19}, {200, 70, 600}, {64, 64, 33},
+                             {9, 130, blocking::kc + 1}, {9, 50, 2 * blocking::kc + 89}, {blocking::mc + 23, 40, 20},
+                             {20, blocking::nc + 45, 18}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const auto& options : every_configuration()) {

@@ -136,6 +136,10 @@ struct serial_executor {
     }
 };
 
+/// Elements per piece when a loop over parameters or their gradients is split between threads (fixed,
+/// so sums taken per piece, and therefore results, do not depend on the thread count).
+inline constexpr std::size_t parameter_chunk = std::size_t{1} << 16;
+
 /// Runs body(piece, begin, end) over [0, n) cut into pieces of `chunk` elements, on `executor` (a
 /// backend or a `serial_executor`). The pieces do not depend on the thread count, so partial results
 /// kept per piece combine to the same value on any number of threads.

@@ -350,7 +350,7 @@ public:
     {
         grads.for_each_parameter([&](const std::string&, tensor<T>& t) {
             T* values = t.data();
-            for_each_chunk(bert_.backend(), t.size(), std::size_t{1} << 16,
+            for_each_chunk(bert_.backend(), t.size(), parameter_chunk,
                            [&](std::size_t, std::size_t begin, std::size_t end) { std::fill(values + begin, values + end, T(0)); });
         });
     }

@@ -4,6 +4,7 @@
 /// probability 1 − p and scaled by 1 / (1 − p); without a generator (inference) it is the identity.
 /// The mask is kept so that the backward pass drops the same elements.
 
+#include <algorithm>
 #include <cstddef>
 
 #include "dm2s2/core/random.hpp"
@@ -23,15 +24,17 @@ void dropout_factors(T* factors, std::size_t n, double p, random_generator& rng)
 }
 
 /// Drops elements of x[0..n) with probability p; `mask`, when not null, receives the factors
-/// (0 or 1 / (1 − p)) of the n elements.
+/// (0 or 1 / (1 − p)) of the n elements. The draws are those of `dropout_factors`, in the same order.
 template <class T>
 void dropout(T* x, std::size_t n, double p, random_generator& rng, T* mask)
 {
-    const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
-    for (std::size_t i = 0; i < n; ++i) {
-        const T factor = rng.uniform() < p ? T(0) : keep_scale;
-        x[i] *= factor;
-        if (mask != nullptr) mask[i] = factor;
+    constexpr std::size_t block = 256;
+    T local[block];
+    for (std::size_t first = 0; first < n; first += block) {
+        const std::size_t count = std::min(block, n - first);
+        T* factors = mask != nullptr ? mask + first : local;
+        dropout_factors(factors, count, p, rng);
+        for (std::size_t i = 0; i < count; ++i) x[first + i] *= factors[i];
     }
 }
 

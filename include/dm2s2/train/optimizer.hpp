@@ -37,9 +37,6 @@ inline bool exempt_from_weight_decay(const std::string& name)
     return ends_with("bias") || name.find("LayerNorm.weight") != std::string::npos;
 }
 
-/// Elements per piece of the optimizer's parallel loops (fixed, so results do not depend on threads).
-inline constexpr std::size_t optimizer_chunk = std::size_t{1} << 16;
-
 /// Scales every gradient of `grads` (anything with `for_each_parameter`) so that their global L2 norm
 /// is at most `max_norm`; returns the norm before clipping. NaN or Inf gradients throw input_error.
 /// The sums run on `executor`'s threads (a backend), in pieces whose order does not depend on them.
@@ -48,9 +45,9 @@ double clip_gradient_norm(Gradients& grads, double max_norm, const Executor& exe
 {
     double sum = 0;
     grads.for_each_parameter([&](const std::string& name, tensor<T>& g) {
-        std::vector<double> partial((g.size() + optimizer_chunk - 1) / optimizer_chunk, 0.0);
+        std::vector<double> partial((g.size() + parameter_chunk - 1) / parameter_chunk, 0.0);
         const T* values = g.data();
-        for_each_chunk(executor, g.size(), optimizer_chunk, [&](std::size_t piece, std::size_t begin, std::size_t end) {
+        for_each_chunk(executor, g.size(), parameter_chunk, [&](std::size_t piece, std::size_t begin, std::size_t end) {
             double s = 0;
             for (std::size_t i = begin; i < end; ++i) s += static_cast<double>(values[i]) * values[i];
             partial[piece] = s;
@@ -63,7 +60,7 @@ double clip_gradient_norm(Gradients& grads, double max_norm, const Executor& exe
     if (coefficient < 1.0)
         grads.for_each_parameter([&](const std::string&, tensor<T>& g) {
             T* values = g.data();
-            for_each_chunk(executor, g.size(), optimizer_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
+            for_each_chunk(executor, g.size(), parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
                 for (std::size_t i = begin; i < end; ++i) values[i] = static_cast<T>(values[i] * coefficient);
             });
         });
@@ -111,7 +108,7 @@ public:
             const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
             T *pv = p.data(), *mv = m.data(), *vv = v.data();
             const T* gv = g.data();
-            for_each_chunk(executor, p.size(), optimizer_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
+            for_each_chunk(executor, p.size(), parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
                 for (std::size_t i = begin; i < end; ++i) {
                     const double gi = gv[i];
                     double pi = static_cast<double>(pv[i]) * (1 - lr * decay);

@@ -1,0 +1,167 @@
+// The encoder's matrix products, dm2s2 against OpenBLAS in the same process (benchmarks/README.md).
+//
+// For each BERT-base weight shape (out × in: 768 × 768, 3072 × 768, 768 × 3072) at W1's token count it
+// times the three products of a linear layer: the forward x·Wᵀ, the input gradient dy·W and the weight
+// gradient dyᵀ·x. Rounds alternate the two sides, and the ratio reported is the median of the
+// per-round ratios, so a slow spell of a shared machine falls on both. The results of the two sides
+// are also compared, so a wrong fast path cannot pass for a fast one.
+//
+// OpenBLAS is loaded at run time (libopenblas.so.0), so the build needs no BLAS; without it only the
+// dm2s2 figures are printed. OpenBLAS 0.3.21 mistakes some recent processors for Prescott and then
+// runs its generic kernels: set OPENBLAS_CORETYPE (benchmarks/compare.py does), and read the core
+// name this program prints.
+//
+//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R]
+// DM2S2_BENCH_SCALE=tiny shrinks the shapes for CI's smoke run.
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <dm2s2/dm2s2.hpp>
+
+namespace {
+
+using dm2s2::transpose;
+
+/// OpenBLAS's CBLAS entry points, when the library can be loaded.
+struct openblas {
+    using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+    sgemm_fn sgemm = nullptr;
+    std::string core = "not found";
+
+    explicit openblas(int threads)
+    {
+        void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+        if (lib == nullptr) return;
+        sgemm = reinterpret_cast<sgemm_fn>(dlsym(lib, "cblas_sgemm"));
+        const auto set_threads = reinterpret_cast<void (*)(int)>(dlsym(lib, "openblas_set_num_threads"));
+        const auto corename = reinterpret_cast<const char* (*)()>(dlsym(lib, "openblas_get_corename"));
+        if (sgemm == nullptr || set_threads == nullptr) {
+            sgemm = nullptr;
+            return;
+        }
+        set_threads(threads);
+        core = corename != nullptr ? corename() : "unknown";
+    }
+
+    /// C = op(A)·op(B), row-major, like `backend.gemm` with alpha 1 and beta 0.
+    void operator()(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+                    std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc) const
+    {
+        constexpr int row_major = 101, no = 111, yes = 112;
+        sgemm(row_major, ta == transpose::yes ? yes : no, tb == transpose::yes ? yes : no, int(m), int(n), int(k), 1.0f, a,
+              int(lda), b, int(ldb), 0.0f, c, int(ldc));
+    }
+};
+
+/// One product C[m × n] = op(A)·op(B) over depth k, as a linear layer of `out` × `in` weights computes it.
+struct product {
+    std::string name;
+    transpose ta, tb;
+    std::size_t m, n, k;
+};
+
+std::vector<product> layer_products(std::size_t rows, std::size_t out, std::size_t in)
+{
+    return {{"x·Wᵀ", transpose::no, transpose::yes, rows, out, in},
+            {"dy·W", transpose::no, transpose::no, rows, in, out},
+            {"dyᵀ·x", transpose::yes, transpose::no, out, in, rows}};
+}
+
+double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+/// Seconds per call of f, over `calls` calls after one untimed call.
+template <class F>
+double seconds_per_call(F&& f, int calls)
+{
+    f();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls;
+}
+
+int usage(const char* message)
+{
+    std::fprintf(stderr, "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R]\n",
+                 message);
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    const char* scale = std::getenv("DM2S2_BENCH_SCALE");
+    const bool tiny = scale != nullptr && std::string_view(scale) == "tiny";
+    std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        std::size_t* target = arg == "--rows" ? &rows : arg == "--threads" ? &threads : arg == "--rounds" ? &rounds : nullptr;
+        if (target == nullptr) return usage(("unknown argument " + std::string(arg)).c_str());
+        if (i + 1 == argc) return usage(("missing value after " + std::string(arg)).c_str());
+        char* end = nullptr;
+        const unsigned long long value = std::strtoull(argv[++i], &end, 10);
+        if (*end != '\0' || value == 0 || value > 100000) return usage(("bad value for " + std::string(arg)).c_str());
+        *target = static_cast<std::size_t>(value);
+    }
+
+    const dm2s2::cpu_backend backend({.threads = threads});
+    const openblas blas(static_cast<int>(threads));
+    const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
+    std::printf("dm2s2 kernels: %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round ratios\n\n",
+                backend.float_kernels(), blas.core.c_str(), threads, rounds);
+    std::printf("| product | m × n × k | dm2s2 GFLOP/s | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n| --- | --- | --- | --- | --- |\n");
+
+    dm2s2::random_generator rng(11);
+    int status = 0;
+    for (const auto& [out, in] : {std::pair{hidden, hidden}, std::pair{ffn, hidden}, std::pair{hidden, ffn}}) {
+        for (const auto& p : layer_products(rows, out, in)) {
+            const std::size_t a_rows = p.ta == transpose::no ? p.m : p.k, a_cols = p.ta == transpose::no ? p.k : p.m;
+            const std::size_t b_rows = p.tb == transpose::no ? p.k : p.n, b_cols = p.tb == transpose::no ? p.n : p.k;
+            std::vector<float> a(a_rows * a_cols), b(b_rows * b_cols), ours(p.m * p.n), theirs(p.m * p.n);
+            for (auto& v : a) v = static_cast<float>(rng.normal());
+            for (auto& v : b) v = static_cast<float>(rng.normal());
+            const auto run_ours = [&] {
+                backend.gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f, ours.data(), p.n);
+            };
+            const auto run_theirs = [&] { blas(p.ta, p.tb, p.m, p.n, p.k, a.data(), a_cols, b.data(), b_cols, theirs.data(), p.n); };
+            std::vector<double> ours_s, theirs_s, ratios;
+            for (std::size_t r = 0; r < rounds; ++r) {
+                ours_s.push_back(seconds_per_call(run_ours, 5));
+                if (blas.sgemm == nullptr) continue;
+                theirs_s.push_back(seconds_per_call(run_theirs, 5));
+                ratios.push_back(theirs_s.back() / ours_s.back());
+            }
+            const double flop = 2.0 * double(p.m) * double(p.n) * double(p.k);
+            std::printf("| %s | %zu × %zu × %zu | %.1f |", p.name.c_str(), p.m, p.n, p.k, flop / median(ours_s) / 1e9);
+            if (blas.sgemm == nullptr) {
+                std::printf(" – | – |\n");
+                continue;
+            }
+            std::printf(" %.1f | %.3f |\n", flop / median(theirs_s) / 1e9, median(ratios));
+            // Both sides sum k products in float, in different orders: allow for that, no more.
+            double worst = 0.0;
+            for (std::size_t i = 0; i < ours.size(); ++i)
+                worst = std::max(worst, std::abs(double(ours[i]) - double(theirs[i])) / std::sqrt(double(p.k)));
+            if (!(worst <= 1e-4)) {
+                std::fprintf(stderr, "dm2s2_bench_products: %s %zu × %zu × %zu differs from OpenBLAS by %g·√k\n",
+                             p.name.c_str(), p.m, p.n, p.k, worst);
+                status = 1;
+            }
+        }
+    }
+    std::fflush(stdout);
+    return status;
+}
