@@ -2,9 +2,11 @@
 // (threads × kernels × precision) against the plain-loop reference, and the model's execution modes
 // (padding-free or padded, one or two threads, fp32 or bf16) against each other.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -89,40 +91,47 @@ TEST_CASE("float products match the reference in every backend configuration")
                              {20, blocking::nc + 45, 18}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
-                for (const auto& options : every_configuration()) {
-                    const std::size_t m = dims[0], n = dims[1], k = dims[2];
-                    const bool bf16 = options.precision == matmul_precision::bf16;
-                    const std::size_t threads = options.threads;
-                    const bool wide = options.wide_kernels;
-                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(wide); CAPTURE(bf16);
-                    const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 1;
-                    const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
-                    const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
-                    auto c = random_floats(m * ldc, rng), expected = c;
-                    // bf16 is compared with the exact product of the operands rounded to bf16.
-                    auto ra = a, rb = b;
-                    if (bf16) {
-                        for (auto& v : ra) v = round_to_bfloat16(v);
-                        for (auto& v : rb) v = round_to_bfloat16(v);
+                for (const float beta : {-1.5f, 0.0f})  // beta = 0 must ignore what C held, NaN included
+                    for (const auto& options : every_configuration()) {
+                        const std::size_t m = dims[0], n = dims[1], k = dims[2];
+                        const bool bf16 = options.precision == matmul_precision::bf16;
+                        const std::size_t threads = options.threads;
+                        const bool wide = options.wide_kernels;
+                        CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(wide); CAPTURE(bf16); CAPTURE(beta);
+                        const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 1;
+                        const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
+                        const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
+                        auto c = random_floats(m * ldc, rng), expected = c;
+                        if (beta == 0.0f) std::fill(c.begin(), c.end(), std::numeric_limits<float>::quiet_NaN());
+                        // bf16 is compared with the exact product of the operands rounded to bf16.
+                        auto ra = a, rb = b;
+                        if (bf16) {
+                            for (auto& v : ra) v = round_to_bfloat16(v);
+                            for (auto& v : rb) v = round_to_bfloat16(v);
+                        }
+                        cpu_backend(options).gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+                        reference.gemm(ta, tb, m, n, k, 0.5f, ra.data(), lda, rb.data(), ldb, beta, expected.data(), ldc);
+                        for (std::size_t i = 0; i < m; ++i)
+                            for (std::size_t j = 0; j < n; ++j)
+                                REQUIRE(std::abs(c[i * ldc + j] - expected[i * ldc + j]) <= 2e-6 * static_cast<double>(k) + 1e-5);
                     }
-                    cpu_backend(options).gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, -1.5f, c.data(), ldc);
-                    reference.gemm(ta, tb, m, n, k, 0.5f, ra.data(), lda, rb.data(), ldb, -1.5f, expected.data(), ldc);
-                    for (std::size_t i = 0; i < m; ++i)
-                        for (std::size_t j = 0; j < n; ++j)
-                            REQUIRE(std::abs(c[i * ldc + j] - expected[i * ldc + j]) <= 2e-6 * static_cast<double>(k) + 1e-5);
-                }
 }
 
-TEST_CASE("beta zero ignores what C held, NaN included, in every configuration")
+TEST_CASE("tensors asked for zeros get zeros; unset tensors get their shape and aligned storage")
 {
-    random_generator rng(6);
-    const auto a = random_floats(40 * 300, rng), b = random_floats(300 * 50, rng);
-    std::vector<float> first;
-    for (const auto& options : every_configuration()) {
-        std::vector<float> c(40 * 50, std::numeric_limits<float>::quiet_NaN());
-        cpu_backend(options).gemm(transpose::no, transpose::no, 40, 50, 300, 1.0f, a.data(), 300, b.data(), 50, 0.0f, c.data(), 50);
-        for (const float v : c) REQUIRE(std::isfinite(v));
-    }
+    // Scratch outputs are made unset (the products overwrite them): the zero-filling paths must stay
+    // zero-filling.
+    tensor<float> t({3, 5}, 2.0f);
+    t.resize({4, 5});
+    for (std::size_t i = 0; i < 15; ++i) REQUIRE(t[i] == 2.0f);
+    for (std::size_t i = 15; i < 20; ++i) REQUIRE(t[i] == 0.0f);
+    CHECK(tensor<double>({7}).values()[6] == 0.0);
+    tensor<float> scratch({33, 17}, uninitialized);
+    CHECK(scratch.shape() == shape_t{33, 17});
+    CHECK(scratch.size() == 33 * 17);
+    CHECK(reinterpret_cast<std::uintptr_t>(scratch.data()) % 64 == 0);
+    scratch.resize({40, 17}, uninitialized);
+    CHECK(scratch.size() == 40 * 17);
 }
 
 TEST_CASE("threaded element-wise kernels give the single-thread results")

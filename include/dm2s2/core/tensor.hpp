@@ -12,6 +12,8 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/core/error.hpp"
@@ -32,6 +34,19 @@ struct aligned_allocator {
 
     T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
     void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, alignment); }
+
+    /// Elements made without a value are default-initialised: numbers are left unset, so a buffer that
+    /// a kernel overwrites in full is not zeroed first. `tensor` asks for zeros explicitly.
+    template <class U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>)
+    {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args)
+    {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
 
     template <class U>
     bool operator==(const aligned_allocator<U>&) const noexcept
@@ -61,6 +76,13 @@ inline std::size_t element_count(const shape_t& shape)
     return std::accumulate(shape.begin(), shape.end(), std::size_t{1}, std::multiplies<>{});
 }
 
+/// Tag asking for a tensor whose elements are left unset: for outputs that a kernel overwrites in full
+/// (a product with beta = 0, a copy), where zeroing first would only cost time.
+struct uninitialized_t {
+    explicit uninitialized_t() = default;
+};
+inline constexpr uninitialized_t uninitialized{};
+
 /// Owning, contiguous, row-major tensor.
 template <class T>
 class tensor {
@@ -71,6 +93,9 @@ public:
     /// A tensor of the given shape, every element set to `fill`.
     explicit tensor(shape_t shape, T fill = T{}) : shape_(std::move(shape)), data_(element_count(shape_), fill) {}
     tensor(std::initializer_list<std::size_t> shape, T fill = T{}) : tensor(shape_t(shape), fill) {}
+    /// A tensor of the given shape whose elements are unset: every one must be written before it is read.
+    tensor(shape_t shape, uninitialized_t) : shape_(std::move(shape)), data_(element_count(shape_)) {}
+    tensor(std::initializer_list<std::size_t> shape, uninitialized_t) : tensor(shape_t(shape), uninitialized) {}
 
     const shape_t& shape() const noexcept { return shape_; }
     std::size_t rank() const noexcept { return shape_.size(); }
@@ -96,8 +121,15 @@ public:
 
     void fill(T value) { std::fill(data_.begin(), data_.end(), value); }
 
-    /// Changes the shape, keeping the contents when the element count is unchanged.
+    /// Changes the shape, keeping the contents when the element count is unchanged; new elements are zero.
     void resize(shape_t shape)
+    {
+        data_.resize(element_count(shape), T{});
+        shape_ = std::move(shape);
+    }
+
+    /// Changes the shape; new elements are unset: every one must be written before it is read.
+    void resize(shape_t shape, uninitialized_t)
     {
         data_.resize(element_count(shape));
         shape_ = std::move(shape);

@@ -99,7 +99,7 @@ struct self_attention {
             c.probabilities.resize({layout.attention_offset(layout.batch, heads)});
             c.probability_masks.resize({0});
         }
-        for (auto* t : {&c.q, &c.k, &c.v, &c.context}) t->resize({n, h});
+        for (auto* t : {&c.q, &c.k, &c.v, &c.context}) t->resize({n, h}, uninitialized);  // products overwrite them
         query.forward(backend, x, n, c.q.data());
         key.forward(backend, x, n, c.k.data());
         value.forward(backend, x, n, c.v.data());
@@ -118,7 +118,7 @@ struct self_attention {
             const std::size_t first = layout.first_row(b), len = layout.length_of(b);
             const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
             const std::uint8_t* keep = key_mask ? key_mask + first : nullptr;
-            tensor<T> scores({len, len});
+            tensor<T> scores({len, len}, uninitialized);
             backend.gemm(transpose::no, transpose::yes, len, len, d, scale, c.q.data() + offset, h, c.k.data() + offset, h,
                          T(0), scores.data(), len);
             for (std::size_t i = 0; i < len; ++i) backend.masked_softmax(scores.row(i), len, keep);

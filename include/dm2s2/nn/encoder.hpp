@@ -37,7 +37,7 @@ struct encoder_layer {
                  T* probabilities = nullptr, encoder_layer_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
     {
-        tensor<T> a({layout.rows(), attention.hidden_size()});
+        tensor<T> a({layout.rows(), attention.hidden_size()}, uninitialized);
         attention.forward(backend, x, layout, key_mask, a.data(), probabilities, cache ? &cache->attention : nullptr,
                           dropout_rng);
         ffn.forward(backend, a.data(), layout.rows(), y, cache ? &cache->ffn : nullptr, dropout_rng);

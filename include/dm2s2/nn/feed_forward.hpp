@@ -40,7 +40,7 @@ struct feed_forward {
     void forward(const Backend& backend, const T* x, std::size_t rows, T* y, feed_forward_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
     {
-        tensor<T> inner({rows, intermediate.out_features()});
+        tensor<T> inner({rows, intermediate.out_features()}, uninitialized);
         intermediate.forward(backend, x, rows, inner.data());
         if (cache != nullptr) {
             cache->input.resize({rows, output.out_features()});

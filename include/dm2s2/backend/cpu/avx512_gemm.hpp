@@ -144,7 +144,14 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
             fast_rows = count / 16 * 16;
             fast_units = units / 16 * 16;
             for (std::size_t r = 0; r < fast_rows; r += 16)
-                for (std::size_t u = 0; u < fast_units; u += 16) pack_16x16(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
+                for (std::size_t u = 0; u < fast_units; u += 16) {
+                    // Weight rows come from memory on every call, in runs of kc values, too short for
+                    // the hardware prefetcher: ask L2 for the rows two groups ahead (packing went from
+                    // 17-18 % to 14-15 % of W1's time).
+                    if (r + 48 <= count)
+                        for (std::size_t q = r + 32; q < r + 48; ++q) __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
+                    pack_16x16(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
+                }
         }
     }
     for (std::size_t first = 0; first < count; first += width, out += width * units) {
@@ -174,11 +181,12 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
     }
 }
 
-/// C tile (rows × cols ≤ mr × nr, leading dimension ldc) += alpha · Apanel · Bpanel over `units` k units.
+/// C tile (rows × cols ≤ mr × nr, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
+/// plus what the tile held when `add_to_c` (when it is false, C is not read: it may hold anything).
 template <matmul_precision P>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc,
-                  std::size_t rows, std::size_t cols) noexcept
+                  std::size_t rows, std::size_t cols, bool add_to_c) noexcept
 {
     __m512 acc[mr][2];
 #pragma GCC unroll 16
@@ -204,8 +212,10 @@ void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t un
     for (std::size_t r = 0; r < mr; ++r) {
         if (r >= rows) break;
         float* row = c + r * ldc;
-        _mm512_mask_storeu_ps(row, m0, _mm512_fmadd_ps(acc[r][0], scale, _mm512_maskz_loadu_ps(m0, row)));
-        _mm512_mask_storeu_ps(row + 16, m1, _mm512_fmadd_ps(acc[r][1], scale, _mm512_maskz_loadu_ps(m1, row + 16)));
+        const __m512 old0 = add_to_c ? _mm512_maskz_loadu_ps(m0, row) : _mm512_setzero_ps();
+        const __m512 old1 = add_to_c ? _mm512_maskz_loadu_ps(m1, row + 16) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(row, m0, _mm512_fmadd_ps(acc[r][0], scale, old0));
+        _mm512_mask_storeu_ps(row + 16, m1, _mm512_fmadd_ps(acc[r][1], scale, old1));
     }
 }
 
@@ -222,11 +232,12 @@ std::uint32_t* packing_buffer(std::size_t words)
     return buffer.data() + (line - address / sizeof(std::uint32_t) % line) % line;
 }
 
-/// C[m, n] += alpha op(A) op(B) on one thread. `P` = bf16 needs `has_bf16_kernels()`, fp32
+/// C[m, n] = alpha op(A) op(B), plus C's old values when `add_to_c` (otherwise C is only written, so
+/// it need not be cleared first), on one thread; k > 0. `P` = bf16 needs `has_bf16_kernels()`, fp32
 /// `has_fp32_kernels()`.
 template <matmul_precision P>
 void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc)
+                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
 {
     const std::size_t k_units = P == matmul_precision::fp32 ? k : (k + 1) / 2;
     const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(mc, (m + mr - 1) / mr * mr);
@@ -244,7 +255,8 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
                 for (std::size_t ir = 0; ir < rows; ir += mr)
                     for (std::size_t jr = 0; jr < cols; jr += nr)
                         micro_kernel<P>(packed_a + ir * units, packed_b + jr * units, units, alpha,
-                                        c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(mr, rows - ir), std::min(nr, cols - jr));
+                                        c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(mr, rows - ir), std::min(nr, cols - jr),
+                                        add_to_c || p0 > 0);
             }
         }
     }
@@ -257,7 +269,7 @@ inline bool has_bf16_kernels() noexcept { return false; }
 
 template <matmul_precision P>
 void gemm_accumulate(transpose, transpose, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
-                     const float*, std::size_t, float*, std::size_t)
+                     const float*, std::size_t, float*, std::size_t, bool)
 {
 }
 

@@ -212,11 +212,13 @@ private:
                 return;
             }
             if (fp32_kernels() && k > 0) {
-                scale_matrix(c, m, n, ldc, beta);
+                // beta = 0: the kernels overwrite C, which may hold anything (NaN, or nothing yet).
+                const bool add_to_c = beta != 0.0f;
+                if (add_to_c) scale_matrix(c, m, n, ldc, beta);
                 if (precision_ == matmul_precision::bf16)
-                    detail::avx512::gemm_accumulate<matmul_precision::bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+                    detail::avx512::gemm_accumulate<matmul_precision::bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
                 else
-                    detail::avx512::gemm_accumulate<matmul_precision::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+                    detail::avx512::gemm_accumulate<matmul_precision::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
                 return;
             }
         }
