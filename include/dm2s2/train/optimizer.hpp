@@ -14,6 +14,7 @@
 
 #include "dm2s2/core/error.hpp"
 #include "dm2s2/core/scalar.hpp"
+#include "dm2s2/core/simd.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/core/thread_pool.hpp"
 
@@ -75,6 +76,54 @@ struct adamw_options {
     double weight_decay = 0.01;  ///< not applied to biases and LayerNorm weights
 };
 
+namespace detail {
+
+/// The coefficients of one AdamW update, shared by every element of a parameter.
+struct adamw_coefficients {
+    double keep;  ///< 1 − lr · weight decay
+    double beta1, beta2, step_size, sqrt_correction2, eps;
+};
+
+/// AdamW's update of one element in double, or of a batch of them (`V`: double or simd::batch<double>):
+/// the same operations in the same order either way, so both give the same bits.
+template <class V>
+void adamw_update(V& p, V& m, V& v, const V& g, const adamw_coefficients& c)
+{
+    using std::sqrt;
+    const V one(1.0), beta1(c.beta1), beta2(c.beta2);
+    p = p * V(c.keep);
+    m = beta1 * m + (one - beta1) * g;
+    v = beta2 * v + (one - beta2) * g * g;
+    p = p - V(c.step_size) * m / (sqrt(v) / V(c.sqrt_correction2) + V(c.eps));
+}
+
+/// AdamW over n elements of a parameter p, its moments m and v and its gradient g, computed in double.
+template <scalar T>
+void adamw_range(T* p, T* m, T* v, const T* g, std::size_t n, const adamw_coefficients& c)
+{
+    std::size_t i = 0;
+#if DM2S2_HAS_XSIMD
+    // Vector square roots and divisions: the scalar loop spent most of its time waiting for them.
+    using batch = simd::batch<double>;
+    for (; i + batch::size <= n; i += batch::size) {
+        auto pb = batch::load_unaligned(p + i), mb = batch::load_unaligned(m + i), vb = batch::load_unaligned(v + i);
+        adamw_update(pb, mb, vb, batch::load_unaligned(g + i), c);
+        mb.store_unaligned(m + i);
+        vb.store_unaligned(v + i);
+        pb.store_unaligned(p + i);
+    }
+#endif
+    for (; i < n; ++i) {
+        double pi = p[i], mi = m[i], vi = v[i];
+        adamw_update(pi, mi, vi, static_cast<double>(g[i]), c);
+        m[i] = static_cast<T>(mi);
+        v[i] = static_cast<T>(vi);
+        p[i] = static_cast<T>(pi);
+    }
+}
+
+}  // namespace detail
+
 /// AdamW with PyTorch's defaults and update order. Its state (moments and step count) is keyed by
 /// parameter name, so it can be saved and restored with the parameters.
 template <scalar T>
@@ -105,20 +154,12 @@ public:
             require_shape(g, p.shape(), "adamw: gradient of '" + name + "'");
             auto& [m, v] = moments_.try_emplace(name, moments{tensor<T>(p.shape()), tensor<T>(p.shape())}).first->second;
             const double decay = exempt_from_weight_decay(name) ? 0.0 : options_.weight_decay;
-            const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
+            const detail::adamw_coefficients c{.keep = 1 - lr * decay, .beta1 = options_.beta1, .beta2 = options_.beta2,
+                                               .step_size = step_size, .sqrt_correction2 = sqrt_correction2, .eps = options_.eps};
             T *pv = p.data(), *mv = m.data(), *vv = v.data();
             const T* gv = g.data();
             for_each_chunk(executor, p.size(), parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
-                for (std::size_t i = begin; i < end; ++i) {
-                    const double gi = gv[i];
-                    double pi = static_cast<double>(pv[i]) * (1 - lr * decay);
-                    const double mi = beta1 * mv[i] + (1 - beta1) * gi;
-                    const double vi = beta2 * vv[i] + (1 - beta2) * gi * gi;
-                    pi -= step_size * mi / (std::sqrt(vi) / sqrt_correction2 + eps);
-                    mv[i] = static_cast<T>(mi);
-                    vv[i] = static_cast<T>(vi);
-                    pv[i] = static_cast<T>(pi);
-                }
+                detail::adamw_range(pv + begin, mv + begin, vv + begin, gv + begin, end - begin, c);
             });
         });
     }
