@@ -85,7 +85,8 @@ struct adamw_coefficients {
 };
 
 /// AdamW's update of one element in double, or of a batch of them (`V`: double or simd::batch<double>):
-/// the same operations in the same order either way, so both give the same bits.
+/// the same operations in the same order either way. Which elements take which path depends only on
+/// the parameter's size, so results never depend on the thread count.
 template <class V>
 void adamw_update(V& p, V& m, V& v, const V& g, const adamw_coefficients& c)
 {
