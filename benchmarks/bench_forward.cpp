@@ -9,9 +9,11 @@
 
 #include <dm2s2/dm2s2.hpp>
 
+#include "bench_support.hpp"
+
 namespace {
 
-bool tiny() { const char* s = std::getenv("DM2S2_BENCH_SCALE"); return s && std::string(s) == "tiny"; }
+using dm2s2_bench::tiny;
 
 template <class T>
 void gemm(benchmark::State& state)

@@ -27,6 +27,8 @@
 
 #include <dm2s2/dm2s2.hpp>
 
+#include "bench_support.hpp"
+
 namespace {
 
 using dm2s2::transpose;
@@ -92,6 +94,26 @@ double seconds_per_call(F&& f, int calls)
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls;
 }
 
+/// GFLOP/s of fp32 FMA (or of `vdpbf16ps`, when `Dot`) held in registers, on all the backend's threads
+/// at once: the ceiling no product of that kind can pass. Zero where the instruction is missing.
+template <bool Dot>
+double register_peak_gflops(const dm2s2::cpu_backend& backend)
+{
+#if DM2S2_HAS_AVX512_KERNELS
+    namespace avx512 = dm2s2::detail::avx512;
+    if (!(Dot ? avx512::has_bf16_dot_products() : avx512::has_fp32_kernels())) return 0.0;
+    constexpr std::size_t rounds = 200000;
+    std::vector<double> seconds(backend.threads(), 1e9);
+    for (int trial = 0; trial < 5; ++trial)
+        backend.parallel_for(seconds.size(), [&](std::size_t t) { seconds[t] = std::min(seconds[t], avx512::chain_seconds<Dot>(rounds)); });
+    const double flop_per_thread = 2.0 * (Dot ? 2 : 1) * 16 * avx512::timing_chains * double(rounds);
+    return flop_per_thread * double(seconds.size()) / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+#else
+    (void)backend;
+    return 0.0;
+#endif
+}
+
 int usage(const char* message)
 {
     std::fprintf(stderr, "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R]\n",
@@ -103,8 +125,7 @@ int usage(const char* message)
 
 int main(int argc, char** argv)
 {
-    const char* scale = std::getenv("DM2S2_BENCH_SCALE");
-    const bool tiny = scale != nullptr && std::string_view(scale) == "tiny";
+    const bool tiny = dm2s2_bench::tiny();
     std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
@@ -122,7 +143,9 @@ int main(int argc, char** argv)
     const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
     std::printf("dm2s2 kernels: %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round ratios\n\n",
                 backend.float_kernels(), blas.core.c_str(), threads, rounds);
-    std::printf("| product | m × n × k | dm2s2 GFLOP/s | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n| --- | --- | --- | --- | --- |\n");
+    const double peak = register_peak_gflops<false>(backend);
+    std::printf("| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n"
+                "| --- | --- | --- | --- | --- | --- |\n");
 
     dm2s2::random_generator rng(11);
     int status = 0;
@@ -145,7 +168,9 @@ int main(int argc, char** argv)
                 ratios.push_back(theirs_s.back() / ours_s.back());
             }
             const double flop = 2.0 * double(p.m) * double(p.n) * double(p.k);
-            std::printf("| %s | %zu × %zu × %zu | %.1f |", p.name.c_str(), p.m, p.n, p.k, flop / median(ours_s) / 1e9);
+            const double gflops = flop / median(ours_s) / 1e9;
+            std::printf("| %s | %zu × %zu × %zu | %.1f | %s |", p.name.c_str(), p.m, p.n, p.k, gflops,
+                        peak > 0 ? std::to_string(int(std::lround(100 * gflops / peak))).append(" %").c_str() : "–");
             if (blas.sgemm == nullptr) {
                 std::printf(" – | – |\n");
                 continue;
@@ -162,6 +187,8 @@ int main(int argc, char** argv)
             }
         }
     }
+    std::printf("\nRegister-only peak on %zu thread(s): fp32 FMA %.0f GFLOP/s, vdpbf16ps %.0f GFLOP/s (0: not available)\n",
+                threads, peak, register_peak_gflops<true>(backend));
     std::fflush(stdout);
     return status;
 }

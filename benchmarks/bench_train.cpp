@@ -12,9 +12,11 @@
 #include <dm2s2/data/planted_task.hpp>
 #include <dm2s2/dm2s2.hpp>
 
+#include "bench_support.hpp"
+
 namespace {
 
-bool tiny() { const char* s = std::getenv("DM2S2_BENCH_SCALE"); return s && std::string(s) == "tiny"; }
+using dm2s2_bench::tiny;
 
 /// Arguments: batch size, hidden size, layers.
 void train_step(benchmark::State& state)

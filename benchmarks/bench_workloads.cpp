@@ -21,9 +21,11 @@
 
 #include <dm2s2/dm2s2.hpp>
 
+#include "bench_support.hpp"
+
 namespace {
 
-bool tiny() { const char* s = std::getenv("DM2S2_BENCH_SCALE"); return s && std::string(s) == "tiny"; }
+using dm2s2_bench::tiny;
 
 constexpr std::uint64_t w1_seed = 2022;
 constexpr std::size_t w1_batch = 8;
@@ -156,24 +158,6 @@ void W4_length(benchmark::State& state)
     report(state, batch);
 }
 
-/// The encoder's products at W1's 485 rows: y = x Wᵀ with W [n, k]. Arguments: threads, n, k.
-void encoder_gemm(benchmark::State& state)
-{
-    const std::size_t m = tiny() ? 16 : 485, n = tiny() ? 16 : static_cast<std::size_t>(state.range(1)),
-                      k = tiny() ? 16 : static_cast<std::size_t>(state.range(2));
-    const dm2s2::cpu_backend backend({.threads = static_cast<std::size_t>(state.range(0))});
-    dm2s2::random_generator rng(4);
-    std::vector<float> x(m * k), w(n * k), y(m * n);
-    for (auto& v : x) v = static_cast<float>(rng.normal());
-    for (auto& v : w) v = static_cast<float>(rng.normal());
-    for (auto _ : state) {
-        backend.gemm(dm2s2::transpose::no, dm2s2::transpose::yes, m, n, k, 1.0f, x.data(), k, w.data(), k, 0.0f, y.data(), n);
-        benchmark::DoNotOptimize(y.data());
-    }
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate,
-                                                   benchmark::Counter::kIs1000);
-}
-
 /// Writes the packed lengths of W1's batch and of 64 records drawn the same way (W3; W4's batches are
 /// their first records), and the encoder's shape, for the PyTorch side.
 int write_w1_lengths(const std::string& path)
@@ -200,9 +184,6 @@ int write_w1_lengths(const std::string& path)
 
 }  // namespace
 
-BENCHMARK(encoder_gemm)->ArgNames({"threads", "n", "k"})
-    ->ArgsProduct({{1, 2}, {768}, {768}})->ArgsProduct({{1, 2}, {3072}, {768}})->ArgsProduct({{1, 2}, {768}, {3072}})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free"})
     ->Args({1, 0, 1})->Args({2, 0, 1})->Args({1, 0, 0})->Args({2, 0, 0})->Args({1, 1, 1})->Args({2, 1, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();

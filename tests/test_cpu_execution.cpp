@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "dm2s2/backend/cpu/cpu_backend.hpp"
@@ -48,9 +51,11 @@ std::vector<cpu_options> every_configuration()
 {
     std::vector<cpu_options> all;
     for (const std::size_t threads : {1, 2})
-        for (const bool wide : {true, false})
-            for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
-                all.push_back({.threads = threads, .precision = precision, .wide_kernels = wide});
+        for (const bool wide : {true, false}) {
+            all.push_back({.threads = threads, .precision = matmul_precision::fp32, .wide_kernels = wide});
+            for (const auto kernel : {bf16_kernel::dot_product, bf16_kernel::rounded_fma})
+                all.push_back({.threads = threads, .precision = matmul_precision::bf16, .bf16 = kernel, .wide_kernels = wide});
+        }
     return all;
 }
 
@@ -69,6 +74,13 @@ TEST_CASE("the thread pool runs every index once and hands back the first except
     std::atomic<int> inner{0};
     pool.parallel_for(4, [&](std::size_t) { pool.parallel_for(10, [&](std::size_t) { inner.fetch_add(1); }); });
     CHECK(inner.load() == 40);
+    // Loops in quick succession meet workers still polling; loops after a pause meet sleeping ones.
+    for (int round = 0; round < 6; ++round) {
+        if (round % 2 == 1) std::this_thread::sleep_for(thread_pool::spin_time * 4);
+        std::atomic<int> hits{0};
+        pool.parallel_for(8, [&](std::size_t) { hits.fetch_add(1); });
+        REQUIRE(hits.load() == 8);
+    }
     CHECK_THROWS_WITH_AS(pool.parallel_for(50, [](std::size_t i) { if (i == 7) throw std::runtime_error("task 7"); }),
                          "task 7", std::runtime_error);
     std::atomic<int> after{0};  // the pool still works after a failure
@@ -96,8 +108,8 @@ TEST_CASE("float products match the reference in every backend configuration")
                         const std::size_t m = dims[0], n = dims[1], k = dims[2];
                         const bool bf16 = options.precision == matmul_precision::bf16;
                         const std::size_t threads = options.threads;
-                        const bool wide = options.wide_kernels;
-                        CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(wide); CAPTURE(bf16); CAPTURE(beta);
+                        const std::string kernels = cpu_backend(options).float_kernels();
+                        CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta);
                         const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 1;
                         const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
                         const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
@@ -115,6 +127,37 @@ TEST_CASE("float products match the reference in every backend configuration")
                             for (std::size_t j = 0; j < n; ++j)
                                 REQUIRE(std::abs(c[i * ldc + j] - expected[i * ldc + j]) <= 2e-6 * static_cast<double>(k) + 1e-5);
                     }
+}
+
+TEST_CASE("packing rounds to bf16 in registers exactly as the scalar rounding does")
+{
+#if DM2S2_HAS_AVX512_KERNELS
+    if (!detail::avx512::has_fp32_kernels()) {
+        MESSAGE("no AVX-512 on this processor: the packing kernels are not used");
+        return;
+    }
+    // Ties both ways, values that carry into the exponent or overflow to infinity, subnormals, zeros,
+    // infinities and NaNs of either sign (signalling ones must stay NaN, not become infinity).
+    const std::uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3fffffffu, 0x7f7fffffu, 0xff7f8000u,
+                                     0x00000001u, 0x80008000u, 0x007fffffu, 0x00000000u, 0x80000000u, 0x7f800000u,
+                                     0xff800000u, 0x7f800001u, 0xffc00001u, 0x7fbfffffu};
+    random_generator rng(9);
+    const auto random = random_floats(16 * 40, rng);
+    std::vector<float> values(16 * 40);  // 16 rows × 40 k, k contiguous: register blocks and a scalar tail
+    for (std::size_t i = 0; i < values.size(); ++i)
+        values[i] = i % 3 == 0 ? std::bit_cast<float>(special[i / 3 % 16]) : random[i] * 1e3f;
+    using detail::avx512::operand_format;
+    std::vector<std::uint32_t> packed(16 * 40, 0xdeadbeefu);
+    detail::avx512::pack_panels<operand_format::rounded_bf16>(values.data(), 40, true, 0, 16, 0, 40, 40, 16, packed.data());
+    for (std::size_t row = 0; row < 16; ++row)
+        for (std::size_t unit = 0; unit < 40; ++unit) {
+            const float value = values[row * 40 + unit];
+            CAPTURE(row); CAPTURE(unit); CAPTURE(std::bit_cast<std::uint32_t>(value));
+            REQUIRE(packed[unit * 16 + row] == std::uint32_t(to_bfloat16_bits(value)) << 16);
+        }
+#else
+    MESSAGE("AVX-512 kernels not compiled in");
+#endif
 }
 
 TEST_CASE("tensors asked for zeros get zeros; unset tensors get their shape and aligned storage")

@@ -5,9 +5,14 @@
 /// The library has no global thread state: a backend owns its pool, sized by the caller, and every
 /// parallel loop goes through it. A loop started from inside a task runs serially on that thread, so
 /// kernels can call each other without deadlock or oversubscription.
+///
+/// A forward pass runs hundreds of short loops. Waking a sleeping thread through the kernel cost
+/// 80-95 µs per loop on a virtual machine, so threads that wait (workers for the next loop, the caller
+/// for the workers) first poll for a short while (`spin_time`) and only then sleep.
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -24,6 +29,10 @@ namespace dm2s2 {
 /// Worker threads that run `parallel_for` loops together with the caller.
 class thread_pool {
 public:
+    /// How long a waiting thread polls before it sleeps: longer than the gaps between the loops of a
+    /// forward pass, short enough that an idle pool soon stops using the processor.
+    static constexpr std::chrono::microseconds spin_time{500};
+
     /// `threads` counts the caller: 1 runs everything on the calling thread.
     explicit thread_pool(std::size_t threads)
     {
@@ -63,13 +72,14 @@ public:
         next_.store(0);
         {
             std::lock_guard lock(mutex_);
-            busy_workers_ = workers_.size();
-            ++generation_;
+            busy_workers_.store(workers_.size());
+            generation_.fetch_add(1);  // after the job: a polling worker that sees it sees the job
         }
         wake_.notify_all();
         run_tasks();
-        std::unique_lock lock(mutex_);
-        done_.wait(lock, [this] { return busy_workers_ == 0; });
+        const auto finished = [this] { return busy_workers_.load() == 0; };
+        std::unique_lock lock = poll_then_lock(finished);
+        done_.wait(lock, finished);
         if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
     }
 
@@ -100,19 +110,44 @@ private:
         inside_task() = false;
     }
 
+    /// Polls `ready` for up to `spin_time`, then returns the pool's lock (to sleep on, if still needed).
+    template <class Ready>
+    std::unique_lock<std::mutex> poll_then_lock(const Ready& ready)
+    {
+        const auto until = std::chrono::steady_clock::now() + spin_time;
+        for (int polls = 1; !ready(); ++polls) {
+            pause();
+            if (polls % 64 == 0 && std::chrono::steady_clock::now() >= until) break;
+        }
+        return std::unique_lock(mutex_);
+    }
+
+    /// A hint to the processor that this thread is polling (lets a sibling hyperthread run).
+    static void pause() noexcept
+    {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield");
+#endif
+    }
+
     void work()
     {
         std::size_t seen = 0;
         for (;;) {
             {
-                std::unique_lock lock(mutex_);
-                wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                const auto woken = [&] { return stopping_.load() || generation_.load() != seen; };
+                std::unique_lock lock = poll_then_lock(woken);
+                wake_.wait(lock, woken);
                 if (stopping_) return;
-                seen = generation_;
+                seen = generation_.load();
             }
             run_tasks();
-            std::lock_guard lock(mutex_);
-            if (--busy_workers_ == 0) done_.notify_one();
+            if (busy_workers_.fetch_sub(1) == 1) {
+                std::lock_guard lock(mutex_);  // the caller either polls or sleeps on done_ under this lock
+                done_.notify_one();
+            }
         }
     }
 
@@ -122,8 +157,8 @@ private:
     std::condition_variable wake_, done_;
     job job_;
     std::atomic<std::size_t> next_{0};
-    std::size_t generation_ = 0, busy_workers_ = 0;
-    bool stopping_ = false;
+    std::atomic<std::size_t> generation_{0}, busy_workers_{0};
+    std::atomic<bool> stopping_{false};
     std::exception_ptr failure_;
 };
 

@@ -8,13 +8,16 @@
 ///
 /// The product follows the usual blocked scheme: a KC-deep slice of op(B) is packed into 32-column
 /// panels, an MC-row slice of op(A) into 14-row panels, and a 14×32 micro-kernel keeps its tile of C
-/// in 28 registers. Both packings store 32-bit words: one float per word in fp32, and in bf16 the two
-/// values of consecutive k side by side, which is what `vdpbf16ps` multiplies and adds into fp32.
+/// in 28 registers. Both packings store 32-bit words (`operand_format`): one float per word in fp32,
+/// one float rounded to bf16 precision per word for bf16 products by FMA, or the two bf16 values of
+/// consecutive k side by side, which is what `vdpbf16ps` multiplies and adds into fp32.
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "dm2s2/backend/backend.hpp"
@@ -32,6 +35,15 @@ namespace dm2s2 {
 enum class matmul_precision {
     fp32,  ///< fp32 products and sums
     bf16   ///< operands rounded to bfloat16, products summed in fp32 (AVX512_BF16 where present)
+};
+
+/// How bf16 products are carried out on AVX-512 processors. Both multiply the operands rounded to
+/// bf16 (each product is exact in fp32) and sum in fp32; they differ in the order of the sums, and
+/// `vdpbf16ps` also treats subnormal values as zero.
+enum class bf16_kernel {
+    fastest,      ///< whichever a short measurement at first use finds faster on this processor
+    dot_product,  ///< `vdpbf16ps` (AVX512_BF16): two products per lane and instruction
+    rounded_fma   ///< operands rounded while they are packed, then fp32 FMA (any AVX-512 processor)
 };
 
 /// Rounds a float to the nearest bfloat16 (ties to even), returned as its 16 bits; NaN stays NaN.
@@ -56,9 +68,16 @@ namespace detail::avx512 {
 /// the packed A block (kc × mc, 490 KiB) shares L2 with it.
 constexpr std::size_t mr = 14;       // rows of a C tile
 constexpr std::size_t nr = 32;       // columns of a C tile: two registers
-constexpr std::size_t kc = 256;      // k units (fp32: values, bf16: pairs) per packed slice
+constexpr std::size_t kc = 256;      // k units (values, or bf16 pairs) per packed slice
 constexpr std::size_t mc = 35 * mr;  // rows of A packed at once
 constexpr std::size_t nc = 1024;     // columns of B packed at once
+
+/// What a packed 32-bit word holds.
+enum class operand_format {
+    fp32,          ///< one float
+    rounded_bf16,  ///< one float rounded to bf16 precision, for bf16 products by fp32 FMA
+    bf16_pairs     ///< the bf16 values of two consecutive k, the lower k in the low half, for `vdpbf16ps`
+};
 
 #if DM2S2_HAS_AVX512_KERNELS
 
@@ -69,35 +88,104 @@ inline bool has_fp32_kernels() noexcept
     static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"));
     return yes;
 }
-inline bool has_bf16_kernels() noexcept
+inline bool has_bf16_dot_products() noexcept
 {
     static const bool yes = has_fp32_kernels() && __builtin_cpu_supports("avx512bf16");
     return yes;
 }
 
-/// A float's 32-bit word in fp32 packing.
-inline std::uint32_t word_of(float x) noexcept { return std::bit_cast<std::uint32_t>(x); }
+/// Independent chains `chain_seconds` runs: enough to hide the instructions' latency.
+constexpr int timing_chains = 24;
 
-/// Two values' word in bf16 packing: `lo` in the low half.
+/// Seconds for `rounds` rounds of `timing_chains` independent `vdpbf16ps` (when `Dot`; needs
+/// AVX512_BF16) or fp32 FMA chains held in registers: the instruction's throughput, with no memory
+/// traffic. A round is 24 × 16 lanes × 1 (FMA) or 2 (`vdpbf16ps`) products.
+template <bool Dot>
+__attribute__((target("avx512f,avx512bf16,fma"))) double chain_seconds(std::size_t rounds) noexcept
+{
+    constexpr int chains = timing_chains;
+    __m512 acc[chains];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    __m512 x = _mm512_set1_ps(1.0f), y = _mm512_set1_ps(0x1p-20f);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t round = 0; round < rounds; ++round) {
+#pragma GCC unroll 24
+        for (int i = 0; i < chains; ++i) {
+            if constexpr (Dot) acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)x, (__m512bh)y);
+            else acc[i] = _mm512_fmadd_ps(x, y, acc[i]);
+        }
+        asm volatile("" : "+v"(x), "+v"(y));  // the compiler may not fold rounds together
+    }
+    __m512 sum = acc[0];
+    for (int i = 1; i < chains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+    asm volatile("" : : "v"(sum));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// Whether `vdpbf16ps` gives more products per second than fp32 FMA on this processor. It does twice
+/// an FMA's products per instruction, but issue rates differ: measured at a quarter of the FMA's rate
+/// on Sapphire Rapids class cores (so half the products), it is the faster instruction elsewhere.
+/// Timed once, in about a millisecond; the best of several alternating trials of each, and only a
+/// clear (25 %) advantage picks `vdpbf16ps`, so that noise does not flip the choice.
+inline bool bf16_dot_products_pay() noexcept
+{
+    static const bool yes = [] {
+        if (!has_bf16_dot_products()) return false;
+        constexpr std::size_t rounds = 4000;
+        double dot = 1e9, fma = 1e9;
+        for (int trial = 0; trial < 5; ++trial) {
+            fma = std::min(fma, chain_seconds<false>(rounds));
+            dot = std::min(dot, chain_seconds<true>(rounds));
+        }
+        return 2.0 / dot > 1.25 / fma;  // products per second, up to a common factor
+    }();
+    return yes;
+}
+
+/// A float's word in a one-value format.
+template <operand_format F>
+std::uint32_t word_of(float x) noexcept
+{
+    return std::bit_cast<std::uint32_t>(F == operand_format::rounded_bf16 ? round_to_bfloat16(x) : x);
+}
+
+/// Two values' word in `bf16_pairs`: `lo` in the low half.
 inline std::uint32_t word_of(float lo, float hi) noexcept
 {
     return std::uint32_t(to_bfloat16_bits(lo)) | (std::uint32_t(to_bfloat16_bits(hi)) << 16);
 }
 
+/// Sixteen floats rounded to bf16 precision as `to_bfloat16_bits` rounds them (ties to even, subnormals
+/// kept, NaN kept NaN), in fp32 format.
+__attribute__((target("avx512f"))) inline __m512 round_to_bfloat16(__m512 x) noexcept
+{
+    const __m512i bits = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_maskz_srli_epi32(0xffff, bits, 16), _mm512_set1_epi32(1));  // GCC bug 105593
+    __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    const __mmask16 nan =
+        _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    rounded = _mm512_mask_or_epi32(rounded, nan, bits, _mm512_set1_epi32(0x00400000));  // quiet, not carried into
+    return _mm512_castsi512_ps(_mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
 /// Packs 16 rows × 16 k units of a k-contiguous fp32 operand (`src` points at its first value, rows
-/// `ld` apart) into panels of `width` rows stored [unit][row], transposing in registers: the scalar
-/// loop would cost more than the products on weight panels. `row` and `unit` place the block inside
+/// `ld` apart) into panels of `width` rows stored [unit][row] as words of format `F` (fp32 or
+/// rounded_bf16), transposing in registers: the scalar loop would cost more than the products on
+/// weight panels. `row` and `unit` place the block inside
 /// the packed slice of `units` units; its 16 rows may straddle two or more panels, so each panel's
 /// share of a transposed column is written with a masked store. The masked forms of the shuffles
 /// with a full mask are used because GCC 12 warns about the undefined pass-through operand of the
 /// unmasked ones (GCC bug 105593).
-__attribute__((target("avx512f"))) inline void pack_16x16(const float* src, std::size_t ld, std::uint32_t* out,
-                                                          std::size_t width, std::size_t units, std::size_t row,
-                                                          std::size_t unit) noexcept
+template <operand_format F>
+__attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
+                                                   std::size_t units, std::size_t row, std::size_t unit) noexcept
 {
     constexpr __mmask16 all = 0xffff;
     __m512 r[16], t[16];
-    for (int q = 0; q < 16; ++q) r[q] = _mm512_loadu_ps(src + q * ld);
+    for (int q = 0; q < 16; ++q) {
+        r[q] = _mm512_loadu_ps(src + q * ld);
+        if constexpr (F == operand_format::rounded_bf16) r[q] = round_to_bfloat16(r[q]);
+    }
     for (int q = 0; q < 16; q += 2) {  // interleave row pairs
         t[q] = _mm512_mask_unpacklo_ps(r[q], all, r[q], r[q + 1]);
         t[q + 1] = _mm512_mask_unpackhi_ps(r[q], all, r[q], r[q + 1]);
@@ -131,12 +219,12 @@ __attribute__((target("avx512f"))) inline void pack_16x16(const float* src, std:
 /// Packs `count` rows of an operand, starting at row q0, over k units [p0, p0 + units), into panels of
 /// `width` rows stored [unit][row] (rows past `count` are zero). Row q, depth kk of the operand is
 /// x[q·ld + kk] when `k_contiguous`, else x[kk·ld + q]; the loops follow whichever is contiguous.
-template <matmul_precision P>
+template <operand_format F>
 void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t q0, std::size_t count, std::size_t p0,
                  std::size_t units, std::size_t k, std::size_t width, std::uint32_t* out) noexcept
 {
-    constexpr bool pairs = P == matmul_precision::bf16;
-    // fp32 with k contiguous: whole groups of 16 rows × 16 units go through register transposes, and
+    constexpr bool pairs = F == operand_format::bf16_pairs;
+    // One value per word with k contiguous: whole groups of 16 rows × 16 units go through register transposes, and
     // the loops below fill in the rest.
     std::size_t fast_rows = 0, fast_units = 0;
     if constexpr (!pairs) {
@@ -150,7 +238,7 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                     // 17-18 % to 14-15 % of W1's time).
                     if (r + 48 <= count)
                         for (std::size_t q = r + 32; q < r + 48; ++q) __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
-                    pack_16x16(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
+                    pack_16x16<F>(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
                 }
         }
     }
@@ -162,7 +250,7 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                 for (std::size_t u = first + q < fast_rows ? fast_units : 0; u < units; ++u) {
                     const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
                     if constexpr (pairs) out[u * width + q] = word_of(src[kk], kk + 1 < k ? src[kk + 1] : 0.0f);
-                    else out[u * width + q] = word_of(src[kk]);
+                    else out[u * width + q] = word_of<F>(src[kk]);
                 }
             }
         } else {
@@ -172,7 +260,7 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                 const float* next = pairs && kk + 1 < k ? src + ld : nullptr;
                 for (std::size_t q = 0; q < rows; ++q) {
                     if constexpr (pairs) out[u * width + q] = word_of(src[q], next ? next[q] : 0.0f);
-                    else out[u * width + q] = word_of(src[q]);
+                    else out[u * width + q] = word_of<F>(src[q]);
                 }
             }
         }
@@ -183,7 +271,7 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
 
 /// C tile (rows × cols ≤ mr × nr, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
 /// plus what the tile held when `add_to_c` (when it is false, C is not read: it may hold anything).
-template <matmul_precision P>
+template <operand_format F>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc,
                   std::size_t rows, std::size_t cols, bool add_to_c) noexcept
@@ -196,7 +284,7 @@ void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t un
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < mr; ++r) {
             const __m512i ar = _mm512_set1_epi32(static_cast<int>(a[r]));
-            if constexpr (P == matmul_precision::fp32) {
+            if constexpr (F != operand_format::bf16_pairs) {
                 acc[r][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(ar), _mm512_castsi512_ps(b0), acc[r][0]);
                 acc[r][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(ar), _mm512_castsi512_ps(b1), acc[r][1]);
             } else {
@@ -233,13 +321,13 @@ std::uint32_t* packing_buffer(std::size_t words)
 }
 
 /// C[m, n] = alpha op(A) op(B), plus C's old values when `add_to_c` (otherwise C is only written, so
-/// it need not be cleared first), on one thread; k > 0. `P` = bf16 needs `has_bf16_kernels()`, fp32
-/// `has_fp32_kernels()`.
-template <matmul_precision P>
+/// it need not be cleared first), on one thread; k > 0. Needs `has_fp32_kernels()`, and for
+/// `bf16_pairs` `has_bf16_dot_products()`.
+template <operand_format F>
 void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                      std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
 {
-    const std::size_t k_units = P == matmul_precision::fp32 ? k : (k + 1) / 2;
+    const std::size_t k_units = F == operand_format::bf16_pairs ? (k + 1) / 2 : k;
     const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(mc, (m + mr - 1) / mr * mr);
     std::uint32_t* const packed_b = packing_buffer<0>(kc * b_cols);
     std::uint32_t* const packed_a = packing_buffer<1>(kc * a_rows);
@@ -247,14 +335,14 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
         const std::size_t cols = std::min(nc, n - j0);
         for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
             const std::size_t units = std::min(kc, k_units - p0);
-            pack_panels<P>(b, ldb, tb == transpose::yes, j0, cols, p0, units, k, nr, packed_b);
+            pack_panels<F>(b, ldb, tb == transpose::yes, j0, cols, p0, units, k, nr, packed_b);
             for (std::size_t i0 = 0; i0 < m; i0 += mc) {
                 const std::size_t rows = std::min(mc, m - i0);
-                pack_panels<P>(a, lda, ta == transpose::no, i0, rows, p0, units, k, mr, packed_a);
+                pack_panels<F>(a, lda, ta == transpose::no, i0, rows, p0, units, k, mr, packed_a);
                 // One A panel stays in L1 while the B slice streams past it from L2.
                 for (std::size_t ir = 0; ir < rows; ir += mr)
                     for (std::size_t jr = 0; jr < cols; jr += nr)
-                        micro_kernel<P>(packed_a + ir * units, packed_b + jr * units, units, alpha,
+                        micro_kernel<F>(packed_a + ir * units, packed_b + jr * units, units, alpha,
                                         c + (i0 + ir) * ldc + j0 + jr, ldc, std::min(mr, rows - ir), std::min(nr, cols - jr),
                                         add_to_c || p0 > 0);
             }
@@ -265,15 +353,30 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
 #else
 
 inline bool has_fp32_kernels() noexcept { return false; }
-inline bool has_bf16_kernels() noexcept { return false; }
+inline bool has_bf16_dot_products() noexcept { return false; }
+inline bool bf16_dot_products_pay() noexcept { return false; }
 
-template <matmul_precision P>
+template <operand_format F>
 void gemm_accumulate(transpose, transpose, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
                      const float*, std::size_t, float*, std::size_t, bool)
 {
 }
 
 #endif
+
+/// `gemm_accumulate<F>` with the format chosen at run time.
+inline void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
+                            float alpha, const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
+                            std::size_t ldc, bool add_to_c)
+{
+    const auto run = [&](auto f) { gemm_accumulate<decltype(f)::value>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c); };
+    using format_t = operand_format;
+    switch (format) {
+    case format_t::fp32: return run(std::integral_constant<format_t, format_t::fp32>{});
+    case format_t::rounded_bf16: return run(std::integral_constant<format_t, format_t::rounded_bf16>{});
+    case format_t::bf16_pairs: return run(std::integral_constant<format_t, format_t::bf16_pairs>{});
+    }
+}
 
 }  // namespace detail::avx512
 }  // namespace dm2s2

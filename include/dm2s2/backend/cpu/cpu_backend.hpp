@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <numbers>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -30,10 +31,13 @@ namespace dm2s2 {
 /// Settings of a `cpu_backend`.
 struct cpu_options {
     std::size_t threads = 1;  ///< threads that run each kernel, the caller included
-    /// Float products in fp32, or with operands rounded to bf16 (fp32 sums). bf16 uses AVX512_BF16
-    /// where the processor has it; elsewhere the rounded operands are multiplied in fp32, which gives
-    /// the same numbers up to the order of the sums. Double products are always double.
+    /// Float products in fp32, or with operands rounded to bf16 (fp32 sums). Double products are
+    /// always double.
     matmul_precision precision = matmul_precision::fp32;
+    /// How the AVX-512 kernels carry out bf16 products. `dot_product` needs AVX512_BF16 and falls back
+    /// to `rounded_fma` where the processor lacks it; all give the same numbers up to the order of the
+    /// sums (and `dot_product` treats subnormals as zero).
+    bf16_kernel bf16 = bf16_kernel::fastest;
     /// Use the AVX-512 kernels where the processor has them; false keeps to Eigen (and to rounded
     /// operands for bf16), the portable path the kernels are tested against.
     bool wide_kernels = true;
@@ -48,7 +52,7 @@ struct cpu_backend : portable_backward_kernels {
 
     explicit cpu_backend(cpu_options options)
         : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads) : nullptr), precision_(options.precision),
-          wide_(options.wide_kernels)
+          bf16_(options.bf16), wide_(options.wide_kernels)
     {
         if (options.threads == 0) throw config_error("cpu_backend: threads must be at least 1");
     }
@@ -59,13 +63,17 @@ struct cpu_backend : portable_backward_kernels {
     /// How float products are computed.
     matmul_precision precision() const noexcept { return precision_; }
 
-    /// The kernels float products use on this processor, for reports: "avx512-bf16", "avx512-fp32",
-    /// "eigen-bf16-rounded" or "eigen".
+    /// The kernels float products use on this processor, for reports: "avx512-fp32", "avx512-bf16-dot"
+    /// (`vdpbf16ps`), "avx512-bf16-rounded-fma", "eigen" or "eigen-bf16-rounded".
     const char* float_kernels() const noexcept
     {
-        if (precision_ == matmul_precision::bf16)
-            return bf16_kernels() ? "avx512-bf16" : fp32_kernels() ? "avx512-fp32-bf16-rounded" : "eigen-bf16-rounded";
-        return fp32_kernels() ? "avx512-fp32" : "eigen";
+        const auto format = float_format();
+        if (!format) return precision_ == matmul_precision::bf16 ? "eigen-bf16-rounded" : "eigen";
+        switch (*format) {
+        case detail::avx512::operand_format::rounded_bf16: return "avx512-bf16-rounded-fma";
+        case detail::avx512::operand_format::bf16_pairs: return "avx512-bf16-dot";
+        default: return "avx512-fp32";
+        }
     }
 
     template <class F>
@@ -198,8 +206,17 @@ struct cpu_backend : portable_backward_kernels {
     }
 
 private:
-    bool fp32_kernels() const noexcept { return wide_ && detail::avx512::has_fp32_kernels(); }
-    bool bf16_kernels() const noexcept { return wide_ && detail::avx512::has_bf16_kernels(); }
+    /// How the AVX-512 kernels pack float operands for this backend; none where they are not used.
+    std::optional<detail::avx512::operand_format> float_format() const noexcept
+    {
+        using detail::avx512::operand_format;
+        if (!wide_ || !detail::avx512::has_fp32_kernels()) return std::nullopt;
+        if (precision_ == matmul_precision::fp32) return operand_format::fp32;
+        const bool dot = bf16_ == bf16_kernel::dot_product ? detail::avx512::has_bf16_dot_products()
+                         : bf16_ == bf16_kernel::fastest   ? detail::avx512::bf16_dot_products_pay()
+                                                           : false;
+        return dot ? operand_format::bf16_pairs : operand_format::rounded_bf16;
+    }
 
     /// One thread's product: the AVX-512 kernels for float where present, else Eigen.
     template <scalar T>
@@ -207,27 +224,25 @@ private:
                     std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if constexpr (std::is_same_v<T, float>) {
-            if (precision_ == matmul_precision::bf16 && !bf16_kernels()) {
-                rounded_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-                return;
-            }
-            if (fp32_kernels() && k > 0) {
+            if (const auto format = float_format(); format && k > 0) {
                 // beta = 0: the kernels overwrite C, which may hold anything (NaN, or nothing yet).
                 const bool add_to_c = beta != 0.0f;
                 if (add_to_c) scale_matrix(c, m, n, ldc, beta);
-                if (precision_ == matmul_precision::bf16)
-                    detail::avx512::gemm_accumulate<matmul_precision::bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
-                else
-                    detail::avx512::gemm_accumulate<matmul_precision::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+                detail::avx512::gemm_accumulate(*format, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+                return;
+            }
+            if (precision_ == matmul_precision::bf16) {
+                rounded_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 return;
             }
         }
         eigen_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
 
-    /// bf16 precision without AVX512_BF16: the operands rounded to bf16, multiplied in fp32.
-    void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                      std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) const
+    /// bf16 products without the AVX-512 kernels: Eigen's product of copies rounded to bf16.
+    static void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+                             const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+                             std::size_t ldc)
     {
         // A stored matrix of rows × cols with leading dimension ld, every value rounded.
         const auto rounded = [](const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
@@ -237,8 +252,7 @@ private:
         };
         const bool at = ta == transpose::yes, bt = tb == transpose::yes;
         const auto ra = rounded(a, at ? k : m, at ? m : k, lda), rb = rounded(b, bt ? n : k, bt ? k : n, ldb);
-        const cpu_backend fp32({.threads = 1, .precision = matmul_precision::fp32, .wide_kernels = wide_});  // one thread's share
-        fp32.gemm_block(ta, tb, m, n, k, alpha, ra.data(), lda, rb.data(), ldb, beta, c, ldc);
+        eigen_gemm(ta, tb, m, n, k, alpha, ra.data(), lda, rb.data(), ldb, beta, c, ldc);
     }
 
     /// C = beta C, where beta == 0 overwrites (C may hold NaN).
@@ -315,6 +329,7 @@ private:
 
     std::shared_ptr<thread_pool> pool_;
     matmul_precision precision_ = matmul_precision::fp32;
+    bf16_kernel bf16_ = bf16_kernel::fastest;
     bool wide_ = true;
 
     template <scalar T>
