@@ -34,7 +34,7 @@ namespace dm2s2 {
 /// How `cpu_backend` multiplies float matrices.
 enum class matmul_precision {
     fp32,  ///< fp32 products and sums
-    bf16   ///< operands rounded to bfloat16, products summed in fp32 (AVX512_BF16 where present)
+    bf16   ///< operands rounded to bfloat16, products summed in fp32 (how: `bf16_kernel`)
 };
 
 /// How bf16 products are carried out on AVX-512 processors. Both multiply the operands rounded to
@@ -171,9 +171,9 @@ __attribute__((target("avx512f"))) inline __m512 round_to_bfloat16(__m512 x) noe
 /// Packs 16 rows × 16 k units of a k-contiguous fp32 operand (`src` points at its first value, rows
 /// `ld` apart) into panels of `width` rows stored [unit][row] as words of format `F` (fp32 or
 /// rounded_bf16), transposing in registers: the scalar loop would cost more than the products on
-/// weight panels. `row` and `unit` place the block inside
-/// the packed slice of `units` units; its 16 rows may straddle two or more panels, so each panel's
-/// share of a transposed column is written with a masked store. The masked forms of the shuffles
+/// weight panels. `row` and `unit` place the block inside the packed slice of `units` units; its 16
+/// rows may straddle two or more panels, so each panel's share of a transposed column is written with
+/// a masked store. The masked forms of the shuffles
 /// with a full mask are used because GCC 12 warns about the undefined pass-through operand of the
 /// unmasked ones (GCC bug 105593).
 template <operand_format F>
@@ -224,8 +224,8 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                  std::size_t units, std::size_t k, std::size_t width, std::uint32_t* out) noexcept
 {
     constexpr bool pairs = F == operand_format::bf16_pairs;
-    // One value per word with k contiguous: whole groups of 16 rows × 16 units go through register transposes, and
-    // the loops below fill in the rest.
+    // One value per word with k contiguous: whole groups of 16 rows × 16 units go through register
+    // transposes, and the loops below fill in the rest.
     std::size_t fast_rows = 0, fast_units = 0;
     if constexpr (!pairs) {
         if (k_contiguous) {
