@@ -96,11 +96,12 @@ TEST_CASE("float products match the reference in every backend configuration")
     const reference_backend reference;
     // Sizes that cross the AVX-512 kernels' blocks: partial row panels and 32-column panels, rows past
     // one packed block of A, columns past one packed slice of B, depth past one slice (and odd, for bf16
-    // pairs: a bf16 slice holds twice as many values).
+    // pairs: a bf16 slice holds twice as many values), and a product large enough for two threads to
+    // split its columns.
     namespace blocking = detail::avx512;
     for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {5, 3, 7}, {37, 45, 19}, {200, 70, 600}, {64, 64, 33},
                              {9, 130, blocking::kc + 1}, {9, 50, 2 * blocking::kc + 89}, {blocking::mc + 23, 40, 20},
-                             {20, blocking::nc + 45, 18}})
+                             {20, blocking::nc + 45, 18}, {30, 300, 2 * blocking::kc + 5}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const float beta : {-1.5f, 0.0f})  // beta = 0 must ignore what C held, NaN included
