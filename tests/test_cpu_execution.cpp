@@ -110,7 +110,8 @@ TEST_CASE("float products match the reference in every backend configuration")
                         const std::size_t m = dims[0], n = dims[1], k = dims[2];
                         const bool bf16 = options.precision == matmul_precision::bf16;
                         const std::size_t threads = options.threads;
-                        const std::string kernels = cpu_backend(options).float_kernels();
+                        const cpu_backend backend(options);
+                        const std::string kernels = backend.float_kernels();
                         CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta);
                         const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 1;
                         const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
@@ -123,7 +124,7 @@ TEST_CASE("float products match the reference in every backend configuration")
                             for (auto& v : ra) v = round_to_bfloat16(v);
                             for (auto& v : rb) v = round_to_bfloat16(v);
                         }
-                        cpu_backend(options).gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+                        backend.gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
                         reference.gemm(ta, tb, m, n, k, 0.5f, ra.data(), lda, rb.data(), ldb, beta, expected.data(), ldc);
                         for (std::size_t i = 0; i < m; ++i)
                             for (std::size_t j = 0; j < n; ++j)
