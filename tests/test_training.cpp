@@ -112,6 +112,34 @@ TEST_CASE_TEMPLATE("AdamW with warm-up, decay, clipping and no decay on biases a
     CHECK_FALSE(exempt_from_weight_decay("head.weight"));
 }
 
+TEST_CASE_TEMPLATE("clipping's sums of squares match a plain loop, on any thread count", T, float, double)
+{
+    random_generator rng(11);
+    // Lengths around the vector body's step (4 batches of up to 8 doubles) and past one chunk of work.
+    for (const std::size_t n : {0ul, 1ul, 7ul, 8ul, 31ul, 32ul, 33ul, 1000ul, parameter_chunk + 77}) {
+        CAPTURE(n);
+        tensor<T> x({std::max<std::size_t>(n, 1)});
+        for (auto& v : x.values()) v = static_cast<T>(rng.normal() * 3.0);
+        long double plain = 0;
+        for (std::size_t i = 0; i < n; ++i) plain += static_cast<long double>(x[i]) * x[i];
+        const double fast = dm2s2::detail::sum_of_squares(x.data(), n);
+        // Summing n squares in any order errs by at most about n units in the last place of the sum;
+        // a value left out or counted twice would be off by about sum / n.
+        CHECK(std::abs(fast - static_cast<double>(plain)) <= double(n + 1) * 0x1p-53 * static_cast<double>(plain));
+    }
+    named_tensors<T> serial, threaded;
+    for (const char* name : {"a", "b"}) {
+        tensor<T> g({3 * parameter_chunk + 5});
+        for (auto& v : g.values()) v = static_cast<T>(rng.normal());
+        serial.tensors[name] = g;
+        threaded.tensors[name] = g;
+    }
+    const double one = clip_gradient_norm<T>(serial, 1.0);
+    const double two = clip_gradient_norm<T>(threaded, 1.0, cpu_backend({.threads = 2}));
+    CHECK(one == two);
+    CHECK(max_abs_diff(serial.tensors["a"].values(), threaded.tensors["a"].values()) == 0.0);
+}
+
 TEST_CASE("clipping rejects non-finite gradients, naming the parameter")
 {
     named_tensors<double> grads;

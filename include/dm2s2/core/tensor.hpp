@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <new>
 #include <numeric>
 #include <span>
@@ -83,6 +84,21 @@ struct uninitialized_t {
 };
 inline constexpr uninitialized_t uninitialized{};
 
+namespace detail {
+
+/// Marks freshly made unset elements. Where DM2S2_POISON_UNSET is defined (the tests define it),
+/// floating-point ones start as quiet NaN, so code that reads an element before writing it yields NaN
+/// in its results instead of quietly reading the zeros of fresh pages; otherwise it does nothing.
+template <class T>
+void poison_unset([[maybe_unused]] T* first, [[maybe_unused]] T* last) noexcept
+{
+#if defined(DM2S2_POISON_UNSET)
+    if constexpr (std::is_floating_point_v<T>) std::fill(first, last, std::numeric_limits<T>::quiet_NaN());
+#endif
+}
+
+}  // namespace detail
+
 /// Owning, contiguous, row-major tensor.
 template <class T>
 class tensor {
@@ -94,7 +110,10 @@ public:
     explicit tensor(shape_t shape, T fill = T{}) : shape_(std::move(shape)), data_(element_count(shape_), fill) {}
     tensor(std::initializer_list<std::size_t> shape, T fill = T{}) : tensor(shape_t(shape), fill) {}
     /// A tensor of the given shape whose elements are unset: every one must be written before it is read.
-    tensor(shape_t shape, uninitialized_t) : shape_(std::move(shape)), data_(element_count(shape_)) {}
+    tensor(shape_t shape, uninitialized_t) : shape_(std::move(shape)), data_(element_count(shape_))
+    {
+        detail::poison_unset(data_.data(), data_.data() + data_.size());
+    }
     tensor(std::initializer_list<std::size_t> shape, uninitialized_t) : tensor(shape_t(shape), uninitialized) {}
 
     const shape_t& shape() const noexcept { return shape_; }
@@ -131,7 +150,9 @@ public:
     /// Changes the shape; new elements are unset: every one must be written before it is read.
     void resize(shape_t shape, uninitialized_t)
     {
+        const std::size_t kept = data_.size();
         data_.resize(element_count(shape));
+        if (data_.size() > kept) detail::poison_unset(data_.data() + kept, data_.data() + data_.size());
         shape_ = std::move(shape);
     }
 

@@ -141,7 +141,10 @@ struct self_attention {
                   self_attention& grad) const
     {
         const std::size_t h = hidden_size(), n = layout.rows(), d = h / heads;
-        tensor<T> d_pre({n, h}), d_context({n, h}), dq({n, h}), dk({n, h}), dv({n, h});
+        // Every one is overwritten in full: by the LayerNorm backward, the output projection's dx, and
+        // the products of every (sequence, head) block.
+        tensor<T> d_pre({n, h}, uninitialized), d_context({n, h}, uninitialized), dq({n, h}, uninitialized),
+            dk({n, h}, uninitialized), dv({n, h}, uninitialized);
         output_norm.backward(backend, cache.pre_norm.data(), dy, d_pre.data(), n, grad.output_norm);
         tensor<T> d_projection = d_pre;
         dropout_backward(cache.output_mask, d_projection.data());
@@ -154,7 +157,8 @@ struct self_attention {
             const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
             const T* p = cache.probabilities.data() + block;
             const T* used = p;  // the probabilities the context was computed from: P, or P ⊙ dropout mask
-            tensor<T> d_scores({len, len}), kept_probabilities(dropped ? shape_t{len, len} : shape_t{0});
+            tensor<T> d_scores({len, len}, uninitialized);  // a product overwrites it
+            tensor<T> kept_probabilities(dropped ? shape_t{len, len} : shape_t{0}, uninitialized);
             if (dropped) {
                 for (std::size_t i = 0; i < len * len; ++i) kept_probabilities[i] = p[i] * cache.probability_masks[block + i];
                 used = kept_probabilities.data();

@@ -48,7 +48,7 @@ struct encoder_layer {
     void backward(const Backend& backend, const encoder_layer_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
                   encoder_layer& grad) const
     {
-        tensor<T> da({layout.rows(), attention.hidden_size()});
+        tensor<T> da({layout.rows(), attention.hidden_size()}, uninitialized);  // the FFN's LayerNorm backward writes it
         ffn.backward(backend, cache.ffn, layout.rows(), dy, da.data(), grad.ffn);
         attention.backward(backend, cache.attention, layout, da.data(), dx, grad.attention);
     }
@@ -96,7 +96,7 @@ struct encoder {
             trace->hidden_states.assign(1, hidden);
             trace->attentions.clear();
         }
-        tensor<T> next(hidden.shape());
+        tensor<T> next(hidden.shape(), uninitialized);  // each layer writes its whole output
         for (std::size_t i = 0; i < layers.size(); ++i) {
             T* probabilities = nullptr;
             if (trace != nullptr) {
@@ -117,7 +117,7 @@ struct encoder {
     void backward(const Backend& backend, const std::vector<encoder_layer_cache<T>>& caches, batch_layout layout,
                   tensor<T>& grad_hidden, encoder& grad) const
     {
-        tensor<T> next(grad_hidden.shape());
+        tensor<T> next(grad_hidden.shape(), uninitialized);  // each layer writes its whole dx
         for (std::size_t i = layers.size(); i-- > 0;) {
             layers[i].backward(backend, caches[i], layout, grad_hidden.data(), next.data(), grad.layers[i]);
             std::swap(grad_hidden, next);

@@ -59,9 +59,9 @@ struct feed_forward {
     void backward(const Backend& backend, const feed_forward_cache<T>& cache, std::size_t rows, const T* dy, T* dx,
                   feed_forward& grad) const
     {
-        tensor<T> d_inner({rows, intermediate.out_features()});
+        tensor<T> d_inner({rows, intermediate.out_features()}, uninitialized);  // the output projection's dx
         output_norm.backward(backend, cache.pre_norm.data(), dy, dx, rows, grad.output_norm);  // dx: residual path
-        tensor<T> d_projection({rows, output.out_features()});
+        tensor<T> d_projection({rows, output.out_features()}, uninitialized);
         std::copy(dx, dx + d_projection.size(), d_projection.data());
         dropout_backward(cache.output_mask, d_projection.data());
         output.backward(backend, cache.activation.data(), d_projection.data(), rows, d_inner.data(), grad.output);

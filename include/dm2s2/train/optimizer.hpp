@@ -38,6 +38,36 @@ inline bool exempt_from_weight_decay(const std::string& name)
     return ends_with("bias") || name.find("LayerNorm.weight") != std::string::npos;
 }
 
+namespace detail {
+
+/// The sum of x[i]² over n values, in double. Its order of additions depends only on n, so the sum is
+/// the same on any thread count. Four vector sums run side by side: one running scalar sum waited on
+/// each addition, and the norm took about 4 % of a BERT-base training step.
+template <scalar T>
+double sum_of_squares(const T* x, std::size_t n) noexcept
+{
+    double sum = 0;
+    std::size_t i = 0;
+#if DM2S2_HAS_XSIMD
+    using batch = simd::batch<double>;
+    constexpr std::size_t w = batch::size;
+    batch s0(0.0), s1(0.0), s2(0.0), s3(0.0);
+    for (; i + 4 * w <= n; i += 4 * w) {
+        const auto a0 = batch::load_unaligned(x + i), a1 = batch::load_unaligned(x + i + w);
+        const auto a2 = batch::load_unaligned(x + i + 2 * w), a3 = batch::load_unaligned(x + i + 3 * w);
+        s0 += a0 * a0;
+        s1 += a1 * a1;
+        s2 += a2 * a2;
+        s3 += a3 * a3;
+    }
+    sum = simd::reduce_sum((s0 + s1) + (s2 + s3));
+#endif
+    for (; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+    return sum;
+}
+
+}  // namespace detail
+
 /// Scales every gradient of `grads` (anything with `for_each_parameter`) so that their global L2 norm
 /// is at most `max_norm`; returns the norm before clipping. NaN or Inf gradients throw input_error.
 /// The sums run on `executor`'s threads (a backend), in pieces whose order does not depend on them.
@@ -49,9 +79,7 @@ double clip_gradient_norm(Gradients& grads, double max_norm, const Executor& exe
         std::vector<double> partial((g.size() + parameter_chunk - 1) / parameter_chunk, 0.0);
         const T* values = g.data();
         for_each_chunk(executor, g.size(), parameter_chunk, [&](std::size_t piece, std::size_t begin, std::size_t end) {
-            double s = 0;
-            for (std::size_t i = begin; i < end; ++i) s += static_cast<double>(values[i]) * values[i];
-            partial[piece] = s;
+            partial[piece] = detail::sum_of_squares(values + begin, end - begin);
         });
         for (const double s : partial) sum += s;
         if (!std::isfinite(sum)) throw input_error("gradient of '" + name + "' is not finite");
