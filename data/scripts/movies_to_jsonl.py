@@ -12,10 +12,11 @@ since they span six orders of magnitude. Empty strings and nulls are missing fie
 
 import json
 import math
-import random
 import re
 import sys
 from pathlib import Path
+
+from dataset_files import write_dataset
 
 TEXT = {"title": ("Title", 16), "director": ("Director", 8)}
 CATEGORICAL = {"distributor": "Distributor", "mpaa_rating": "MPAA Rating", "source": "Source", "creative_type": "Creative Type"}
@@ -63,21 +64,12 @@ def main():
             record = {"id": f"film-{index}"}
             record.update(convert(film))
             records.append(record)
-    random.Random(2022).shuffle(records)
-    n = len(records)
-    cut_train, cut_valid = round(0.7 * n), round(0.8 * n)
-    splits = {"train": records[:cut_train], "valid": records[cut_train:cut_valid], "test": records[cut_valid:]}
     modalities = [{"name": name, "kind": "text", "max_length": length} for name, (_, length) in TEXT.items()]
     modalities += [{"name": name, "kind": "categorical", "max_length": 1} for name in CATEGORICAL]
     modalities += [{"name": name, "kind": "numeric", "max_length": 1}
                    for name in ["release_year", *MONEY, *NUMBERS]]
     schema = {"modalities": modalities, "task": {"type": "multiclass", "target": "genre"}}
-    (out / "schema.json").write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
-    for name, rows in splits.items():
-        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        print(f"{name}: {len(rows)} films")
+    write_dataset(records, schema, out, lambda rows: f"{len(rows)} films")
 
 
 if __name__ == "__main__":

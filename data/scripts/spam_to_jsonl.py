@@ -13,10 +13,11 @@ the links in the body as categories."""
 import email
 import email.policy
 import json
-import random
 import re
 import sys
 from pathlib import Path
+
+from dataset_files import write_dataset
 
 URL = re.compile(r"https?://([A-Za-z0-9.-]+)", re.IGNORECASE)
 TAG = re.compile(r"<[^>]*>")
@@ -80,22 +81,13 @@ def main():
             record.update(convert(message["text"]))
             record["label"] = "spam" if group.name.startswith("spam") else "ham"
             records.append(record)
-    random.Random(2022).shuffle(records)
-    n = len(records)
-    splits = {"train": records[:round(0.7 * n)], "valid": records[round(0.7 * n):round(0.8 * n)], "test": records[round(0.8 * n):]}
     schema = {"modalities": [{"name": "subject", "kind": "text", "max_length": 24},
                              {"name": "body", "kind": "text", "max_length": 96},
                              {"name": "sender_domain", "kind": "categorical", "max_length": 1},
                              {"name": "headers", "kind": "categorical", "max_length": 4},
                              {"name": "link_domains", "kind": "categorical", "max_length": 8}],
               "task": {"type": "binary", "target": "label", "labels": ["ham", "spam"]}}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "schema.json").write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
-    for name, rows in splits.items():
-        with open(out / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        print(f"{name}: {len(rows)} messages ({sum(r['label'] == 'spam' for r in rows)} spam)")
+    write_dataset(records, schema, out, lambda rows: f"{len(rows)} messages ({sum(r['label'] == 'spam' for r in rows)} spam)")
 
 
 if __name__ == "__main__":
