@@ -118,16 +118,7 @@ struct cpu_backend : portable_backward_kernels {
     void add_row_vector(T* x, std::size_t rows, std::size_t cols, std::size_t ldx, const T* v) const
     {
         for_each_range(rows, row_grain(cols), [&](std::size_t first, std::size_t last) {
-            for (std::size_t r = first; r < last; ++r) {
-                T* row = x + r * ldx;
-                std::size_t j = 0;
-#if DM2S2_HAS_XSIMD
-                using batch = simd::batch<T>;
-                for (; j + batch::size <= cols; j += batch::size)
-                    (batch::load_unaligned(row + j) + batch::load_unaligned(v + j)).store_unaligned(row + j);
-#endif
-                for (; j < cols; ++j) row[j] += v[j];
-            }
+            for (std::size_t r = first; r < last; ++r) add(x + r * ldx, v, x + r * ldx, cols);
         });
     }
 
