@@ -142,11 +142,12 @@ inline bool bf16_dot_products_pay() noexcept
     return yes;
 }
 
-/// A float's word in a one-value format.
+/// A float's word in a one-value format. The scalar rounding is named in full: the vector overload
+/// below would hide it from calls placed after it.
 template <operand_format F>
 std::uint32_t word_of(float x) noexcept
 {
-    return std::bit_cast<std::uint32_t>(F == operand_format::rounded_bf16 ? round_to_bfloat16(x) : x);
+    return std::bit_cast<std::uint32_t>(F == operand_format::rounded_bf16 ? dm2s2::round_to_bfloat16(x) : x);
 }
 
 /// Two values' word in `bf16_pairs`: `lo` in the low half.
