@@ -2,7 +2,8 @@
 //
 // For each BERT-base weight shape (out × in: 768 × 768, 3072 × 768, 768 × 3072) at W1's token count it
 // times the three products of a linear layer: the forward x·Wᵀ, the input gradient dy·W and the weight
-// gradient dyᵀ·x. Rounds alternate the two sides, and the ratio reported is the median of the
+// gradient dyᵀ·x, and the forward again with W packed once beforehand (`cpu_backend::pack_weight`, as
+// `model::pack_weights` holds it for inference; OpenBLAS then still gets the plain W). Rounds alternate the two sides, and the ratio reported is the median of the
 // per-round ratios, so a slow spell of a shared machine falls on both. The results of the two sides
 // are also compared, so a wrong fast path cannot pass for a fast one.
 //
@@ -21,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,16 +66,19 @@ struct openblas {
     }
 };
 
-/// One product C[m × n] = op(A)·op(B) over depth k, as a linear layer of `out` × `in` weights computes it.
+/// One product C[m × n] = op(A)·op(B) over depth k, as a linear layer of `out` × `in` weights computes it;
+/// with `packed_weight`, B = Wᵀ is handed to dm2s2 packed.
 struct product {
     std::string name;
     transpose ta, tb;
     std::size_t m, n, k;
+    bool packed_weight = false;
 };
 
 std::vector<product> layer_products(std::size_t rows, std::size_t out, std::size_t in)
 {
     return {{"x·Wᵀ", transpose::no, transpose::yes, rows, out, in},
+            {"x·Wᵀ, W packed", transpose::no, transpose::yes, rows, out, in, true},
             {"dy·W", transpose::no, transpose::no, rows, in, out},
             {"dyᵀ·x", transpose::yes, transpose::no, out, in, rows}};
 }
@@ -156,8 +161,11 @@ int main(int argc, char** argv)
             std::vector<float> a(a_rows * a_cols), b(b_rows * b_cols), ours(p.m * p.n), theirs(p.m * p.n);
             for (auto& v : a) v = static_cast<float>(rng.normal());
             for (auto& v : b) v = static_cast<float>(rng.normal());
+            const auto packed = p.packed_weight ? backend.pack_weight(b.data(), p.n, p.k) : std::nullopt;
+            if (p.packed_weight && !packed) continue;  // this backend multiplies plain weights
             const auto run_ours = [&] {
-                backend.gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f, ours.data(), p.n);
+                if (packed) backend.gemm_packed(p.m, 1.0f, a.data(), a_cols, *packed, 0.0f, ours.data(), p.n);
+                else backend.gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f, ours.data(), p.n);
             };
             const auto run_theirs = [&] { blas(p.ta, p.tb, p.m, p.n, p.k, a.data(), a_cols, b.data(), b_cols, theirs.data(), p.n); };
             std::vector<double> ours_s, theirs_s, ratios;

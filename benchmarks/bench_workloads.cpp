@@ -1,10 +1,12 @@
 // The workloads of benchmarks/README.md, timed on the library side:
 //   W1  inference of DM²S² with a BERT-base encoder on a batch of 8 three-modality records
 //       (text ≤ 64 tokens, dense ≤ 36 rows of dim 2048, categorical ≤ 8; packed length ≤ 128),
-//       fp32 or bf16 products, 1 or 2 threads, padding-free or padded;
+//       fp32 or bf16 products, 1 or 2 threads, padding-free or padded, weights packed once for
+//       inference (`model::pack_weights`) or plain;
 //   W2  one training step (forward, cross-entropy, backward, clipping, AdamW) on W1's batch;
 //   W3  a small model (4 layers, hidden 256, 4 heads) at batch 64, inference and training;
 //   W4  latency: batch 1…64 of W1 records, and one text sequence of packed length 32…512.
+// W3's and W4's inference runs with packed weights, and W4's batches also with plain ones.
 // benchmarks/torch_workloads.py runs the PyTorch side on the same shapes; benchmarks/compare.sh runs
 // both and prints the ratios. `--w1_lengths=FILE` writes the packed lengths of W1's batch (JSON) for
 // the PyTorch side and exits. DM2S2_BENCH_SCALE=tiny shrinks every size for CI's smoke run.
@@ -89,12 +91,14 @@ void report(benchmark::State& state, const dm2s2::packed_batch& batch)
     state.counters["padded_length"] = double(batch.layout.length);
 }
 
-/// Arguments: threads, bf16, padding-free.
+/// Arguments: threads, bf16, padding-free, packed weights (a no-op for bf16, whose products read plain
+/// weights).
 void W1_inference(benchmark::State& state)
 {
     const auto schema = w1_schema();
     dm2s2::model<float> model(schema, bert_base(), 1, backend_for_args(state));
     model.set_padding_free(state.range(2) != 0);
+    if (state.range(3) != 0) model.pack_weights();
     const auto batch = model.pack(random_records(schema, w1_batch, w1_seed));
     for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
     report(state, batch);
@@ -125,17 +129,19 @@ void W3_train_step(benchmark::State& state) { train_step_of(state, small_model()
 void W3_inference(benchmark::State& state)
 {
     const auto schema = w1_schema();
-    const dm2s2::model<float> model(schema, small_model(), 1, backend_for_args(state));
+    dm2s2::model<float> model(schema, small_model(), 1, backend_for_args(state));
+    model.pack_weights();
     const auto batch = model.pack(random_records(schema, tiny() ? 4 : 64, w1_seed));
     for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
     report(state, batch);
 }
 
-/// Arguments: threads, batch size (the first records of W3's).
+/// Arguments: threads, batch size (the first records of W3's), packed weights.
 void W4_batch(benchmark::State& state)
 {
     const auto schema = w1_schema();
-    const dm2s2::model<float> model(schema, bert_base(), 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    dm2s2::model<float> model(schema, bert_base(), 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    if (state.range(2) != 0) model.pack_weights();
     const auto batch = model.pack(random_records(schema, static_cast<std::size_t>(state.range(1)), w1_seed));
     for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
     report(state, batch);
@@ -148,7 +154,8 @@ void W4_length(benchmark::State& state)
     const dm2s2::schema schema({{.name = "text", .kind = dm2s2::modality_kind::tokens, .max_length = 512}});
     auto config = bert_base();
     config.bert.max_position_embeddings = 514;
-    const dm2s2::model<float> model(schema, config, 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    dm2s2::model<float> model(schema, config, 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
+    model.pack_weights();
     dm2s2::sequence_set record(schema);
     std::vector<std::int64_t> text(length - 2);
     for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<std::int64_t>(1000 + 37 * i % 29000);
@@ -184,14 +191,15 @@ int write_w1_lengths(const std::string& path)
 
 }  // namespace
 
-BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free"})
-    ->Args({1, 0, 1})->Args({2, 0, 1})->Args({1, 0, 0})->Args({2, 0, 0})->Args({1, 1, 1})->Args({2, 1, 1})
+BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free", "packed_weights"})
+    ->Args({1, 0, 1, 1})->Args({2, 0, 1, 1})->Args({1, 0, 1, 0})->Args({2, 0, 1, 0})->Args({1, 0, 0, 1})->Args({2, 0, 0, 1})
+    ->Args({1, 1, 1, 0})->Args({2, 1, 1, 0})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W2_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W3_inference)->ArgNames({"threads", "bf16"})->Args({1, 0})->Args({2, 0})->Args({2, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W3_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(W4_batch)->ArgNames({"threads", "batch"})->ArgsProduct({{2}, {1, 2, 4, 8, 16, 32, 64}})
+BENCHMARK(W4_batch)->ArgNames({"threads", "batch", "packed_weights"})->ArgsProduct({{2}, {1, 2, 4, 8, 16, 32, 64}, {1, 0}})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W4_length)->ArgNames({"threads", "length"})->ArgsProduct({{2}, {32, 64, 128, 256, 512}})
     ->Unit(benchmark::kMillisecond)->UseRealTime();

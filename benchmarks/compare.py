@@ -67,10 +67,12 @@ def secondary_tables(bench, products, shapes, threads, repeats, env):
     row("training step fp32", ours(bench, "W3_train_step", threads, repeats)[0],
         torch_side(shapes, "w3-train", threads, repeats, env)[0], 64)
     print(f"\nW4: BERT-base latency, {threads} threads (PyTorch: the better of nested tensors and padding)\n")
-    print("| batch | dm2s2 ms | PyTorch ms | speedup |\n| --- | --- | --- | --- |")
+    print("| batch | dm2s2 ms | PyTorch ms | speedup | dm2s2 ms, plain weights |\n| --- | --- | --- | --- | --- |")
     for batch in (1, 2, 4, 8, 16, 32, 64):
-        row(str(batch), ours(bench, "W4_batch", threads, repeats, f"/batch:{batch}")[0],
-            torch_side(shapes, "w4-batch", threads, repeats, env, "--batch", batch)[0])
+        a = statistics.median(ours(bench, "W4_batch", threads, repeats, f"/batch:{batch}/packed_weights:1")[0])
+        b = statistics.median(torch_side(shapes, "w4-batch", threads, repeats, env, "--batch", batch)[0])
+        plain = statistics.median(ours(bench, "W4_batch", threads, repeats, f"/batch:{batch}/packed_weights:0")[0])
+        print(f"| {batch} | {a:.1f} | {b:.1f} | {b / a:.2f} | {plain:.1f} |", flush=True)
     print("\n| packed length (batch 1) | dm2s2 ms | PyTorch ms | speedup |\n| --- | --- | --- | --- |")
     for length in (32, 64, 128, 256, 512):
         row(str(length), ours(bench, "W4_length", threads, repeats, f"/length:{length}")[0],
@@ -122,9 +124,11 @@ def main():
         print()
 
     cases = {
-        "W1 dm2s2 fp32": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:0/padding_free:1"),
-        "W1 dm2s2 fp32 padded": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:0/padding_free:0"),
-        "W1 dm2s2 bf16": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:1/padding_free:1"),
+        "W1 dm2s2 fp32": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:0/padding_free:1/packed_weights:1"),
+        "W1 dm2s2 fp32 plain weights": lambda: ours(args.bench, "W1_inference", t, args.repeats,
+                                                    "/bf16:0/padding_free:1/packed_weights:0"),
+        "W1 dm2s2 fp32 padded": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:0/padding_free:0/packed_weights:1"),
+        "W1 dm2s2 bf16": lambda: ours(args.bench, "W1_inference", t, args.repeats, "/bf16:1/padding_free:1/packed_weights:0"),
         "W1 PyTorch padded": lambda: torch_side(shapes, "w1-padded", t, args.repeats, env),
         "W1 PyTorch nested": lambda: torch_side(shapes, "w1-nested", t, args.repeats, env),
         "W2 dm2s2 fp32": lambda: ours(args.bench, "W2_train_step", t, max(3, args.repeats - 2)),

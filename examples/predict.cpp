@@ -183,7 +183,8 @@ int main(int argc, char** argv)
     try {
         const auto pipeline = dm2s2::load_data_pipeline(model_dir);
         const auto& encoder = *pipeline.encoder;
-        const auto model = dm2s2::load_model<float>(model_dir, dm2s2::cpu_backend({.threads = thread_count}));
+        auto model = dm2s2::load_model<float>(model_dir, dm2s2::cpu_backend({.threads = thread_count}));
+        model.pack_weights();  // inference only: the encoder's weights in the products' layout, packed once
         if (!(model.schema() == encoder.schema()))
             throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
         const auto records = dm2s2::read_json_lines(data);

@@ -26,13 +26,6 @@ using namespace dm2s2::testing;
 
 namespace {
 
-std::vector<float> random_floats(std::size_t n, random_generator& rng)
-{
-    std::vector<float> v(n);
-    for (auto& x : v) x = static_cast<float>(rng.normal());
-    return v;
-}
-
 /// Largest |x - y| relative to the largest |y|.
 double relative_difference(const std::vector<float>& x, const std::vector<float>& y)
 {

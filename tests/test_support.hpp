@@ -6,9 +6,11 @@
 #include <cstddef>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
+#include "dm2s2/core/random.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/io/safetensors.hpp"
 #include "dm2s2/model/bert_model.hpp"
@@ -53,6 +55,14 @@ inline std::filesystem::path scratch_dir(const std::string& name)
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     return dir;
+}
+
+/// n standard normal deviates from `rng`, as floats.
+inline std::vector<float> random_floats(std::size_t n, random_generator& rng)
+{
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(rng.normal());
+    return v;
 }
 
 /// Largest |a - b| over two equally sized ranges (infinity when a value is NaN or sizes differ).

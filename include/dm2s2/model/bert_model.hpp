@@ -92,6 +92,23 @@ public:
         params_.pooler.dense.initialize(rng, config_.initializer_range);
     }
 
+    /// Packs the encoder's and the pooler's weights into the layout this model's backend multiplies
+    /// (`linear::pack_weights`), for inference: products no longer repack them on every call, the
+    /// outputs stay the same and so does the memory. Returns how many weights it packed: none where the
+    /// backend multiplies plain weights (double, bf16, no AVX-512). Training and checkpoints work as
+    /// before: whatever needs the plain weights unpacks them.
+    std::size_t pack_weights()
+    {
+        return params_.encoder.pack_weights(backend_) + (params_.pooler.dense.pack_weights(backend_) ? 1 : 0);
+    }
+
+    /// Puts every packed weight back into plain form.
+    void unpack_weights()
+    {
+        params_.encoder.unpack_weights();
+        params_.pooler.dense.unpack_weights();
+    }
+
     /// Runs embeddings, encoder and pooler. `with_trace` also returns every hidden state and the
     /// attention probabilities (as HF's output_hidden_states / output_attentions).
     bert_outputs<T> forward(const bert_inputs& in, bool with_trace = false, bert_cache<T>* cache = nullptr,

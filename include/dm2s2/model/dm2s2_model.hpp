@@ -355,6 +355,12 @@ public:
         });
     }
 
+    /// Packs the encoder's weights for inference (`bert_model::pack_weights`); returns how many.
+    std::size_t pack_weights() { return bert_.pack_weights(); }
+
+    /// Puts every packed weight back into plain form.
+    void unpack_weights() { bert_.unpack_weights(); }
+
     /// Visits every parameter: BERT's under HuggingFace names, then those of `pooling_parameters`.
     template <class F>
         requires parameter_visitor<F, T>
@@ -365,12 +371,11 @@ public:
     }
 
     /// Visits every parameter read-only (for saving). The visit is the mutable one: it changes nothing,
-    /// and the visitor only ever sees const tensors.
+    /// since the visitor only ever sees const tensors and packed weights lend it plain copies.
     template <class F>
     void for_each_parameter(F&& visit) const
     {
-        const_cast<model*>(this)->for_each_parameter(
-            [&](const std::string& name, tensor<T>& t) { visit(name, static_cast<const tensor<T>&>(t)); });
+        const_cast<model*>(this)->for_each_parameter(read_only_visitor<F>{visit});
     }
 
     /// Initialises the encoder from a HuggingFace BERT checkpoint directory. Its config must match this

@@ -4,6 +4,7 @@
 /// optional capture of every hidden state and attention map.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -65,6 +66,12 @@ struct encoder_layer {
     {
         attention.initialize(rng, stddev);
         ffn.initialize(rng, stddev);
+    }
+
+    /// The layer's six affine maps, which carry all of its products with weights.
+    std::array<linear<T>*, 6> linears() noexcept
+    {
+        return {&attention.query, &attention.key, &attention.value, &attention.output, &ffn.intermediate, &ffn.output};
     }
 };
 
@@ -135,6 +142,23 @@ struct encoder {
     void initialize(random_generator& rng, double stddev)
     {
         for (auto& layer : layers) layer.initialize(rng, stddev);
+    }
+
+    /// Packs every layer's weights for `backend` (`linear::pack_weights`); returns how many it packed.
+    template <backend_for<T> Backend>
+    std::size_t pack_weights(const Backend& backend)
+    {
+        std::size_t packed = 0;
+        for (auto& layer : layers)
+            for (linear<T>* l : layer.linears()) packed += l->pack_weights(backend) ? 1 : 0;
+        return packed;
+    }
+
+    /// Puts every packed weight back into plain form.
+    void unpack_weights()
+    {
+        for (auto& layer : layers)
+            for (linear<T>* l : layer.linears()) l->unpack_weights();
     }
 };
 

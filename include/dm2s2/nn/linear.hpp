@@ -2,16 +2,36 @@
 /// \file
 /// `linear`: y = x Wᵀ + b with W stored [out, in] as in PyTorch.
 
+#include <concepts>
 #include <cstddef>
+#include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/packed_matrix.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/nn/parameter.hpp"
 
 namespace dm2s2::nn {
 
+/// A backend that can hold a weight of scalar T in its products' own layout and multiply by it
+/// (`cpu_backend` for float).
+template <class B, class T>
+concept weight_packing_backend_for =
+    backend_for<B, T> && requires(const B& backend, const T* x, T* y, const packed_matrix& w, std::size_t n) {
+        { backend.pack_weight(x, n, n) } -> std::same_as<std::optional<packed_matrix>>;
+        backend.gemm_packed(n, T(1), x, n, w, T(0), y, n);
+    };
+
 /// Affine map with PyTorch's parameter layout: `weight` [out, in], `bias` [out].
+///
+/// For inference the weight can be packed once (`pack_weights`) into the layout the backend's products
+/// read, instead of being repacked by every product. The packed form then replaces `weight`, which is
+/// left empty, so the memory stays the same. Every way to reach the parameters as tensors gives the
+/// plain weight: a mutable `for_each_parameter` unpacks it for good (it may be changed), a read-only
+/// visit gets a plain copy; `backward` multiplies by a plain copy.
 template <scalar T>
 struct linear {
     tensor<T> weight;
@@ -23,15 +43,50 @@ struct linear {
     {
     }
 
-    std::size_t in_features() const { return weight.dim(1); }
-    std::size_t out_features() const { return weight.dim(0); }
+    std::size_t in_features() const { return packed_ ? packed_->cols() : weight.dim(1); }
+    std::size_t out_features() const { return packed_ ? packed_->rows() : weight.dim(0); }
+
+    /// Whether the weight is held packed (`weight` is then empty).
+    bool weights_packed() const noexcept { return packed_.has_value(); }
+
+    /// Packs the weight for `backend`'s products where it reads packed weights (see
+    /// `cpu_backend::pack_weight`); returns whether it did. Forward passes give the same numbers.
+    template <backend_for<T> Backend>
+    bool pack_weights(const Backend& backend)
+    {
+        if constexpr (weight_packing_backend_for<Backend, T>) {
+            if (!packed_) {
+                if (auto packed = backend.pack_weight(weight.data(), out_features(), in_features())) {
+                    packed_ = std::move(*packed).stored_in(std::move(weight));
+                    weight = tensor<T>();  // moved from, or still holding the weight when it did not fit
+                }
+            }
+        }
+        return packed_.has_value();
+    }
+
+    /// Puts the weight back into `weight`, exactly as it was packed.
+    void unpack_weights()
+    {
+        if (!packed_) return;
+        weight = plain_weight();
+        packed_.reset();
+    }
 
     /// y[rows, out] = x[rows, in] Wᵀ + b; x and y are contiguous row-major.
     template <backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, std::size_t rows, T* y) const
     {
-        backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
-                     weight.data(), in_features(), T(0), y, out_features());
+        if (packed_) {
+            if constexpr (weight_packing_backend_for<Backend, T>)
+                backend.gemm_packed(rows, T(1), x, in_features(), *packed_, T(0), y, out_features());
+            else  // packed for another backend
+                backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
+                             plain_weight().data(), in_features(), T(0), y, out_features());
+        } else {
+            backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
+                         weight.data(), in_features(), T(0), y, out_features());
+        }
         backend.add_row_vector(y, rows, out_features(), out_features(), bias.data());
     }
 
@@ -54,25 +109,48 @@ struct linear {
         backend.gemm(transpose::yes, transpose::no, out_features(), in_features(), rows, T(1), dy, out_features(), x,
                      in_features(), T(1), grad.weight.data(), in_features());
         backend.add_column_sums(dy, rows, out_features(), out_features(), grad.bias.data());
-        if (dx != nullptr)
+        if (dx != nullptr) {
+            const tensor<T> unpacked = packed_ ? plain_weight() : tensor<T>();
             backend.gemm(transpose::no, transpose::no, rows, in_features(), out_features(), T(1), dy, out_features(),
-                         weight.data(), in_features(), accumulate_dx ? T(1) : T(0), dx, in_features());
+                         packed_ ? unpacked.data() : weight.data(), in_features(), accumulate_dx ? T(1) : T(0), dx,
+                         in_features());
+        }
     }
 
+    /// Visits `weight` and `bias`. A packed weight is unpacked first, or lent as a plain copy to a
+    /// `read_only_visitor`.
     template <class F>
         requires parameter_visitor<F, T>
     void for_each_parameter(const std::string& prefix, F&& visit)
     {
-        visit(prefix + "weight", weight);
+        if (packed_ && is_read_only_visitor_v<F>) {
+            tensor<T> copy = plain_weight();
+            visit(prefix + "weight", copy);
+        } else {
+            unpack_weights();
+            visit(prefix + "weight", weight);
+        }
         visit(prefix + "bias", bias);
     }
 
     /// Weights N(0, stddev), bias zero.
     void initialize(random_generator& rng, double stddev)
     {
+        unpack_weights();
         fill_normal(weight, rng, stddev);
         bias.fill(T(0));
     }
+
+private:
+    /// The packed weight as a plain [out, in] tensor.
+    tensor<T> plain_weight() const
+    {
+        tensor<T> w({packed_->rows(), packed_->cols()}, uninitialized);
+        if constexpr (std::is_same_v<T, float>) packed_->unpack(w.data());
+        return w;
+    }
+
+    std::optional<packed_matrix> packed_;  ///< the weight in the backend's layout, when packed
 };
 
 }  // namespace dm2s2::nn

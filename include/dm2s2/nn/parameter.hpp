@@ -6,6 +6,7 @@
 
 #include <concepts>
 #include <string>
+#include <type_traits>
 
 #include "dm2s2/core/random.hpp"
 #include "dm2s2/core/tensor.hpp"
@@ -15,6 +16,28 @@ namespace dm2s2 {
 /// A callable that receives each parameter of a module as (name, tensor).
 template <class F, class T>
 concept parameter_visitor = std::invocable<F&, const std::string&, tensor<T>&>;
+
+/// A visitor that only reads, wrapped so that modules can tell: a module that holds a parameter in
+/// another form (a `linear` with a packed weight) then lends it a plain copy instead of converting
+/// back for good. Const traversals wrap their visitor in it.
+template <class F>
+struct read_only_visitor {
+    F& visit;
+
+    template <class T>
+    void operator()(const std::string& name, tensor<T>& t) const
+    {
+        visit(name, static_cast<const tensor<T>&>(t));
+    }
+};
+
+/// Whether the visitor type `F` (cv-ref qualified or not) is a `read_only_visitor`.
+template <class F>
+struct is_read_only_visitor : std::false_type {};
+template <class F>
+struct is_read_only_visitor<read_only_visitor<F>> : std::true_type {};
+template <class F>
+inline constexpr bool is_read_only_visitor_v = is_read_only_visitor<std::remove_cvref_t<F>>::value;
 
 /// Fills `t` with normal deviates N(0, stddev) from `rng` (BERT's initialisation of weights).
 template <class T>

@@ -17,10 +17,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/packed_matrix.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(DM2S2_NO_AVX512_KERNELS)
 #define DM2S2_HAS_AVX512_KERNELS 1
@@ -65,12 +67,14 @@ namespace detail::avx512 {
 /// The blocking, chosen by measurement against OpenBLAS on the encoder's products (Sapphire Rapids
 /// class cores: 48 KiB L1, 2 MiB L2): a 14 × 32 tile of C fills 28 of the 32 vector registers; a
 /// 14-row A panel (14 KiB) stays in L1 while the packed B slice (kc × nc, 1 MiB) streams from L2, and
-/// the packed A block (kc × mc, 490 KiB) shares L2 with it.
-constexpr std::size_t mr = 14;       // rows of a C tile
-constexpr std::size_t nr = 32;       // columns of a C tile: two registers
-constexpr std::size_t kc = 256;      // k units (values, or bf16 pairs) per packed slice
-constexpr std::size_t mc = 35 * mr;  // rows of A packed at once
-constexpr std::size_t nc = 1024;     // columns of B packed at once
+/// the packed A block (kc × mc, 490 KiB) shares L2 with it. B's blocking is `packed_layout`'s, so that
+/// a `packed_matrix` is what packing B would give.
+constexpr std::size_t mr = 14;                 // rows of a C tile
+constexpr std::size_t nr = packed_layout::nr;  // columns of a C tile: two registers
+constexpr std::size_t kc = packed_layout::kc;  // k units (values, or bf16 pairs) per packed slice
+constexpr std::size_t mc = 35 * mr;            // rows of A packed at once
+constexpr std::size_t nc = packed_layout::nc;  // columns of B packed at once
+static_assert(nr == 32, "the micro-kernel holds a tile row in two registers");
 
 /// What a packed 32-bit word holds.
 enum class operand_format {
@@ -279,15 +283,23 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
 
 /// C tile (rows × cols ≤ mr × nr, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
 /// plus what the tile held when `add_to_c` (when it is false, C is not read: it may hold anything).
-template <operand_format F>
+/// `StreamB` asks for B's words `b_ahead` units ahead as it goes: for a B read from memory rather than
+/// from a freshly packed slice in L2, where the hardware prefetcher alone keeps up with a fraction of
+/// the kernel's pace (a 49 × 768 × 768 product with W from memory: 459 → 328 µs on two threads).
+template <operand_format F, bool StreamB = false>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc,
                   std::size_t rows, std::size_t cols, bool add_to_c) noexcept
 {
+    constexpr std::size_t b_ahead = 32;  // 4 KiB: 16 and 64 were slower
     __m512 acc[mr][2];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (std::size_t u = 0; u < units; ++u, a += mr, b += nr) {
+        if constexpr (StreamB) {
+            __builtin_prefetch(b + b_ahead * nr, 0, 3);
+            __builtin_prefetch(b + b_ahead * nr + 16, 0, 3);
+        }
         const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < mr; ++r) {
@@ -358,6 +370,52 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
     }
 }
 
+/// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout`) with the products'
+/// own packing: what `gemm_accumulate<fp32>` would pack from op(B) = Wᵀ. Each slice goes through this
+/// thread's packing buffer, whose words the packing writes, and is then copied into `out`'s floats.
+inline void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, packed_matrix& out)
+{
+    for (std::size_t j0 = 0; j0 < n; j0 += nc) {
+        const std::size_t cols = std::min(nc, n - j0), padded = packed_layout::padded_columns(cols);
+        for (std::size_t p0 = 0; p0 < k; p0 += kc) {
+            const std::size_t units = std::min(kc, k - p0);
+            std::uint32_t* const slice = packing_buffer<0>(units * padded);
+            pack_panels<operand_format::fp32>(w, ld, true, j0, cols, p0, units, k, nr, slice);
+            std::memcpy(out.data() + j0 * k + p0 * padded, slice, units * padded * sizeof(float));
+        }
+    }
+}
+
+/// Columns [col_begin, col_end) of C[m, n] = alpha A Wᵀ (plus C's old values when `add_to_c`), A [m, k]
+/// with row stride lda, W packed; col_begin is a multiple of nr. Only A is packed, once per k slice for
+/// all of the columns, which then stream past it from the packed W.
+inline void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
+                                   std::size_t lda, const packed_matrix& w, float* c, std::size_t ldc, bool add_to_c)
+{
+    const std::size_t n = w.rows(), k = w.cols();
+    std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(mc, (m + mr - 1) / mr * mr));
+    for (std::size_t i0 = 0; i0 < m; i0 += mc) {
+        const std::size_t rows = std::min(mc, m - i0);
+        for (std::size_t p0 = 0; p0 < k; p0 += kc) {
+            const std::size_t units = std::min(kc, k - p0);
+            pack_panels<operand_format::fp32>(a, lda, true, i0, rows, p0, units, k, mr, packed_a);
+            for (std::size_t j0 = col_begin / nc * nc; j0 < col_end; j0 += nc) {
+                const std::size_t block_end = std::min({n, j0 + nc, col_end});
+                // The kernel reads B only through vector loads, which may alias the floats.
+                const auto* slice = reinterpret_cast<const std::uint32_t*>(w.data()) + j0 * k +
+                                    p0 * packed_layout::padded_columns(std::min(nc, n - j0));
+                // The first A panel brings W's slice in from memory; the others find it in L2.
+                for (std::size_t ir = 0; ir < rows; ir += mr)
+                    for (std::size_t j = std::max(j0, col_begin); j < block_end; j += nr) {
+                        const auto kernel = ir == 0 ? micro_kernel<operand_format::fp32, true> : micro_kernel<operand_format::fp32>;
+                        kernel(packed_a + ir * units, slice + (j - j0) * units, units, alpha, c + (i0 + ir) * ldc + j, ldc,
+                               std::min(mr, rows - ir), std::min(nr, block_end - j), add_to_c || p0 > 0);
+                    }
+            }
+        }
+    }
+}
+
 #else
 
 inline bool has_fp32_kernels() noexcept { return false; }
@@ -367,6 +425,11 @@ inline bool bf16_dot_products_pay() noexcept { return false; }
 template <operand_format F>
 void gemm_accumulate(transpose, transpose, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t,
                      const float*, std::size_t, float*, std::size_t, bool)
+{
+}
+inline void pack_weight(const float*, std::size_t, std::size_t, std::size_t, packed_matrix&) {}
+inline void gemm_accumulate_packed(std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, const packed_matrix&,
+                                   float*, std::size_t, bool)
 {
 }
 

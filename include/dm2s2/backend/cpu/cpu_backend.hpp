@@ -86,32 +86,55 @@ struct cpu_backend : portable_backward_kernels {
         }
     }
 
-    /// C = alpha op(A) op(B) + beta C. Large products are cut into one block of C per thread, along
-    /// the longer side of C, so that each thread packs only its share of the wider operand.
+    /// C = alpha op(A) op(B) + beta C, one block of C per thread (`for_each_product_block`).
     template <scalar T>
     void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if (m == 0 || n == 0) return;
-        constexpr double parallel_flops = 1 << 20;  // below this a dispatch costs more than it saves
-        const std::size_t parts = 2.0 * double(m) * double(n) * double(k) >= parallel_flops ? threads() : 1;
-        if (parts == 1) {
-            gemm_block(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        for_each_product_block(m, n, k, 8, 16, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+            gemm_block(ta, tb, i1 - i0, j1 - j0, k, alpha, a + (ta == transpose::no ? i0 * lda : i0), lda,
+                       b + (tb == transpose::yes ? j0 * ldb : j0), ldb, beta, c + i0 * ldc + j0, ldc);
+        });
+    }
+
+    /// W [n, k] (row-major, contiguous) packed once for `gemm_packed`, where this backend's products
+    /// read packed weights: float, fp32 precision, AVX-512 kernels. Elsewhere nothing, and the weight
+    /// stays as it is.
+    template <scalar T>
+    std::optional<packed_matrix> pack_weight(const T* w, std::size_t n, std::size_t k) const
+    {
+        if constexpr (std::is_same_v<T, float>) {
+            if (float_format() == detail::avx512::operand_format::fp32 && n > 0 && k > 0) {
+                packed_matrix packed(n, k);
+                detail::avx512::pack_weight(w, n, k, k, packed);
+                return packed;
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// C[m, n] = alpha A[m, k] Wᵀ + beta C with W packed by `pack_weight`; the same numbers as `gemm` on
+    /// the plain W. Large products are cut among the threads as `gemm` cuts them, into whole panels.
+    /// A backend that does not read packed weights (another precision, no AVX-512) unpacks W first.
+    void gemm_packed(std::size_t m, float alpha, const float* a, std::size_t lda, const packed_matrix& w, float beta, float* c,
+                     std::size_t ldc) const
+    {
+        const std::size_t n = w.rows(), k = w.cols();
+        if (m == 0 || n == 0) return;
+        if (float_format() != detail::avx512::operand_format::fp32) {
+            std::vector<float> plain(n * k);
+            w.unpack(plain.data());
+            gemm(transpose::no, transpose::yes, m, n, k, alpha, a, lda, plain.data(), k, beta, c, ldc);
             return;
         }
-        const bool by_rows = m >= n;
-        const std::size_t extent = by_rows ? m : n, align = by_rows ? 8 : 16;
-        const std::size_t chunk = ((extent + parts - 1) / parts + align - 1) / align * align;
-        parallel_for(parts, [&](std::size_t part) {
-            const std::size_t begin = part * chunk, end = std::min(extent, begin + chunk);
-            if (begin >= end) return;
-            if (by_rows)
-                gemm_block(ta, tb, end - begin, n, k, alpha, a + (ta == transpose::no ? begin * lda : begin), lda, b, ldb,
-                           beta, c + begin * ldc, ldc);
-            else
-                gemm_block(ta, tb, m, end - begin, k, alpha, a, lda, b + (tb == transpose::yes ? begin * ldb : begin), ldb,
-                           beta, c + begin, ldc);
-        });
+        const bool add_to_c = beta != 0.0f;
+        for_each_product_block(m, n, k, detail::avx512::mr, detail::avx512::nr,
+                               [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+                                   if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
+                                   detail::avx512::gemm_accumulate_packed(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, w,
+                                                                          c + i0 * ldc, ldc, add_to_c);
+                               });
     }
 
     template <scalar T>
@@ -207,6 +230,31 @@ private:
                          : bf16_ == bf16_kernel::fastest   ? detail::avx512::bf16_dot_products_pay()
                                                            : false;
         return dot ? operand_format::bf16_pairs : operand_format::rounded_bf16;
+    }
+
+    /// Runs block(i0, i1, j0, j1) on the block rows [i0, i1) × columns [j0, j1) of a product's C [m, n]
+    /// over k, one block per thread, cut along the longer side of C (so that each thread packs only its
+    /// share of the wider operand) at multiples of `row_align` or `col_align`. Small products run whole
+    /// on the calling thread.
+    template <class F>
+    void for_each_product_block(std::size_t m, std::size_t n, std::size_t k, std::size_t row_align, std::size_t col_align,
+                                F&& block) const
+    {
+        constexpr double parallel_flops = 1 << 20;  // below this a dispatch costs more than it saves
+        const std::size_t parts = 2.0 * double(m) * double(n) * double(k) >= parallel_flops ? threads() : 1;
+        if (parts == 1) {
+            block(std::size_t{0}, m, std::size_t{0}, n);
+            return;
+        }
+        const bool by_rows = m >= n;
+        const std::size_t extent = by_rows ? m : n, align = by_rows ? row_align : col_align;
+        const std::size_t chunk = ((extent + parts - 1) / parts + align - 1) / align * align;
+        parallel_for(parts, [&](std::size_t part) {
+            const std::size_t begin = part * chunk, end = std::min(extent, begin + chunk);
+            if (begin >= end) return;
+            if (by_rows) block(begin, end, std::size_t{0}, n);
+            else block(std::size_t{0}, m, begin, end);
+        });
     }
 
     /// One thread's product: the AVX-512 kernels for float where present, else Eigen.

@@ -1,0 +1,96 @@
+#pragma once
+/// \file
+/// `packed_matrix`: a weight matrix stored once in the layout the CPU product kernels read, so that
+/// inference does not repack it on every product.
+///
+/// A product's kernels read B (a linear layer's weight W [n, k], multiplied as x·Wᵀ) in slices: the
+/// columns of C in blocks of `packed_layout::nc`, k in slices of `packed_layout::kc`, and each slice as
+/// panels of `packed_layout::nr` columns stored [k][column]. Packing costs as much as a tenth of a
+/// product at W1's 485 rows and a quarter at batch 1's 49, and it is the same on every call for a
+/// weight. The layout is a permutation of W's values (plus zero columns that round n up to whole
+/// panels), so `unpack` gives back W exactly.
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+
+#include "dm2s2/core/tensor.hpp"
+
+namespace dm2s2 {
+
+/// The blocking the CPU product kernels use, and so the packed layout (Sapphire Rapids class cores:
+/// 48 KiB L1, 2 MiB L2; see `avx512_gemm.hpp`).
+namespace packed_layout {
+constexpr std::size_t nr = 32;    ///< columns of a panel (of a C tile)
+constexpr std::size_t kc = 256;   ///< k units per packed slice
+constexpr std::size_t nc = 1024;  ///< columns of B per block
+
+/// n rounded up to whole panels.
+constexpr std::size_t padded_columns(std::size_t n) noexcept { return (n + nr - 1) / nr * nr; }
+
+/// Where value (column j, depth p) of B [n columns, k deep] lies in the packed words: the slice of
+/// block j0 and depth p0 starts at j0·k + p0·(block width rounded to panels), and holds its panels one
+/// after the other, each [unit][nr].
+constexpr std::size_t index(std::size_t n, std::size_t k, std::size_t j, std::size_t p) noexcept
+{
+    const std::size_t j0 = j / nc * nc, p0 = p / kc * kc;
+    const std::size_t block = padded_columns(std::min(nc, n - j0)), units = std::min(kc, k - p0);
+    return j0 * k + p0 * block + (j - j0) / nr * nr * units + (p - p0) * nr + (j - j0) % nr;
+}
+}  // namespace packed_layout
+
+/// A float matrix W [rows = n, cols = k] (row-major, as PyTorch stores a linear layer's weight) held
+/// in `packed_layout`, in a 64-byte aligned tensor so that no vector load straddles cache lines. Made
+/// by `cpu_backend::pack_weight`; read by `cpu_backend::gemm_packed`.
+class packed_matrix {
+public:
+    packed_matrix() = default;
+
+    /// Storage for W [rows, cols], every value zero.
+    packed_matrix(std::size_t rows, std::size_t cols)
+        : rows_(rows), cols_(cols), values_({packed_layout::padded_columns(rows) * cols})
+    {
+    }
+
+    std::size_t rows() const noexcept { return rows_; }  ///< n: W's rows, the product's columns
+    std::size_t cols() const noexcept { return cols_; }  ///< k: W's columns, the product's depth
+    std::size_t size() const noexcept { return values_.size(); }  ///< values held, padding included
+    float* data() noexcept { return values_.data(); }
+    const float* data() const noexcept { return values_.data(); }
+
+    /// The same packed matrix held in `storage` when that has exactly `size()` values (what it held is
+    /// overwritten), otherwise as it is. A weight whose rows fill whole panels is then packed into its
+    /// own memory: packing a model allocates nothing that outlives it.
+    packed_matrix stored_in(tensor<float>&& storage) &&
+    {
+        if (storage.size() == values_.size()) {
+            std::copy_n(values_.data(), values_.size(), storage.data());
+            storage.reshape({values_.size()});
+            values_ = std::move(storage);
+        }
+        return std::move(*this);
+    }
+
+    /// Writes W [rows, cols] (row-major, contiguous) back out: exactly the values that were packed.
+    void unpack(float* w) const noexcept
+    {
+        for (std::size_t j = 0; j < rows_; ++j)
+            for (std::size_t p = 0; p < cols_; ++p) w[j * cols_ + p] = values_[packed_layout::index(rows_, cols_, j, p)];
+    }
+
+    /// Packs W [rows, cols] (row-major, leading dimension `ld`) value by value: the plain reference
+    /// for the kernels' register-transpose packing.
+    static packed_matrix pack(const float* w, std::size_t rows, std::size_t cols, std::size_t ld)
+    {
+        packed_matrix packed(rows, cols);
+        for (std::size_t j = 0; j < rows; ++j)
+            for (std::size_t p = 0; p < cols; ++p) packed.values_[packed_layout::index(rows, cols, j, p)] = w[j * ld + p];
+        return packed;
+    }
+
+private:
+    std::size_t rows_ = 0, cols_ = 0;
+    tensor<float> values_;  ///< flat [padded_columns(rows) · cols]
+};
+
+}  // namespace dm2s2

@@ -1,0 +1,237 @@
+// Weights packed once for inference: the layout (a permutation that unpacks exactly), products with
+// packed weights against those with the plain weights (bit for bit, on every thread count), and a
+// model with packed weights against the same model with plain ones, through forward, backward, its
+// parameters and its checkpoints.
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dm2s2/backend/cpu/cpu_backend.hpp"
+#include "dm2s2/backend/packed_matrix.hpp"
+#include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/io/checkpoint.hpp"
+#include "dm2s2/model/dm2s2_model.hpp"
+#include "dm2s2/nn/linear.hpp"
+#include "model_fixtures.hpp"
+#include "test_support.hpp"
+
+using namespace dm2s2;
+using namespace dm2s2::testing;
+
+namespace {
+
+/// Whether two float ranges hold the same bits.
+bool same_bits(const float* x, const float* y, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i)
+        if (std::bit_cast<std::uint32_t>(x[i]) != std::bit_cast<std::uint32_t>(y[i])) return false;
+    return true;
+}
+
+// Shapes of W [n, k] that cross the layout's blocks: partial panels, more than one block of columns,
+// depths past one slice.
+constexpr std::array<std::array<std::size_t, 2>, 8> weight_shapes{
+    {{1, 1}, {5, 7}, {45, 19}, {70, 600}, {packed_layout::nc + 45, 18}, {300, 2 * packed_layout::kc + 5},
+     {33, packed_layout::kc + 1}, {64, 64}}};
+
+std::vector<char> read_bytes(const std::filesystem::path& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// Two backends that read packed weights (where the processor has AVX-512), and two that multiply plain
+/// weights, where packing must leave everything as it was.
+std::vector<cpu_options> packing_and_plain_backends()
+{
+    return {{.threads = 1}, {.threads = 2}, {.wide_kernels = false}, {.precision = matmul_precision::bf16}};
+}
+
+/// Every parameter of a model, by name.
+std::map<std::string, std::vector<float>> parameters_of(const model<float>& m)
+{
+    std::map<std::string, std::vector<float>> out;
+    m.for_each_parameter([&](const std::string& name, const tensor<float>& t) { out[name].assign(t.values().begin(), t.values().end()); });
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
+{
+    random_generator rng(3);
+    const cpu_backend backend;
+    for (const auto& shape : weight_shapes) {
+        const std::size_t n = shape[0], k = shape[1];  // not a structured binding: CAPTURE takes it into a lambda
+        CAPTURE(n); CAPTURE(k);
+        const auto w = random_floats(n * k, rng);
+        const auto reference = packed_matrix::pack(w.data(), n, k, k);
+        REQUIRE(reference.size() == packed_layout::padded_columns(n) * k);
+        CHECK(std::bit_cast<std::uintptr_t>(reference.data()) % 64 == 0);
+
+        // Every value once, and zeros for the columns that round n up to whole panels.
+        std::map<std::uint32_t, std::size_t> counts;
+        for (std::size_t i = 0; i < reference.size(); ++i) ++counts[std::bit_cast<std::uint32_t>(reference.data()[i])];
+        std::map<std::uint32_t, std::size_t> expected;
+        for (const float v : w) ++expected[std::bit_cast<std::uint32_t>(v)];
+        if (reference.size() > w.size()) expected[0] += reference.size() - w.size();
+        CHECK(counts == expected);
+
+        std::vector<float> back(n * k, std::numeric_limits<float>::quiet_NaN());
+        reference.unpack(back.data());
+        CHECK(same_bits(back.data(), w.data(), w.size()));
+
+        // The products' own packing (register transposes) gives the same words.
+        if (const auto packed = backend.pack_weight(w.data(), n, k)) {
+            REQUIRE(packed->size() == reference.size());
+            CHECK(same_bits(packed->data(), reference.data(), reference.size()));
+            const packed_matrix copy = *packed;  // copies keep the alignment
+            CHECK(std::bit_cast<std::uintptr_t>(copy.data()) % 64 == 0);
+            CHECK(same_bits(copy.data(), reference.data(), reference.size()));
+            // Moved into a weight-sized tensor, it is kept there; into another size, it stays where it was.
+            tensor<float> storage({n, k});
+            const float* own = storage.data();
+            const packed_matrix moved = packed_matrix(copy).stored_in(std::move(storage));
+            CHECK((moved.data() == own) == (reference.size() == n * k));
+            CHECK(same_bits(moved.data(), reference.data(), reference.size()));
+        }
+    }
+}
+
+TEST_CASE("products with packed weights give the plain weights' numbers bit for bit")
+{
+    random_generator rng(4);
+    for (const auto& shape : weight_shapes)
+        for (const std::size_t m : {std::size_t{1}, std::size_t{29}, detail::avx512::mc + 23})
+            for (const auto& options : {cpu_options{.threads = 1}, cpu_options{.threads = 2},
+                                        cpu_options{.threads = 2, .wide_kernels = false},
+                                        cpu_options{.threads = 1, .precision = matmul_precision::bf16}})
+                for (const float beta : {-1.5f, 0.0f}) {
+                    const std::size_t n = shape[0], k = shape[1];
+                    const cpu_backend backend(options);
+                    const std::string kernels = backend.float_kernels();
+                    const std::size_t threads = options.threads;
+                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta);
+                    const std::size_t lda = k + 3, ldc = n + 1;
+                    const auto a = random_floats(m * lda, rng), w = random_floats(n * k, rng);
+                    auto plain = random_floats(m * ldc, rng);
+                    if (beta == 0.0f) std::fill(plain.begin(), plain.end(), std::numeric_limits<float>::quiet_NaN());
+                    auto packed_c = plain;
+                    backend.gemm(transpose::no, transpose::yes, m, n, k, 0.5f, a.data(), lda, w.data(), k, beta, plain.data(), ldc);
+                    // Packed by this backend where it reads packed weights; otherwise packed elsewhere and
+                    // handed to it anyway, which must unpack and give its own plain numbers.
+                    const packed_matrix weights = backend.pack_weight(w.data(), n, k).value_or(packed_matrix::pack(w.data(), n, k, k));
+                    backend.gemm_packed(m, 0.5f, a.data(), lda, weights, beta, packed_c.data(), ldc);
+                    REQUIRE(same_bits(packed_c.data(), plain.data(), plain.size()));
+                }
+}
+
+TEST_CASE("a linear layer with a packed weight computes, trains and reports the plain weight")
+{
+    random_generator rng(6);
+    for (const auto& options : packing_and_plain_backends()) {
+        const cpu_backend backend(options);
+        const std::size_t threads = options.threads;
+        const std::string kernels = backend.float_kernels();
+        CAPTURE(threads); CAPTURE(kernels);
+        nn::linear<float> plain(70, 45);
+        plain.initialize(rng, 0.5);
+        for (auto& b : plain.bias.values()) b = static_cast<float>(rng.normal());
+        nn::linear<float> packed = plain;
+        const bool did_pack = packed.pack_weights(backend);
+        CHECK(did_pack == (std::string(backend.float_kernels()) == "avx512-fp32"));
+        CHECK(packed.weights_packed() == did_pack);
+        CHECK(packed.weight.empty() == did_pack);  // the packed form replaces the weight
+        CHECK(packed.in_features() == 70);
+        CHECK(packed.out_features() == 45);
+
+        constexpr std::size_t rows = 31;
+        const auto x = random_floats(rows * 70, rng), dy = random_floats(rows * 45, rng);
+        std::vector<float> y_plain(rows * 45), y_packed(rows * 45), y_reference(rows * 45);
+        plain.forward(backend, x.data(), rows, y_plain.data());
+        packed.forward(backend, x.data(), rows, y_packed.data());
+        CHECK(same_bits(y_packed.data(), y_plain.data(), y_plain.size()));
+        // A backend that cannot read packed weights multiplies by the unpacked copy.
+        const reference_backend reference;
+        plain.forward(reference, x.data(), rows, y_plain.data());
+        packed.forward(reference, x.data(), rows, y_reference.data());
+        CHECK(same_bits(y_reference.data(), y_plain.data(), y_plain.size()));
+
+        // Backward multiplies by the plain weight.
+        auto grad_plain = zeros_like(plain), grad_packed = zeros_like(plain);
+        std::vector<float> dx_plain(rows * 70), dx_packed(rows * 70);
+        plain.backward(backend, x.data(), dy.data(), rows, dx_plain.data(), grad_plain);
+        packed.backward(backend, x.data(), dy.data(), rows, dx_packed.data(), grad_packed);
+        CHECK(same_bits(dx_packed.data(), dx_plain.data(), dx_plain.size()));
+        CHECK(same_bits(grad_packed.weight.data(), grad_plain.weight.data(), grad_plain.weight.size()));
+        CHECK(packed.weights_packed() == did_pack);
+
+        // A mutable visit may change the weight, so it unpacks it for good, exactly.
+        std::vector<float> seen;
+        packed.for_each_parameter("", [&](const std::string& name, tensor<float>& t) {
+            if (name == "weight") seen.assign(t.values().begin(), t.values().end());
+        });
+        CHECK_FALSE(packed.weights_packed());
+        REQUIRE(packed.weight.shape() == plain.weight.shape());
+        CHECK(same_bits(packed.weight.data(), plain.weight.data(), plain.weight.size()));
+        CHECK(same_bits(seen.data(), plain.weight.data(), plain.weight.size()));
+    }
+}
+
+TEST_CASE("a model with packed weights gives the same logits, gradients, parameters and checkpoints")
+{
+    const auto config = small_config();
+    for (const auto& options : packing_and_plain_backends()) {
+        const cpu_backend backend(options);
+        const std::size_t threads = options.threads;
+        const std::string kernels = backend.float_kernels();
+        CAPTURE(threads); CAPTURE(kernels);
+        const model<float> plain(four_modalities(), config, 17, backend);
+        model<float> packed(four_modalities(), config, 17, backend);
+        const bool kernels_read_packed = std::string(backend.float_kernels()) == "avx512-fp32";
+        const std::size_t weights = 6 * config.bert.num_hidden_layers + 1;  // each layer's six, the pooler's
+        CHECK(packed.pack_weights() == (kernels_read_packed ? weights : 0));
+        CHECK(packed.pack_weights() == (kernels_read_packed ? weights : 0));  // packing twice changes nothing
+
+        const auto batch = plain.pack(random_records(plain.schema(), 9, 21));
+        model_cache<float> plain_cache, packed_cache;
+        const auto expected = plain.forward(batch, true, &plain_cache);
+        const auto got = packed.forward(batch, true, &packed_cache);
+        CHECK(same_bits(got.logits.data(), expected.logits.data(), expected.logits.size()));
+        CHECK(got.explanation.gamma == expected.explanation.gamma);
+
+        tensor<float> d_logits({9, config.num_outputs});
+        for (std::size_t i = 0; i < d_logits.size(); ++i) d_logits[i] = static_cast<float>(0.1 * double(i % 7) - 0.3);
+        auto grad_plain = plain.zero_gradients(), grad_packed = packed.zero_gradients();
+        plain.backward(plain_cache, d_logits, grad_plain);
+        packed.backward(packed_cache, d_logits, grad_packed);
+        std::vector<float> flat_plain, flat_packed;
+        grad_plain.for_each_parameter([&](const std::string&, tensor<float>& t) { flat_plain.insert(flat_plain.end(), t.values().begin(), t.values().end()); });
+        grad_packed.for_each_parameter([&](const std::string&, tensor<float>& t) { flat_packed.insert(flat_packed.end(), t.values().begin(), t.values().end()); });
+        REQUIRE(flat_packed.size() == flat_plain.size());
+        CHECK(same_bits(flat_packed.data(), flat_plain.data(), flat_plain.size()));
+
+        // Read-only visits (saving) see the plain weights and leave them packed.
+        const auto& query = packed.encoder().encoder().layers[0].attention.query;
+        CHECK(parameters_of(packed) == parameters_of(plain));
+        CHECK(query.weights_packed() == kernels_read_packed);
+        const auto dir = scratch_dir("packed_weights_" + std::to_string(threads) + "_" + kernels);
+        save_model(plain, dir / "plain");
+        save_model(packed, dir / "packed");
+        CHECK(read_bytes(dir / "packed" / "model.safetensors") == read_bytes(dir / "plain" / "model.safetensors"));
+        CHECK(query.weights_packed() == kernels_read_packed);
+
+        packed.unpack_weights();
+        CHECK_FALSE(query.weights_packed());
+        CHECK(parameters_of(packed) == parameters_of(plain));
+    }
+}
