@@ -28,14 +28,20 @@ constexpr std::size_t nc = 1024;  ///< columns of B per block
 /// n rounded up to whole panels.
 constexpr std::size_t padded_columns(std::size_t n) noexcept { return (n + nr - 1) / nr * nr; }
 
-/// Where value (column j, depth p) of B [n columns, k deep] lies in the packed words: the slice of
-/// block j0 and depth p0 starts at j0·k + p0·(block width rounded to panels), and holds its panels one
-/// after the other, each [unit][nr].
+/// Where the slice of the block of columns starting at j0 and of depths starting at p0 (multiples of
+/// nc and kc) begins: the earlier blocks are whole, and each slice before it in the block is as wide
+/// as the block rounded up to whole panels.
+constexpr std::size_t slice_offset(std::size_t n, std::size_t k, std::size_t j0, std::size_t p0) noexcept
+{
+    return j0 * k + p0 * padded_columns(std::min(nc, n - j0));
+}
+
+/// Where value (column j, depth p) of B [n columns, k deep] lies: in its slice, the panels follow one
+/// another, each [unit][nr].
 constexpr std::size_t index(std::size_t n, std::size_t k, std::size_t j, std::size_t p) noexcept
 {
-    const std::size_t j0 = j / nc * nc, p0 = p / kc * kc;
-    const std::size_t block = padded_columns(std::min(nc, n - j0)), units = std::min(kc, k - p0);
-    return j0 * k + p0 * block + (j - j0) / nr * nr * units + (p - p0) * nr + (j - j0) % nr;
+    const std::size_t j0 = j / nc * nc, p0 = p / kc * kc, units = std::min(kc, k - p0);
+    return slice_offset(n, k, j0, p0) + (j - j0) / nr * nr * units + (p - p0) * nr + (j - j0) % nr;
 }
 }  // namespace packed_layout
 

@@ -381,7 +381,7 @@ inline void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_
             const std::size_t units = std::min(kc, k - p0);
             std::uint32_t* const slice = packing_buffer<0>(units * padded);
             pack_panels<operand_format::fp32>(w, ld, true, j0, cols, p0, units, k, nr, slice);
-            std::memcpy(out.data() + j0 * k + p0 * padded, slice, units * padded * sizeof(float));
+            std::memcpy(out.data() + packed_layout::slice_offset(n, k, j0, p0), slice, units * padded * sizeof(float));
         }
     }
 }
@@ -402,8 +402,7 @@ inline void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::si
             for (std::size_t j0 = col_begin / nc * nc; j0 < col_end; j0 += nc) {
                 const std::size_t block_end = std::min({n, j0 + nc, col_end});
                 // The kernel reads B only through vector loads, which may alias the floats.
-                const auto* slice = reinterpret_cast<const std::uint32_t*>(w.data()) + j0 * k +
-                                    p0 * packed_layout::padded_columns(std::min(nc, n - j0));
+                const auto* slice = reinterpret_cast<const std::uint32_t*>(w.data()) + packed_layout::slice_offset(n, k, j0, p0);
                 // The first A panel brings W's slice in from memory; the others find it in L2.
                 for (std::size_t ir = 0; ir < rows; ir += mr)
                     for (std::size_t j = std::max(j0, col_begin); j < block_end; j += nr) {
