@@ -3,7 +3,8 @@
 // For each BERT-base weight shape (out × in: 768 × 768, 3072 × 768, 768 × 3072) at W1's token count it
 // times the three products of a linear layer: the forward x·Wᵀ, the input gradient dy·W and the weight
 // gradient dyᵀ·x, and the forward again with W packed once beforehand (`cpu_backend::pack_weight`, as
-// `model::pack_weights` holds it for inference; OpenBLAS then still gets the plain W). Rounds alternate the two sides, and the ratio reported is the median of the
+// `model::pack_weights` holds it for inference; OpenBLAS then still gets the plain W). Rounds alternate
+// the two sides, each after a short rest (`settle`), and the ratio reported is the median of the
 // per-round ratios, so a slow spell of a shared machine falls on both. The results of the two sides
 // are also compared, so a wrong fast path cannot pass for a fast one.
 //
@@ -25,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <dm2s2/dm2s2.hpp>
@@ -88,6 +90,13 @@ double median(std::vector<double> v)
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
+
+/// How long each side rests before it is timed. After a call, OpenBLAS's OpenMP workers poll for
+/// work for milliseconds (libgomp's GOMP_SPINCOUNT) and dm2s2's for 500 µs; timed straight after the
+/// other library, a side shared its cores with those pollers. With no pause, the 768 × 768 products
+/// on 2 threads measured 0.76-0.80 of OpenBLAS; with 2 ms, 0.84-0.94; with 10 ms, 0.93-1.04, as on
+/// 1 thread, where no poller competes.
+constexpr std::chrono::milliseconds settle{10};
 
 /// Seconds per call of f, over `calls` calls after one untimed call.
 template <class F>
@@ -170,8 +179,10 @@ int main(int argc, char** argv)
             const auto run_theirs = [&] { blas(p.ta, p.tb, p.m, p.n, p.k, a.data(), a_cols, b.data(), b_cols, theirs.data(), p.n); };
             std::vector<double> ours_s, theirs_s, ratios;
             for (std::size_t r = 0; r < rounds; ++r) {
+                std::this_thread::sleep_for(settle);
                 ours_s.push_back(seconds_per_call(run_ours, 5));
                 if (blas.sgemm == nullptr) continue;
+                std::this_thread::sleep_for(settle);
                 theirs_s.push_back(seconds_per_call(run_theirs, 5));
                 ratios.push_back(theirs_s.back() / ours_s.back());
             }
