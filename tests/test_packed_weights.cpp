@@ -107,7 +107,7 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
     }
 }
 
-TEST_CASE("products with packed weights give the plain weights' numbers bit for bit")
+TEST_CASE("products with packed weights, bias and GELU give the plain weights' numbers bit for bit")
 {
     random_generator rng(4);
     for (const auto& shape : weight_shapes)
@@ -115,22 +115,30 @@ TEST_CASE("products with packed weights give the plain weights' numbers bit for 
             for (const auto& options : {cpu_options{.threads = 1}, cpu_options{.threads = 2},
                                         cpu_options{.threads = 2, .wide_kernels = false},
                                         cpu_options{.threads = 1, .precision = matmul_precision::bf16}})
-                for (const float beta : {-1.5f, 0.0f}) {
+                for (const float beta : {-1.5f, 0.0f})
+                    for (const activation act : {activation::identity, activation::gelu}) {
                     const std::size_t n = shape[0], k = shape[1];
                     const cpu_backend backend(options);
                     const std::string kernels = backend.float_kernels();
                     const std::size_t threads = options.threads;
-                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta);
+                    const bool gelu = act == activation::gelu;
+                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta); CAPTURE(gelu);
                     const std::size_t lda = k + 3, ldc = n + 1;
                     const auto a = random_floats(m * lda, rng), w = random_floats(n * k, rng);
                     auto plain = random_floats(m * ldc, rng);
                     if (beta == 0.0f) std::fill(plain.begin(), plain.end(), std::numeric_limits<float>::quiet_NaN());
                     auto packed_c = plain;
+                    // The product, then the bias row and the activation, as a layer without packing applies them;
+                    // C's column past n must stay as it was.
+                    const auto bias = random_floats(n, rng);
                     backend.gemm(transpose::no, transpose::yes, m, n, k, 0.5f, a.data(), lda, w.data(), k, beta, plain.data(), ldc);
+                    backend.add_row_vector(plain.data(), m, n, ldc, bias.data());
+                    if (gelu)
+                        for (std::size_t r = 0; r < m; ++r) backend.gelu(plain.data() + r * ldc, n);
                     // Packed by this backend where it reads packed weights; otherwise packed elsewhere and
                     // handed to it anyway, which must unpack and give its own plain numbers.
                     const packed_matrix weights = backend.pack_weight(w.data(), n, k).value_or(packed_matrix::pack(w.data(), n, k, k));
-                    backend.gemm_packed(m, 0.5f, a.data(), lda, weights, beta, packed_c.data(), ldc);
+                    backend.gemm_packed(m, 0.5f, a.data(), lda, weights, beta, packed_c.data(), ldc, {bias.data(), act});
                     REQUIRE(same_bits(packed_c.data(), plain.data(), plain.size()));
                 }
 }
@@ -164,6 +172,17 @@ TEST_CASE("a linear layer with a packed weight computes, trains and reports the 
         const reference_backend reference;
         plain.forward(reference, x.data(), rows, y_plain.data());
         packed.forward(reference, x.data(), rows, y_reference.data());
+        CHECK(same_bits(y_reference.data(), y_plain.data(), y_plain.size()));
+        // GELU after the bias: applied tile by tile inside the packed product, after it otherwise.
+        plain.forward(backend, x.data(), rows, y_plain.data(), activation::gelu);
+        packed.forward(backend, x.data(), rows, y_packed.data(), activation::gelu);
+        CHECK(same_bits(y_packed.data(), y_plain.data(), y_plain.size()));
+        std::vector<float> y_then_gelu(rows * 45);
+        plain.forward(backend, x.data(), rows, y_then_gelu.data());
+        backend.gelu(y_then_gelu.data(), y_then_gelu.size());
+        CHECK(same_bits(y_packed.data(), y_then_gelu.data(), y_then_gelu.size()));
+        packed.forward(reference, x.data(), rows, y_reference.data(), activation::gelu);
+        plain.forward(reference, x.data(), rows, y_plain.data(), activation::gelu);
         CHECK(same_bits(y_reference.data(), y_plain.data(), y_plain.size()));
 
         // Backward multiplies by the plain weight.

@@ -20,6 +20,18 @@ namespace dm2s2 {
 /// Whether a gemm operand is used as stored or transposed.
 enum class transpose : bool { no = false, yes = true };
 
+/// An element-wise function applied to a layer's outputs.
+enum class activation { identity, gelu };
+
+/// What a product of a layer does to its outputs once they are complete: add a bias row (one value
+/// per column, when given), then apply `act`. A backend that fuses these into the product gives the
+/// numbers `add_row_vector` and `gelu` give after it.
+template <scalar T>
+struct product_epilogue {
+    const T* bias = nullptr;
+    activation act = activation::identity;
+};
+
 /// A backend policy `B` provides these kernels for scalar `T`:
 /// - `gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`: C[m,n] = alpha op(A) op(B) + beta C;
 ///   with beta == 0 the prior contents of C are ignored (they may be NaN);

@@ -41,13 +41,15 @@ struct feed_forward {
                  random_generator* dropout_rng = nullptr) const
     {
         tensor<T> inner({rows, intermediate.out_features()}, uninitialized);
-        intermediate.forward(backend, x, rows, inner.data());
-        if (cache != nullptr) {
+        if (cache == nullptr) {
+            intermediate.forward(backend, x, rows, inner.data(), activation::gelu);  // fused where the backend can
+        } else {  // the backward pass needs the values before GELU
+            intermediate.forward(backend, x, rows, inner.data());
             cache->input.resize({rows, output.out_features()});
             std::copy(x, x + cache->input.size(), cache->input.data());
             cache->pre_activation = inner;
+            backend.gelu(inner.data(), inner.size());
         }
-        backend.gelu(inner.data(), inner.size());
         output.forward(backend, inner.data(), rows, y);
         dropout(y, rows * output.out_features(), hidden_dropout, dropout_rng, cache ? &cache->output_mask : nullptr);
         output_norm.forward(backend, y, x, y, rows, cache ? &cache->pre_norm : nullptr);

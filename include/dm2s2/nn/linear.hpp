@@ -22,7 +22,7 @@ template <class B, class T>
 concept weight_packing_backend_for =
     backend_for<B, T> && requires(const B& backend, const T* x, T* y, const packed_matrix& w, std::size_t n) {
         { backend.pack_weight(x, n, n) } -> std::same_as<std::optional<packed_matrix>>;
-        backend.gemm_packed(n, T(1), x, n, w, T(0), y, n);
+        backend.gemm_packed(n, T(1), x, n, w, T(0), y, n, product_epilogue<T>{x, activation::gelu});
     };
 
 /// Affine map with PyTorch's parameter layout: `weight` [out, in], `bias` [out].
@@ -73,21 +73,23 @@ struct linear {
         packed_.reset();
     }
 
-    /// y[rows, out] = x[rows, in] Wᵀ + b; x and y are contiguous row-major.
+    /// y[rows, out] = act(x[rows, in] Wᵀ + b); x and y are contiguous row-major. With packed weights the
+    /// bias and the activation are applied inside the product, tile by tile, with the same numbers.
     template <backend_for<T> Backend>
-    void forward(const Backend& backend, const T* x, std::size_t rows, T* y) const
+    void forward(const Backend& backend, const T* x, std::size_t rows, T* y, activation act = activation::identity) const
     {
-        if (packed_) {
-            if constexpr (weight_packing_backend_for<Backend, T>)
-                backend.gemm_packed(rows, T(1), x, in_features(), *packed_, T(0), y, out_features());
-            else  // packed for another backend
-                backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
-                             plain_weight().data(), in_features(), T(0), y, out_features());
-        } else {
-            backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
-                         weight.data(), in_features(), T(0), y, out_features());
+        if constexpr (weight_packing_backend_for<Backend, T>) {
+            if (packed_) {
+                backend.gemm_packed(rows, T(1), x, in_features(), *packed_, T(0), y, out_features(),
+                                    product_epilogue<T>{bias.data(), act});
+                return;
+            }
         }
+        const tensor<T> unpacked = packed_ ? plain_weight() : tensor<T>();  // packed for another backend
+        backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
+                     packed_ ? unpacked.data() : weight.data(), in_features(), T(0), y, out_features());
         backend.add_row_vector(y, rows, out_features(), out_features(), bias.data());
+        if (act == activation::gelu) backend.gelu(y, rows * out_features());
     }
 
     /// Tensor overload: resizes y to [rows, out].

@@ -388,9 +388,12 @@ inline void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_
 
 /// Columns [col_begin, col_end) of C[m, n] = alpha A Wᵀ (plus C's old values when `add_to_c`), A [m, k]
 /// with row stride lda, W packed; col_begin is a multiple of nr. Only A is packed, once per k slice for
-/// all of the columns, which then stream past it from the packed W.
-inline void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
-                                   std::size_t lda, const packed_matrix& w, float* c, std::size_t ldc, bool add_to_c)
+/// all of the columns, which then stream past it from the packed W. Each tile of C, once its last k
+/// slice is added, is handed to tile_done(tile, rows, cols, first_column) while it is still in L1.
+template <class TileDone>
+void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
+                            std::size_t lda, const packed_matrix& w, float* c, std::size_t ldc, bool add_to_c,
+                            TileDone&& tile_done)
 {
     const std::size_t n = w.rows(), k = w.cols();
     std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(mc, (m + mr - 1) / mr * mr));
@@ -398,6 +401,7 @@ inline void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::si
         const std::size_t rows = std::min(mc, m - i0);
         for (std::size_t p0 = 0; p0 < k; p0 += kc) {
             const std::size_t units = std::min(kc, k - p0);
+            const bool last_slice = p0 + units == k;
             pack_panels<operand_format::fp32>(a, lda, true, i0, rows, p0, units, k, mr, packed_a);
             for (std::size_t j0 = col_begin / nc * nc; j0 < col_end; j0 += nc) {
                 const std::size_t block_end = std::min({n, j0 + nc, col_end});
@@ -407,8 +411,11 @@ inline void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::si
                 for (std::size_t ir = 0; ir < rows; ir += mr)
                     for (std::size_t j = std::max(j0, col_begin); j < block_end; j += nr) {
                         const auto kernel = ir == 0 ? micro_kernel<operand_format::fp32, true> : micro_kernel<operand_format::fp32>;
-                        kernel(packed_a + ir * units, slice + (j - j0) * units, units, alpha, c + (i0 + ir) * ldc + j, ldc,
-                               std::min(mr, rows - ir), std::min(nr, block_end - j), add_to_c || p0 > 0);
+                        float* const tile = c + (i0 + ir) * ldc + j;
+                        const std::size_t tile_rows = std::min(mr, rows - ir), tile_cols = std::min(nr, block_end - j);
+                        kernel(packed_a + ir * units, slice + (j - j0) * units, units, alpha, tile, ldc, tile_rows, tile_cols,
+                               add_to_c || p0 > 0);
+                        if (last_slice) tile_done(tile, tile_rows, tile_cols, j);
                     }
             }
         }
@@ -427,8 +434,9 @@ void gemm_accumulate(transpose, transpose, std::size_t, std::size_t, std::size_t
 {
 }
 inline void pack_weight(const float*, std::size_t, std::size_t, std::size_t, packed_matrix&) {}
-inline void gemm_accumulate_packed(std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, const packed_matrix&,
-                                   float*, std::size_t, bool)
+template <class TileDone>
+void gemm_accumulate_packed(std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, const packed_matrix&, float*,
+                            std::size_t, bool, TileDone&&)
 {
 }
 

@@ -114,26 +114,37 @@ struct cpu_backend : portable_backward_kernels {
         return std::nullopt;
     }
 
-    /// C[m, n] = alpha A[m, k] Wᵀ + beta C with W packed by `pack_weight`; the same numbers as `gemm` on
-    /// the plain W. Large products are cut among the threads as `gemm` cuts them, into whole panels.
-    /// A backend that does not read packed weights (another precision, no AVX-512) unpacks W first.
+    /// C[m, n] = alpha A[m, k] Wᵀ + beta C with W packed by `pack_weight`, then `finish` applied to C
+    /// (a bias row, an activation): the same numbers as `gemm` on the plain W followed by
+    /// `add_row_vector` and `gelu`. Large products are cut among the threads as `gemm` cuts them, into
+    /// whole panels, and each tile of C is finished as soon as its sum is complete, while it is still in
+    /// cache. A backend that does not read packed weights (another precision, no AVX-512) unpacks W
+    /// first.
     void gemm_packed(std::size_t m, float alpha, const float* a, std::size_t lda, const packed_matrix& w, float beta, float* c,
-                     std::size_t ldc) const
+                     std::size_t ldc, product_epilogue<float> finish = {}) const
     {
         const std::size_t n = w.rows(), k = w.cols();
         if (m == 0 || n == 0) return;
+        const bool finishing = finish.bias != nullptr || finish.act != activation::identity;
         if (float_format() != detail::avx512::operand_format::fp32) {
             std::vector<float> plain(n * k);
             w.unpack(plain.data());
             gemm(transpose::no, transpose::yes, m, n, k, alpha, a, lda, plain.data(), k, beta, c, ldc);
+            if (finishing)
+                for_each_range(m, row_grain(n), [&](std::size_t first, std::size_t last) {
+                    finish_rows(c + first * ldc, last - first, n, ldc, std::size_t{0}, finish);
+                });
             return;
         }
         const bool add_to_c = beta != 0.0f;
+        const auto tile_done = [&](float* tile, std::size_t rows, std::size_t cols, std::size_t first_col) {
+            if (finishing) finish_rows(tile, rows, cols, ldc, first_col, finish);
+        };
         for_each_product_block(m, n, k, detail::avx512::mr, detail::avx512::nr,
                                [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
                                    if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
                                    detail::avx512::gemm_accumulate_packed(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, w,
-                                                                          c + i0 * ldc, ldc, add_to_c);
+                                                                          c + i0 * ldc, ldc, add_to_c, tile_done);
                                });
     }
 
@@ -340,15 +351,36 @@ private:
     static void gelu_range(T* x, std::size_t n)
     {
         const T inv_sqrt2 = static_cast<T>(1.0 / std::numbers::sqrt2);
-        std::size_t i = 0;
 #if DM2S2_HAS_XSIMD
+        // The tail goes through the vector formula too, so that each value's GELU does not depend on
+        // where it lies in the range: a product that applies GELU tile by tile gives what a pass over
+        // the whole matrix gives.
         using batch = simd::batch<T>;
-        for (; i + batch::size <= n; i += batch::size) {
-            const batch v = batch::load_unaligned(x + i);
-            (T(0.5) * v * (T(1) + xsimd::erf(v * inv_sqrt2))).store_unaligned(x + i);
+        const auto gelu_batch = [&](batch v) { return T(0.5) * v * (T(1) + xsimd::erf(v * inv_sqrt2)); };
+        std::size_t i = 0;
+        for (; i + batch::size <= n; i += batch::size) gelu_batch(batch::load_unaligned(x + i)).store_unaligned(x + i);
+        if (i < n) {
+            alignas(64) T tail[batch::size] = {};
+            std::copy(x + i, x + n, tail);
+            gelu_batch(batch::load_aligned(tail)).store_aligned(tail);
+            std::copy(tail, tail + (n - i), x + i);
         }
+#else
+        for (std::size_t i = 0; i < n; ++i) x[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * inv_sqrt2));
 #endif
-        for (; i < n; ++i) x[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * inv_sqrt2));
+    }
+
+    /// `finish` applied to rows × cols of C (row stride ldc) whose first column is column `first_col`
+    /// of the product: the bias values from there, then the activation.
+    template <scalar T>
+    static void finish_rows(T* c, std::size_t rows, std::size_t cols, std::size_t ldc, std::size_t first_col,
+                            const product_epilogue<T>& finish)
+    {
+        for (std::size_t r = 0; r < rows; ++r) {
+            T* const row = c + r * ldc;
+            if (finish.bias != nullptr) add(row, finish.bias + first_col, row, cols);
+            if (finish.act == activation::gelu) gelu_range(row, cols);
+        }
     }
 
     /// Runs body(begin, end) over [0, n) in pieces of at least `grain`, one piece per thread.
