@@ -85,9 +85,9 @@ struct linear {
                 return;
             }
         }
-        const tensor<T> unpacked = packed_ ? plain_weight() : tensor<T>();  // packed for another backend
+        tensor<T> unpacked;  // packed for another backend
         backend.gemm(transpose::no, transpose::yes, rows, out_features(), in_features(), T(1), x, in_features(),
-                     packed_ ? unpacked.data() : weight.data(), in_features(), T(0), y, out_features());
+                     plain_values(unpacked), in_features(), T(0), y, out_features());
         backend.add_row_vector(y, rows, out_features(), out_features(), bias.data());
         if (act == activation::gelu) backend.gelu(y, rows * out_features());
     }
@@ -112,10 +112,9 @@ struct linear {
                      in_features(), T(1), grad.weight.data(), in_features());
         backend.add_column_sums(dy, rows, out_features(), out_features(), grad.bias.data());
         if (dx != nullptr) {
-            const tensor<T> unpacked = packed_ ? plain_weight() : tensor<T>();
+            tensor<T> unpacked;
             backend.gemm(transpose::no, transpose::no, rows, in_features(), out_features(), T(1), dy, out_features(),
-                         packed_ ? unpacked.data() : weight.data(), in_features(), accumulate_dx ? T(1) : T(0), dx,
-                         in_features());
+                         plain_values(unpacked), in_features(), accumulate_dx ? T(1) : T(0), dx, in_features());
         }
     }
 
@@ -150,6 +149,14 @@ private:
         tensor<T> w({packed_->rows(), packed_->cols()}, uninitialized);
         if constexpr (std::is_same_v<T, float>) packed_->unpack(w.data());
         return w;
+    }
+
+    /// The weight's plain [out, in] values: `weight`'s own, or a copy unpacked into `scratch`.
+    const T* plain_values(tensor<T>& scratch) const
+    {
+        if (!packed_) return weight.data();
+        scratch = plain_weight();
+        return scratch.data();
     }
 
     std::optional<packed_matrix> packed_;  ///< the weight in the backend's layout, when packed
