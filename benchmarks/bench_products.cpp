@@ -108,20 +108,46 @@ double seconds_per_call(F&& f, int calls)
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls;
 }
 
+#if DM2S2_HAS_X86_KERNELS
+/// Seconds for `rounds` rounds of 12 independent AVX2 FMA chains held in registers (8 lanes each).
+__attribute__((target("avx2,fma"))) double avx2_chain_seconds(std::size_t rounds) noexcept
+{
+    constexpr int chains = 12;
+    __m256 acc[chains];
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    __m256 x = _mm256_set1_ps(1.0f), y = _mm256_set1_ps(0x1p-20f);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t round = 0; round < rounds; ++round) {
+#pragma GCC unroll 12
+        for (int i = 0; i < chains; ++i) acc[i] = _mm256_fmadd_ps(x, y, acc[i]);
+        asm volatile("" : "+x"(x), "+x"(y));  // the compiler may not fold rounds together
+    }
+    __m256 sum = acc[0];
+    for (int i = 1; i < chains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+    asm volatile("" : : "x"(sum));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+#endif
+
 /// GFLOP/s of fp32 FMA (or of `vdpbf16ps`, when `Dot`) held in registers, on all the backend's threads
-/// at once: the ceiling no product of that kind can pass. Zero where the instruction is missing.
+/// at once, for the kernels the backend uses: the ceiling no product of that kind can pass. Zero where
+/// the instruction is missing.
 template <bool Dot>
 double register_peak_gflops(const dm2s2::cpu_backend& backend)
 {
-#if DM2S2_HAS_AVX512_KERNELS
+#if DM2S2_HAS_X86_KERNELS
     namespace avx512 = dm2s2::detail::avx512;
-    if (!(Dot ? avx512::has_bf16_dot_products() : avx512::has_fp32_kernels())) return 0.0;
+    const std::string kernels = backend.float_kernels();
+    const bool wide = kernels.starts_with("avx512");
+    if (Dot ? !avx512::has_bf16_dot_products() : !(wide || kernels.starts_with("avx2"))) return 0.0;
     constexpr std::size_t rounds = 200000;
     std::vector<double> seconds(backend.threads(), 1e9);
     for (int trial = 0; trial < 5; ++trial)
-        backend.parallel_for(seconds.size(), [&](std::size_t t) { seconds[t] = std::min(seconds[t], avx512::chain_seconds<Dot>(rounds)); });
-    const double flop_per_thread = 2.0 * (Dot ? 2 : 1) * 16 * avx512::timing_chains * double(rounds);
-    return flop_per_thread * double(seconds.size()) / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+        backend.parallel_for(seconds.size(), [&](std::size_t t) {
+            seconds[t] = std::min(seconds[t], Dot || wide ? avx512::chain_seconds<Dot>(rounds) : avx2_chain_seconds(rounds));
+        });
+    const double flop_per_round = Dot || wide ? 2.0 * (Dot ? 2 : 1) * 16 * avx512::timing_chains : 2.0 * 8 * 12;
+    return flop_per_round * double(rounds) * double(seconds.size()) / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
 #else
     (void)backend;
     return 0.0;

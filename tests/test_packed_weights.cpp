@@ -49,11 +49,20 @@ std::vector<char> read_bytes(const std::filesystem::path& path)
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// Two backends that read packed weights (where the processor has AVX-512), and two that multiply plain
-/// weights, where packing must leave everything as it was.
+/// Three backends that read packed weights (where the processor has AVX-512 or AVX2: the widest kernels
+/// on 1 and 2 threads, AVX2's), and two that multiply plain weights, where packing must leave
+/// everything as it was.
 std::vector<cpu_options> packing_and_plain_backends()
 {
-    return {{.threads = 1}, {.threads = 2}, {.wide_kernels = false}, {.precision = matmul_precision::bf16}};
+    return {{.threads = 1}, {.threads = 2}, {.kernels = simd_kernels::avx2}, {.kernels = simd_kernels::portable},
+            {.precision = matmul_precision::bf16}};
+}
+
+/// Whether a backend's products read packed weights, from the kernels it reports.
+bool kernels_read_packed(const cpu_backend& backend)
+{
+    const std::string kernels = backend.float_kernels();
+    return kernels == "avx512-fp32" || kernels == "avx2-fp32";
 }
 
 /// Every parameter of a model, by name.
@@ -111,9 +120,10 @@ TEST_CASE("products with packed weights, bias and GELU give the plain weights' n
 {
     random_generator rng(4);
     for (const auto& shape : weight_shapes)
-        for (const std::size_t m : {std::size_t{1}, std::size_t{29}, detail::avx512::mc + 23})
+        for (const std::size_t m : {std::size_t{1}, std::size_t{29}, detail::avx512::avx512_kernels::mc + 23})
             for (const auto& options : {cpu_options{.threads = 1}, cpu_options{.threads = 2},
-                                        cpu_options{.threads = 2, .wide_kernels = false},
+                                        cpu_options{.threads = 2, .kernels = simd_kernels::avx2},
+                                        cpu_options{.threads = 2, .kernels = simd_kernels::portable},
                                         cpu_options{.threads = 1, .precision = matmul_precision::bf16}})
                 for (const float beta : {-1.5f, 0.0f})
                     for (const activation act : {activation::identity, activation::gelu}) {
@@ -156,7 +166,7 @@ TEST_CASE("a linear layer with a packed weight computes, trains and reports the 
         for (auto& b : plain.bias.values()) b = static_cast<float>(rng.normal());
         nn::linear<float> packed = plain;
         const bool did_pack = packed.pack_weights(backend);
-        CHECK(did_pack == (std::string(backend.float_kernels()) == "avx512-fp32"));
+        CHECK(did_pack == kernels_read_packed(backend));
         CHECK(packed.weights_packed() == did_pack);
         CHECK(packed.weight.empty() == did_pack);  // the packed form replaces the weight
         CHECK(packed.in_features() == 70);
@@ -216,10 +226,10 @@ TEST_CASE("a model with packed weights gives the same logits, gradients, paramet
         CAPTURE(threads); CAPTURE(kernels);
         const model<float> plain(four_modalities(), config, 17, backend);
         model<float> packed(four_modalities(), config, 17, backend);
-        const bool kernels_read_packed = std::string(backend.float_kernels()) == "avx512-fp32";
         const std::size_t weights = 6 * config.bert.num_hidden_layers + 1;  // each layer's six, the pooler's
-        CHECK(packed.pack_weights() == (kernels_read_packed ? weights : 0));
-        CHECK(packed.pack_weights() == (kernels_read_packed ? weights : 0));  // packing twice changes nothing
+        const std::size_t expected_packed = kernels_read_packed(backend) ? weights : 0;
+        CHECK(packed.pack_weights() == expected_packed);
+        CHECK(packed.pack_weights() == expected_packed);  // packing twice changes nothing
 
         const auto batch = plain.pack(random_records(plain.schema(), 9, 21));
         model_cache<float> plain_cache, packed_cache;
@@ -242,12 +252,12 @@ TEST_CASE("a model with packed weights gives the same logits, gradients, paramet
         // Read-only visits (saving) see the plain weights and leave them packed.
         const auto& query = packed.encoder().encoder().layers[0].attention.query;
         CHECK(parameters_of(packed) == parameters_of(plain));
-        CHECK(query.weights_packed() == kernels_read_packed);
+        CHECK(query.weights_packed() == kernels_read_packed(backend));
         const auto dir = scratch_dir("packed_weights_" + std::to_string(threads) + "_" + kernels);
         save_model(plain, dir / "plain");
         save_model(packed, dir / "packed");
         CHECK(read_bytes(dir / "packed" / "model.safetensors") == read_bytes(dir / "plain" / "model.safetensors"));
-        CHECK(query.weights_packed() == kernels_read_packed);
+        CHECK(query.weights_packed() == kernels_read_packed(backend));
 
         packed.unpack_weights();
         CHECK_FALSE(query.weights_packed());

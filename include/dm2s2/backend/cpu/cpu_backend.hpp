@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// `cpu_backend`: float matrix products through the library's AVX-512 kernels where the processor has
-/// them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise kernels through
+/// `cpu_backend`: float matrix products through the library's AVX-512 or AVX2 kernels where the
+/// processor has them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise kernels through
 /// xsimd (scalar loops when xsimd is disabled). Each element-wise kernel runs its SIMD body over whole
 /// registers and finishes the tail with the scalar loop, so every length is handled.
 ///
@@ -22,11 +22,19 @@
 #include <Eigen/Core>
 
 #include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/cpu/avx2_gemm.hpp"
 #include "dm2s2/backend/cpu/avx512_gemm.hpp"
 #include "dm2s2/core/simd.hpp"
 #include "dm2s2/core/thread_pool.hpp"
 
 namespace dm2s2 {
+
+/// Which kernels a `cpu_backend`'s float products run on.
+enum class simd_kernels {
+    widest,   ///< the widest the processor has: AVX-512, else AVX2 with FMA, else Eigen's
+    avx2,     ///< AVX2 with FMA even where AVX-512 is present (to compare or test them), else Eigen's
+    portable  ///< Eigen's products, the path the kernels are tested against
+};
 
 /// Settings of a `cpu_backend`.
 struct cpu_options {
@@ -34,16 +42,16 @@ struct cpu_options {
     /// Float products in fp32, or with operands rounded to bf16 (fp32 sums). Double products are
     /// always double.
     matmul_precision precision = matmul_precision::fp32;
-    /// How the AVX-512 kernels carry out bf16 products. `dot_product` needs AVX512_BF16 and falls back
-    /// to `rounded_fma` where the processor lacks it; all give the same numbers up to the order of the
+    /// How the kernels carry out bf16 products. `dot_product` needs AVX512_BF16 and falls back to
+    /// `rounded_fma` where the processor lacks it; all give the same numbers up to the order of the
     /// sums (and `dot_product` treats subnormals as zero).
     bf16_kernel bf16 = bf16_kernel::fastest;
-    /// Use the AVX-512 kernels where the processor has them; false keeps to Eigen (and to rounded
-    /// operands for bf16), the portable path the kernels are tested against.
-    bool wide_kernels = true;
+    /// The kernels float products run on; Eigen's (with rounded operands for bf16) where the processor
+    /// lacks the chosen ones.
+    simd_kernels kernels = simd_kernels::widest;
 };
 
-/// CPU backend: AVX-512 or Eigen products, xsimd element-wise kernels, an owned thread pool.
+/// CPU backend: AVX-512, AVX2 or Eigen products, xsimd element-wise kernels, an owned thread pool.
 struct cpu_backend : portable_backward_kernels {
     static constexpr const char* name() noexcept { return "cpu"; }
 
@@ -52,7 +60,7 @@ struct cpu_backend : portable_backward_kernels {
 
     explicit cpu_backend(cpu_options options)
         : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads) : nullptr), precision_(options.precision),
-          bf16_(options.bf16), wide_(options.wide_kernels)
+          bf16_(options.bf16), kernels_(options.kernels)
     {
         if (options.threads == 0) throw config_error("cpu_backend: threads must be at least 1");
     }
@@ -64,16 +72,26 @@ struct cpu_backend : portable_backward_kernels {
     matmul_precision precision() const noexcept { return precision_; }
 
     /// The kernels float products use on this processor, for reports: "avx512-fp32", "avx512-bf16-dot"
-    /// (`vdpbf16ps`), "avx512-bf16-rounded-fma", "eigen" or "eigen-bf16-rounded".
+    /// (`vdpbf16ps`), "avx512-bf16-rounded-fma", "avx2-fp32", "avx2-bf16-rounded-fma", "eigen" or
+    /// "eigen-bf16-rounded".
     const char* float_kernels() const noexcept
     {
-        const auto format = float_format();
-        if (!format) return precision_ == matmul_precision::bf16 ? "eigen-bf16-rounded" : "eigen";
-        switch (*format) {
-        case detail::avx512::operand_format::rounded_bf16: return "avx512-bf16-rounded-fma";
-        case detail::avx512::operand_format::bf16_pairs: return "avx512-bf16-dot";
-        default: return "avx512-fp32";
+        const auto path = float_path();
+        if (!path) return precision_ == matmul_precision::bf16 ? "eigen-bf16-rounded" : "eigen";
+        const bool wide = path->isa == kernel_isa::avx512;
+        switch (path->format) {
+        case operand_format::rounded_bf16: return wide ? "avx512-bf16-rounded-fma" : "avx2-bf16-rounded-fma";
+        case operand_format::bf16_pairs: return "avx512-bf16-dot";
+        default: return wide ? "avx512-fp32" : "avx2-fp32";
         }
+    }
+
+    /// Whether `pack_weight` packs float weights for this backend's products (fp32 precision on the
+    /// library's kernels), rather than leaving them as they are.
+    bool reads_packed_weights() const noexcept
+    {
+        const auto path = float_path();
+        return path && path->format == operand_format::fp32;
     }
 
     template <class F>
@@ -99,15 +117,14 @@ struct cpu_backend : portable_backward_kernels {
     }
 
     /// W [n, k] (row-major, contiguous) packed once for `gemm_packed`, where this backend's products
-    /// read packed weights: float, fp32 precision, AVX-512 kernels. Elsewhere nothing, and the weight
-    /// stays as it is.
+    /// read packed weights (`reads_packed_weights`). Elsewhere nothing, and the weight stays as it is.
     template <scalar T>
     std::optional<packed_matrix> pack_weight(const T* w, std::size_t n, std::size_t k) const
     {
         if constexpr (std::is_same_v<T, float>) {
-            if (float_format() == detail::avx512::operand_format::fp32 && n > 0 && k > 0) {
+            if (reads_packed_weights() && n > 0 && k > 0) {
                 packed_matrix packed(n, k);
-                detail::avx512::pack_weight(w, n, k, k, packed);
+                with_kernel_set(float_path()->isa, [&]<class K>(K) { detail::blocked::pack_weight<K>(w, n, k, k, packed); });
                 return packed;
             }
         }
@@ -118,15 +135,15 @@ struct cpu_backend : portable_backward_kernels {
     /// (a bias row, an activation): the same numbers as `gemm` on the plain W followed by
     /// `add_row_vector` and `gelu`. Large products are cut among the threads as `gemm` cuts them, into
     /// whole panels, and each tile of C is finished as soon as its sum is complete, while it is still in
-    /// cache. A backend that does not read packed weights (another precision, no AVX-512) unpacks W
-    /// first.
+    /// cache. A backend that does not read packed weights (another precision, no SIMD kernels) unpacks
+    /// W first.
     void gemm_packed(std::size_t m, float alpha, const float* a, std::size_t lda, const packed_matrix& w, float beta, float* c,
                      std::size_t ldc, product_epilogue<float> finish = {}) const
     {
         const std::size_t n = w.rows(), k = w.cols();
         if (m == 0 || n == 0) return;
         const bool finishing = finish.bias != nullptr || finish.act != activation::identity;
-        if (float_format() != detail::avx512::operand_format::fp32) {
+        if (!reads_packed_weights()) {
             std::vector<float> plain(n * k);
             w.unpack(plain.data());
             gemm(transpose::no, transpose::yes, m, n, k, alpha, a, lda, plain.data(), k, beta, c, ldc);
@@ -140,12 +157,13 @@ struct cpu_backend : portable_backward_kernels {
         const auto tile_done = [&](float* tile, std::size_t rows, std::size_t cols, std::size_t first_col) {
             if (finishing) finish_rows(tile, rows, cols, ldc, first_col, finish);
         };
-        for_each_product_block(m, n, k, detail::avx512::mr, detail::avx512::nr,
-                               [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
-                                   if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
-                                   detail::avx512::gemm_accumulate_packed(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, w,
-                                                                          c + i0 * ldc, ldc, add_to_c, tile_done);
-                               });
+        with_kernel_set(float_path()->isa, [&]<class K>(K) {
+            for_each_product_block(m, n, k, K::mr, detail::blocked::nr, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+                if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
+                detail::blocked::gemm_accumulate_packed<K>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, w, c + i0 * ldc, ldc,
+                                                           add_to_c, tile_done);
+            });
+        });
     }
 
     template <scalar T>
@@ -231,16 +249,41 @@ struct cpu_backend : portable_backward_kernels {
     }
 
 private:
-    /// How the AVX-512 kernels pack float operands for this backend; none where they are not used.
-    std::optional<detail::avx512::operand_format> float_format() const noexcept
+    using operand_format = detail::blocked::operand_format;
+
+    /// The instruction sets the library has kernels for.
+    enum class kernel_isa { avx512, avx2 };
+
+    /// Which kernels multiply floats for this backend, and how they pack the operands.
+    struct kernel_path {
+        kernel_isa isa;
+        operand_format format;
+    };
+
+    /// The kernels float products run on; none where Eigen's are used.
+    std::optional<kernel_path> float_path() const noexcept
     {
-        using detail::avx512::operand_format;
-        if (!wide_ || !detail::avx512::has_fp32_kernels()) return std::nullopt;
-        if (precision_ == matmul_precision::fp32) return operand_format::fp32;
-        const bool dot = bf16_ == bf16_kernel::dot_product ? detail::avx512::has_bf16_dot_products()
-                         : bf16_ == bf16_kernel::fastest   ? detail::avx512::bf16_dot_products_pay()
-                                                           : false;
-        return dot ? operand_format::bf16_pairs : operand_format::rounded_bf16;
+        if (kernels_ == simd_kernels::widest && detail::avx512::has_fp32_kernels()) {
+            if (precision_ == matmul_precision::fp32) return kernel_path{kernel_isa::avx512, operand_format::fp32};
+            const bool dot = bf16_ == bf16_kernel::dot_product ? detail::avx512::has_bf16_dot_products()
+                             : bf16_ == bf16_kernel::fastest   ? detail::avx512::bf16_dot_products_pay()
+                                                               : false;
+            return kernel_path{kernel_isa::avx512, dot ? operand_format::bf16_pairs : operand_format::rounded_bf16};
+        }
+        if (kernels_ != simd_kernels::portable && detail::avx2::has_fp32_kernels())
+            return kernel_path{kernel_isa::avx2,
+                               precision_ == matmul_precision::fp32 ? operand_format::fp32 : operand_format::rounded_bf16};
+        return std::nullopt;
+    }
+
+    /// Calls f with the kernel set (`micro_kernel_set`) of `isa`, a value of an empty type.
+    template <class F>
+    static void with_kernel_set([[maybe_unused]] kernel_isa isa, [[maybe_unused]] F&& f)
+    {
+#if DM2S2_HAS_X86_KERNELS
+        if (isa == kernel_isa::avx512) f(detail::avx512::avx512_kernels{});
+        else f(detail::avx2::avx2_kernels{});
+#endif
     }
 
     /// Runs block(i0, i1, j0, j1) on the block rows [i0, i1) × columns [j0, j1) of a product's C [m, n]
@@ -268,17 +311,19 @@ private:
         });
     }
 
-    /// One thread's product: the AVX-512 kernels for float where present, else Eigen.
+    /// One thread's product: the library's kernels for float where present, else Eigen.
     template <scalar T>
     void gemm_block(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
                     std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if constexpr (std::is_same_v<T, float>) {
-            if (const auto format = float_format(); format && k > 0) {
+            if (const auto path = float_path(); path && k > 0) {
                 // beta = 0: the kernels overwrite C, which may hold anything (NaN, or nothing yet).
                 const bool add_to_c = beta != 0.0f;
                 if (add_to_c) scale_matrix(c, m, n, ldc, beta);
-                detail::avx512::gemm_accumulate(*format, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+                with_kernel_set(path->isa, [&]<class K>(K) {
+                    detail::blocked::gemm_accumulate<K>(path->format, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+                });
                 return;
             }
             if (precision_ == matmul_precision::bf16) {
@@ -289,7 +334,7 @@ private:
         eigen_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
 
-    /// bf16 products without the AVX-512 kernels: Eigen's product of copies rounded to bf16.
+    /// bf16 products without the library's kernels: Eigen's product of copies rounded to bf16.
     static void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
                              const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
                              std::size_t ldc)
@@ -401,7 +446,7 @@ private:
     std::shared_ptr<thread_pool> pool_;
     matmul_precision precision_ = matmul_precision::fp32;
     bf16_kernel bf16_ = bf16_kernel::fastest;
-    bool wide_ = true;
+    simd_kernels kernels_ = simd_kernels::widest;
 
     template <scalar T>
     static void add(const T* a, const T* b, T* out, std::size_t n)

@@ -1,0 +1,316 @@
+#pragma once
+/// \file
+/// Single-precision matrix products by blocks, for any instruction set's micro-kernels.
+///
+/// The product follows the usual blocked scheme: a KC-deep slice of op(B) is packed into 32-column
+/// panels, an MC-row slice of op(A) into MR-row panels, and a micro-kernel keeps an MR × 32 (or
+/// MR × 16, half a panel) tile of C in registers while one operand's panel stays in L1 and the other's
+/// stream past it. Both packings store
+/// 32-bit words (`operand_format`): one float per word in fp32, one float rounded to bf16 precision per
+/// word for bf16 products by FMA, or the two bf16 values of consecutive k side by side, which is what
+/// `vdpbf16ps` multiplies and adds into fp32.
+///
+/// What depends on the instruction set (the micro-kernel, a register-transpose packing of square
+/// blocks, the tile's shape, the cache blocking and the order of the tiles) comes from a
+/// `micro_kernel_set`: `avx512_kernels` and
+/// `avx2_kernels`. Their functions are compiled for their instruction set through target attributes,
+/// whatever flags the program is built with, and `cpu_backend` calls them only after asking the
+/// processor at run time, so one binary runs everywhere and uses the widest kernels it finds.
+
+#include <algorithm>
+#include <bit>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/packed_matrix.hpp"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(DM2S2_NO_X86_KERNELS) && \
+    !defined(DM2S2_NO_AVX512_KERNELS)
+#define DM2S2_HAS_X86_KERNELS 1
+#include <immintrin.h>
+#else
+#define DM2S2_HAS_X86_KERNELS 0
+#endif
+
+namespace dm2s2 {
+
+/// How `cpu_backend` multiplies float matrices.
+enum class matmul_precision {
+    fp32,  ///< fp32 products and sums
+    bf16   ///< operands rounded to bfloat16, products summed in fp32 (how: `bf16_kernel`)
+};
+
+/// How bf16 products are carried out on AVX-512 processors. Both multiply the operands rounded to
+/// bf16 (each product is exact in fp32) and sum in fp32; they differ in the order of the sums, and
+/// `vdpbf16ps` also treats subnormal values as zero.
+enum class bf16_kernel {
+    fastest,      ///< whichever a short measurement at first use finds faster on this processor
+    dot_product,  ///< `vdpbf16ps` (AVX512_BF16): two products per lane and instruction
+    rounded_fma   ///< operands rounded while they are packed, then fp32 FMA (any AVX2 or AVX-512 processor)
+};
+
+/// Rounds a float to the nearest bfloat16 (ties to even), returned as its 16 bits; NaN stays NaN.
+inline std::uint16_t to_bfloat16_bits(float x) noexcept
+{
+    const auto bits = std::bit_cast<std::uint32_t>(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
+    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+/// The float a bfloat16 stands for.
+inline float from_bfloat16_bits(std::uint16_t x) noexcept { return std::bit_cast<float>(std::uint32_t(x) << 16); }
+
+/// x rounded to bfloat16 precision, as a float.
+inline float round_to_bfloat16(float x) noexcept { return from_bfloat16_bits(to_bfloat16_bits(x)); }
+
+namespace detail::blocked {
+
+constexpr std::size_t nr = packed_layout::nr;  // columns of a C tile
+constexpr std::size_t kc = packed_layout::kc;  // k units (values, or bf16 pairs) per packed slice
+static_assert(nr == 32, "the micro-kernels hold a tile row of 32 columns");
+
+/// What a packed 32-bit word holds.
+enum class operand_format {
+    fp32,          ///< one float
+    rounded_bf16,  ///< one float rounded to bf16 precision, for bf16 products by fp32 FMA
+    bf16_pairs     ///< the bf16 values of two consecutive k, the lower k in the low half, for `vdpbf16ps`
+};
+
+/// An instruction set's kernels for the blocked product.
+///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it);
+///    `mc`: rows of A packed at once, a multiple of mr; `nc`: columns of C a pass over one packed A
+///    block covers, a divisor of `packed_layout::nc`; `a_panel_outer`: whether the tiles go row of
+///    tiles by row of tiles (an A panel stays in L1 while B's panels stream past it) or column by
+///    column (a B panel stays in L1 while the A block streams past it); `block`: the side of the
+///    square blocks `pack_block` transposes; `bf16_dot_products`: whether the micro-kernel takes
+///    `bf16_pairs`.
+///  - `micro_kernel<F, StreamB>(a, b, units, alpha, c, ldc, rows, cols, add_to_c)`: the C tile (rows ×
+///    cols ≤ mr × tile_cols, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
+///    plus what the tile held when `add_to_c` (otherwise C is not read: it may hold anything). B's
+///    words for a k unit start at b and the next unit's are nr words on. `StreamB` asks for B ahead
+///    of use: B then comes from memory rather than from a slice packed into cache.
+///  - `pack_block<F>(src, ld, out, width, units, row, unit)`: block × block values of a k-contiguous
+///    operand (rows `ld` apart) into panels of `width` rows stored [unit][row], at row `row` and unit
+///    `unit` of a packed slice of `units` units (F is fp32 or rounded_bf16).
+template <class K>
+concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
+    { K::mr } -> std::convertible_to<std::size_t>;
+    { K::tile_cols } -> std::convertible_to<std::size_t>;
+    { K::a_panel_outer } -> std::convertible_to<bool>;
+    { K::mc } -> std::convertible_to<std::size_t>;
+    { K::nc } -> std::convertible_to<std::size_t>;
+    { K::block } -> std::convertible_to<std::size_t>;
+    { K::bf16_dot_products } -> std::convertible_to<bool>;
+    K::template micro_kernel<operand_format::fp32, false>(packed, packed, n, 1.0f, c, n, n, n, true);
+    K::template micro_kernel<operand_format::fp32, true>(packed, packed, n, 1.0f, c, n, n, n, true);
+    K::template pack_block<operand_format::fp32>(x, n, out, n, n, n, n);
+    K::template pack_block<operand_format::rounded_bf16>(x, n, out, n, n, n, n);
+} && K::mc % K::mr == 0 && packed_layout::nc % K::nc == 0 && K::nc % nr == 0 && nr % K::tile_cols == 0;
+
+/// A float's word in a one-value format.
+template <operand_format F>
+std::uint32_t word_of(float x) noexcept
+{
+    return std::bit_cast<std::uint32_t>(F == operand_format::rounded_bf16 ? round_to_bfloat16(x) : x);
+}
+
+/// Two values' word in `bf16_pairs`: `lo` in the low half.
+inline std::uint32_t word_of(float lo, float hi) noexcept
+{
+    return std::uint32_t(to_bfloat16_bits(lo)) | (std::uint32_t(to_bfloat16_bits(hi)) << 16);
+}
+
+/// This thread's packing buffer number `Slot`, holding at least `words` words, 64-byte aligned so that
+/// the micro-kernel's vector loads never straddle cache lines (which measurably slows them). It is
+/// reused by later products on the thread: no allocation per product.
+template <int Slot>
+std::uint32_t* packing_buffer(std::size_t words)
+{
+    constexpr std::size_t line = 64 / sizeof(std::uint32_t);
+    thread_local std::vector<std::uint32_t> buffer;
+    if (buffer.size() < words + line) buffer.resize(words + line);
+    const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+    return buffer.data() + (line - address / sizeof(std::uint32_t) % line) % line;
+}
+
+/// Packs `count` rows of an operand, starting at row q0, over k units [p0, p0 + units), into panels of
+/// `width` rows stored [unit][row] (rows past `count` are zero). Row q, depth kk of the operand is
+/// x[q·ld + kk] when `k_contiguous`, else x[kk·ld + q]; the loops follow whichever is contiguous.
+template <micro_kernel_set K, operand_format F>
+void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t q0, std::size_t count, std::size_t p0,
+                 std::size_t units, std::size_t k, std::size_t width, std::uint32_t* out) noexcept
+{
+    constexpr bool pairs = F == operand_format::bf16_pairs;
+    constexpr std::size_t block = K::block;
+    // One value per word with k contiguous: whole square blocks go through register transposes, and
+    // the loops below fill in the rest.
+    std::size_t fast_rows = 0, fast_units = 0;
+    if constexpr (!pairs) {
+        if (k_contiguous) {
+            fast_rows = count / block * block;
+            fast_units = units / block * block;
+            for (std::size_t r = 0; r < fast_rows; r += block)
+                for (std::size_t u = 0; u < fast_units; u += block) {
+                    // Weight rows come from memory on every call, in runs of kc values, too short for
+                    // the hardware prefetcher: ask L2 for the rows two blocks ahead (packing went from
+                    // 17-18 % to 14-15 % of W1's time on AVX-512).
+                    if (r + 3 * block <= count)
+                        for (std::size_t q = r + 2 * block; q < r + 3 * block; ++q) __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
+                    K::template pack_block<F>(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
+                }
+        }
+    }
+    for (std::size_t first = 0; first < count; first += width, out += width * units) {
+        const std::size_t rows = std::min(width, count - first);
+        if (k_contiguous) {
+            for (std::size_t q = 0; q < rows; ++q) {
+                const float* src = x + (q0 + first + q) * ld;
+                for (std::size_t u = first + q < fast_rows ? fast_units : 0; u < units; ++u) {
+                    const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
+                    if constexpr (pairs) out[u * width + q] = word_of(src[kk], kk + 1 < k ? src[kk + 1] : 0.0f);
+                    else out[u * width + q] = word_of<F>(src[kk]);
+                }
+            }
+        } else {
+            for (std::size_t u = 0; u < units; ++u) {
+                const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
+                const float* src = x + kk * ld + q0 + first;
+                const float* next = pairs && kk + 1 < k ? src + ld : nullptr;
+                for (std::size_t q = 0; q < rows; ++q) {
+                    if constexpr (pairs) out[u * width + q] = word_of(src[q], next ? next[q] : 0.0f);
+                    else out[u * width + q] = word_of<F>(src[q]);
+                }
+            }
+        }
+        if (rows < width)
+            for (std::size_t u = 0; u < units; ++u) std::fill(out + u * width + rows, out + (u + 1) * width, 0u);
+    }
+}
+
+/// Calls tile(ir, j) for the tiles of C's rows [0, rows) and columns [first_col, end_col) (ir and j:
+/// the tile's first row and column), in K's order; first_col is a multiple of nr.
+template <micro_kernel_set K, class Tile>
+void for_each_tile(std::size_t rows, std::size_t first_col, std::size_t end_col, Tile&& tile)
+{
+    if constexpr (K::a_panel_outer) {
+        for (std::size_t ir = 0; ir < rows; ir += K::mr)
+            for (std::size_t j = first_col; j < end_col; j += K::tile_cols) tile(ir, j);
+    } else {
+        for (std::size_t j = first_col; j < end_col; j += K::tile_cols)
+            for (std::size_t ir = 0; ir < rows; ir += K::mr) tile(ir, j);
+    }
+}
+
+/// Where the B words of the tile whose first column is j start, in a packed slice of `units` k units.
+constexpr std::size_t panel_offset(std::size_t j, std::size_t units) noexcept { return j / nr * nr * units + j % nr; }
+
+/// C[m, n] = alpha op(A) op(B), plus C's old values when `add_to_c` (otherwise C is only written, so
+/// it need not be cleared first), on one thread; k > 0. The caller checks that the processor has K's
+/// instructions (and, for `bf16_pairs`, AVX512_BF16).
+template <micro_kernel_set K, operand_format F>
+void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
+{
+    const std::size_t k_units = F == operand_format::bf16_pairs ? (k + 1) / 2 : k;
+    const std::size_t b_cols = std::min(K::nc, (n + nr - 1) / nr * nr), a_rows = std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr);
+    std::uint32_t* const packed_b = packing_buffer<0>(kc * b_cols);
+    std::uint32_t* const packed_a = packing_buffer<1>(kc * a_rows);
+    for (std::size_t j0 = 0; j0 < n; j0 += K::nc) {
+        const std::size_t cols = std::min(K::nc, n - j0);
+        for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
+            const std::size_t units = std::min(kc, k_units - p0);
+            pack_panels<K, F>(b, ldb, tb == transpose::yes, j0, cols, p0, units, k, nr, packed_b);
+            for (std::size_t i0 = 0; i0 < m; i0 += K::mc) {
+                const std::size_t rows = std::min(K::mc, m - i0);
+                pack_panels<K, F>(a, lda, ta == transpose::no, i0, rows, p0, units, k, K::mr, packed_a);
+                for_each_tile<K>(rows, 0, cols, [&](std::size_t ir, std::size_t j) {
+                    K::template micro_kernel<F, false>(packed_a + ir * units, packed_b + panel_offset(j, units), units, alpha,
+                                                       c + (i0 + ir) * ldc + j0 + j, ldc, std::min(K::mr, rows - ir),
+                                                       std::min(K::tile_cols, cols - j), add_to_c || p0 > 0);
+                });
+            }
+        }
+    }
+}
+
+/// `gemm_accumulate<K, F>` with the format chosen at run time.
+template <micro_kernel_set K>
+void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
+                     float alpha, const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
+                     std::size_t ldc, bool add_to_c)
+{
+    switch (format) {
+    case operand_format::fp32:
+        return gemm_accumulate<K, operand_format::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+    case operand_format::rounded_bf16:
+        return gemm_accumulate<K, operand_format::rounded_bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+    case operand_format::bf16_pairs:
+        if constexpr (K::bf16_dot_products)
+            return gemm_accumulate<K, operand_format::bf16_pairs>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+        break;
+    }
+}
+
+/// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout`) with the products'
+/// own packing: what `gemm_accumulate<K, fp32>` would pack from op(B) = Wᵀ. Each slice goes through
+/// this thread's packing buffer, whose words the packing writes, and is then copied into `out`'s floats.
+template <micro_kernel_set K>
+void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, packed_matrix& out)
+{
+    for (std::size_t j0 = 0; j0 < n; j0 += packed_layout::nc) {
+        const std::size_t cols = std::min(packed_layout::nc, n - j0), padded = packed_layout::padded_columns(cols);
+        for (std::size_t p0 = 0; p0 < k; p0 += kc) {
+            const std::size_t units = std::min(kc, k - p0);
+            std::uint32_t* const slice = packing_buffer<0>(units * padded);
+            pack_panels<K, operand_format::fp32>(w, ld, true, j0, cols, p0, units, k, nr, slice);
+            std::memcpy(out.data() + packed_layout::slice_offset(n, k, j0, p0), slice, units * padded * sizeof(float));
+        }
+    }
+}
+
+/// Columns [col_begin, col_end) of C[m, n] = alpha A Wᵀ (plus C's old values when `add_to_c`), A [m, k]
+/// with row stride lda, W packed; col_begin is a multiple of nr. Only A is packed, once per k slice for
+/// all of the columns, which then stream past it from the packed W, K::nc columns per pass over the
+/// A block. Each tile of C, once its last k slice is added, is handed to tile_done(tile, rows, cols,
+/// first_column) while it is still in L1.
+template <micro_kernel_set K, class TileDone>
+void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
+                            std::size_t lda, const packed_matrix& w, float* c, std::size_t ldc, bool add_to_c,
+                            TileDone&& tile_done)
+{
+    const std::size_t n = w.rows(), k = w.cols();
+    std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr));
+    for (std::size_t i0 = 0; i0 < m; i0 += K::mc) {
+        const std::size_t rows = std::min(K::mc, m - i0);
+        for (std::size_t p0 = 0; p0 < k; p0 += kc) {
+            const std::size_t units = std::min(kc, k - p0);
+            const bool last_slice = p0 + units == k;
+            pack_panels<K, operand_format::fp32>(a, lda, true, i0, rows, p0, units, k, K::mr, packed_a);
+            for (std::size_t j0 = col_begin / packed_layout::nc * packed_layout::nc; j0 < col_end; j0 += packed_layout::nc) {
+                const std::size_t block_end = std::min({n, j0 + packed_layout::nc, col_end});
+                // The kernel reads B only through vector loads, which may alias the floats.
+                const auto* slice = reinterpret_cast<const std::uint32_t*>(w.data()) + packed_layout::slice_offset(n, k, j0, p0);
+                for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += K::nc) {
+                    const std::size_t pass_end = std::min(block_end, pass + K::nc);
+                    // The first A panel brings W's columns in from memory; the others find them in cache.
+                    for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) {
+                        const auto kernel = ir == 0 ? K::template micro_kernel<operand_format::fp32, true>
+                                                    : K::template micro_kernel<operand_format::fp32, false>;
+                        float* const tile = c + (i0 + ir) * ldc + j;
+                        const std::size_t tile_rows = std::min(K::mr, rows - ir), tile_cols = std::min(K::tile_cols, pass_end - j);
+                        kernel(packed_a + ir * units, slice + panel_offset(j - j0, units), units, alpha, tile, ldc, tile_rows,
+                               tile_cols, add_to_c || p0 > 0);
+                        if (last_slice) tile_done(tile, tile_rows, tile_cols, j);
+                    });
+                }
+            }
+        }
+    }
+}
+
+}  // namespace detail::blocked
+}  // namespace dm2s2
