@@ -145,9 +145,9 @@ __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, co
 struct avx2_kernels {
     static constexpr std::size_t mr = avx2::mr;
     static constexpr std::size_t tile_cols = 16;
-    static constexpr bool a_panel_outer = false;
+    static constexpr bool a_panel_outer = true;
     static constexpr std::size_t mc = 24 * mr;
-    static constexpr std::size_t nc = packed_layout::nc;
+    static constexpr std::size_t nc = 256;
     static constexpr std::size_t block = 8;
     static constexpr bool bf16_dot_products = false;
 

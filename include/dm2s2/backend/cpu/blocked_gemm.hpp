@@ -216,22 +216,24 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
                      std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
 {
     const std::size_t k_units = F == operand_format::bf16_pairs ? (k + 1) / 2 : k;
-    const std::size_t b_cols = std::min(K::nc, (n + nr - 1) / nr * nr), a_rows = std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr);
+    constexpr std::size_t nc = packed_layout::nc;
+    const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr);
     std::uint32_t* const packed_b = packing_buffer<0>(kc * b_cols);
     std::uint32_t* const packed_a = packing_buffer<1>(kc * a_rows);
-    for (std::size_t j0 = 0; j0 < n; j0 += K::nc) {
-        const std::size_t cols = std::min(K::nc, n - j0);
+    for (std::size_t j0 = 0; j0 < n; j0 += nc) {
+        const std::size_t cols = std::min(nc, n - j0);
         for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
             const std::size_t units = std::min(kc, k_units - p0);
             pack_panels<K, F>(b, ldb, tb == transpose::yes, j0, cols, p0, units, k, nr, packed_b);
             for (std::size_t i0 = 0; i0 < m; i0 += K::mc) {
                 const std::size_t rows = std::min(K::mc, m - i0);
                 pack_panels<K, F>(a, lda, ta == transpose::no, i0, rows, p0, units, k, K::mr, packed_a);
-                for_each_tile<K>(rows, 0, cols, [&](std::size_t ir, std::size_t j) {
-                    K::template micro_kernel<F, false>(packed_a + ir * units, packed_b + panel_offset(j, units), units, alpha,
-                                                       c + (i0 + ir) * ldc + j0 + j, ldc, std::min(K::mr, rows - ir),
-                                                       std::min(K::tile_cols, cols - j), add_to_c || p0 > 0);
-                });
+                for (std::size_t pass = 0; pass < cols; pass += K::nc)
+                    for_each_tile<K>(rows, pass, std::min(cols, pass + K::nc), [&](std::size_t ir, std::size_t j) {
+                        K::template micro_kernel<F, false>(packed_a + ir * units, packed_b + panel_offset(j, units), units, alpha,
+                                                           c + (i0 + ir) * ldc + j0 + j, ldc, std::min(K::mr, rows - ir),
+                                                           std::min(K::tile_cols, cols - j), add_to_c || p0 > 0);
+                    });
             }
         }
     }
