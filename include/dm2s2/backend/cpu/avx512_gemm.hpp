@@ -207,18 +207,9 @@ struct avx512_kernels {
     static constexpr bool bf16_dot_products = true;
 
     template <operand_format F, bool StreamB>
-    static void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c,
-                             std::size_t ldc, std::size_t rows, std::size_t cols, bool add_to_c) noexcept
-    {
-        avx512::micro_kernel<F, StreamB>(a, b, units, alpha, c, ldc, rows, cols, add_to_c);
-    }
-
+    static constexpr auto micro_kernel = &avx512::micro_kernel<F, StreamB>;
     template <operand_format F>
-    static void pack_block(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width, std::size_t units,
-                           std::size_t row, std::size_t unit) noexcept
-    {
-        pack_16x16<F>(src, ld, out, width, units, row, unit);
-    }
+    static constexpr auto pack_block = &pack_16x16<F>;
 };
 static_assert(blocked::micro_kernel_set<avx512_kernels>);
 
