@@ -18,8 +18,9 @@
 
 namespace dm2s2 {
 
-/// The blocking the CPU product kernels use, and so the packed layout (Sapphire Rapids class cores:
-/// 48 KiB L1, 2 MiB L2; see `avx512_gemm.hpp`).
+/// The blocking the CPU product kernels share, and so the packed layout (`blocked_gemm.hpp`; chosen on
+/// Sapphire Rapids class cores, 48 KiB L1 and 2 MiB L2; the AVX2 kernels read the same slices in
+/// passes of 256 columns).
 namespace packed_layout {
 constexpr std::size_t nr = 32;    ///< columns of a panel (of a C tile)
 constexpr std::size_t kc = 256;   ///< k units per packed slice

@@ -1,9 +1,9 @@
 #pragma once
 /// \file
 /// `cpu_backend`: float matrix products through the library's AVX-512 or AVX2 kernels where the
-/// processor has them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise kernels through
-/// xsimd (scalar loops when xsimd is disabled). Each element-wise kernel runs its SIMD body over whole
-/// registers and finishes the tail with the scalar loop, so every length is handled.
+/// processor has them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise
+/// kernels through xsimd (scalar loops when xsimd is disabled). Each element-wise kernel runs its SIMD
+/// body over whole registers and finishes the tail with the scalar loop, so every length is handled.
 ///
 /// The backend owns its threads: `cpu_backend({.threads = 2})` splits every large product and
 /// element-wise kernel over two threads, and models run attention heads in parallel on them. Copies
