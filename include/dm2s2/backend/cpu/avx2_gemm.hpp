@@ -14,6 +14,9 @@ namespace dm2s2::detail::avx2 {
 
 using blocked::operand_format;
 
+/// Rows of a C tile.
+constexpr std::size_t mr = 6;
+
 #if DM2S2_HAS_X86_KERNELS
 
 /// Whether the processor running the program has AVX2 and FMA (`__builtin_cpu_init` makes the answer
@@ -82,9 +85,6 @@ __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, 
     }
 }
 
-/// Rows of a C tile.
-constexpr std::size_t mr = 6;
-
 /// The C tile [rows, cols ≤ 16] = alpha · acc (+ its old values when `add_to_c`), row stride ldc.
 __attribute__((target("avx2,fma"))) inline void store_tile(const __m256 (&acc)[mr][2], float alpha, float* c, std::size_t ldc,
                                                                 std::size_t rows, std::size_t cols, bool add_to_c) noexcept
@@ -139,6 +139,12 @@ __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, co
     store_tile(acc, alpha, c, ldc, rows, cols, add_to_c);
 }
 
+#else
+
+inline bool has_fp32_kernels() noexcept { return false; }
+
+#endif
+
 /// The AVX2 kernel set for `blocked_gemm.hpp`, blocked for cores with 32 KiB L1 and 512 KiB L2 (AMD
 /// Zen 3 here): a 6-row A panel (6 KiB) stays in L1 while a pass of 256 columns of the B slice
 /// (kc × 256, 256 KiB) streams past it from L2, next to the packed A block (kc × mc, 144 KiB). In a
@@ -154,17 +160,15 @@ struct avx2_kernels {
     static constexpr std::size_t block = 8;
     static constexpr bool bf16_dot_products = false;
 
+#if DM2S2_HAS_X86_KERNELS
     template <operand_format F, bool StreamB>
     static constexpr auto micro_kernel = &avx2::micro_kernel<F, StreamB>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_8x8<F>;
+#endif
 };
+#if DM2S2_HAS_X86_KERNELS
 static_assert(blocked::micro_kernel_set<avx2_kernels>);
-
-#else
-
-inline bool has_fp32_kernels() noexcept { return false; }
-
 #endif
 
 }  // namespace dm2s2::detail::avx2

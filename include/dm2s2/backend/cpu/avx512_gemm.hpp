@@ -14,11 +14,11 @@ namespace dm2s2::detail::avx512 {
 
 using blocked::operand_format;
 
-#if DM2S2_HAS_X86_KERNELS
 /// Rows of a C tile: 28 of the 32 vector registers hold a 14 × 32 tile.
 constexpr std::size_t mr = 14;
 constexpr std::size_t nr = blocked::nr;
 
+#if DM2S2_HAS_X86_KERNELS
 /// What the processor running the program offers. `__builtin_cpu_init` makes the answer right even
 /// when asked from another static initialiser, before the runtime's own initialisation has run.
 inline bool has_fp32_kernels() noexcept
@@ -193,6 +193,14 @@ void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t un
 }
 
 
+#else
+
+inline bool has_fp32_kernels() noexcept { return false; }
+inline bool has_bf16_dot_products() noexcept { return false; }
+inline bool bf16_dot_products_pay() noexcept { return false; }
+
+#endif
+
 /// The AVX-512 kernel set for `blocked_gemm.hpp`. The blocking was chosen by measurement against
 /// OpenBLAS on the encoder's products (Sapphire Rapids class cores: 48 KiB L1, 2 MiB L2): a 14-row A
 /// panel (14 KiB) stays in L1 while the packed B slice (kc × 1024 columns, 1 MiB) streams from L2, and
@@ -206,19 +214,15 @@ struct avx512_kernels {
     static constexpr std::size_t block = 16;
     static constexpr bool bf16_dot_products = true;
 
+#if DM2S2_HAS_X86_KERNELS
     template <operand_format F, bool StreamB>
     static constexpr auto micro_kernel = &avx512::micro_kernel<F, StreamB>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_16x16<F>;
+#endif
 };
+#if DM2S2_HAS_X86_KERNELS
 static_assert(blocked::micro_kernel_set<avx512_kernels>);
-
-#else
-
-inline bool has_fp32_kernels() noexcept { return false; }
-inline bool has_bf16_dot_products() noexcept { return false; }
-inline bool bf16_dot_products_pay() noexcept { return false; }
-
 #endif
 
 }  // namespace dm2s2::detail::avx512
