@@ -154,7 +154,6 @@ inline bool has_fp32_kernels() noexcept { return false; }
 struct avx2_kernels {
     static constexpr std::size_t mr = avx2::mr;
     static constexpr std::size_t tile_cols = 16;
-    static constexpr bool a_panel_outer = true;
     static constexpr std::size_t mc = 24 * mr;
     static constexpr std::size_t nc = 256;
     static constexpr std::size_t block = 8;

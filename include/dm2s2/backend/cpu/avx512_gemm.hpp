@@ -208,7 +208,6 @@ inline bool bf16_dot_products_pay() noexcept { return false; }
 struct avx512_kernels {
     static constexpr std::size_t mr = avx512::mr;
     static constexpr std::size_t tile_cols = nr;
-    static constexpr bool a_panel_outer = true;
     static constexpr std::size_t mc = 35 * mr;
     static constexpr std::size_t nc = packed_layout::nc;
     static constexpr std::size_t block = 16;

@@ -4,15 +4,14 @@
 ///
 /// The product follows the usual blocked scheme: a KC-deep slice of op(B) is packed into 32-column
 /// panels, an MC-row slice of op(A) into MR-row panels, and a micro-kernel keeps an MR × 32 (or
-/// MR × 16, half a panel) tile of C in registers while one operand's panel stays in L1 and the other's
-/// stream past it. Both packings store
+/// MR × 16, half a panel) tile of C in registers while one A panel stays in L1 and B's panels stream
+/// past it. Both packings store
 /// 32-bit words (`operand_format`): one float per word in fp32, one float rounded to bf16 precision per
 /// word for bf16 products by FMA, or the two bf16 values of consecutive k side by side, which is what
 /// `vdpbf16ps` multiplies and adds into fp32.
 ///
 /// What depends on the instruction set (the micro-kernel, a register-transpose packing of square
-/// blocks, the tile's shape, the cache blocking and the order of the tiles) comes from a
-/// `micro_kernel_set`: `avx512_kernels` and
+/// blocks, the tile's shape and the cache blocking) comes from a `micro_kernel_set`: `avx512_kernels` and
 /// `avx2_kernels`. Their functions are compiled for their instruction set through target attributes,
 /// whatever flags the program is built with, and `cpu_backend` calls them only after asking the
 /// processor at run time, so one binary runs everywhere and uses the widest kernels it finds.
@@ -83,11 +82,9 @@ enum class operand_format {
 /// An instruction set's kernels for the blocked product.
 ///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it);
 ///    `mc`: rows of A packed at once, a multiple of mr; `nc`: columns of C a pass over one packed A
-///    block covers, a divisor of `packed_layout::nc`; `a_panel_outer`: whether the tiles go row of
-///    tiles by row of tiles (an A panel stays in L1 while B's panels stream past it) or column by
-///    column (a B panel stays in L1 while the A block streams past it); `block`: the side of the
-///    square blocks `pack_block` transposes; `bf16_dot_products`: whether the micro-kernel takes
-///    `bf16_pairs`.
+///    block covers, a divisor of `packed_layout::nc` (within a pass, each A panel meets every B
+///    panel before the next A panel starts); `block`: the side of the square blocks `pack_block`
+///    transposes; `bf16_dot_products`: whether the micro-kernel takes `bf16_pairs`.
 ///  - `micro_kernel<F, StreamB>(a, b, units, alpha, c, ldc, rows, cols, add_to_c)`: the C tile (rows ×
 ///    cols ≤ mr × tile_cols, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
 ///    plus what the tile held when `add_to_c` (otherwise C is not read: it may hold anything). B's
@@ -100,7 +97,6 @@ template <class K>
 concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
     { K::mr } -> std::convertible_to<std::size_t>;
     { K::tile_cols } -> std::convertible_to<std::size_t>;
-    { K::a_panel_outer } -> std::convertible_to<bool>;
     { K::mc } -> std::convertible_to<std::size_t>;
     { K::nc } -> std::convertible_to<std::size_t>;
     { K::block } -> std::convertible_to<std::size_t>;
@@ -192,17 +188,13 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
 }
 
 /// Calls tile(ir, j) for the tiles of C's rows [0, rows) and columns [first_col, end_col) (ir and j:
-/// the tile's first row and column), in K's order; first_col is a multiple of nr.
+/// the tile's first row and column), row of tiles by row of tiles, so that one A panel stays in L1
+/// while B's panels stream past it; first_col is a multiple of nr.
 template <micro_kernel_set K, class Tile>
 void for_each_tile(std::size_t rows, std::size_t first_col, std::size_t end_col, Tile&& tile)
 {
-    if constexpr (K::a_panel_outer) {
-        for (std::size_t ir = 0; ir < rows; ir += K::mr)
-            for (std::size_t j = first_col; j < end_col; j += K::tile_cols) tile(ir, j);
-    } else {
-        for (std::size_t j = first_col; j < end_col; j += K::tile_cols)
-            for (std::size_t ir = 0; ir < rows; ir += K::mr) tile(ir, j);
-    }
+    for (std::size_t ir = 0; ir < rows; ir += K::mr)
+        for (std::size_t j = first_col; j < end_col; j += K::tile_cols) tile(ir, j);
 }
 
 /// Where the B words of the tile whose first column is j start, in a packed slice of `units` k units.
