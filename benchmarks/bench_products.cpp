@@ -13,7 +13,13 @@
 // runs its generic kernels: set OPENBLAS_CORETYPE (benchmarks/compare.py does), and read the core
 // name this program prints.
 //
-//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R]
+// dm2s2's threads, this program's main thread among them, are bound to processors
+// (`thread_binding::caller_and_workers`) unless --unbound is given. Unbound, after OpenBLAS's calls
+// the scheduler of a 2-core virtual machine often left both of dm2s2's threads on one processor, and
+// a product ran at one thread's speed round after round. OpenBLAS's OpenMP threads are started
+// before the binding (their own binding, OMP_PROC_BIND, is left as the environment sets it).
+//
+//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound]
 // DM2S2_BENCH_SCALE=tiny shrinks the shapes for CI's smoke run.
 
 #include <dlfcn.h>
@@ -56,6 +62,15 @@ struct openblas {
         }
         set_threads(threads);
         core = corename != nullptr ? corename() : "unknown";
+    }
+
+    /// Runs one product large enough to use every thread, so that OpenMP starts them now.
+    void start_threads() const
+    {
+        if (sgemm == nullptr) return;
+        constexpr std::size_t side = 512;
+        std::vector<float> x(side * side, 1.0f), y(side * side);
+        (*this)(transpose::no, transpose::no, side, side, side, x.data(), side, x.data(), side, y.data(), side);
     }
 
     /// C = op(A)·op(B), row-major, like `backend.gemm` with alpha 1 and beta 0.
@@ -156,7 +171,7 @@ double register_peak_gflops(const dm2s2::cpu_backend& backend)
 
 int usage(const char* message)
 {
-    std::fprintf(stderr, "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R]\n",
+    std::fprintf(stderr, "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound]\n",
                  message);
     return 2;
 }
@@ -167,8 +182,13 @@ int main(int argc, char** argv)
 {
     const bool tiny = dm2s2_bench::tiny();
     std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15;
+    auto binding = dm2s2::thread_binding::caller_and_workers;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
+        if (arg == "--unbound") {
+            binding = dm2s2::thread_binding::none;
+            continue;
+        }
         std::size_t* target = arg == "--rows" ? &rows : arg == "--threads" ? &threads : arg == "--rounds" ? &rounds : nullptr;
         if (target == nullptr) return usage(("unknown argument " + std::string(arg)).c_str());
         if (i + 1 == argc) return usage(("missing value after " + std::string(arg)).c_str());
@@ -178,11 +198,13 @@ int main(int argc, char** argv)
         *target = static_cast<std::size_t>(value);
     }
 
-    const dm2s2::cpu_backend backend({.threads = threads});
     const openblas blas(static_cast<int>(threads));
+    blas.start_threads();  // before the main thread is bound: threads start with their creator's processors
+    const dm2s2::cpu_backend backend({.threads = threads, .binding = binding});
     const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
-    std::printf("dm2s2 kernels: %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round ratios\n\n",
-                backend.float_kernels(), blas.core.c_str(), threads, rounds);
+    std::printf("dm2s2 kernels: %s, threads %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round ratios\n\n",
+                backend.float_kernels(), binding == dm2s2::thread_binding::none ? "unbound" : "bound to processors (the caller too)",
+                blas.core.c_str(), threads, rounds);
     const double peak = register_peak_gflops<false>(backend);
     std::printf("| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n"
                 "| --- | --- | --- | --- | --- | --- |\n");

@@ -6,9 +6,12 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -16,6 +19,11 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
 
 #include "dm2s2/backend/cpu/cpu_backend.hpp"
 #include "dm2s2/backend/reference/reference_backend.hpp"
@@ -90,6 +98,81 @@ TEST_CASE("the thread pool runs every index once and hands back the first except
     CHECK(after.load() == 20);
     CHECK_THROWS_AS(thread_pool(0), config_error);
     CHECK_THROWS_AS(cpu_backend({.threads = 0}), config_error);
+}
+
+TEST_CASE("a pool with bound threads runs each on a processor of its own")
+{
+#if defined(__linux__)
+    const auto processors_of = [](pthread_t thread) {
+        cpu_set_t mask;
+        CPU_ZERO(&mask);
+        pthread_getaffinity_np(thread, sizeof mask, &mask);
+        std::set<int> cpus;
+        for (int i = 0; i < CPU_SETSIZE; ++i)
+            if (CPU_ISSET(i, &mask)) cpus.insert(i);
+        return cpus;
+    };
+    const std::set<int> allowed = processors_of(pthread_self());
+    // Each worker may run on its processor only, and does. Tasks rest a little so that workers take some.
+    const auto check_workers = [&](thread_pool& pool) {
+        const std::vector<int> cpus = pool.worker_cpus();
+        REQUIRE(cpus.size() == 2);
+        for (const int cpu : cpus) CHECK(allowed.count(cpu) == 1);
+        if (allowed.size() >= 2) CHECK(cpus[0] != cpus[1]);
+        const auto caller = std::this_thread::get_id();
+        std::mutex mutex;
+        std::map<std::thread::id, std::set<int>> may_run_on, ran_on;
+        pool.parallel_for(64, [&](std::size_t) {
+            const auto mask = processors_of(pthread_self());
+            const int cpu = sched_getcpu();
+            {
+                std::lock_guard lock(mutex);
+                may_run_on[std::this_thread::get_id()] = mask;
+                ran_on[std::this_thread::get_id()].insert(cpu);
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        });
+        may_run_on.erase(caller);
+        ran_on.erase(caller);
+        CHECK(!may_run_on.empty());
+        for (const auto& [thread, allowed_to] : may_run_on) {
+            REQUIRE(allowed_to.size() == 1);
+            CHECK(std::find(cpus.begin(), cpus.end(), *allowed_to.begin()) != cpus.end());
+            CHECK(ran_on[thread] == allowed_to);
+        }
+        return cpus;
+    };
+    {
+        thread_pool pool(3, thread_binding::workers);
+        check_workers(pool);
+        CHECK(processors_of(pthread_self()) == allowed);  // the caller stays free
+    }
+    CHECK(thread_pool(3).worker_cpus().empty());
+    // Bound with its workers, the caller takes a processor they do not (where there are enough), until
+    // the pool is gone.
+    {
+        thread_pool pool(3, thread_binding::caller_and_workers);
+        const auto caller_cpus = processors_of(pthread_self());
+        REQUIRE(caller_cpus.size() == 1);
+        CHECK(allowed.count(*caller_cpus.begin()) == 1);
+        const auto cpus = check_workers(pool);
+        if (allowed.size() >= 3) CHECK(std::count(cpus.begin(), cpus.end(), *caller_cpus.begin()) == 0);
+    }
+    CHECK(processors_of(pthread_self()) == allowed);
+    // A backend with bound workers computes what an unbound one does.
+    const cpu_backend bound({.threads = 2, .binding = thread_binding::workers}), unbound({.threads = 2});
+    CHECK(bound.worker_cpus().size() == 1);
+    CHECK(unbound.worker_cpus().empty());
+    random_generator rng(8);
+    const std::size_t m = 97, n = 300, k = 70;
+    const auto a = random_floats(m * k, rng), b = random_floats(k * n, rng);
+    std::vector<float> c_bound(m * n), c_unbound(m * n);
+    bound.gemm(transpose::no, transpose::no, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c_bound.data(), n);
+    unbound.gemm(transpose::no, transpose::no, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c_unbound.data(), n);
+    CHECK(c_bound == c_unbound);
+#else
+    CHECK_THROWS_AS(thread_pool(2, thread_binding::workers), config_error);
+#endif
 }
 
 TEST_CASE("float products match the reference in every backend configuration")

@@ -9,6 +9,12 @@
 /// A forward pass runs hundreds of short loops. Waking a sleeping thread through the kernel cost
 /// 80-95 µs per loop on a virtual machine, so threads that wait (workers for the next loop, the caller
 /// for the workers) first poll for a short while (`spin_time`) and only then sleep.
+///
+/// Threads may be bound to one processor each (`thread_binding`, Linux). Unbound, the scheduler of a
+/// virtual machine sometimes put a two-thread loop's threads on one processor and left them there
+/// while the other idled: after OpenBLAS's calls in the same process, a product ran at one thread's
+/// speed round after round (`sched_getcpu` in its tasks gave the same processor). Binding the workers
+/// alone did not prevent it: the caller then moved onto a worker's processor and stayed.
 
 #include <algorithm>
 #include <atomic>
@@ -17,14 +23,27 @@
 #include <cstddef>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #include "dm2s2/core/error.hpp"
 
 namespace dm2s2 {
+
+/// Where a `thread_pool`'s threads may run (binding: Linux only).
+enum class thread_binding {
+    none,     ///< wherever the scheduler puts them
+    workers,  ///< each worker on one processor, taken in turn from the process's, the caller's current one last
+    caller_and_workers  ///< the same, and the thread that makes the pool on the processor it runs on then
+};
 
 /// Worker threads that run `parallel_for` loops together with the caller.
 class thread_pool {
@@ -33,29 +52,45 @@ public:
     /// forward pass, short enough that an idle pool soon stops using the processor.
     static constexpr std::chrono::microseconds spin_time{500};
 
-    /// `threads` counts the caller: 1 runs everything on the calling thread.
-    explicit thread_pool(std::size_t threads)
+    /// `threads` counts the caller: 1 runs everything on the calling thread. Bound (`binding`), the
+    /// workers take the processors the process may run on in turn, the one the calling thread runs on
+    /// now last, so that with as many threads as processors each has its own; with
+    /// `caller_and_workers` the calling thread is bound to that last one until the pool is destroyed on
+    /// it (while it is bound, threads it starts and pools it makes find only that processor). Binding
+    /// throws `config_error` where the system cannot bind threads.
+    explicit thread_pool(std::size_t threads, thread_binding binding = thread_binding::none)
     {
         if (threads == 0) throw config_error("thread_pool: the thread count must be at least 1");
+        // The caller's processor first, then the others; worker w takes the one after the caller's.
+        const std::vector<int> cpus = binding != thread_binding::none ? processors_from_current() : std::vector<int>{};
+        if (binding == thread_binding::caller_and_workers) {
+            caller_ = std::this_thread::get_id();
+            caller_processors_ = processors_of_this_thread();
+            bind(this_thread_handle(), cpus.front());
+        }
         workers_.reserve(threads - 1);
-        for (std::size_t t = 1; t < threads; ++t) workers_.emplace_back([this] { work(); });
+        try {
+            for (std::size_t t = 1; t < threads; ++t) workers_.emplace_back([this] { work(); });
+            for (std::size_t w = 0; !cpus.empty() && w < workers_.size(); ++w) {
+                worker_cpus_.push_back(cpus[(w + 1) % cpus.size()]);
+                bind(workers_[w].native_handle(), worker_cpus_.back());
+            }
+        } catch (...) {
+            release();
+            throw;
+        }
     }
 
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
 
-    ~thread_pool()
-    {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        wake_.notify_all();
-        for (auto& w : workers_) w.join();
-    }
+    ~thread_pool() { release(); }
 
     /// Threads that take part in a loop, the caller included.
     std::size_t size() const noexcept { return workers_.size() + 1; }
+
+    /// The processor each worker is bound to, in order; empty when the workers are not bound.
+    const std::vector<int>& worker_cpus() const noexcept { return worker_cpus_; }
 
     /// Runs task(i) for every i in [0, count) and returns when all are done. Tasks are handed out in
     /// order to whichever thread is free; the first exception a task throws is rethrown here.
@@ -132,6 +167,86 @@ private:
 #endif
     }
 
+#if defined(__linux__)
+    using native_thread = pthread_t;
+    static native_thread this_thread_handle() noexcept { return pthread_self(); }
+#else
+    using native_thread = std::thread::native_handle_type;
+    static native_thread this_thread_handle() noexcept { return {}; }
+#endif
+
+#if defined(__linux__)
+    using processor_set = cpu_set_t;
+#else
+    struct processor_set {};
+#endif
+
+    /// The processors the calling thread may run on.
+    static processor_set processors_of_this_thread()
+    {
+        processor_set allowed{};
+#if defined(__linux__)
+        CPU_ZERO(&allowed);
+        if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+            throw config_error("thread_pool: cannot read the processors this thread may run on (sched_getaffinity)");
+#endif
+        return allowed;
+    }
+
+    /// Lets the calling thread run on `processors` again (what it had before a pool bound it).
+    static void restore_this_thread([[maybe_unused]] const processor_set& processors) noexcept
+    {
+#if defined(__linux__)
+        pthread_setaffinity_np(pthread_self(), sizeof processors, &processors);
+#endif
+    }
+
+    /// The processors the calling thread may run on, the one it runs on now first.
+    static std::vector<int> processors_from_current()
+    {
+#if defined(__linux__)
+        const cpu_set_t allowed = processors_of_this_thread();
+        const int current = sched_getcpu();
+        std::vector<int> cpus;
+        if (current >= 0 && CPU_ISSET(current, &allowed)) cpus.push_back(current);
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+            if (CPU_ISSET(cpu, &allowed) && cpu != current) cpus.push_back(cpu);
+        if (cpus.empty()) throw config_error("thread_pool: this thread may run on no processor it can name");
+        return cpus;
+#else
+        throw config_error("thread_pool: binding threads to processors is supported on Linux only");
+#endif
+    }
+
+    /// Binds a thread to processor `cpu`, one that `processors_from_current` listed.
+    static void bind([[maybe_unused]] native_thread thread, [[maybe_unused]] int cpu)
+    {
+#if defined(__linux__)
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (pthread_setaffinity_np(thread, sizeof one, &one) != 0)
+            throw config_error("thread_pool: cannot bind a thread to processor " + std::to_string(cpu) + " (pthread_setaffinity_np)");
+#endif
+    }
+
+    /// Ends the workers' loops, joins them, and unbinds the caller where this pool bound it.
+    void release() noexcept
+    {
+        stop();
+        if (caller_ == std::this_thread::get_id()) restore_this_thread(caller_processors_);
+    }
+
+    void stop() noexcept
+    {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& w : workers_) w.join();
+    }
+
     void work()
     {
         std::size_t seen = 0;
@@ -152,6 +267,9 @@ private:
     }
 
     std::vector<std::thread> workers_;
+    std::vector<int> worker_cpus_;
+    std::thread::id caller_;  // the thread bound with the workers (`caller_and_workers`), if any
+    processor_set caller_processors_{};  // and the processors it could run on before
     std::mutex dispatch_;  // one loop at a time per pool
     std::mutex mutex_;
     std::condition_variable wake_, done_;

@@ -17,6 +17,7 @@
 #include <numbers>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -49,6 +50,9 @@ struct cpu_options {
     /// The kernels float products run on; Eigen's (with rounded operands for bf16) where the processor
     /// lacks the chosen ones.
     simd_kernels kernels = simd_kernels::widest;
+    /// Whether the pool's workers are bound to processors (`thread_binding`; Linux only): steadier
+    /// timings where other thread pools share the process.
+    thread_binding binding = thread_binding::none;
 };
 
 /// CPU backend: AVX-512, AVX2 or Eigen products, xsimd element-wise kernels, an owned thread pool.
@@ -59,14 +63,17 @@ struct cpu_backend : portable_backward_kernels {
     cpu_backend() = default;
 
     explicit cpu_backend(cpu_options options)
-        : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads) : nullptr), precision_(options.precision),
-          bf16_(options.bf16), kernels_(options.kernels)
+        : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads, options.binding) : nullptr),
+          precision_(options.precision), bf16_(options.bf16), kernels_(options.kernels)
     {
         if (options.threads == 0) throw config_error("cpu_backend: threads must be at least 1");
     }
 
     /// Threads each kernel runs on.
     std::size_t threads() const noexcept { return pool_ ? pool_->size() : 1; }
+
+    /// The processor each worker thread is bound to (`cpu_options::binding`); empty when unbound.
+    std::vector<int> worker_cpus() const { return pool_ ? pool_->worker_cpus() : std::vector<int>{}; }
 
     /// How float products are computed.
     matmul_precision precision() const noexcept { return precision_; }
@@ -110,7 +117,7 @@ struct cpu_backend : portable_backward_kernels {
               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if (m == 0 || n == 0) return;
-        for_each_product_block(m, n, k, 8, 16, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+        for_each_product_block<T>(m, n, k, product_split::longer_side, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
             gemm_block(ta, tb, i1 - i0, j1 - j0, k, alpha, a + (ta == transpose::no ? i0 * lda : i0), lda,
                        b + (tb == transpose::yes ? j0 * ldb : j0), ldb, beta, c + i0 * ldc + j0, ldc);
         });
@@ -133,10 +140,10 @@ struct cpu_backend : portable_backward_kernels {
 
     /// C[m, n] = alpha A[m, k] Wᵀ + beta C with W packed by `pack_weight`, then `finish` applied to C
     /// (a bias row, an activation): the same numbers as `gemm` on the plain W followed by
-    /// `add_row_vector` and `gelu`. Large products are cut among the threads as `gemm` cuts them, into
-    /// whole panels, and each tile of C is finished as soon as its sum is complete, while it is still in
-    /// cache. A backend that does not read packed weights (another precision, no SIMD kernels) unpacks
-    /// W first.
+    /// `add_row_vector` and `gelu`. Large products are cut among the threads by rows (W is packed
+    /// already, so no thread packs what another packs too), and each tile of C is finished as soon as
+    /// its sum is complete, while it is still in cache. A backend that does not read packed weights
+    /// (another precision, no SIMD kernels) unpacks W first.
     void gemm_packed(std::size_t m, float alpha, const float* a, std::size_t lda, const packed_matrix& w, float beta, float* c,
                      std::size_t ldc, product_epilogue<float> finish = {}) const
     {
@@ -158,7 +165,7 @@ struct cpu_backend : portable_backward_kernels {
             if (finishing) finish_rows(tile, rows, cols, ldc, first_col, finish);
         };
         with_kernel_set(float_path()->isa, [&]<class K>(K) {
-            for_each_product_block(m, n, k, K::mr, detail::blocked::nr, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+            for_each_product_block<float>(m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
                 if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
                 detail::blocked::gemm_accumulate_packed<K>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, w, c + i0 * ldc, ldc,
                                                            add_to_c, tile_done);
@@ -286,13 +293,28 @@ private:
 #endif
     }
 
+    /// How `for_each_product_block` cuts a product among the threads.
+    enum class product_split {
+        longer_side,  ///< along the longer side of C, so that each thread packs only its share of the wider operand
+        rows          ///< by rows where each thread gets a whole A panel (B is packed already: nothing is packed twice)
+    };
+
+    /// Rows and columns at which a float product may be cut: whole panels of the kernels that run it.
+    template <scalar T>
+    std::pair<std::size_t, std::size_t> block_alignment() const
+    {
+        std::pair<std::size_t, std::size_t> align{8, 16};
+        if constexpr (std::is_same_v<T, float>)
+            if (const auto path = float_path())
+                with_kernel_set(path->isa, [&]<class K>(K) { align = {K::mr, detail::blocked::nr}; });
+        return align;
+    }
+
     /// Runs block(i0, i1, j0, j1) on the block rows [i0, i1) × columns [j0, j1) of a product's C [m, n]
-    /// over k, one block per thread, cut along the longer side of C (so that each thread packs only its
-    /// share of the wider operand) at multiples of `row_align` or `col_align`. Small products run whole
-    /// on the calling thread.
-    template <class F>
-    void for_each_product_block(std::size_t m, std::size_t n, std::size_t k, std::size_t row_align, std::size_t col_align,
-                                F&& block) const
+    /// over k, one block per thread, cut as `split` says at whole panels (`block_alignment`). Small
+    /// products run whole on the calling thread.
+    template <scalar T, class F>
+    void for_each_product_block(std::size_t m, std::size_t n, std::size_t k, product_split split, F&& block) const
     {
         constexpr double parallel_flops = 1 << 20;  // below this a dispatch costs more than it saves
         const std::size_t parts = 2.0 * double(m) * double(n) * double(k) >= parallel_flops ? threads() : 1;
@@ -300,7 +322,8 @@ private:
             block(std::size_t{0}, m, std::size_t{0}, n);
             return;
         }
-        const bool by_rows = m >= n;
+        const auto [row_align, col_align] = block_alignment<T>();
+        const bool by_rows = (split == product_split::rows && m >= parts * row_align) || m >= n;
         const std::size_t extent = by_rows ? m : n, align = by_rows ? row_align : col_align;
         const std::size_t chunk = ((extent + parts - 1) / parts + align - 1) / align * align;
         parallel_for(parts, [&](std::size_t part) {
