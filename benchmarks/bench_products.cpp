@@ -203,7 +203,7 @@ int main(int argc, char** argv)
     const dm2s2::cpu_backend backend({.threads = threads, .binding = binding});
     const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
     std::printf("dm2s2 kernels: %s, threads %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round ratios\n\n",
-                backend.float_kernels(), binding == dm2s2::thread_binding::none ? "unbound" : "bound to processors (the caller too)",
+                backend.float_kernels(), backend.worker_cpus().empty() ? "unbound" : "bound to processors (the caller too)",
                 blas.core.c_str(), threads, rounds);
     const double peak = register_peak_gflops<false>(backend);
     std::printf("| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n"
