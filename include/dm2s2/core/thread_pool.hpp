@@ -169,16 +169,12 @@ private:
 
 #if defined(__linux__)
     using native_thread = pthread_t;
+    using processor_set = cpu_set_t;
     static native_thread this_thread_handle() noexcept { return pthread_self(); }
 #else
     using native_thread = std::thread::native_handle_type;
-    static native_thread this_thread_handle() noexcept { return {}; }
-#endif
-
-#if defined(__linux__)
-    using processor_set = cpu_set_t;
-#else
     struct processor_set {};
+    static native_thread this_thread_handle() noexcept { return {}; }
 #endif
 
     /// The processors the calling thread may run on.
@@ -237,6 +233,7 @@ private:
         if (caller_ == std::this_thread::get_id()) restore_this_thread(caller_processors_);
     }
 
+    /// Ends the workers' loops and joins them.
     void stop() noexcept
     {
         {

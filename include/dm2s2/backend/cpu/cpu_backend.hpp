@@ -50,7 +50,7 @@ struct cpu_options {
     /// The kernels float products run on; Eigen's (with rounded operands for bf16) where the processor
     /// lacks the chosen ones.
     simd_kernels kernels = simd_kernels::widest;
-    /// Whether the pool's workers are bound to processors (`thread_binding`; Linux only): steadier
+    /// Which of the pool's threads are bound to processors (`thread_binding`; Linux only): steadier
     /// timings where other thread pools share the process.
     thread_binding binding = thread_binding::none;
 };
