@@ -219,6 +219,41 @@ TEST_CASE("float products match the reference in every backend configuration")
                     }
 }
 
+TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
+{
+    // Shapes two threads split by rows with op(B) packed once for both (`gemm_with_shared_b`): partial
+    // panels, a second block of columns, depths past one slice, W1's 485 rows; and Aᵀ, which keeps
+    // packing as it goes. Each is compared with one thread, which packs slice by slice.
+    random_generator rng(8);
+    constexpr std::size_t kc = detail::blocked::kc, nc = packed_layout::nc;
+    for (const auto& dims : {std::array<std::size_t, 3>{29, nc + 45, 2 * kc + 5}, {200, 70, 600}, {64, 64, 257},
+                             {485, 768, 768}, {31, 3, 9000}})
+        for (const auto ta : {transpose::no, transpose::yes})
+            for (const auto tb : {transpose::no, transpose::yes})
+                for (const float beta : {-1.5f, 0.0f, 1.0f})
+                    for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
+                        for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2}) {
+                            const std::size_t m = dims[0], n = dims[1], k = dims[2];
+                            const cpu_options options{.precision = precision, .bf16 = bf16_kernel::rounded_fma, .kernels = kernels};
+                            cpu_options two_threads = options;
+                            two_threads.threads = 2;
+                            const cpu_backend one(options), two(two_threads);
+                            const std::string used = two.float_kernels();
+                            CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(beta); CAPTURE(used);
+                            CAPTURE(ta == transpose::yes); CAPTURE(tb == transpose::yes);
+                            const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2,
+                                              ldc = n + 3;
+                            const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
+                            const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
+                            auto c1 = random_floats(m * ldc, rng);
+                            if (beta == 0.0f) std::fill(c1.begin(), c1.end(), std::numeric_limits<float>::quiet_NaN());
+                            auto c2 = c1;
+                            one.gemm(ta, tb, m, n, k, 0.75f, a.data(), lda, b.data(), ldb, beta, c1.data(), ldc);
+                            two.gemm(ta, tb, m, n, k, 0.75f, a.data(), lda, b.data(), ldb, beta, c2.data(), ldc);
+                            REQUIRE(same_bits(c1.data(), c2.data(), c1.size()));
+                        }
+}
+
 #if DM2S2_HAS_X86_KERNELS  // otherwise the products are Eigen's, and nothing packs
 TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar rounding does", K, detail::avx512::avx512_kernels,
                    detail::avx2::avx2_kernels)

@@ -28,14 +28,6 @@ using namespace dm2s2::testing;
 
 namespace {
 
-/// Whether two float ranges hold the same bits.
-bool same_bits(const float* x, const float* y, std::size_t n)
-{
-    for (std::size_t i = 0; i < n; ++i)
-        if (std::bit_cast<std::uint32_t>(x[i]) != std::bit_cast<std::uint32_t>(y[i])) return false;
-    return true;
-}
-
 // Shapes of W [n, k] that cross the layout's blocks: partial panels, more than one block of columns,
 // depths past one slice.
 constexpr std::array<std::array<std::size_t, 2>, 8> weight_shapes{

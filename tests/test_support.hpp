@@ -2,8 +2,10 @@
 // Helpers shared by the test files: data paths and tensor comparisons with informative failures.
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -63,6 +65,14 @@ inline std::vector<float> random_floats(std::size_t n, random_generator& rng)
     std::vector<float> v(n);
     for (auto& x : v) x = static_cast<float>(rng.normal());
     return v;
+}
+
+/// Whether two float ranges hold the same bits.
+inline bool same_bits(const float* x, const float* y, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i)
+        if (std::bit_cast<std::uint32_t>(x[i]) != std::bit_cast<std::uint32_t>(y[i])) return false;
+    return true;
 }
 
 /// Largest |a - b| over two equally sized ranges (infinity when a value is NaN or sizes differ).

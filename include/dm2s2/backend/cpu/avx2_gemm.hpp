@@ -41,9 +41,28 @@ __attribute__((target("avx2"))) inline __m256 round_to_bfloat16(__m256 x) noexce
     return _mm256_castsi256_ps(_mm256_and_si256(chosen, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
+/// Stores lanes [first, last) of v (both even) at lane0 + first …, in whole halves and lane pairs:
+/// plain stores, where a masked store is slow on AMD processors.
+__attribute__((target("avx2"))) inline void store_lanes(__m256 v, std::size_t first, std::size_t last, float* lane0) noexcept
+{
+    const __m128 halves[2] = {_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)};
+    for (std::size_t q = first; q < last;) {
+        const __m128 half = halves[q / 4];
+        if (q % 4 == 0 && q + 4 <= last) {
+            _mm_storeu_ps(lane0 + q, half);
+            q += 4;
+        } else {
+            if (q % 4 == 0) _mm_storel_pi(reinterpret_cast<__m64*>(lane0 + q), half);
+            else _mm_storeh_pi(reinterpret_cast<__m64*>(lane0 + q), half);
+            q += 2;
+        }
+    }
+}
+
 /// Packs 8 rows × 8 k units (`pack_block` of `micro_kernel_set`), transposing in registers. The 8
-/// rows may straddle two panels of 6, so each panel's share of a transposed column is written with a
-/// masked store.
+/// rows may straddle two panels of 6, so each panel's share of a transposed column is written on its
+/// own, with plain stores wherever the panel edges allow (masked stores made packing 1.8× slower on
+/// Zen 3).
 template <operand_format F>
 __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
                                                std::size_t units, std::size_t row, std::size_t unit) noexcept
@@ -70,6 +89,20 @@ __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, 
     for (int q = 0; q < 4; ++q) {  // register u now holds unit u of all 8 rows
         t[q] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x20);
         t[q + 4] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x31);
+    }
+    if (row % width + 8 <= width) {  // inside one panel (always so for B)
+        float* const dst = reinterpret_cast<float*>(out + row / width * width * units + unit * width + row % width);
+#pragma GCC unroll 8
+        for (std::size_t u = 0; u < 8; ++u) _mm256_storeu_ps(dst + u * width, t[u]);
+        return;
+    }
+    if (width % 2 == 0 && row % 2 == 0) {  // panel edges fall between lane pairs (A's 6-row panels)
+        for (std::size_t panel = row / width; panel * width < row + 8; ++panel) {
+            const std::size_t first = std::max(row, panel * width) - row, last = std::min(row + 8, (panel + 1) * width) - row;
+            float* const lane0 = reinterpret_cast<float*>(out + panel * width * units + unit * width) + row - panel * width;
+            for (std::size_t u = 0; u < 8; ++u) store_lanes(t[u], first, last, lane0 + u * width);
+        }
+        return;
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (std::size_t panel = row / width; panel * width < row + 8; ++panel) {

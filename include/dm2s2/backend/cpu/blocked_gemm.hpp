@@ -249,6 +249,27 @@ void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::siz
     }
 }
 
+/// How many packed slices op(B) [k deep, n columns] has in `packed_layout`: for each block of nc
+/// columns, one per kc of depth. `pack_slice` numbers them in that order.
+constexpr std::size_t slice_count(std::size_t n, std::size_t k) noexcept
+{
+    return (n + packed_layout::nc - 1) / packed_layout::nc * ((k + kc - 1) / kc);
+}
+
+/// Packs slice number `slice` of op(B) [k deep, n columns] (`slice_count`) into `out`, which holds
+/// the whole of op(B) in `packed_layout`: the words `gemm_accumulate<K, F>` packs for that slice.
+/// Column j, depth p of op(B) is b[j·ldb + p] when `k_contiguous` (B = W [n, k], a linear layer's
+/// weight), else b[p·ldb + j].
+template <micro_kernel_set K, operand_format F>
+void pack_slice(const float* b, std::size_t ldb, bool k_contiguous, std::size_t n, std::size_t k, std::size_t slice,
+                std::uint32_t* out) noexcept
+{
+    const std::size_t per_block = (k + kc - 1) / kc;
+    const std::size_t j0 = slice / per_block * packed_layout::nc, p0 = slice % per_block * kc;
+    pack_panels<K, F>(b, ldb, k_contiguous, j0, std::min(packed_layout::nc, n - j0), p0, std::min(kc, k - p0), k, nr,
+                      out + packed_layout::slice_offset(n, k, j0, p0));
+}
+
 /// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout`) with the products'
 /// own packing: what `gemm_accumulate<K, fp32>` would pack from op(B) = Wᵀ. Each slice goes through
 /// this thread's packing buffer, whose words the packing writes, and is then copied into `out`'s floats.
@@ -266,34 +287,33 @@ void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, p
     }
 }
 
-/// Columns [col_begin, col_end) of C[m, n] = alpha A Wᵀ (plus C's old values when `add_to_c`), A [m, k]
-/// with row stride lda, W packed; col_begin is a multiple of nr. Only A is packed, once per k slice for
-/// all of the columns, which then stream past it from the packed W, K::nc columns per pass over the
-/// A block. Each tile of C, once its last k slice is added, is handed to tile_done(tile, rows, cols,
-/// first_column) while it is still in L1.
-template <micro_kernel_set K, class TileDone>
+/// Columns [col_begin, col_end) of C[m, n] = alpha A op(B) (plus C's old values when `add_to_c`), A
+/// [m, k] with row stride lda, op(B) [k, n] packed already in `packed_layout` as F's words (`b`);
+/// col_begin is a multiple of nr. Only A is packed, once per k slice for all of the columns, which
+/// then stream past it from the packed B, K::nc columns per pass over the A block. Each tile of C,
+/// once its last k slice is added, is handed to tile_done(tile, rows, cols, first_column) while it is
+/// still in L1. The sums are those of `gemm_accumulate<K, F>`, bit for bit.
+template <micro_kernel_set K, operand_format F, class TileDone>
 void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
-                            std::size_t lda, const packed_matrix& w, float* c, std::size_t ldc, bool add_to_c,
-                            TileDone&& tile_done)
+                            std::size_t lda, const std::uint32_t* b, std::size_t n, std::size_t k, float* c, std::size_t ldc,
+                            bool add_to_c, TileDone&& tile_done)
 {
-    const std::size_t n = w.rows(), k = w.cols();
+    static_assert(F != operand_format::bf16_pairs, "the packed layout holds one value per word");
     std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr));
     for (std::size_t i0 = 0; i0 < m; i0 += K::mc) {
         const std::size_t rows = std::min(K::mc, m - i0);
         for (std::size_t p0 = 0; p0 < k; p0 += kc) {
             const std::size_t units = std::min(kc, k - p0);
             const bool last_slice = p0 + units == k;
-            pack_panels<K, operand_format::fp32>(a, lda, true, i0, rows, p0, units, k, K::mr, packed_a);
+            pack_panels<K, F>(a, lda, true, i0, rows, p0, units, k, K::mr, packed_a);
             for (std::size_t j0 = col_begin / packed_layout::nc * packed_layout::nc; j0 < col_end; j0 += packed_layout::nc) {
                 const std::size_t block_end = std::min({n, j0 + packed_layout::nc, col_end});
-                // The kernel reads B only through vector loads, which may alias the floats.
-                const auto* slice = reinterpret_cast<const std::uint32_t*>(w.data()) + packed_layout::slice_offset(n, k, j0, p0);
+                const std::uint32_t* const slice = b + packed_layout::slice_offset(n, k, j0, p0);
                 for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += K::nc) {
                     const std::size_t pass_end = std::min(block_end, pass + K::nc);
                     // The first A panel brings W's columns in from memory; the others find them in cache.
                     for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) {
-                        const auto kernel = ir == 0 ? K::template micro_kernel<operand_format::fp32, true>
-                                                    : K::template micro_kernel<operand_format::fp32, false>;
+                        const auto kernel = ir == 0 ? K::template micro_kernel<F, true> : K::template micro_kernel<F, false>;
                         float* const tile = c + (i0 + ir) * ldc + j;
                         const std::size_t tile_rows = std::min(K::mr, rows - ir), tile_cols = std::min(K::tile_cols, pass_end - j);
                         kernel(packed_a + ir * units, slice + panel_offset(j - j0, units), units, alpha, tile, ldc, tile_rows,
