@@ -219,11 +219,13 @@ TEST_CASE("float products match the reference in every backend configuration")
                     }
 }
 
+#if DM2S2_HAS_X86_KERNELS  // otherwise the products are Eigen's, and nothing packs
 TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
 {
     // Shapes two threads split by rows with op(B) packed once for both (`gemm_with_shared_b`): partial
     // panels, a second block of columns, depths past one slice, W1's 485 rows; and Aᵀ, which keeps
-    // packing as it goes. Each is compared with one thread, which packs slice by slice.
+    // packing as it goes. Each is compared with one thread, which packs slice by slice. (Eigen's
+    // products, where the processor has no AVX2, block by sizes and so are not held to this.)
     random_generator rng(8);
     constexpr std::size_t kc = detail::blocked::kc, nc = packed_layout::nc;
     for (const auto& dims : {std::array<std::size_t, 3>{29, nc + 45, 2 * kc + 5}, {200, 70, 600}, {64, 64, 257},
@@ -239,6 +241,7 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
                             two_threads.threads = 2;
                             const cpu_backend one(options), two(two_threads);
                             const std::string used = two.float_kernels();
+                            if (used.starts_with("eigen")) continue;
                             CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(beta); CAPTURE(used);
                             CAPTURE(ta == transpose::yes); CAPTURE(tb == transpose::yes);
                             const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2,
@@ -254,7 +257,6 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
                         }
 }
 
-#if DM2S2_HAS_X86_KERNELS  // otherwise the products are Eigen's, and nothing packs
 TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar rounding does", K, detail::avx512::avx512_kernels,
                    detail::avx2::avx2_kernels)
 {
