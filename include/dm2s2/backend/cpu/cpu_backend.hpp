@@ -165,18 +165,13 @@ struct cpu_backend : portable_backward_kernels {
                 });
             return;
         }
-        const bool add_to_c = beta != 0.0f;
         const auto tile_done = [&](float* tile, std::size_t rows, std::size_t cols, std::size_t first_col) {
             if (finishing) finish_rows(tile, rows, cols, ldc, first_col, finish);
         };
         with_kernel_set(float_path()->isa, [&]<class K>(K) {
-            for_each_product_block<float>(m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
-                if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
-                // The kernels read B only through vector loads, which may alias the floats.
-                detail::blocked::gemm_accumulate_packed<K, operand_format::fp32>(
-                    i1 - i0, j0, j1, alpha, a + i0 * lda, lda, reinterpret_cast<const std::uint32_t*>(w.data()), n, k,
-                    c + i0 * ldc, ldc, add_to_c, tile_done);
-            });
+            // The kernels read B only through vector loads, which may alias the floats.
+            multiply_packed<K, operand_format::fp32>(m, n, k, alpha, a, lda, reinterpret_cast<const std::uint32_t*>(w.data()),
+                                                     beta, c, ldc, tile_done);
         });
     }
 
@@ -348,6 +343,21 @@ private:
         });
     }
 
+    /// C[m, n] = alpha A op(B) + beta C with op(B) [k, n] packed already as F's words in `packed_layout`,
+    /// cut among the threads by rows (`product_split::rows`); tile_done finishes each tile of C as
+    /// `gemm_accumulate_packed` completes it.
+    template <class K, operand_format F, class TileDone>
+    void multiply_packed(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
+                         const std::uint32_t* b, float beta, float* c, std::size_t ldc, TileDone&& tile_done) const
+    {
+        const bool add_to_c = beta != 0.0f;
+        for_each_product_block<float>(m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+            if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
+            detail::blocked::gemm_accumulate_packed<K, F>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, b, n, k, c + i0 * ldc, ldc,
+                                                          add_to_c, tile_done);
+        });
+    }
+
     /// op(B) packed once for all threads, at most this many words (16 MiB): the largest of BERT-base's
     /// weights is 3072 × 768 (2.4 Mi). A larger op(B), such as a vocabulary's output layer, is packed
     /// slice by slice by each thread as it goes, so that no product holds a copy of it.
@@ -377,12 +387,7 @@ private:
             parallel_for(slice_count(n, k), [&](std::size_t slice) {
                 pack_slice<K, F>(b, ldb, tb == transpose::yes, n, k, slice, packed_b);
             });
-            const bool add_to_c = beta != 0.0f;
-            for_each_product_block<float>(m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t, std::size_t) {
-                if (add_to_c) scale_matrix(c + i0 * ldc, i1 - i0, n, ldc, beta);
-                gemm_accumulate_packed<K, F>(i1 - i0, 0, n, alpha, a + i0 * lda, lda, packed_b, n, k, c + i0 * ldc, ldc,
-                                             add_to_c, [](float*, std::size_t, std::size_t, std::size_t) {});
-            });
+            multiply_packed<K, F>(m, n, k, alpha, a, lda, packed_b, beta, c, ldc, [](float*, std::size_t, std::size_t, std::size_t) {});
         };
         with_kernel_set(path->isa, [&]<class K>(K) {
             if (path->format == operand_format::fp32) run.template operator()<K, operand_format::fp32>();
