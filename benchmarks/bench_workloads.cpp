@@ -5,7 +5,8 @@
 //       inference (`model::pack_weights`) or plain;
 //   W2  one training step (forward, cross-entropy, backward, clipping, AdamW) on W1's batch;
 //   W3  a small model (4 layers, hidden 256, 4 heads) at batch 64, inference and training;
-//   W4  latency: batch 1…64 of W1 records, and one text sequence of packed length 32…512.
+//   W4  latency: batch 1…64 of W1 records, and one text sequence of packed length 32…512;
+// and building W1's model (initialising its parameters, packing its weights or not).
 // W3's and W4's inference runs with packed weights, and W4's batches also with plain ones.
 // benchmarks/torch_workloads.py runs the PyTorch side on the same shapes; benchmarks/compare.sh runs
 // both and prints the ratios. `--w1_lengths=FILE` writes the packed lengths of W1's batch (JSON) for
@@ -165,6 +166,18 @@ void W4_length(benchmark::State& state)
     report(state, batch);
 }
 
+/// Building W1's model: allocating and initialising its 110 M BERT-base parameters (N(0, 0.02) draws
+/// for every weight) and the pooling. Argument: whether the encoder's weights are then packed.
+void W1_construction(benchmark::State& state)
+{
+    const auto schema = w1_schema();
+    for (auto _ : state) {
+        dm2s2::model<float> model(schema, bert_base(), 1, dm2s2::cpu_backend({.threads = 2}));
+        if (state.range(0) != 0) model.pack_weights();
+        benchmark::DoNotOptimize(model.pooling().head.bias.data());
+    }
+}
+
 /// Writes the packed lengths of W1's batch and of 64 records drawn the same way (W3; W4's batches are
 /// their first records), and the encoder's shape, for the PyTorch side.
 int write_w1_lengths(const std::string& path)
@@ -203,6 +216,7 @@ BENCHMARK(W4_batch)->ArgNames({"threads", "batch", "packed_weights"})->ArgsProdu
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W4_length)->ArgNames({"threads", "length"})->ArgsProduct({{2}, {32, 64, 128, 256, 512}})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W1_construction)->ArgNames({"packed_weights"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv)
 {

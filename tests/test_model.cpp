@@ -1,6 +1,8 @@
 // The DM²S² model: padding neutrality, the properties of α, β and γ, missing modalities, an
-// independent plain-loop implementation of DESIGN §5 to compare against, and backend agreement.
+// independent plain-loop implementation of DESIGN §5 to compare against, backend agreement, and the
+// normal draws that initialise the weights.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -273,4 +275,40 @@ TEST_CASE("model configurations that cannot work are rejected")
     config.bert.num_attention_heads = 3;
     CHECK_THROWS_AS(model<float>(four_modalities(), config, 1), config_error);
     CHECK_THROWS_AS(model<float>(schema(), small_config(), 1), config_error);
+}
+
+TEST_CASE("initialisation draws normal deviates of the asked spread, the same for a seed")
+{
+    // 200 001 values: an odd count, so the last pair's second deviate is dropped.
+    tensor<double> first({200001}), second({200001});
+    random_generator a(11), b(11);
+    fill_normal(first, a, 0.02);
+    fill_normal(second, b, 0.02);
+    CHECK(first.values().back() == second.values().back());
+    CHECK(std::equal(first.values().begin(), first.values().end(), second.values().begin()));
+    CHECK(a.state() == b.state());
+
+    // Standard errors over n = 200 001: mean 0.02/√n ≈ 4.5e-5, variance 0.0004·√(2/n) ≈ 1.3e-6.
+    const auto v = first.values();
+    const double n = static_cast<double>(v.size());
+    const double mean = std::accumulate(v.begin(), v.end(), 0.0) / n;
+    double var = 0, fourth = 0, beyond_two_sigma = 0, lag_product = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const double d = v[i] - mean;
+        var += d * d;
+        fourth += d * d * d * d;
+        beyond_two_sigma += std::abs(v[i]) > 0.04 ? 1 : 0;
+        if (i + 1 < v.size()) lag_product += v[i] * v[i + 1];
+    }
+    var /= n;
+    CHECK(std::abs(mean) < 5 * 4.5e-5);
+    CHECK(std::abs(var - 0.0004) < 5 * 1.3e-6);
+    CHECK(fourth / n / (var * var) == doctest::Approx(3.0).epsilon(0.03));  // a normal's kurtosis
+    CHECK(beyond_two_sigma / n == doctest::Approx(0.0455).epsilon(0.05));   // P(|z| > 2)
+    // The two deviates of a pair, and neighbouring pairs, are uncorrelated.
+    CHECK(std::abs(lag_product / n / var) < 5 / std::sqrt(n));
+
+    random_generator c(12);
+    fill_normal(second, c, 0.02);
+    CHECK_FALSE(std::equal(first.values().begin(), first.values().end(), second.values().begin()));
 }

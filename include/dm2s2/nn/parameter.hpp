@@ -5,6 +5,7 @@
 /// reading and writing, initialisation and (later) optimisers are written once against this.
 
 #include <concepts>
+#include <cstddef>
 #include <string>
 #include <type_traits>
 
@@ -39,11 +40,17 @@ struct is_read_only_visitor<read_only_visitor<F>> : std::true_type {};
 template <class F>
 inline constexpr bool is_read_only_visitor_v = is_read_only_visitor<std::remove_cvref_t<F>>::value;
 
-/// Fills `t` with normal deviates N(0, stddev) from `rng` (BERT's initialisation of weights).
+/// Fills `t` with normal deviates N(0, stddev²) from `rng` (BERT's initialisation of weights), two at
+/// a time (`random_generator::normal_pair`; an odd count drops the last pair's second).
 template <class T>
 void fill_normal(tensor<T>& t, random_generator& rng, double stddev)
 {
-    for (auto& v : t.values()) v = static_cast<T>(rng.normal(0.0, stddev));
+    const auto values = t.values();
+    for (std::size_t i = 0; i < values.size(); i += 2) {
+        const auto [first, second] = rng.normal_pair();
+        values[i] = static_cast<T>(stddev * first);
+        if (i + 1 < values.size()) values[i + 1] = static_cast<T>(stddev * second);
+    }
 }
 
 /// A module of the same shapes as `module` with every parameter zero: the holder of its gradients.
