@@ -2,12 +2,12 @@
 //   W1  inference of DM²S² with a BERT-base encoder on a batch of 8 three-modality records
 //       (text ≤ 64 tokens, dense ≤ 36 rows of dim 2048, categorical ≤ 8; packed length ≤ 128),
 //       fp32 or bf16 products, 1 or 2 threads, padding-free or padded, weights packed once for
-//       inference (`model::pack_weights`) or plain;
+//       inference (`model::pack_weights`; for bf16, rounded to bf16 as they are packed) or plain;
 //   W2  one training step (forward, cross-entropy, backward, clipping, AdamW) on W1's batch;
 //   W3  a small model (4 layers, hidden 256, 4 heads) at batch 64, inference and training;
 //   W4  latency: batch 1…64 of W1 records, and one text sequence of packed length 32…512;
 // and building W1's model (initialising its parameters, packing its weights or not).
-// W3's and W4's inference runs with packed weights, and W4's batches also with plain ones.
+// W3's and W4's inference runs with packed weights (bf16: rounded), and W4's batches also with plain ones.
 // benchmarks/torch_workloads.py runs the PyTorch side on the same shapes; benchmarks/compare.sh runs
 // both and prints the ratios. `--w1_lengths=FILE` writes the packed lengths of W1's batch (JSON) for
 // the PyTorch side and exits. DM2S2_BENCH_SCALE=tiny shrinks every size for CI's smoke run.
@@ -92,14 +92,14 @@ void report(benchmark::State& state, const dm2s2::packed_batch& batch)
     state.counters["padded_length"] = double(batch.layout.length);
 }
 
-/// Arguments: threads, bf16, padding-free, packed weights (a no-op for bf16, whose products read plain
-/// weights).
+/// Arguments: threads, bf16, padding-free, packed weights (for bf16, rounded to bf16 once as they are
+/// packed: `weight_rounding::bf16`; the products round plain weights on every call).
 void W1_inference(benchmark::State& state)
 {
     const auto schema = w1_schema();
     dm2s2::model<float> model(schema, bert_base(), 1, backend_for_args(state));
     model.set_padding_free(state.range(2) != 0);
-    if (state.range(3) != 0) model.pack_weights();
+    if (state.range(3) != 0) model.pack_weights(dm2s2::weight_rounding::bf16);
     const auto batch = model.pack(random_records(schema, w1_batch, w1_seed));
     for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
     report(state, batch);
@@ -131,7 +131,7 @@ void W3_inference(benchmark::State& state)
 {
     const auto schema = w1_schema();
     dm2s2::model<float> model(schema, small_model(), 1, backend_for_args(state));
-    model.pack_weights();
+    model.pack_weights(dm2s2::weight_rounding::bf16);
     const auto batch = model.pack(random_records(schema, tiny() ? 4 : 64, w1_seed));
     for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
     report(state, batch);
@@ -206,7 +206,7 @@ int write_w1_lengths(const std::string& path)
 
 BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free", "packed_weights"})
     ->Args({1, 0, 1, 1})->Args({2, 0, 1, 1})->Args({1, 0, 1, 0})->Args({2, 0, 1, 0})->Args({1, 0, 0, 1})->Args({2, 0, 0, 1})
-    ->Args({1, 1, 1, 0})->Args({2, 1, 1, 0})
+    ->Args({1, 1, 1, 1})->Args({2, 1, 1, 1})->Args({1, 1, 1, 0})->Args({2, 1, 1, 0})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W2_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(W3_inference)->ArgNames({"threads", "bf16"})->Args({1, 0})->Args({2, 0})->Args({2, 1})

@@ -70,8 +70,12 @@ std::map<std::string, std::vector<float>> parameters_of(const model<float>& m)
 TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
 {
     random_generator rng(3);
-    // The widest kernels' packing, and AVX2's where AVX-512 is the widest.
+    // The widest kernels' packing, and AVX2's where AVX-512 is the widest; the same for bf16 products
+    // by FMA.
     const std::array<cpu_backend, 2> backends{cpu_backend(), cpu_backend({.kernels = simd_kernels::avx2})};
+    const std::array<cpu_backend, 2> bf16_backends{
+        cpu_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma}),
+        cpu_backend({.precision = matmul_precision::bf16, .kernels = simd_kernels::avx2})};
     for (const auto& shape : weight_shapes) {
         const std::size_t n = shape[0], k = shape[1];  // not a structured binding: CAPTURE takes it into a lambda
         CAPTURE(n); CAPTURE(k);
@@ -92,10 +96,33 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
         reference.unpack(back.data());
         CHECK(same_bits(back.data(), w.data(), w.size()));
 
-        // The products' own packing (register transposes) gives the same words.
+        // Rounded to bf16 as they are packed: the rounded values, in the same places.
+        std::vector<float> rounded_w(w.size());
+        for (std::size_t i = 0; i < w.size(); ++i) rounded_w[i] = round_to_bfloat16(w[i]);
+        const auto rounded = packed_matrix::pack(w.data(), n, k, k, weight_rounding::bf16);
+        CHECK(rounded.rounding() == weight_rounding::bf16);
+        const auto rounded_reference = packed_matrix::pack(rounded_w.data(), n, k, k);
+        CHECK(same_bits(rounded.data(), rounded_reference.data(), rounded_reference.size()));
+        rounded.unpack(back.data());
+        CHECK(same_bits(back.data(), rounded_w.data(), rounded_w.size()));
+        for (const auto& backend : bf16_backends) {
+            const auto packed = backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
+            CHECK_FALSE(backend.pack_weight(w.data(), n, k).has_value());  // never rounded unless allowed
+            if (!packed) continue;
+            CHECK(packed->rounding() == weight_rounding::bf16);
+            REQUIRE(packed->size() == rounded.size());
+            CHECK(same_bits(packed->data(), rounded.data(), rounded.size()));
+        }
+
+        // The products' own packing (register transposes) gives the same words, exact even where
+        // rounding is allowed: fp32 products do not round.
         for (const auto& backend : backends) {
             const auto packed = backend.pack_weight(w.data(), n, k);
+            const auto rounding_allowed = backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
+            CHECK(rounding_allowed.has_value() == packed.has_value());
             if (!packed) continue;
+            CHECK(rounding_allowed->rounding() == weight_rounding::none);
+            CHECK(same_bits(rounding_allowed->data(), reference.data(), reference.size()));
             REQUIRE(packed->size() == reference.size());
             CHECK(same_bits(packed->data(), reference.data(), reference.size()));
             const packed_matrix copy = *packed;  // copies keep the alignment
@@ -119,30 +146,36 @@ TEST_CASE("products with packed weights, bias and GELU give the plain weights' n
             for (const auto& options : {cpu_options{.threads = 1}, cpu_options{.threads = 2},
                                         cpu_options{.threads = 2, .kernels = simd_kernels::avx2},
                                         cpu_options{.threads = 2, .kernels = simd_kernels::portable},
-                                        cpu_options{.threads = 1, .precision = matmul_precision::bf16}})
-                for (const float beta : {-1.5f, 0.0f})
-                    for (const activation act : {activation::identity, activation::gelu}) {
+                                        cpu_options{.threads = 1, .precision = matmul_precision::bf16},
+                                        cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma}})
+                for (const weight_rounding rounding : {weight_rounding::none, weight_rounding::bf16})
+                    for (const float beta : {-1.5f, 0.0f})
+                        for (const activation act : {activation::identity, activation::gelu}) {
                     const std::size_t n = shape[0], k = shape[1];
                     const cpu_backend backend(options);
                     const std::string kernels = backend.float_kernels();
                     const std::size_t threads = options.threads;
-                    const bool gelu = act == activation::gelu;
-                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta); CAPTURE(gelu);
+                    const bool gelu = act == activation::gelu, rounding_allowed = rounding == weight_rounding::bf16;
+                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(rounding_allowed);
+                    CAPTURE(beta); CAPTURE(gelu);
                     const std::size_t lda = k + 3, ldc = n + 1;
                     const auto a = random_floats(m * lda, rng), w = random_floats(n * k, rng);
                     auto plain = random_floats(m * ldc, rng);
                     if (beta == 0.0f) std::fill(plain.begin(), plain.end(), std::numeric_limits<float>::quiet_NaN());
                     auto packed_c = plain;
-                    // The product, then the bias row and the activation, as a layer without packing applies them;
-                    // C's column past n must stay as it was.
+                    // Packed by this backend where it reads packed weights; otherwise packed elsewhere and
+                    // handed to it anyway, which must unpack and give its own plain numbers.
+                    const packed_matrix weights =
+                        backend.pack_weight(w.data(), n, k, rounding).value_or(packed_matrix::pack(w.data(), n, k, k, rounding));
+                    // The product with the weight as packed (rounded, where it was), then the bias row and the
+                    // activation, as a layer without packing applies them; C's column past n must stay as it was.
+                    std::vector<float> w_as_packed(n * k);
+                    weights.unpack(w_as_packed.data());
                     const auto bias = random_floats(n, rng);
-                    backend.gemm(transpose::no, transpose::yes, m, n, k, 0.5f, a.data(), lda, w.data(), k, beta, plain.data(), ldc);
+                    backend.gemm(transpose::no, transpose::yes, m, n, k, 0.5f, a.data(), lda, w_as_packed.data(), k, beta, plain.data(), ldc);
                     backend.add_row_vector(plain.data(), m, n, ldc, bias.data());
                     if (gelu)
                         for (std::size_t r = 0; r < m; ++r) backend.gelu(plain.data() + r * ldc, n);
-                    // Packed by this backend where it reads packed weights; otherwise packed elsewhere and
-                    // handed to it anyway, which must unpack and give its own plain numbers.
-                    const packed_matrix weights = backend.pack_weight(w.data(), n, k).value_or(packed_matrix::pack(w.data(), n, k, k));
                     backend.gemm_packed(m, 0.5f, a.data(), lda, weights, beta, packed_c.data(), ldc, {bias.data(), act});
                     REQUIRE(same_bits(packed_c.data(), plain.data(), plain.size()));
                 }
@@ -208,6 +241,103 @@ TEST_CASE("a linear layer with a packed weight computes, trains and reports the 
         REQUIRE(packed.weight.shape() == plain.weight.shape());
         CHECK(same_bits(packed.weight.data(), plain.weight.data(), plain.weight.size()));
         CHECK(same_bits(seen.data(), plain.weight.data(), plain.weight.size()));
+    }
+}
+
+TEST_CASE("weights packed rounded to bf16 give the bf16 products' numbers and stay rounded")
+{
+    random_generator rng(8);
+    // bf16 products by FMA (on the widest kernels, on AVX2's, on two threads) round the weight once as it
+    // is packed; fp32 products pack it exactly; `vdpbf16ps` and Eigen's products leave it plain.
+    for (const auto& options : {cpu_options{.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                                cpu_options{.precision = matmul_precision::bf16, .kernels = simd_kernels::avx2},
+                                cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                                cpu_options{.precision = matmul_precision::bf16, .kernels = simd_kernels::portable},
+                                cpu_options{.precision = matmul_precision::bf16}, cpu_options{}}) {
+        const cpu_backend backend(options);
+        const std::size_t threads = options.threads;
+        const std::string kernels = backend.float_kernels();
+        CAPTURE(threads); CAPTURE(kernels);
+        const bool rounds = kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma";
+        nn::linear<float> plain(70, 45);
+        plain.initialize(rng, 0.5);
+        for (auto& b : plain.bias.values()) b = static_cast<float>(rng.normal());
+        nn::linear<float> packed = plain, exact = plain;
+        CHECK(exact.pack_weights(backend) == kernels_read_packed(backend));  // never rounded unless allowed
+        CHECK_FALSE(exact.weights_rounded());
+        const bool did_pack = packed.pack_weights(backend, weight_rounding::bf16);
+        CHECK(did_pack == (rounds || kernels_read_packed(backend)));
+        CHECK(did_pack == backend.reads_packed_weights(weight_rounding::bf16));
+        CHECK(packed.weights_rounded() == rounds);
+
+        // The same outputs as the plain weight on this backend, with and without GELU.
+        constexpr std::size_t rows = 37;
+        const auto x = random_floats(rows * 70, rng);
+        std::vector<float> y_plain(rows * 45), y_packed(rows * 45);
+        for (const activation act : {activation::identity, activation::gelu}) {
+            plain.forward(backend, x.data(), rows, y_plain.data(), act);
+            packed.forward(backend, x.data(), rows, y_packed.data(), act);
+            CHECK(same_bits(y_packed.data(), y_plain.data(), y_plain.size()));
+        }
+
+        // The parameters are the rounded weight from now on, for read-only visits and after unpacking.
+        std::vector<float> expected(plain.weight.values().begin(), plain.weight.values().end());
+        if (rounds)
+            for (auto& v : expected) v = round_to_bfloat16(v);
+        std::vector<float> seen;
+        auto look = [&](const std::string& name, const tensor<float>& t) {
+            if (name == "weight") seen.assign(t.values().begin(), t.values().end());
+        };
+        packed.for_each_parameter("", read_only_visitor<decltype(look)>{look});  // a read-only visit: stays packed
+        REQUIRE(seen.size() == expected.size());
+        CHECK(same_bits(seen.data(), expected.data(), expected.size()));
+        CHECK(packed.weights_packed() == did_pack);
+        packed.unpack_weights();
+        CHECK_FALSE(packed.weights_rounded());
+        REQUIRE(packed.weight.size() == expected.size());
+        CHECK(same_bits(packed.weight.data(), expected.data(), expected.size()));
+        packed.forward(backend, x.data(), rows, y_packed.data(), activation::gelu);
+        CHECK(same_bits(y_packed.data(), y_plain.data(), y_plain.size()));
+    }
+}
+
+TEST_CASE("a bf16 model with weights packed rounded gives the same logits, and saves the rounded weights")
+{
+    const auto config = small_config();
+    for (const auto& options : {cpu_options{.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                                cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                                cpu_options{.threads = 2}}) {
+        const cpu_backend backend(options);
+        const std::size_t threads = options.threads;
+        const std::string kernels = backend.float_kernels();
+        CAPTURE(threads); CAPTURE(kernels);
+        const bool rounds = kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma";
+        const model<float> plain(four_modalities(), config, 17, backend);
+        model<float> packed(four_modalities(), config, 17, backend);
+        const std::size_t weights = 6 * config.bert.num_hidden_layers + 1;  // each layer's six, the pooler's
+        CHECK(packed.pack_weights(weight_rounding::bf16) == (backend.reads_packed_weights(weight_rounding::bf16) ? weights : 0));
+
+        const auto batch = plain.pack(random_records(plain.schema(), 9, 21));
+        const auto expected = plain.forward(batch, true);
+        const auto got = packed.forward(batch, true);
+        CHECK(same_bits(got.logits.data(), expected.logits.data(), expected.logits.size()));
+        CHECK(got.explanation.gamma == expected.explanation.gamma);
+
+        // Saved parameters: the packed weights rounded (where they were), everything else as it was.
+        const auto before = parameters_of(plain), after = parameters_of(packed);
+        REQUIRE(after.size() == before.size());
+        std::size_t rounded = 0;
+        for (const auto& [name, values] : before) {
+            CAPTURE(name);
+            const auto& now = after.at(name);
+            REQUIRE(now.size() == values.size());
+            if (same_bits(now.data(), values.data(), values.size())) continue;
+            std::vector<float> rounded_values(values.size());
+            for (std::size_t i = 0; i < values.size(); ++i) rounded_values[i] = round_to_bfloat16(values[i]);
+            CHECK(same_bits(now.data(), rounded_values.data(), rounded_values.size()));
+            ++rounded;
+        }
+        CHECK(rounded == (rounds ? weights : 0));
     }
 }
 

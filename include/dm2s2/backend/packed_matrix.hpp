@@ -8,12 +8,14 @@
 /// panels of `packed_layout::nr` columns stored [k][column]. Packing costs as much as a tenth of a
 /// product at W1's 485 rows and a quarter at batch 1's 49, and it is the same on every call for a
 /// weight. The layout is a permutation of W's values (plus zero columns that round n up to whole
-/// panels), so `unpack` gives back W exactly.
+/// panels), so `unpack` gives back W exactly, unless the values were rounded to bfloat16 as they were
+/// packed (`weight_rounding::bf16`, for bf16 products, which round them on every call otherwise).
 
 #include <algorithm>
 #include <cstddef>
 #include <utility>
 
+#include "dm2s2/core/bfloat16.hpp"
 #include "dm2s2/core/tensor.hpp"
 
 namespace dm2s2 {
@@ -46,6 +48,16 @@ constexpr std::size_t index(std::size_t n, std::size_t k, std::size_t j, std::si
 }
 }  // namespace packed_layout
 
+/// Whether a packed weight holds W's values exactly or rounded to bfloat16; as an argument of
+/// `pack_weights`, the rounding it may apply.
+enum class weight_rounding {
+    none,  ///< W's values: unpacking, saving and training see the weight as it was
+    /// W's values rounded to bfloat16 (ties to even), for products that multiply bf16-rounded operands
+    /// anyway: they then give the same numbers without rounding W on every call, but the weight stays
+    /// rounded, for unpacking, saving and training too.
+    bf16
+};
+
 /// A float matrix W [rows = n, cols = k] (row-major, as PyTorch stores a linear layer's weight) held
 /// in `packed_layout`, in a 64-byte aligned tensor so that no vector load straddles cache lines. Made
 /// by `cpu_backend::pack_weight`; read by `cpu_backend::gemm_packed`.
@@ -53,14 +65,15 @@ class packed_matrix {
 public:
     packed_matrix() = default;
 
-    /// Storage for W [rows, cols], every value zero.
-    packed_matrix(std::size_t rows, std::size_t cols)
-        : rows_(rows), cols_(cols), values_({packed_layout::padded_columns(rows) * cols})
+    /// Storage for W [rows, cols], every value zero, to hold W's values rounded as `rounding` says.
+    packed_matrix(std::size_t rows, std::size_t cols, weight_rounding rounding = weight_rounding::none)
+        : rows_(rows), cols_(cols), rounding_(rounding), values_({packed_layout::padded_columns(rows) * cols})
     {
     }
 
     std::size_t rows() const noexcept { return rows_; }  ///< n: W's rows, the product's columns
     std::size_t cols() const noexcept { return cols_; }  ///< k: W's columns, the product's depth
+    weight_rounding rounding() const noexcept { return rounding_; }  ///< how the values were rounded
     std::size_t size() const noexcept { return values_.size(); }  ///< values held, padding included
     float* data() noexcept { return values_.data(); }
     const float* data() const noexcept { return values_.data(); }
@@ -78,25 +91,31 @@ public:
         return std::move(*this);
     }
 
-    /// Writes W [rows, cols] (row-major, contiguous) back out: exactly the values that were packed.
+    /// Writes W [rows, cols] (row-major, contiguous) back out: exactly the values that were packed
+    /// (rounded, where `rounding()` says so).
     void unpack(float* w) const noexcept
     {
         for (std::size_t j = 0; j < rows_; ++j)
             for (std::size_t p = 0; p < cols_; ++p) w[j * cols_ + p] = values_[packed_layout::index(rows_, cols_, j, p)];
     }
 
-    /// Packs W [rows, cols] (row-major, leading dimension `ld`) value by value: the plain reference
-    /// for the kernels' register-transpose packing.
-    static packed_matrix pack(const float* w, std::size_t rows, std::size_t cols, std::size_t ld)
+    /// Packs W [rows, cols] (row-major, leading dimension `ld`) value by value, rounded as `rounding`
+    /// says: the plain reference for the kernels' register-transpose packing.
+    static packed_matrix pack(const float* w, std::size_t rows, std::size_t cols, std::size_t ld,
+                              weight_rounding rounding = weight_rounding::none)
     {
-        packed_matrix packed(rows, cols);
+        packed_matrix packed(rows, cols, rounding);
         for (std::size_t j = 0; j < rows; ++j)
-            for (std::size_t p = 0; p < cols; ++p) packed.values_[packed_layout::index(rows, cols, j, p)] = w[j * ld + p];
+            for (std::size_t p = 0; p < cols; ++p) {
+                const float v = w[j * ld + p];
+                packed.values_[packed_layout::index(rows, cols, j, p)] = rounding == weight_rounding::bf16 ? round_to_bfloat16(v) : v;
+            }
         return packed;
     }
 
 private:
     std::size_t rows_ = 0, cols_ = 0;
+    weight_rounding rounding_ = weight_rounding::none;
     tensor<float> values_;  ///< flat [padded_columns(rows) · cols]
 };
 

@@ -95,11 +95,17 @@ public:
     /// Packs the encoder's and the pooler's weights into the layout this model's backend multiplies
     /// (`linear::pack_weights`), for inference: products no longer repack them on every call, the
     /// outputs stay the same and so does the memory. Returns how many weights it packed: none where the
-    /// backend multiplies plain weights (double, bf16, no AVX-512). Training and checkpoints work as
-    /// before: whatever needs the plain weights unpacks them.
-    std::size_t pack_weights()
+    /// backend multiplies plain weights (double, Eigen's products, `vdpbf16ps`), and none for bf16
+    /// products unless `allowed` is `weight_rounding::bf16`. Training and checkpoints work as before:
+    /// whatever needs the plain weights unpacks them.
+    ///
+    /// With `weight_rounding::bf16`, a backend with bf16 products by FMA packs the weights rounded to
+    /// bf16 once, instead of rounding them in every product: the same outputs on that backend, at the
+    /// fp32 products' speed, but the weights stay rounded (unpacking, saving and training see bf16
+    /// values). Meant for a model that only serves bf16 inference.
+    std::size_t pack_weights(weight_rounding allowed = weight_rounding::none)
     {
-        return params_.encoder.pack_weights(backend_) + (params_.pooler.dense.pack_weights(backend_) ? 1 : 0);
+        return params_.encoder.pack_weights(backend_, allowed) + (params_.pooler.dense.pack_weights(backend_, allowed) ? 1 : 0);
     }
 
     /// Puts every packed weight back into plain form.

@@ -355,8 +355,9 @@ public:
         });
     }
 
-    /// Packs the encoder's weights for inference (`bert_model::pack_weights`); returns how many.
-    std::size_t pack_weights() { return bert_.pack_weights(); }
+    /// Packs the encoder's weights for inference, rounded to bf16 for bf16 products where `allowed`
+    /// says so (`bert_model::pack_weights`); returns how many.
+    std::size_t pack_weights(weight_rounding allowed = weight_rounding::none) { return bert_.pack_weights(allowed); }
 
     /// Puts every packed weight back into plain form.
     void unpack_weights() { bert_.unpack_weights(); }

@@ -144,13 +144,14 @@ struct encoder {
         for (auto& layer : layers) layer.initialize(rng, stddev);
     }
 
-    /// Packs every layer's weights for `backend` (`linear::pack_weights`); returns how many it packed.
+    /// Packs every layer's weights for `backend`, rounded where `allowed` says so
+    /// (`linear::pack_weights`); returns how many it packed.
     template <backend_for<T> Backend>
-    std::size_t pack_weights(const Backend& backend)
+    std::size_t pack_weights(const Backend& backend, weight_rounding allowed = weight_rounding::none)
     {
         std::size_t packed = 0;
         for (auto& layer : layers)
-            for (linear<T>* l : layer.linears()) packed += l->pack_weights(backend) ? 1 : 0;
+            for (linear<T>* l : layer.linears()) packed += l->pack_weights(backend, allowed) ? 1 : 0;
         return packed;
     }
 

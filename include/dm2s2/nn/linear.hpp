@@ -21,7 +21,7 @@ namespace dm2s2::nn {
 template <class B, class T>
 concept weight_packing_backend_for =
     backend_for<B, T> && requires(const B& backend, const T* x, T* y, const packed_matrix& w, std::size_t n) {
-        { backend.pack_weight(x, n, n) } -> std::same_as<std::optional<packed_matrix>>;
+        { backend.pack_weight(x, n, n, weight_rounding::none) } -> std::same_as<std::optional<packed_matrix>>;
         backend.gemm_packed(n, T(1), x, n, w, T(0), y, n, product_epilogue<T>{x, activation::gelu});
     };
 
@@ -31,7 +31,8 @@ concept weight_packing_backend_for =
 /// read, instead of being repacked by every product. The packed form then replaces `weight`, which is
 /// left empty, so the memory stays the same. Every way to reach the parameters as tensors gives the
 /// plain weight: a mutable `for_each_parameter` unpacks it for good (it may be changed), a read-only
-/// visit gets a plain copy; `backward` multiplies by a plain copy.
+/// visit gets a plain copy; `backward` multiplies by a plain copy. A weight packed for bf16 products
+/// with `weight_rounding::bf16` is rounded for good: the plain weight is then the rounded one.
 template <scalar T>
 struct linear {
     tensor<T> weight;
@@ -49,14 +50,18 @@ struct linear {
     /// Whether the weight is held packed (`weight` is then empty).
     bool weights_packed() const noexcept { return packed_.has_value(); }
 
+    /// Whether the weight is held packed and rounded to bfloat16 (`weight_rounding::bf16`).
+    bool weights_rounded() const noexcept { return packed_ && packed_->rounding() == weight_rounding::bf16; }
+
     /// Packs the weight for `backend`'s products where it reads packed weights (see
-    /// `cpu_backend::pack_weight`); returns whether it did. Forward passes give the same numbers.
+    /// `cpu_backend::pack_weight`), rounding it where `allowed` says so and the products round it
+    /// anyway; returns whether it did. Forward passes on `backend` give the same numbers.
     template <backend_for<T> Backend>
-    bool pack_weights(const Backend& backend)
+    bool pack_weights(const Backend& backend, weight_rounding allowed = weight_rounding::none)
     {
         if constexpr (weight_packing_backend_for<Backend, T>) {
             if (!packed_) {
-                if (auto packed = backend.pack_weight(weight.data(), out_features(), in_features())) {
+                if (auto packed = backend.pack_weight(weight.data(), out_features(), in_features(), allowed)) {
                     packed_ = std::move(*packed).stored_in(std::move(weight));
                     weight = tensor<T>();  // moved from, or still holding the weight when it did not fit
                 }
@@ -65,7 +70,7 @@ struct linear {
         return packed_.has_value();
     }
 
-    /// Puts the weight back into `weight`, exactly as it was packed.
+    /// Puts the weight back into `weight`, exactly as it was packed (rounded, where it was).
     void unpack_weights()
     {
         if (!packed_) return;

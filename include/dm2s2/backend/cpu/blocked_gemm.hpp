@@ -26,6 +26,7 @@
 
 #include "dm2s2/backend/backend.hpp"
 #include "dm2s2/backend/packed_matrix.hpp"
+#include "dm2s2/core/bfloat16.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(DM2S2_NO_X86_KERNELS) && \
     !defined(DM2S2_NO_AVX512_KERNELS)
@@ -51,20 +52,6 @@ enum class bf16_kernel {
     dot_product,  ///< `vdpbf16ps` (AVX512_BF16): two products per lane and instruction
     rounded_fma   ///< operands rounded while they are packed, then fp32 FMA (any AVX2 or AVX-512 processor)
 };
-
-/// Rounds a float to the nearest bfloat16 (ties to even), returned as its 16 bits; NaN stays NaN.
-inline std::uint16_t to_bfloat16_bits(float x) noexcept
-{
-    const auto bits = std::bit_cast<std::uint32_t>(x);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
-    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
-/// The float a bfloat16 stands for.
-inline float from_bfloat16_bits(std::uint16_t x) noexcept { return std::bit_cast<float>(std::uint32_t(x) << 16); }
-
-/// x rounded to bfloat16 precision, as a float.
-inline float round_to_bfloat16(float x) noexcept { return from_bfloat16_bits(to_bfloat16_bits(x)); }
 
 namespace detail::blocked {
 
@@ -271,17 +258,19 @@ void pack_slice(const float* b, std::size_t ldb, bool k_contiguous, std::size_t 
 }
 
 /// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout`) with the products'
-/// own packing: what `gemm_accumulate<K, fp32>` would pack from op(B) = Wᵀ. Each slice goes through
-/// this thread's packing buffer, whose words the packing writes, and is then copied into `out`'s floats.
-template <micro_kernel_set K>
+/// own packing: what `gemm_accumulate<K, F>` would pack from op(B) = Wᵀ (F is fp32 or rounded_bf16).
+/// Each slice goes through this thread's packing buffer, whose words the packing writes, and is then
+/// copied into `out`'s floats.
+template <micro_kernel_set K, operand_format F>
 void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, packed_matrix& out)
 {
+    static_assert(F != operand_format::bf16_pairs, "the packed layout holds one value per word");
     for (std::size_t j0 = 0; j0 < n; j0 += packed_layout::nc) {
         const std::size_t cols = std::min(packed_layout::nc, n - j0), padded = packed_layout::padded_columns(cols);
         for (std::size_t p0 = 0; p0 < k; p0 += kc) {
             const std::size_t units = std::min(kc, k - p0);
             std::uint32_t* const slice = packing_buffer<0>(units * padded);
-            pack_panels<K, operand_format::fp32>(w, ld, true, j0, cols, p0, units, k, nr, slice);
+            pack_panels<K, F>(w, ld, true, j0, cols, p0, units, k, nr, slice);
             std::memcpy(out.data() + packed_layout::slice_offset(n, k, j0, p0), slice, units * padded * sizeof(float));
         }
     }

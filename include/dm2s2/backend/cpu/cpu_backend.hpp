@@ -93,12 +93,12 @@ struct cpu_backend : portable_backward_kernels {
         }
     }
 
-    /// Whether `pack_weight` packs float weights for this backend's products (fp32 precision on the
-    /// library's kernels), rather than leaving them as they are.
-    bool reads_packed_weights() const noexcept
+    /// Whether `pack_weight` packs float weights for this backend's products, rather than leaving them
+    /// as they are: exactly for fp32 products on the library's kernels, and, where `allowed` is
+    /// `weight_rounding::bf16`, rounded for bf16 products by FMA (`bf16_kernel::rounded_fma`).
+    bool reads_packed_weights(weight_rounding allowed = weight_rounding::none) const noexcept
     {
-        const auto path = float_path();
-        return path && path->format == operand_format::fp32;
+        return packed_weight_format(allowed).has_value();
     }
 
     template <class F>
@@ -129,14 +129,20 @@ struct cpu_backend : portable_backward_kernels {
     }
 
     /// W [n, k] (row-major, contiguous) packed once for `gemm_packed`, where this backend's products
-    /// read packed weights (`reads_packed_weights`). Elsewhere nothing, and the weight stays as it is.
+    /// read packed weights (`reads_packed_weights(allowed)`): exactly for fp32 products, rounded to
+    /// bf16 for bf16 products where `allowed` says so. Elsewhere nothing, and the weight stays as it is.
     template <scalar T>
-    std::optional<packed_matrix> pack_weight(const T* w, std::size_t n, std::size_t k) const
+    std::optional<packed_matrix> pack_weight(const T* w, std::size_t n, std::size_t k,
+                                             weight_rounding allowed = weight_rounding::none) const
     {
         if constexpr (std::is_same_v<T, float>) {
-            if (reads_packed_weights() && n > 0 && k > 0) {
-                packed_matrix packed(n, k);
-                with_kernel_set(float_path()->isa, [&]<class K>(K) { detail::blocked::pack_weight<K>(w, n, k, k, packed); });
+            if (const auto format = packed_weight_format(allowed); format && n > 0 && k > 0) {
+                const bool rounded = *format == operand_format::rounded_bf16;
+                packed_matrix packed(n, k, rounded ? weight_rounding::bf16 : weight_rounding::none);
+                with_kernel_set(float_path()->isa, [&]<class K>(K) {
+                    if (rounded) detail::blocked::pack_weight<K, operand_format::rounded_bf16>(w, n, k, k, packed);
+                    else detail::blocked::pack_weight<K, operand_format::fp32>(w, n, k, k, packed);
+                });
                 return packed;
             }
         }
@@ -144,18 +150,22 @@ struct cpu_backend : portable_backward_kernels {
     }
 
     /// C[m, n] = alpha A[m, k] Wᵀ + beta C with W packed by `pack_weight`, then `finish` applied to C
-    /// (a bias row, an activation): the same numbers as `gemm` on the plain W followed by
-    /// `add_row_vector` and `gelu`. Large products are cut among the threads by rows (W is packed
-    /// already, so no thread packs what another packs too), and each tile of C is finished as soon as
-    /// its sum is complete, while it is still in cache. A backend that does not read packed weights
-    /// (another precision, no SIMD kernels) unpacks W first.
+    /// (a bias row, an activation): the same numbers as `gemm` on the plain W (as packed: rounded, where
+    /// it was) followed by `add_row_vector` and `gelu`. Large products are cut among the threads by
+    /// rows (W is packed already, so no thread packs what another packs too), and each tile of C is
+    /// finished as soon as its sum is complete, while it is still in cache. A backend that cannot read
+    /// W as it is packed (another precision, bf16 products given an exact W, no SIMD kernels) unpacks
+    /// it first.
     void gemm_packed(std::size_t m, float alpha, const float* a, std::size_t lda, const packed_matrix& w, float beta, float* c,
                      std::size_t ldc, product_epilogue<float> finish = {}) const
     {
         const std::size_t n = w.rows(), k = w.cols();
         if (m == 0 || n == 0) return;
         const bool finishing = finish.bias != nullptr || finish.act != activation::identity;
-        if (!reads_packed_weights()) {
+        // fp32 products read either form as it is (rounded values are floats too); bf16 products need
+        // the values rounded.
+        const auto format = packed_weight_format(w.rounding());
+        if (!format) {
             std::vector<float> plain(n * k);
             w.unpack(plain.data());
             gemm(transpose::no, transpose::yes, m, n, k, alpha, a, lda, plain.data(), k, beta, c, ldc);
@@ -168,10 +178,12 @@ struct cpu_backend : portable_backward_kernels {
         const auto tile_done = [&](float* tile, std::size_t rows, std::size_t cols, std::size_t first_col) {
             if (finishing) finish_rows(tile, rows, cols, ldc, first_col, finish);
         };
+        // The kernels read B only through vector loads, which may alias the floats.
+        const auto* words = reinterpret_cast<const std::uint32_t*>(w.data());
         with_kernel_set(float_path()->isa, [&]<class K>(K) {
-            // The kernels read B only through vector loads, which may alias the floats.
-            multiply_packed<K, operand_format::fp32>(m, n, k, alpha, a, lda, reinterpret_cast<const std::uint32_t*>(w.data()),
-                                                     beta, c, ldc, tile_done);
+            if (*format == operand_format::rounded_bf16)
+                multiply_packed<K, operand_format::rounded_bf16>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
+            else multiply_packed<K, operand_format::fp32>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
         });
     }
 
@@ -282,6 +294,20 @@ private:
         if (kernels_ != simd_kernels::portable && detail::avx2::has_fp32_kernels())
             return kernel_path{kernel_isa::avx2,
                                precision_ == matmul_precision::fp32 ? operand_format::fp32 : operand_format::rounded_bf16};
+        return std::nullopt;
+    }
+
+    /// The format in which this backend's products read packed weights whose values may be rounded as
+    /// `allowed` says: fp32 for fp32 products on the library's kernels; rounded_bf16 for bf16 products
+    /// by FMA where rounding is allowed. None where the products multiply plain weights (Eigen's,
+    /// `vdpbf16ps`'s pairs) or need values the packing may not round.
+    std::optional<operand_format> packed_weight_format(weight_rounding allowed) const noexcept
+    {
+        const auto path = float_path();
+        if (!path) return std::nullopt;
+        if (path->format == operand_format::fp32 ||
+            (path->format == operand_format::rounded_bf16 && allowed == weight_rounding::bf16))
+            return path->format;
         return std::nullopt;
     }
 
