@@ -2,6 +2,7 @@
 // from a model directory written by dm2s2_train.
 //
 //   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]
+//                 [--precision fp32|bf16]
 //
 // P has one JSON line per record: "id", "prediction", "scores" (label → probability), "beta" (modality
 // → weight), "alpha" (modality → weights of its elements), "elements" (modality → printable elements:
@@ -9,6 +10,8 @@
 // null for beta and alpha. M holds the task's metrics (every record needs its target). R is one
 // self-contained HTML page showing each record's modality weights and elements shaded by γ. --show N
 // prints the explanation of the first N records: their three heaviest modalities and element weights.
+// --precision bf16 multiplies matrices in bf16 with fp32 sums, the encoder's weights rounded to bf16
+// once as they are packed (`weight_rounding::bf16`); scores then differ from fp32 ones by about 1 %.
 
 #include <algorithm>
 #include <cmath>
@@ -166,25 +169,32 @@ void show(const prediction& p, const dm2s2::schema& schema, std::ostream& out)
 
 int main(int argc, char** argv)
 {
-    std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0";
+    std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0", precision = "fp32";
     dm2s2::tools::arguments args;
     args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
     args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads).option("--show", shown);
+    args.option("--precision", precision);
     std::size_t show_count = 0, thread_count = 1;
     try {
         args.parse(argc, argv);
         thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         show_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--show", shown, 0, 1 << 30));
+        if (precision != "fp32" && precision != "bf16")
+            throw std::invalid_argument("--precision must be fp32 or bf16, not '" + precision + "'");
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_predict: " << e.what()
-                  << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T])\n";
+                  << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]"
+                     " [--precision fp32|bf16])\n";
         return 2;
     }
     try {
         const auto pipeline = dm2s2::load_data_pipeline(model_dir);
         const auto& encoder = *pipeline.encoder;
-        auto model = dm2s2::load_model<float>(model_dir, dm2s2::cpu_backend({.threads = thread_count}));
-        model.pack_weights();  // inference only: the encoder's weights in the products' layout, packed once
+        const bool bf16 = precision == "bf16";
+        auto model = dm2s2::load_model<float>(
+            model_dir, dm2s2::cpu_backend({.threads = thread_count, .precision = bf16 ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32}));
+        // Inference only: the encoder's weights in the products' layout, packed once (for bf16, rounded once).
+        model.pack_weights(bf16 ? dm2s2::weight_rounding::bf16 : dm2s2::weight_rounding::none);
         if (!(model.schema() == encoder.schema()))
             throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
         const auto records = dm2s2::read_json_lines(data);

@@ -2,6 +2,7 @@
 // its failures on bad input, dm2s2_tokenize against HuggingFace's tokenizers, and the examples.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -271,6 +272,29 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
         for (const auto& [label, score] : pa["scores"].items())
             CHECK(score.get<double>() == doctest::Approx(pb["scores"][label].get<double>()).epsilon(1e-5));
     }
+    // bf16 products, the weights packed rounded: the scores of fp32 within 1e-2.
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+            (dir / "p_bf16.jsonl").string() + " --precision bf16 --threads 2");
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    std::ifstream fp32_lines(dir / "p.jsonl"), bf16_lines(dir / "p_bf16.jsonl");
+    std::size_t compared = 0;
+    double largest_difference = 0;
+    for (std::string a, b; std::getline(fp32_lines, a) && std::getline(bf16_lines, b); ++compared) {
+        const auto pa = nlohmann::json::parse(a), pb = nlohmann::json::parse(b);
+        CHECK(pa["id"] == pb["id"]);
+        for (const auto& [label, score] : pa["scores"].items())
+            largest_difference = std::max(largest_difference, std::abs(score.get<double>() - pb["scores"][label].get<double>()));
+    }
+    CHECK(compared == 40);
+    CHECK(largest_difference < 1e-2);
+    CHECK(largest_difference > 1e-5);  // bf16 did run: fp32 on one and two threads agrees far more closely
+    MESSAGE("largest score difference, bf16 against fp32: ", largest_difference);
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+            (dir / "p_bad.jsonl").string() + " --precision fp16");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--precision must be fp32 or bf16, not 'fp16'") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "p_bad.jsonl"));
+
     std::ifstream page_file(dir / "r.html");
     const std::string page((std::istreambuf_iterator<char>(page_file)), std::istreambuf_iterator<char>());
     CHECK(page.find("film-2672: ") != std::string::npos);
