@@ -327,7 +327,9 @@ TEST_CASE("a bf16 model with weights packed rounded gives the same logits, and s
         const auto before = parameters_of(plain), after = parameters_of(packed);
         REQUIRE(after.size() == before.size());
         std::size_t rounded = 0;
-        for (const auto& [name, values] : before) {
+        for (const auto& entry : before) {  // not a structured binding: CAPTURE takes it into a lambda
+            const std::string& name = entry.first;
+            const std::vector<float>& values = entry.second;
             CAPTURE(name);
             const auto& now = after.at(name);
             REQUIRE(now.size() == values.size());
