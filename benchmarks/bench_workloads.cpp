@@ -10,7 +10,8 @@
 // W3's and W4's inference runs with packed weights (bf16: rounded), and W4's batches also with plain ones.
 // benchmarks/torch_workloads.py runs the PyTorch side on the same shapes; benchmarks/compare.sh runs
 // both and prints the ratios. `--w1_lengths=FILE` writes the packed lengths of W1's batch (JSON) for
-// the PyTorch side and exits. DM2S2_BENCH_SCALE=tiny shrinks every size for CI's smoke run.
+// the PyTorch side and exits. DM2S2_BENCH_SCALE=tiny shrinks every size for CI's smoke run. Every
+// workload runs once untimed before its timed iterations, as the PyTorch side warms up before timing.
 
 #include <cstdint>
 #include <cstdlib>
@@ -83,6 +84,16 @@ dm2s2::cpu_backend backend_for_args(const benchmark::State& state)
                                .precision = state.range(1) ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32});
 }
 
+/// Runs `work` once untimed, then once per iteration: every timing is of a warm call, as on the PyTorch
+/// side (torch_workloads.py warms up first), not of a first call's one-off costs (AdamW allocating its
+/// moments, buffers growing, pages faulting in). compare.py times one iteration per process.
+template <class Work>
+void time_warm(benchmark::State& state, Work&& work)
+{
+    work();
+    for (auto _ : state) work();
+}
+
 void report(benchmark::State& state, const dm2s2::packed_batch& batch)
 {
     std::size_t real = 0;
@@ -101,7 +112,7 @@ void W1_inference(benchmark::State& state)
     model.set_padding_free(state.range(2) != 0);
     if (state.range(3) != 0) model.pack_weights(dm2s2::weight_rounding::bf16);
     const auto batch = model.pack(random_records(schema, w1_batch, w1_seed));
-    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    time_warm(state, [&] { benchmark::DoNotOptimize(model.forward(batch).logits.data()); });
     report(state, batch);
 }
 
@@ -116,10 +127,11 @@ void train_step_of(benchmark::State& state, const dm2s2::model_config& config, s
     dm2s2::tensor<float> targets({count});
     for (std::size_t i = 0; i < count; ++i) targets[i] = static_cast<float>(i % 4);
     auto gradients = model.zero_gradients();  // reused, as the trainer does
-    for (auto _ : state)
+    time_warm(state, [&] {
         benchmark::DoNotOptimize(dm2s2::train_step(model, optimizer, std::span(&batch, 1), dm2s2::task_type::multiclass,
                                                    std::span<const dm2s2::tensor<float>>(&targets, 1), {.learning_rate = 1e-5, .dropout_rng = &dropout},
                                                    gradients).loss);
+    });
     report(state, batch);
 }
 
@@ -133,7 +145,7 @@ void W3_inference(benchmark::State& state)
     dm2s2::model<float> model(schema, small_model(), 1, backend_for_args(state));
     model.pack_weights(dm2s2::weight_rounding::bf16);
     const auto batch = model.pack(random_records(schema, tiny() ? 4 : 64, w1_seed));
-    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    time_warm(state, [&] { benchmark::DoNotOptimize(model.forward(batch).logits.data()); });
     report(state, batch);
 }
 
@@ -144,7 +156,7 @@ void W4_batch(benchmark::State& state)
     dm2s2::model<float> model(schema, bert_base(), 1, dm2s2::cpu_backend({.threads = static_cast<std::size_t>(state.range(0))}));
     if (state.range(2) != 0) model.pack_weights();
     const auto batch = model.pack(random_records(schema, static_cast<std::size_t>(state.range(1)), w1_seed));
-    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    time_warm(state, [&] { benchmark::DoNotOptimize(model.forward(batch).logits.data()); });
     report(state, batch);
 }
 
@@ -162,7 +174,7 @@ void W4_length(benchmark::State& state)
     for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<std::int64_t>(1000 + 37 * i % 29000);
     record.set_tokens("text", text);
     const auto batch = model.pack(std::vector{record});
-    for (auto _ : state) benchmark::DoNotOptimize(model.forward(batch).logits.data());
+    time_warm(state, [&] { benchmark::DoNotOptimize(model.forward(batch).logits.data()); });
     report(state, batch);
 }
 
