@@ -11,7 +11,7 @@
 // self-contained HTML page showing each record's modality weights and elements shaded by γ. --show N
 // prints the explanation of the first N records: their three heaviest modalities and element weights.
 // --precision bf16 multiplies matrices in bf16 with fp32 sums, the encoder's weights rounded to bf16
-// once as they are packed (`weight_rounding::bf16`); scores then differ from fp32 ones by about 1 %.
+// once as they are packed (`weight_rounding::bf16`); scores then differ slightly from fp32 ones.
 
 #include <algorithm>
 #include <cmath>
