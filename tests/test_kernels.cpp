@@ -112,6 +112,70 @@ TEST_CASE_TEMPLATE("layer_norm matches the reference, with and without residual,
     }
 }
 
+TEST_CASE_TEMPLATE("backward kernels cut among threads give the portable kernels' numbers", T, float, double)
+{
+    random_generator rng(5);
+    const reference_backend portable;
+    const std::array<cpu_backend, 2> backends{cpu_backend(), cpu_backend({.threads = 2})};
+    const auto same = [](const std::vector<T>& a, const std::vector<T>& b) {
+        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    };
+    for (const std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{40000}, std::size_t{100001}}) {
+        CAPTURE(n);
+        const auto x = random_values<T>(n, rng, 3.0), dy = random_values<T>(n, rng);
+        auto expected = dy;
+        portable.gelu_backward(x.data(), expected.data(), n);
+        for (const auto& backend : backends) {
+            const std::size_t threads = backend.threads();
+            CAPTURE(threads);
+            auto got = dy;
+            backend.gelu_backward(x.data(), got.data(), n);
+            CHECK(same(got, expected));
+        }
+    }
+    // Shapes whose rows, columns or both are cut among two threads, and ones too small to cut.
+    for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{1, 1}, {3, 7}, {485, 768}, {40, 3072}, {2000, 2}}) {
+        const std::size_t r = rows, c = cols;  // not structured bindings: CAPTURE takes them into a lambda
+        CAPTURE(r); CAPTURE(c);
+        const std::size_t ldx = c + 3;
+        const auto x = random_values<T>(r * ldx, rng), start = random_values<T>(c, rng);
+        // Column sums: the portable kernel's, and a plain loop's down each column in double.
+        auto expected = start, plain = start;
+        portable.add_column_sums(x.data(), r, c, ldx, expected.data());
+        for (std::size_t j = 0; j < c; ++j) {
+            double sum = 0;
+            for (std::size_t i = 0; i < r; ++i) sum += x[i * ldx + j];
+            plain[j] += static_cast<T>(sum);
+        }
+        CHECK(same(expected, plain));
+        const auto v = random_values<T>(r * c, rng, 2.0), dy = random_values<T>(r * c, rng), gamma = random_values<T>(c, rng);
+        std::vector<T> dv(r * c), dgamma = start, dbeta = random_values<T>(c, rng);
+        const auto dbeta_start = dbeta;
+        portable.layer_norm_backward(v.data(), dy.data(), dv.data(), r, c, gamma.data(), T(1e-12), dgamma.data(), dbeta.data());
+        {
+            auto in_place = dy, in_place_dgamma = start, in_place_dbeta = dbeta_start;
+            portable.layer_norm_backward(v.data(), in_place.data(), in_place.data(), r, c, gamma.data(), T(1e-12),
+                                         in_place_dgamma.data(), in_place_dbeta.data());
+            CHECK(same(in_place, dv));
+            CHECK(same(in_place_dgamma, dgamma));
+        }
+        for (const auto& backend : backends) {
+            const std::size_t threads = backend.threads();
+            CAPTURE(threads);
+            auto got = start;
+            backend.add_column_sums(x.data(), r, c, ldx, got.data());
+            CHECK(same(got, expected));
+            // dv written over dy, as a backward pass may do.
+            auto dv_in_place = dy, got_dgamma = start, got_dbeta = dbeta_start;
+            backend.layer_norm_backward(v.data(), dv_in_place.data(), dv_in_place.data(), r, c, gamma.data(), T(1e-12), got_dgamma.data(),
+                                        got_dbeta.data());
+            CHECK(same(dv_in_place, dv));
+            CHECK(same(got_dgamma, dgamma));
+            CHECK(same(got_dbeta, dbeta));
+        }
+    }
+}
+
 TEST_CASE_TEMPLATE("masked softmax: dropped entries get exactly zero, nothing kept gives zeros", T, float, double)
 {
     const cpu_backend fast;

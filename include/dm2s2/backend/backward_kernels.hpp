@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <numbers>
+#include <vector>
 
 #include "dm2s2/backend/backend.hpp"
 
@@ -42,47 +43,84 @@ struct portable_backward_kernels {
         for (std::size_t i = 0; i < n; ++i) grad[i] = static_cast<T>(p[i] * (grad[i] - dot));
     }
 
-    /// Backward of y = LN(v) per row: dv from dy, and dγ, dβ accumulated. `v` is the forward input
-    /// (x + residual); the row statistics are recomputed from it.
+    /// Backward of y = LN(v) per row: dv from dy (dv may be dy), and dγ, dβ accumulated. `v` is the
+    /// forward input (x + residual); the row statistics are recomputed from it.
     template <scalar T>
     void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps,
                              T* dgamma, T* dbeta) const
     {
         for (std::size_t r = 0; r < rows; ++r) {
-            const T* vr = v + r * cols;
-            const T* dyr = dy + r * cols;
-            double mean = 0, var = 0;
-            for (std::size_t j = 0; j < cols; ++j) mean += vr[j];
-            mean /= static_cast<double>(cols);
-            for (std::size_t j = 0; j < cols; ++j) var += (vr[j] - mean) * (vr[j] - mean);
-            var /= static_cast<double>(cols);
-            const double inv = 1.0 / std::sqrt(var + eps);
-            double mean_dxhat = 0, mean_dxhat_xhat = 0;
-            for (std::size_t j = 0; j < cols; ++j) {
-                const double xhat = (vr[j] - mean) * inv, dxhat = static_cast<double>(dyr[j]) * gamma[j];
-                dgamma[j] += static_cast<T>(dyr[j] * xhat);
-                dbeta[j] += dyr[j];
-                mean_dxhat += dxhat;
-                mean_dxhat_xhat += dxhat * xhat;
-            }
-            mean_dxhat /= static_cast<double>(cols);
-            mean_dxhat_xhat /= static_cast<double>(cols);
-            for (std::size_t j = 0; j < cols; ++j) {
-                const double xhat = (vr[j] - mean) * inv;
-                dv[r * cols + j] = static_cast<T>(inv * (static_cast<double>(dyr[j]) * gamma[j] - mean_dxhat - xhat * mean_dxhat_xhat));
-            }
+            const auto stats = layer_norm_statistics(v + r * cols, cols, eps);
+            layer_norm_parameter_gradients(v + r * cols, dy + r * cols, 0, cols, stats, dgamma, dbeta);
+            layer_norm_input_gradient(v + r * cols, dy + r * cols, dv + r * cols, cols, gamma, stats);
         }
     }
 
-    /// out[j] += Σ_i x[i, j] (bias gradients).
+    /// out[j] += Σ_i x[i, j] (bias gradients), one double sum per column adding the rows in order.
     template <scalar T>
     void add_column_sums(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, T* out) const
     {
+        add_column_sums_range(x, rows, ldx, 0, cols, out);
+    }
+
+protected:
+    /// A row's mean and 1/σ, as layer norm computes them, in double.
+    struct row_statistics {
+        double mean, inv_sigma;
+    };
+
+    /// The statistics of one row of layer norm's input.
+    template <scalar T>
+    static row_statistics layer_norm_statistics(const T* vr, std::size_t cols, T eps)
+    {
+        double mean = 0, var = 0;
+        for (std::size_t j = 0; j < cols; ++j) mean += vr[j];
+        mean /= static_cast<double>(cols);
+        for (std::size_t j = 0; j < cols; ++j) var += (vr[j] - mean) * (vr[j] - mean);
+        var /= static_cast<double>(cols);
+        return {mean, 1.0 / std::sqrt(var + eps)};
+    }
+
+    /// One row's dv = (dy γ − mean(dy γ) − x̂ mean(dy γ x̂)) / σ; dvr may be dyr.
+    template <scalar T>
+    static void layer_norm_input_gradient(const T* vr, const T* dyr, T* dvr, std::size_t cols, const T* gamma, row_statistics stats)
+    {
+        double mean_dxhat = 0, mean_dxhat_xhat = 0;
         for (std::size_t j = 0; j < cols; ++j) {
-            double sum = 0;
-            for (std::size_t i = 0; i < rows; ++i) sum += x[i * ldx + j];
-            out[j] += static_cast<T>(sum);
+            const double xhat = (vr[j] - stats.mean) * stats.inv_sigma, dxhat = static_cast<double>(dyr[j]) * gamma[j];
+            mean_dxhat += dxhat;
+            mean_dxhat_xhat += dxhat * xhat;
         }
+        mean_dxhat /= static_cast<double>(cols);
+        mean_dxhat_xhat /= static_cast<double>(cols);
+        for (std::size_t j = 0; j < cols; ++j) {
+            const double xhat = (vr[j] - stats.mean) * stats.inv_sigma;
+            dvr[j] = static_cast<T>(stats.inv_sigma * (static_cast<double>(dyr[j]) * gamma[j] - mean_dxhat - xhat * mean_dxhat_xhat));
+        }
+    }
+
+    /// One row's share of dγ (dy x̂) and dβ (dy), added for columns [first, last).
+    template <scalar T>
+    static void layer_norm_parameter_gradients(const T* vr, const T* dyr, std::size_t first, std::size_t last, row_statistics stats,
+                                               T* dgamma, T* dbeta)
+    {
+        for (std::size_t j = first; j < last; ++j) {
+            dgamma[j] += static_cast<T>(dyr[j] * ((vr[j] - stats.mean) * stats.inv_sigma));
+            dbeta[j] += dyr[j];
+        }
+    }
+
+    /// `add_column_sums` for columns [first, last) of x (rows × …, row stride ldx), going down the rows
+    /// with contiguous reads.
+    template <scalar T>
+    static void add_column_sums_range(const T* x, std::size_t rows, std::size_t ldx, std::size_t first, std::size_t last, T* out)
+    {
+        std::vector<double> sums(last - first, 0.0);
+        for (std::size_t i = 0; i < rows; ++i) {
+            const T* row = x + i * ldx + first;
+            for (std::size_t j = 0; j < sums.size(); ++j) sums[j] += row[j];
+        }
+        for (std::size_t j = 0; j < sums.size(); ++j) out[first + j] += static_cast<T>(sums[j]);
     }
 };
 

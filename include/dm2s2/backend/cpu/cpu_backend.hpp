@@ -269,6 +269,47 @@ struct cpu_backend : portable_backward_kernels {
         });
     }
 
+    /// `portable_backward_kernels::gelu_backward` cut among the threads: each element's formula as
+    /// there, so the same numbers on any thread count.
+    template <scalar T>
+    void gelu_backward(const T* x, T* grad, std::size_t n) const
+    {
+        for_each_range(n, element_grain, [&](std::size_t first, std::size_t last) {
+            portable_backward_kernels::gelu_backward(x + first, grad + first, last - first);
+        });
+    }
+
+    /// `portable_backward_kernels::add_column_sums` with the columns cut among the threads: each
+    /// column's sum as there, so the same numbers on any thread count.
+    template <scalar T>
+    void add_column_sums(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, T* out) const
+    {
+        for_each_range(cols, row_grain(rows), [&](std::size_t first, std::size_t last) {
+            add_column_sums_range(x, rows, ldx, first, last, out);
+        });
+    }
+
+    /// `portable_backward_kernels::layer_norm_backward` cut among the threads: the row statistics by
+    /// rows, dγ and dβ by columns (each column adding the rows' shares in row order, as there), then
+    /// dv by rows (after dγ has read dy, which dv may be): the same numbers on any thread count.
+    template <scalar T>
+    void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps,
+                             T* dgamma, T* dbeta) const
+    {
+        std::vector<row_statistics> stats(rows);
+        const auto by_rows = [&](auto&& row) {
+            for_each_range(rows, row_grain(cols), [&](std::size_t first, std::size_t last) {
+                for (std::size_t r = first; r < last; ++r) row(r);
+            });
+        };
+        by_rows([&](std::size_t r) { stats[r] = layer_norm_statistics(v + r * cols, cols, eps); });
+        for_each_range(cols, row_grain(rows), [&](std::size_t first, std::size_t last) {
+            for (std::size_t r = 0; r < rows; ++r)
+                layer_norm_parameter_gradients(v + r * cols, dy + r * cols, first, last, stats[r], dgamma, dbeta);
+        });
+        by_rows([&](std::size_t r) { layer_norm_input_gradient(v + r * cols, dy + r * cols, dv + r * cols, cols, gamma, stats[r]); });
+    }
+
 private:
     using operand_format = detail::blocked::operand_format;
 
