@@ -57,6 +57,14 @@ bool kernels_read_packed(const cpu_backend& backend)
     return kernels == "avx512-fp32" || kernels == "avx2-fp32";
 }
 
+/// Whether a backend's products are bf16 by FMA, which round a weight once as they pack it when
+/// `weight_rounding::bf16` allows, from the kernels it reports.
+bool kernels_round_packed(const cpu_backend& backend)
+{
+    const std::string kernels = backend.float_kernels();
+    return kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma";
+}
+
 /// Every parameter of a model, by name.
 std::map<std::string, std::vector<float>> parameters_of(const model<float>& m)
 {
@@ -258,7 +266,7 @@ TEST_CASE("weights packed rounded to bf16 give the bf16 products' numbers and st
         const std::size_t threads = options.threads;
         const std::string kernels = backend.float_kernels();
         CAPTURE(threads); CAPTURE(kernels);
-        const bool rounds = kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma";
+        const bool rounds = kernels_round_packed(backend);
         nn::linear<float> plain(70, 45);
         plain.initialize(rng, 0.5);
         for (auto& b : plain.bias.values()) b = static_cast<float>(rng.normal());
@@ -311,7 +319,7 @@ TEST_CASE("a bf16 model with weights packed rounded gives the same logits, and s
         const std::size_t threads = options.threads;
         const std::string kernels = backend.float_kernels();
         CAPTURE(threads); CAPTURE(kernels);
-        const bool rounds = kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma";
+        const bool rounds = kernels_round_packed(backend);
         const model<float> plain(four_modalities(), config, 17, backend);
         model<float> packed(four_modalities(), config, 17, backend);
         const std::size_t weights = 6 * config.bert.num_hidden_layers + 1;  // each layer's six, the pooler's
