@@ -2,25 +2,36 @@
 // from a model directory written by dm2s2_train.
 //
 //   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]
-//                 [--precision fp32|bf16]
+//                 [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]
+//                 [--faithfulness F.json] [--faithfulness-records N]
 //
 // P has one JSON line per record: "id", "prediction", "scores" (label → probability), "beta" (modality
 // → weight), "alpha" (modality → weights of its elements), "elements" (modality → printable elements:
 // word pieces, category values, #k for dense rows, numbers). Baselines without attention weights write
-// null for beta and alpha. M holds the task's metrics (every record needs its target). R is one
-// self-contained HTML page showing each record's modality weights and elements shaded by γ. --show N
-// prints the explanation of the first N records: their three heaviest modalities and element weights.
+// null for beta and alpha. With --explain-method, each line also has "attribution": {"method",
+// "modalities": {name: score}, "elements": {name: [score per element]}}, larger meaning more evidence
+// for the predicted output (0 and [] for a missing modality). M holds the task's metrics (every record
+// needs its target). R is one self-contained HTML page showing each record's modality weights and its
+// elements shaded by γ, or by the attribution when a method is given. --show N prints the explanation
+// of the first N records: their three heaviest modalities and element weights.
 // --precision bf16 multiplies matrices in bf16 with fp32 sums, the encoder's weights rounded to bf16
 // once as they are packed (`weight_rounding::bf16`); scores then differ slightly from fp32 ones.
+// --faithfulness F.json measures every attribution method the model supports and a random ranking on
+// the first N records (default 500): ERASER comprehensiveness and sufficiency, and, for records that
+// carry a "cue": {"modality", "element"} and are predicted correctly, how often the method's top
+// modality and top element are the cue.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <optional>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include <dm2s2/dm2s2.hpp>
+#include <dm2s2/explain/faithfulness.hpp>
 #include <dm2s2/text/data_pipeline.hpp>
 
 #include "tool_arguments.hpp"
@@ -111,25 +122,43 @@ std::string explanation_page(const std::vector<prediction>& predictions, const d
              << html_escape(l["prediction"].is_string() ? l["prediction"].get<std::string>() : l["prediction"].dump());
         if (!p.truth.empty()) html << " <span class=\"truth\">(true: " << html_escape(p.truth) << ")</span>";
         html << "</div>\n";
-        const bool weighted = !l["beta"].is_null();
-        double top = 0;  // the largest γ of the record
+        // With an attribution: its modality scores as bars (relative to the largest magnitude) and its
+        // element scores as shades, red for evidence for the prediction and blue against. Otherwise β
+        // and γ = β·α.
+        const bool attributed = l.contains("attribution"), weighted = attributed || !l["beta"].is_null();
+        const auto modality_score = [&](const std::string& name) {
+            return attributed ? l["attribution"]["modalities"][name].get<double>() : l["beta"][name].get<double>();
+        };
+        const auto element_score = [&](const std::string& name, std::size_t i) {
+            return attributed ? l["attribution"]["elements"][name][i].get<double>()
+                              : l["alpha"][name][i].get<double>() * l["beta"][name].get<double>();
+        };
+        double top = 0, top_modality = 0;  // the largest magnitudes of the record's scores
         if (weighted)
-            for (const auto& m : schema.modalities())
-                for (const auto& a : l["alpha"][m.name]) top = std::max(top, a.get<double>() * l["beta"][m.name].get<double>());
+            for (const auto& m : schema.modalities()) {
+                top_modality = std::max(top_modality, std::abs(modality_score(m.name)));
+                for (std::size_t i = 0; i < l["elements"][m.name].size(); ++i) top = std::max(top, std::abs(element_score(m.name, i)));
+            }
         for (const auto& m : schema.modalities()) {
             const auto& elements = l["elements"][m.name];
-            const double beta = weighted ? l["beta"][m.name].get<double>() : 0.0;
+            const double weight = weighted ? modality_score(m.name) : 0.0;
             html << "<div class=\"modality\"><div class=\"name\">" << html_escape(m.name) << "</div>";
-            if (weighted)
-                html << "<div class=\"bar\"><div class=\"fill\" style=\"width:" << 100 * beta << "%\"></div></div><div class=\"weight\">"
-                     << std::round(beta * 1000) / 1000 << "</div>";
+            if (weighted) {
+                const double width = attributed ? (top_modality > 0 ? std::abs(weight) / top_modality : 0.0) : weight;
+                html << "<div class=\"bar\"><div class=\"fill\" style=\"width:" << std::round(1000 * width) / 10 << "%"
+                     << (weight < 0 ? ";background:#888" : "") << "\"></div></div><div class=\"weight\">" << std::round(weight * 1000) / 1000
+                     << "</div>";
+            }
             html << "<div class=\"elements\">";
             if (elements.empty()) html << "<span class=\"missing\">missing</span>";
             for (std::size_t i = 0; i < elements.size(); ++i) {
-                const double alpha = weighted ? l["alpha"][m.name][i].get<double>() : 0.0;
-                const double shade = top > 0 ? 0.8 * alpha * beta / top : 0.0;
-                html << "<span class=\"e\" style=\"background:rgba(214,39,40," << std::round(shade * 100) / 100 << ")\" title=\"α "
-                     << alpha << ", γ " << alpha * beta << "\">" << html_escape(elements[i].get<std::string>()) << "</span>";
+                const double score = weighted ? element_score(m.name, i) : 0.0;
+                const double shade = top > 0 ? 0.8 * std::abs(score) / top : 0.0;
+                html << "<span class=\"e\" style=\"background:rgba(" << (score < 0 ? "31,119,180," : "214,39,40,")
+                     << std::round(shade * 100) / 100 << ")\" title=\"";
+                if (attributed) html << html_escape(l["attribution"]["method"].get<std::string>()) << " " << score;
+                else if (weighted) html << "α " << l["alpha"][m.name][i].get<double>() << ", γ " << score;
+                html << "\">" << html_escape(elements[i].get<std::string>()) << "</span>";
             }
             html << "</div></div>\n";
         }
@@ -147,44 +176,112 @@ void show(const prediction& p, const dm2s2::schema& schema, std::ostream& out)
     out << l["id"].get<std::string>() << ": predicted " << (l["prediction"].is_string() ? l["prediction"].get<std::string>() : l["prediction"].dump());
     if (!p.truth.empty()) out << " (true " << p.truth << ")";
     out << "\n";
-    if (l["beta"].is_null()) return;
+    // The attribution when there is one, else β and α.
+    const bool attributed = l.contains("attribution");
+    if (!attributed && l["beta"].is_null()) return;
+    const auto& modality_scores = attributed ? l["attribution"]["modalities"] : l["beta"];
+    const auto& element_scores = attributed ? l["attribution"]["elements"] : l["alpha"];
     std::vector<std::pair<double, std::string>> modalities;
     for (const auto& m : schema.modalities())
-        if (!l["elements"][m.name].empty()) modalities.emplace_back(l["beta"][m.name].get<double>(), m.name);
+        if (!l["elements"][m.name].empty()) modalities.emplace_back(modality_scores[m.name].get<double>(), m.name);
     std::sort(modalities.rbegin(), modalities.rend());
     char text[64];
     for (std::size_t k = 0; k < std::min<std::size_t>(3, modalities.size()); ++k) {
-        const auto& [beta, name] = modalities[k];
-        std::snprintf(text, sizeof text, "%.3f", beta);
-        out << "  " << name << " β " << text << ":";
+        const auto& [weight, name] = modalities[k];
+        std::snprintf(text, sizeof text, "%.3f", weight);
+        out << "  " << name << (attributed ? " " + l["attribution"]["method"].get<std::string>() + " " : " β ") << text << ":";
         for (std::size_t i = 0; i < l["elements"][name].size(); ++i) {
-            std::snprintf(text, sizeof text, "%.2f", l["alpha"][name][i].get<double>());
+            std::snprintf(text, sizeof text, "%.2f", element_scores[name][i].get<double>());
             out << ' ' << l["elements"][name][i].get<std::string>() << '(' << text << ')';
         }
         out << "\n";
     }
 }
 
+/// Every attribution method the model supports and a random ranking, measured on `records`
+/// (see the file comment).
+template <class Model>
+nlohmann::json measure_faithfulness(const Model& model, const dm2s2::record_encoder& encoder,
+                                    const std::vector<dm2s2::json_record>& records)
+{
+    const auto task = encoder.task().type;
+    std::vector<dm2s2::sequence_set> encoded;
+    for (const auto& r : records) encoded.push_back(encoder.encode(r));
+    // Records whose cue is known and whose prediction is right, with the cue's modality and element.
+    struct cue { std::size_t record, modality, element; };
+    std::vector<cue> cues;
+    const auto logits = model.forward(encoded).logits;
+    for (std::size_t b = 0; b < records.size(); ++b) {
+        const auto& r = records[b];
+        if (!r.value.contains("cue") || !encoder.has_target(r)) continue;
+        const auto& c = r.value["cue"];
+        if (!c.is_object() || !c.contains("modality") || !c["modality"].is_string() || !c.contains("element") ||
+            !c["element"].is_number_unsigned())
+            throw dm2s2::input_error(r.where + ": field 'cue' must be {\"modality\": name, \"element\": index}");
+        std::vector<float> target(encoder.num_outputs());
+        encoder.encode_target(r, target.data());
+        const std::size_t predicted = dm2s2::predicted_output(task, logits.row(b), logits.dim(1));
+        bool right = true;  // regression: every record counts
+        if (task == dm2s2::task_type::multiclass || task == dm2s2::task_type::binary) right = predicted == static_cast<std::size_t>(target[0]);
+        if (task == dm2s2::task_type::multilabel) right = target[predicted] == 1;
+        if (right) cues.push_back({b, encoder.schema().index_of(c["modality"].get<std::string>()), c["element"].get<std::size_t>()});
+    }
+    nlohmann::json out = {{"records", records.size()}, {"cue_records", cues.size()}, {"methods", nlohmann::json::object()}};
+    const dm2s2::faithfulness_options options{.task = task};
+    const auto report = [&](const std::string& name, const dm2s2::attribution<float>& a, double seconds) {
+        const auto f = dm2s2::evaluate_faithfulness(model, encoded, a, options);
+        nlohmann::json j = {{"comprehensiveness", f.comprehensiveness},
+                            {"sufficiency", f.sufficiency},
+                            {"comprehensiveness_top1", f.comprehensiveness_top1},
+                            {"sufficiency_top1", f.sufficiency_top1},
+                            {"seconds", seconds}};
+        if (!cues.empty()) {
+            std::size_t hits = 0;
+            for (const auto& c : cues) hits += dm2s2::points_at(a, c.record, c.modality, c.element);
+            j["cue_hits"] = double(hits) / double(cues.size());
+        }
+        out["methods"][name] = j;
+    };
+    std::optional<dm2s2::attribution<float>> any;
+    for (const auto method : dm2s2::all_attribution_methods) {
+        if (!dm2s2::supports(method, model.config().pooling)) continue;
+        const auto start = std::chrono::steady_clock::now();
+        auto a = dm2s2::attribute(model, encoded, method, {.task = task});
+        report(std::string(dm2s2::to_string(method)), a, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        any = std::move(a);
+    }
+    report("random", dm2s2::random_attribution(*any, 1), 0.0);
+    return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
-    std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0", precision = "fp32";
+    std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0", precision = "fp32", method_name,
+        faithfulness_path, faithfulness_records = "500";
     dm2s2::tools::arguments args;
     args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
     args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads).option("--show", shown);
-    args.option("--precision", precision);
-    std::size_t show_count = 0, thread_count = 1;
+    args.option("--precision", precision).option("--explain-method", method_name).option("--faithfulness", faithfulness_path);
+    args.option("--faithfulness-records", faithfulness_records);
+    std::size_t show_count = 0, thread_count = 1, faithfulness_count = 0;
+    std::optional<dm2s2::attribution_method> method;
     try {
         args.parse(argc, argv);
         thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         show_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--show", shown, 0, 1 << 30));
+        faithfulness_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--faithfulness-records", faithfulness_records, 1, 1 << 30));
         if (precision != "fp32" && precision != "bf16")
             throw std::invalid_argument("--precision must be fp32 or bf16, not '" + precision + "'");
+        if (!method_name.empty() && !(method = dm2s2::parse_attribution_method(method_name)))
+            throw std::invalid_argument("--explain-method must be attention, occlusion, gradient or integrated-gradients, not '" +
+                                        method_name + "'");
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_predict: " << e.what()
                   << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]"
-                     " [--precision fp32|bf16])\n";
+                     " [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]"
+                     " [--faithfulness F.json] [--faithfulness-records N])\n";
         return 2;
     }
     try {
@@ -200,6 +297,9 @@ int main(int argc, char** argv)
         const auto records = dm2s2::read_json_lines(data);
         const auto& task = encoder.task();
         const bool explained = dm2s2::explains(model.config().pooling);
+        if (method && !dm2s2::supports(*method, model.config().pooling))
+            throw dm2s2::config_error("--explain-method attention: " + std::string(dm2s2::to_string(model.config().pooling)) +
+                                      " pooling has no attention weights; use occlusion, gradient or integrated-gradients");
         const std::size_t outputs = model.config().num_outputs;
         dm2s2::tensor<float> all_logits({records.size(), outputs});
         std::vector<prediction> predictions;
@@ -208,6 +308,8 @@ int main(int argc, char** argv)
             std::vector<dm2s2::sequence_set> batch;
             for (std::size_t i = first; i < std::min(records.size(), first + batch_size); ++i) batch.push_back(encoder.encode(records[i]));
             const auto result = model.forward(batch, explained);
+            std::optional<dm2s2::attribution<float>> attribution;
+            if (method) attribution = dm2s2::attribute(model, batch, *method, {.task = task.type});
             for (std::size_t b = 0; b < batch.size(); ++b) {
                 const auto& r = records[first + b];
                 std::copy_n(result.logits.row(b), outputs, all_logits.row(first + b));
@@ -226,6 +328,16 @@ int main(int argc, char** argv)
                 p.line["beta"] = explained ? beta : ordered_json();
                 p.line["alpha"] = explained ? alpha : ordered_json();
                 p.line["elements"] = elements;
+                if (attribution) {
+                    ordered_json by_modality = ordered_json::object(), by_element = ordered_json::object();
+                    for (std::size_t m = 0; m < model.schema().size(); ++m) {
+                        const auto& name = model.schema()[m].name;
+                        by_modality[name] = attribution->modality_of(b, m);
+                        const auto e = attribution->elements_of(b, m);
+                        by_element[name] = std::vector<float>(e.begin(), e.end());
+                    }
+                    p.line["attribution"] = {{"method", method_name}, {"modalities", by_modality}, {"elements", by_element}};
+                }
                 if (encoder.has_target(r)) {
                     const auto& t = r.value[task.target];
                     p.truth = t.is_string() ? t.get<std::string>() : t.dump();
@@ -233,17 +345,24 @@ int main(int argc, char** argv)
                 predictions.push_back(std::move(p));
             }
         }
-        nlohmann::json metrics;  // computed first: a record without its target fails before anything is written
+        nlohmann::json metrics, faithfulness;  // computed first: a failure leaves nothing written
         if (!metrics_path.empty()) {
             metrics = dm2s2::evaluate_metrics(task.type, all_logits, encoder.encode_dataset<float>(records).targets);
             metrics["records"] = records.size();
+        }
+        if (!faithfulness_path.empty()) {
+            const std::vector<dm2s2::json_record> measured(records.begin(), records.begin() + static_cast<std::ptrdiff_t>(
+                                                                                                 std::min(faithfulness_count, records.size())));
+            faithfulness = measure_faithfulness(model, encoder, measured);
         }
         std::string lines;
         for (const auto& p : predictions) (lines += p.line.dump()) += '\n';
         dm2s2::write_file_atomically(out, lines);
         if (!metrics_path.empty()) dm2s2::write_file_atomically(metrics_path, metrics.dump(2) + "\n");
+        if (!faithfulness_path.empty()) dm2s2::write_file_atomically(faithfulness_path, faithfulness.dump(2) + "\n");
         if (!explain_path.empty())
-            dm2s2::write_file_atomically(explain_path, explanation_page(predictions, model.schema(), "dm2s2 explanations: " + std::filesystem::path(data).filename().string()));
+            dm2s2::write_file_atomically(explain_path, explanation_page(predictions, model.schema(), "dm2s2 explanations" + (method ? " (" + method_name + ")" : std::string()) + ": " +
+                                                                                    std::filesystem::path(data).filename().string()));
         std::cout << "dm2s2_predict: " << records.size() << " records → " << out << "\n";
         if (!metrics_path.empty())
             for (const auto& [name, value] : metrics.items())

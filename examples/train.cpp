@@ -47,6 +47,8 @@ void apply_config_file(const std::string& path, dm2s2::model_config& c, std::opt
         else if (key == "attention_dim") c.mra.attention_dim = size();
         else if (key == "shared_intra" && value.is_boolean()) c.mra.shared_intra = value.get<bool>();
         else if (key == "residual" && value.is_number()) c.mra.residual = value.get<double>();
+        else if (key == "inter_residual" && value.is_number()) c.mra.inter_residual = value.get<double>();
+        else if (key == "learned_residual" && value.is_boolean()) c.mra.learned_residual = value.get<bool>();
         else if (key == "positions" && value.is_string() && (value == "global" || value == "per_modality"))
             c.positions = value == "global" ? dm2s2::position_mode::global : dm2s2::position_mode::per_modality;
         else throw dm2s2::config_error(path + ": unknown or invalid key '" + key + "'");

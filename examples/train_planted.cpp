@@ -5,6 +5,12 @@
 // records: β per modality and the words with their α.
 //
 //   dm2s2_train_planted [OUTPUT_DIR]     (default: a directory under the system temp directory)
+//   dm2s2_train_planted --write-cue-data DIR
+//
+// The second form trains nothing: it writes the planted-cue data set (`dm2s2::planted_cue_task`: a
+// binary task decided by a word in a text or a value among tags) in the tools' format, as
+// DIR/schema.json, DIR/vocab.txt and DIR/{train,valid,test}.jsonl (2000, 500 and 500 records), for
+// dm2s2_train and dm2s2_predict.
 
 #include <algorithm>
 #include <cstdio>
@@ -12,12 +18,20 @@
 #include <string>
 #include <vector>
 
+#include <dm2s2/data/planted_cue_task.hpp>
 #include <dm2s2/data/planted_task.hpp>
 #include <dm2s2/dm2s2.hpp>
 
 int main(int argc, char** argv)
 {
     try {
+        if (argc == 3 && std::string(argv[1]) == "--write-cue-data") {
+            dm2s2::planted_cue_task(2000, 1).write(argv[2], "train");
+            dm2s2::planted_cue_task(500, 3).write(argv[2], "valid");
+            dm2s2::planted_cue_task(500, 2).write(argv[2], "test");
+            std::printf("planted-cue data written to %s\n", argv[2]);
+            return 0;
+        }
         const std::filesystem::path out_dir =
             argc > 1 ? std::filesystem::path(argv[1]) : std::filesystem::temp_directory_path() / "dm2s2_planted_model";
         const dm2s2::planted_task train(1200, 1), valid(300, 7), test(300, 2);

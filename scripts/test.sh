@@ -19,8 +19,9 @@ run_suite() {
 
 run_suite gcc g++ "" -DCMAKE_BUILD_TYPE=Release
 run_suite clang clang++ "" -DCMAKE_BUILD_TYPE=Release
-# The planted-task training runs and the training example (minutes under the sanitizers) are left to
-# the two builds above; the code they run is exercised under the sanitizers by the gradient, dropout,
-# accumulation and trainer tests. The benchmarks' smoke runs are left to the builds above too.
-run_suite sanitize g++ "-E planted-signal|every.baseline.trains|training.example" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
+# The planted-task training runs (planted signal and planted cues) and the training example (minutes
+# under the sanitizers) are left to the two builds above; the code they run is exercised under the
+# sanitizers by the gradient, dropout, accumulation, trainer and attribution tests. The benchmarks'
+# smoke runs are left to the builds above too.
+run_suite sanitize g++ "-E planted-signal|planted.cues|every.baseline.trains|training.example" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" \
   -DDM2S2_SANITIZE=ON -DDM2S2_BUILD_BENCHMARKS=OFF

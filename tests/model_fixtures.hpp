@@ -66,14 +66,17 @@ inline std::vector<sequence_set> random_records(const schema& s, std::size_t cou
 inline std::vector<std::pair<const char*, model_config>> pooling_variants()
 {
     std::vector<std::pair<const char*, model_config>> variants(4, {"", small_config()});
-    variants[0].first = "defaults: shared IntraMRA, residual 1, global positions";
+    variants[0].first = "defaults: shared IntraMRA, residual 0, global positions";
     variants[1].first = "per-modality IntraMRA";
     variants[1].second.mra.shared_intra = false;
-    variants[2].first = "no residual";
-    variants[2].second.mra.residual = 0;
+    variants[2].first = "residual 1";
+    variants[2].second.mra.residual = 1;
     variants[3].first = "per-modality positions and a smaller attention size";
     variants[3].second.positions = position_mode::per_modality;
     variants[3].second.mra.attention_dim = 7;
+    auto& [learned_name, learned] = variants.emplace_back("learned residuals, starting at 1 (IntraMRA) and 0.5 (InterMRA)", small_config());
+    learned.mra.learned_residual = true;
+    learned.mra.inter_residual = 0.5;
     for (const auto pooling : all_pooling_kinds) {
         if (pooling == pooling_kind::dm2s2) continue;
         auto& [name, config] = variants.emplace_back(to_string(pooling).data(), small_config());

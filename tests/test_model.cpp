@@ -37,7 +37,10 @@ std::vector<long double> plain_dm2s2(model<T, Backend>& dm, const std::vector<se
     dm.for_each_parameter([&](const std::string& name, tensor<T>& t) { p[name] = &t; });
     const auto& cfg = dm.config();
     const std::size_t h = cfg.bert.hidden_size;
-    const long double r = cfg.mra.residual;
+    // r of IntraMRA and of InterMRA: learned parameters or the configuration's.
+    const auto learned = p.find("mra_residual");
+    const long double r = learned != p.end() ? (*learned->second)[0] : cfg.mra.residual_at(0);
+    const long double r_inter = learned != p.end() ? (*learned->second)[1] : cfg.mra.residual_at(1);
     const auto score = [&](const std::string& prefix, const T* x) {
         const auto &w = *p.at(prefix + "weight"), &b = *p.at(prefix + "bias"), &v = *p.at(prefix + "context");
         long double s = 0;
@@ -150,7 +153,7 @@ std::vector<long double> plain_dm2s2(model<T, Backend>& dm, const std::vector<se
             const auto beta = has_inter(cfg.pooling) ? softmax(t) : uniform(z.size());
             betas[b] = beta;
             for (std::size_t k = 0; k < z.size(); ++k)
-                for (std::size_t j = 0; j < h; ++j) o[j] += (beta[k] + r / z.size()) * z[k][j];
+                for (std::size_t j = 0; j < h; ++j) o[j] += (beta[k] + r_inter / z.size()) * z[k][j];
         }
         const auto y = dense("head.", o);
         logits.insert(logits.end(), y.begin(), y.end());

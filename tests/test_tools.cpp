@@ -319,6 +319,102 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
     }
 }
 
+TEST_CASE("dm2s2_predict explains with every attribution method and measures their faithfulness on the planted cues")
+{
+    const auto dir = dm2s2::testing::scratch_dir("cue_tools");
+    const auto data = dir / "data";
+    auto r = run(std::string(DM2S2_TRAIN_PLANTED) + " --write-cue-data " + data.string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto train = [&](const std::string& name, const std::string& extra) {
+        return run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + (data / "schema.json").string() + " --train " +
+                   (data / "train.jsonl").string() + " --valid " + (data / "valid.jsonl").string() + " --vocab " +
+                   (data / "vocab.txt").string() + " --out " + (dir / name).string() + " " + extra);
+    };
+    r = train("model", "--epochs 2");  // the default model
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto predict = [&](const std::string& model, const std::string& out, const std::string& extra) {
+        return run(std::string(DM2S2_PREDICT_TOOL) + " --model " + (dir / model).string() + " --data " + (data / "test.jsonl").string() +
+                   " --out " + (dir / out).string() + " " + extra);
+    };
+    std::vector<nlohmann::json> test_records;
+    {
+        std::ifstream in(data / "test.jsonl");
+        for (std::string line; std::getline(in, line);) test_records.push_back(nlohmann::json::parse(line));
+    }
+    for (const std::string method : {"attention", "occlusion", "gradient", "integrated-gradients"}) {
+        CAPTURE(method);
+        r = predict("model", method + ".jsonl", "--explain-method " + method + " --explain " + (dir / (method + ".html")).string());
+        REQUIRE_MESSAGE(r.status == 0, r.output);
+        std::ifstream lines(dir / (method + ".jsonl"));
+        std::size_t count = 0, cues = 0, hits = 0;
+        for (std::string line; std::getline(lines, line); ++count) {
+            const auto p = nlohmann::json::parse(line);
+            REQUIRE(p.contains("attribution"));
+            const auto& a = p["attribution"];
+            CHECK(a["method"] == method);
+            CHECK(p["beta"].is_object());  // the attention weights stay beside any attribution
+            std::string top_modality;
+            double top = -INFINITY;
+            for (const auto& [name, elements] : p["elements"].items()) {
+                REQUIRE(a["elements"].contains(name));
+                CHECK(a["elements"][name].size() == elements.size());
+                if (elements.empty()) CHECK(a["modalities"][name] == 0.0);
+                else if (a["modalities"][name].get<double>() > top) top = a["modalities"][name].get<double>(), top_modality = name;
+            }
+            const auto& record = test_records.at(count);
+            if (!record.contains("cue") || p["prediction"] != "yes") continue;
+            ++cues;
+            const std::string cue_modality = record["cue"]["modality"];
+            const auto& scores = a["elements"][cue_modality];
+            const auto best = std::max_element(scores.begin(), scores.end(), [](const auto& x, const auto& y) { return x.template get<double>() < y.template get<double>(); });
+            hits += top_modality == cue_modality && std::size_t(best - scores.begin()) == record["cue"]["element"].get<std::size_t>();
+        }
+        CHECK(count == test_records.size());
+        REQUIRE(cues >= 200);
+        MESSAGE(method, ": the cue on top in ", hits, " of ", cues, " correctly predicted positives");
+        if (method != "gradient") CHECK(double(hits) / double(cues) >= 0.9);  // gradient × input is a local linearisation
+        std::ifstream page_file(dir / (method + ".html"));
+        const std::string page((std::istreambuf_iterator<char>(page_file)), std::istreambuf_iterator<char>());
+        CHECK(page.find("dm2s2 explanations (" + method + ")") != std::string::npos);
+    }
+
+    r = predict("model", "f.jsonl", "--faithfulness " + (dir / "f.json").string() + " --faithfulness-records 300");
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto f = read_json(dir / "f.json");
+    CHECK(f["records"] == 300);
+    CHECK(f["cue_records"].get<std::size_t>() >= 100);
+    for (const char* method : {"attention", "occlusion", "gradient", "integrated-gradients", "random"}) {
+        CAPTURE(method);
+        REQUIRE(f["methods"].contains(method));
+        for (const char* field : {"comprehensiveness", "sufficiency", "comprehensiveness_top1", "sufficiency_top1", "cue_hits"})
+            CHECK(f["methods"][method].contains(field));
+    }
+    const auto& m = f["methods"];
+    CHECK(m["occlusion"]["comprehensiveness"].get<double>() > m["random"]["comprehensiveness"].get<double>() + 0.2);
+    CHECK(m["occlusion"]["sufficiency"].get<double>() < m["random"]["sufficiency"].get<double>() - 0.2);
+    CHECK(m["attention"]["cue_hits"].get<double>() >= 0.9);
+    CHECK(m["random"]["cue_hits"].get<double>() < 0.3);
+
+    // Refusals: an unknown method (usage, 2) and attention for a pooling without weights (1); nothing written.
+    r = predict("model", "bad.jsonl", "--explain-method saliency");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--explain-method must be attention, occlusion, gradient or integrated-gradients, not 'saliency'") != std::string::npos);
+    r = train("cls", "--epochs 1 --pooling cls");
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    r = predict("cls", "bad.jsonl", "--explain-method attention");
+    CHECK(r.status == 1);
+    CHECK(r.output.find("cls pooling has no attention weights; use occlusion, gradient or integrated-gradients") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "bad.jsonl"));
+    r = predict("cls", "cls.jsonl", "--explain-method occlusion");
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    std::ifstream cls_lines(dir / "cls.jsonl");
+    std::string first;
+    std::getline(cls_lines, first);
+    const auto p = nlohmann::json::parse(first);
+    CHECK(p["beta"].is_null());
+    CHECK(p["attribution"]["method"] == "occlusion");
+}
+
 TEST_CASE("dm2s2_predict writes the scores of binary, multilabel and regression tasks")
 {
     const auto dir = dm2s2::testing::scratch_dir("task_tools");

@@ -82,7 +82,12 @@ inline nlohmann::json model_config_to_json(const model_config& c, const schema& 
     j["architectures"] = {"DM2S2Model"};
     j["dm2s2"] = {{"pooling", to_string(c.pooling)},
                   {"positions", c.positions == position_mode::global ? "global" : "per_modality"},
-                  {"mra", {{"attention_dim", c.mra.attention_dim}, {"shared_intra", c.mra.shared_intra}, {"residual", c.mra.residual}}},
+                  {"mra",
+                   {{"attention_dim", c.mra.attention_dim},
+                    {"shared_intra", c.mra.shared_intra},
+                    {"residual", c.mra.residual},
+                    {"inter_residual", c.mra.inter_residual ? nlohmann::json(*c.mra.inter_residual) : nlohmann::json()},
+                    {"learned_residual", c.mra.learned_residual}}},
                   {"num_outputs", c.num_outputs},
                   {"head_dropout", c.head_dropout},
                   {"cls_id", c.cls_id},
@@ -112,6 +117,12 @@ inline std::pair<model_config, schema> model_config_from_json(const nlohmann::js
         detail::read_field(d["mra"], "attention_dim", c.mra.attention_dim, where + ".mra");
         detail::read_field(d["mra"], "shared_intra", c.mra.shared_intra, where + ".mra");
         detail::read_field(d["mra"], "residual", c.mra.residual, where + ".mra");
+        if (d["mra"].contains("inter_residual") && !d["mra"]["inter_residual"].is_null()) {
+            double r = 0;
+            detail::read_field(d["mra"], "inter_residual", r, where + ".mra");
+            c.mra.inter_residual = r;
+        }
+        detail::read_field(d["mra"], "learned_residual", c.mra.learned_residual, where + ".mra");
     }
     detail::read_field(d, "num_outputs", c.num_outputs, where);
     detail::read_field(d, "head_dropout", c.head_dropout, where);

@@ -68,9 +68,10 @@ struct pooling_parameters {
     std::vector<nn::modality_attention<T>> inter;  ///< none or one
     std::vector<nn::element_mlp<T>> element_mlp;   ///< dm2s pooling: one, otherwise none
     nn::linear<T> head;
+    tensor<T> residual;  ///< learned residuals: r of IntraMRA and of InterMRA ([2]); empty when fixed
 
     /// Names: `modality_embeddings.<name>.…`, `intra_mra.…` (or `intra_mra.<name>.…`), `inter_mra.…`,
-    /// `element_mlp.{0,1}.…`, `head.{weight,bias}`.
+    /// `mra_residual` (learned residuals), `element_mlp.{0,1}.…`, `head.{weight,bias}`.
     template <class F>
         requires parameter_visitor<F, T>
     void for_each_parameter(const std::string& prefix, F&& visit)
@@ -80,6 +81,7 @@ struct pooling_parameters {
         for (std::size_t m = 0; m < intra.size(); ++m)
             intra[m].for_each_parameter(prefix + (shared_intra ? "intra_mra." : "intra_mra." + modality_names[m] + "."), visit);
         for (auto& a : inter) a.for_each_parameter(prefix + "inter_mra.", visit);
+        if (residual.size() > 0) visit(prefix + "mra_residual", residual);
         for (auto& mlp : element_mlp) mlp.for_each_parameter(prefix + "element_mlp.", visit);
         head.for_each_parameter(prefix + "head.", visit);
     }
@@ -138,7 +140,9 @@ public:
         : schema_(std::move(s)), config_(with_type_rows(std::move(config), schema_)), bert_(config_.bert, backend)
     {
         if (config_.num_outputs == 0) throw config_error("model_config: num_outputs must be positive");
-        if (!(config_.mra.residual >= 0)) throw config_error("model_config: mra.residual must be non-negative");
+        for (const std::size_t level : {0, 1})
+            if (!(config_.mra.residual_at(level) >= 0))
+                throw config_error(std::string("model_config: the ") + (level ? "InterMRA" : "IntraMRA") + " residual must be non-negative");
         if (!(config_.head_dropout >= 0 && config_.head_dropout < 1))
             throw config_error("model_config: head_dropout must lie in [0, 1)");
         for (const auto id : {config_.cls_id, config_.sep_id, config_.pad_id})
@@ -155,6 +159,10 @@ public:
         if (has_inter(config_.pooling)) pooling_.inter.assign(1, attention);
         if (config_.pooling == pooling_kind::dm2s) pooling_.element_mlp.assign(1, nn::element_mlp<T>(hidden()));
         pooling_.head = nn::linear<T>(pooled_size(), config_.num_outputs);
+        if (config_.mra.learned_residual && (has_intra(config_.pooling) || has_inter(config_.pooling))) {
+            pooling_.residual = tensor<T>({2});
+            for (std::size_t level = 0; level < 2; ++level) pooling_.residual[level] = static_cast<T>(config_.mra.residual_at(level));
+        }
 
         random_generator rng(seed);
         bert_.initialize(rng);
@@ -204,9 +212,12 @@ public:
 
     /// Logits for a packed batch and, when `explain`, the α, β and γ weights. With `cache`, keeps what
     /// `backward` needs; with `dropout_rng` (training), applies dropout (embeddings, hidden, attention
-    /// probabilities, head) with the probabilities of the configuration.
+    /// probabilities, head) with the probabilities of the configuration. `element_scale`, when not
+    /// empty, holds one factor per slot of the batch the encoder runs on (`encoder_batch`): each
+    /// element vector is multiplied by it before positions and types are added (the path of
+    /// integrated gradients).
     model_output<T> forward(const packed_batch& batch, bool explain = false, model_cache<T>* cache = nullptr,
-                            random_generator* dropout_rng = nullptr) const
+                            random_generator* dropout_rng = nullptr, std::span<const T> element_scale = {}) const
     {
         if (batch.modality_count != schema_.size())
             throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
@@ -224,6 +235,15 @@ public:
         const packed_batch& encoded = encoder_batch(batch, c);
         tensor<T> hidden_rows({encoded.layout.rows(), h});
         nn::embed_elements(backend, encoded, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
+        if (!element_scale.empty()) {
+            if (element_scale.size() != encoded.layout.rows())
+                throw shape_error("model::forward: element_scale has " + std::to_string(element_scale.size()) +
+                                  " factors for " + std::to_string(encoded.layout.rows()) + " slots");
+            for (std::size_t slot = 0; slot < element_scale.size(); ++slot) {
+                T* row = hidden_rows.row(slot);
+                for (std::size_t j = 0; j < h; ++j) row[j] *= element_scale[slot];
+            }
+        }
         bert_cache<T>* encoder_cache = cache ? &c.encoder : nullptr;
         c.compaction = {};
         if (config_.pooling == pooling_kind::dm2s)
@@ -290,8 +310,11 @@ public:
     }
 
     /// Backward of `forward` run with `cache`: from d(logits) [batch, outputs], accumulates the
-    /// gradient of every parameter into `grad` (see `zero_gradients`).
-    void backward(const model_cache<T>& cache, const tensor<T>& grad_logits, model_gradients<T>& grad) const
+    /// gradient of every parameter into `grad` (see `zero_gradients`). `d_elements`, when given,
+    /// receives the gradient of the element vectors that entered the encoder ([slots of
+    /// `encoder_batch`, H], after any `element_scale`), the input gradient of attribution methods.
+    void backward(const model_cache<T>& cache, const tensor<T>& grad_logits, model_gradients<T>& grad,
+                  tensor<T>* d_elements = nullptr) const
         requires training_backend_for<Backend, T>
     {
         const auto& backend = bert_.backend();
@@ -338,6 +361,7 @@ public:
             bert_.encode_backward(cache.encoder, d_rows, grad.encoder);
             cache.compaction.scatter(d_rows.data(), h, d_hidden.data(), d_hidden.dim(0));
         }
+        if (d_elements != nullptr) *d_elements = d_hidden;
         nn::embed_elements_backward(backend, encoded, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
                                     grad.encoder.embeddings, grad.pooling.modality_embeddings);
     }
@@ -393,6 +417,13 @@ public:
         return load_bert_parameters<T>(bert_, hf_checkpoint(dir));
     }
 
+    /// The batch the encoder runs on for `batch`: the batch itself, or (mid_fusion) its split by
+    /// modality as the forward pass left it in `cache`.
+    const packed_batch& encoder_batch(const packed_batch& batch, const model_cache<T>& cache) const
+    {
+        return config_.pooling == pooling_kind::mid_fusion ? cache.split.batch : batch;
+    }
+
 private:
     /// The encoder over the real rows of `encoded` only: they are gathered into a ragged layout, encoded,
     /// and written back to their slots (padding rows become zero; nothing downstream reads them).
@@ -406,12 +437,6 @@ private:
         bert_.encode(rows, c.compaction.gather(encoded.position_ids), c.compaction.gather(encoded.type_ids),
                      c.compaction.layout, nullptr, nullptr, encoder_cache, dropout_rng);
         c.compaction.scatter(rows.data(), h, hidden_rows.data(), hidden_rows.dim(0));
-    }
-
-    /// The batch the encoder runs on: the packed batch, or its split by modality for mid_fusion.
-    const packed_batch& encoder_batch(const packed_batch& batch, const model_cache<T>& c) const
-    {
-        return config_.pooling == pooling_kind::mid_fusion ? c.split.batch : batch;
     }
 
     /// Gathers the element rows of each present (sample, modality) of `hidden_rows` into
@@ -491,14 +516,13 @@ private:
                 }
             }
         }
-        const T residual = static_cast<T>(config_.mra.residual);
         c.modality_rows.resize({groups, h});
         nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(c.element_groups),
-                           c.alpha.data(), residual, c.modality_rows.data());
+                           c.alpha.data(), residual(0), c.modality_rows.data());
         if (has_inter(config_.pooling))
             pooling_.inter[0].score(backend, c.modality_rows.data(), groups, c.beta.data(), keep ? &c.inter_activation : nullptr);
         nn::attention_pool(backend, c.modality_rows.data(), h, std::span<const nn::row_group>(c.modality_groups),
-                           c.beta.data(), residual, c.pooled.data());
+                           c.beta.data(), residual(1), c.pooled.data());
     }
 
     /// Backward of `pool_elements`: from d(pooled), writes d(hidden) at the element slots.
@@ -518,16 +542,18 @@ private:
             nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(sample_groups),
                                         weights.data(), T(0), d_pooled.data(), d_element_rows.data(), d_alpha.data());
         } else {
-            const T residual = static_cast<T>(config_.mra.residual);
             tensor<T> d_modality_rows({groups, h});
             std::vector<T> d_beta(groups);
+            T* d_residual = grad.pooling.residual.size() > 0 ? grad.pooling.residual.data() : nullptr;
             nn::attention_pool_backward(backend, cache.modality_rows.data(), h, std::span<const nn::row_group>(cache.modality_groups),
-                                        cache.beta.data(), residual, d_pooled.data(), d_modality_rows.data(), d_beta.data());
+                                        cache.beta.data(), residual(1), d_pooled.data(), d_modality_rows.data(), d_beta.data(),
+                                        d_residual ? d_residual + 1 : nullptr);
             if (has_inter(config_.pooling))
                 pooling_.inter[0].score_backward(backend, cache.modality_rows.data(), groups, cache.inter_activation,
                                                  d_beta.data(), d_modality_rows.data(), grad.pooling.inter[0]);
             nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(cache.element_groups),
-                                        cache.alpha.data(), residual, d_modality_rows.data(), d_element_rows.data(), d_alpha.data());
+                                        cache.alpha.data(), residual(0), d_modality_rows.data(), d_element_rows.data(), d_alpha.data(),
+                                        d_residual);
             if (has_intra(config_.pooling) && pooling_.shared_intra) {
                 pooling_.intra[0].score_backward(backend, cache.element_rows.data(), cache.alpha.size(), cache.intra_activations[0],
                                                  d_alpha.data(), d_element_rows.data(), grad.pooling.intra[0]);
@@ -559,6 +585,12 @@ private:
         if (s.size() == 0) throw config_error("model: the schema has no modality");
         c.bert.type_vocab_size = s.size();
         return c;
+    }
+
+    /// r of IntraMRA (level 0) or InterMRA (level 1): learned or as configured.
+    T residual(std::size_t level) const
+    {
+        return pooling_.residual.size() > 0 ? pooling_.residual[level] : static_cast<T>(config_.mra.residual_at(level));
     }
 
     std::size_t hidden() const { return config_.bert.hidden_size; }

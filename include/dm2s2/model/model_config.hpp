@@ -66,7 +66,15 @@ constexpr bool explains(pooling_kind k) noexcept
 struct mra_config {
     std::size_t attention_dim = 0;  ///< A; 0 means A = H
     bool shared_intra = true;       ///< one IntraMRA for all modalities, or one per modality
-    double residual = 1.0;          ///< r: weight of the mean added to the attention-pooled vector (1 or 0)
+    /// r: weight of the mean added to the attention-pooled vector, both levels. 0 by default: with any
+    /// r > 0 the mean can carry the evidence past the attention, and α and β stop pointing at it
+    /// (docs/explanations.md has the measurements).
+    double residual = 0.0;
+    std::optional<double> inter_residual{};  ///< r of InterMRA where it differs from `residual`
+    bool learned_residual = false;  ///< each level's r a learned scalar (`mra_residual` [2]) starting at the values above
+
+    /// r of IntraMRA (level 0) or InterMRA (level 1) as configured.
+    double residual_at(std::size_t level) const { return level == 1 && inter_residual ? *inter_residual : residual; }
 };
 
 /// Everything that sizes a DM²S² model besides its schema.

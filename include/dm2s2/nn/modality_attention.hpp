@@ -95,10 +95,11 @@ void attention_pool(const Backend& backend, const T* rows, std::size_t hidden, s
 }
 
 /// Backward of `attention_pool`. `weights` are the softmax weights the forward left in its scores.
-/// Adds d(rows) to `d_rows` and writes d(scores) to `d_scores`.
+/// Adds d(rows) to `d_rows`, writes d(scores) to `d_scores` and, when `d_residual` is given, adds
+/// d(residual) to it (a learned residual).
 template <scalar T, training_backend_for<T> Backend>
 void attention_pool_backward(const Backend& backend, const T* rows, std::size_t hidden, std::span<const row_group> groups,
-                             const T* weights, T residual, const T* d_pooled, T* d_rows, T* d_scores)
+                             const T* weights, T residual, const T* d_pooled, T* d_rows, T* d_scores, T* d_residual = nullptr)
 {
     std::vector<T> coefficients;
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -110,6 +111,11 @@ void attention_pool_backward(const Backend& backend, const T* rows, std::size_t 
                      hidden, T(1), d_rows + begin * hidden, hidden);
         backend.gemm(transpose::no, transpose::no, length, 1, hidden, T(1), rows + begin * hidden, hidden,
                      d_pooled + g * hidden, 1, T(0), d_scores + begin, 1);
+        if (d_residual != nullptr) {  // d r = mean(rows) · d pooled = mean of d c_i
+            T sum = 0;
+            for (std::size_t i = 0; i < length; ++i) sum += d_scores[begin + i];
+            *d_residual += sum / static_cast<T>(length);
+        }
         backend.masked_softmax_backward(weights + begin, d_scores + begin, length);
     }
 }
