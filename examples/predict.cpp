@@ -291,7 +291,10 @@ int main(int argc, char** argv)
         auto model = dm2s2::load_model<float>(
             model_dir, dm2s2::cpu_backend({.threads = thread_count, .precision = bf16 ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32}));
         // Inference only: the encoder's weights in the products' layout, packed once (for bf16, rounded once).
-        model.pack_weights(bf16 ? dm2s2::weight_rounding::bf16 : dm2s2::weight_rounding::none);
+        // The gradient methods run backward passes, which would unpack a copy of every weight each time.
+        const bool backward_passes = !faithfulness_path.empty() || method == dm2s2::attribution_method::gradient ||
+                                     method == dm2s2::attribution_method::integrated_gradients;
+        if (!backward_passes || bf16) model.pack_weights(bf16 ? dm2s2::weight_rounding::bf16 : dm2s2::weight_rounding::none);
         if (!(model.schema() == encoder.schema()))
             throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
         const auto records = dm2s2::read_json_lines(data);
