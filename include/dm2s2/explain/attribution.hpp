@@ -203,6 +203,18 @@ private:
     std::size_t total_ = 0;
 };
 
+namespace detail {
+/// A `record_subset` by reference, so that a batch of variants packs without copying them.
+struct subset_ref {
+    const record_subset* subset;
+    std::size_t modality_count() const noexcept { return subset->modality_count(); }
+    std::size_t length(std::size_t m) const { return subset->length(m); }
+    std::span<const std::int64_t> ids(std::size_t m) const { return subset->ids(m); }
+    std::span<const float> dense(std::size_t m) const { return subset->dense(m); }
+    std::span<const double> numbers(std::size_t m) const { return subset->numbers(m); }
+};
+}  // namespace detail
+
 /// The explained scores of `variants` for `targets[i]`, in forward passes of up to `batch_size`
 /// records; a variant with no element gets the uninformed score.
 template <scalar T, class Backend>
@@ -216,7 +228,9 @@ std::vector<double> explained_scores(const model<T, Backend>& m, task_type task,
     const std::size_t outputs = m.config().num_outputs;
     for (std::size_t first = 0; first < packable.size(); first += batch_size) {
         const auto chunk = std::span(packable).subspan(first, std::min(batch_size, packable.size() - first));
-        const auto out = m.forward(chunk | std::views::transform([&](std::size_t v) -> const record_subset& { return variants[v]; }));
+        std::vector<detail::subset_ref> records;
+        for (const auto v : chunk) records.push_back({&variants[v]});
+        const auto out = m.forward(records);
         for (std::size_t r = 0; r < chunk.size(); ++r)
             scores[chunk[r]] = explained_score(task, out.logits.row(r), outputs, targets[chunk[r]]);
     }
