@@ -65,6 +65,14 @@ sequence_set without(const schema& s, const sequence_set& record, std::size_t k,
     return x;
 }
 
+/// The slots of the elements of `record`, packed alone, in the batch the encoder runs on.
+std::vector<std::size_t> element_slots_of(const model<double>& m, const sequence_set& record)
+{
+    const auto batch = m.pack(std::vector{record});
+    const auto split = split_by_modality(batch);
+    return detail::element_slots(batch, m.config().pooling == pooling_kind::mid_fusion ? &split : nullptr);
+}
+
 std::size_t element_count(const sequence_set& x, const schema& s)
 {
     std::size_t n = 0;
@@ -126,9 +134,7 @@ TEST_CASE("gradient × input is the derivative of the score along each element's
             const model<double> m(s, config, 8);
             const auto a = attribute(m, records, attribution_method::gradient, {.task = task, .batch_size = 2});
             for (std::size_t b = 0; b < records.size(); ++b) {
-                const auto batch = m.pack(std::vector{records[b]});
-                const auto split = split_by_modality(batch);
-                const auto slots = detail::element_slots(batch, config.pooling == pooling_kind::mid_fusion ? &split : nullptr);
+                const auto slots = element_slots_of(m, records[b]);
                 std::size_t e = 0;
                 for (std::size_t k = 0; k < s.size(); ++k) {
                     double total = 0;
@@ -157,9 +163,7 @@ TEST_CASE("integrated gradients add up to the score change from zero element vec
         const auto a = attribute(m, records, attribution_method::integrated_gradients,
                                  {.task = task_type::multiclass, .steps = 128, .batch_size = 4});
         for (std::size_t b = 0; b < records.size(); ++b) {
-            const auto batch = m.pack(std::vector{records[b]});
-            const auto split = split_by_modality(batch);
-            const auto slots = detail::element_slots(batch, config.pooling == pooling_kind::mid_fusion ? &split : nullptr);
+            const auto slots = element_slots_of(m, records[b]);
             const double change = a.scores[b] - score_of(m, records[b], a.targets[b], task_type::multiclass, slots, 0.0);
             double total = 0;
             for (std::size_t k = 0; k < s.size(); ++k) total += a.modality_of(b, k);
