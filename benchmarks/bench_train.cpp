@@ -9,7 +9,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include <dm2s2/data/planted_task.hpp>
+#include <dm2s2/train/planted_task.hpp>
 #include <dm2s2/dm2s2.hpp>
 
 #include "bench_support.hpp"

@@ -132,7 +132,7 @@ int main(int argc, char** argv)
         config.pooling = *kind;
         config.num_outputs = encoder.num_outputs();
         dm2s2::model<float> model(encoder.schema(), config, options.seed, dm2s2::cpu_backend({.threads = thread_count}));
-        if (!init_bert.empty()) model.load_encoder(init_bert);
+        if (!init_bert.empty()) load_encoder(model, init_bert);
 
         options.output_dir = out;
         dm2s2::trainer<float, dm2s2::cpu_backend> trainer(model, encoder.task().type, options);

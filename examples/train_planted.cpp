@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include <dm2s2/data/planted_cue_task.hpp>
-#include <dm2s2/data/planted_task.hpp>
+#include <dm2s2/train/planted_cue_task.hpp>
+#include <dm2s2/train/planted_task.hpp>
 #include <dm2s2/dm2s2.hpp>
 
 int main(int argc, char** argv)

@@ -6,7 +6,7 @@
 #include <functional>
 #include <string>
 
-#include "dm2s2/io/hf_bert.hpp"
+#include "dm2s2/io/hf_encoder.hpp"
 #include "dm2s2/model/dm2s2_model.hpp"
 #include "test_support.hpp"
 
@@ -146,7 +146,7 @@ TEST_CASE("a DM²S² model takes its encoder from a checkpoint, extending the to
     model_config config;
     config.bert = read_hf_bert_config(dm2s2::testing::tiny_bert_dir());
     model<double> dm(schema(specs), config, 3);
-    const auto report = dm.load_encoder(dm2s2::testing::tiny_bert_dir());
+    const auto report = load_encoder(dm, dm2s2::testing::tiny_bert_dir());
     REQUIRE(report.notes.size() == 1);
     CHECK(report.notes[0].find("extra rows copy the last one") != std::string::npos);
     const auto& types = dm.encoder().embeddings().token_type_embeddings;
@@ -159,5 +159,5 @@ TEST_CASE("a DM²S² model takes its encoder from a checkpoint, extending the to
     }
     config.bert.num_hidden_layers = 3;
     model<double> deeper(schema(specs), config, 3);
-    CHECK_THROWS_AS(deeper.load_encoder(dm2s2::testing::tiny_bert_dir()), config_error);
+    CHECK_THROWS_AS(load_encoder(deeper, dm2s2::testing::tiny_bert_dir()), config_error);
 }

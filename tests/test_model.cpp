@@ -1,5 +1,5 @@
 // The DM²S² model: padding neutrality, the properties of α, β and γ, missing modalities, an
-// independent plain-loop implementation of DESIGN §5 to compare against, backend agreement, and the
+// independent plain-loop implementation of docs/design.md §5 to compare against, backend agreement, and the
 // normal draws that initialise the weights.
 
 #include <algorithm>
@@ -25,7 +25,7 @@ namespace {
 template <class T>
 constexpr double padding_tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
 
-/// DESIGN §5 and the §6 baselines that share its encoder, written out with plain loops in long double
+/// docs/design.md §5 and the §6 baselines that share its encoder, written out with plain loops in long double
 /// from the encoder's output, independent of the model's pooling code: returns logits [B·C] and fills
 /// α/β per sample.
 template <class T, class Backend>
@@ -188,7 +188,7 @@ void check_against_plain_loops(const model_config& config)
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("the model matches a plain-loop implementation of DESIGN §5 and the baselines", T, float, double)
+TEST_CASE_TEMPLATE("the model matches a plain-loop implementation of docs/design.md §5 and the baselines", T, float, double)
 {
     for (const auto& variant : pooling_variants()) {
         const std::string variant_name = variant.first;

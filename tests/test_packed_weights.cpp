@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "dm2s2/backend/cpu/cpu_backend.hpp"
-#include "dm2s2/backend/packed_matrix.hpp"
+#include "dm2s2/backend/cpu/packed_matrix.hpp"
 #include "dm2s2/backend/reference/reference_backend.hpp"
 #include "dm2s2/io/checkpoint.hpp"
 #include "dm2s2/model/dm2s2_model.hpp"

@@ -1,4 +1,4 @@
-// Packing records into the encoder layout of DESIGN §3, checked slot by slot, and the errors for
+// Packing records into the encoder layout of docs/design.md §3, checked slot by slot, and the errors for
 // records that cannot be packed.
 
 #include <vector>

@@ -7,7 +7,7 @@
 #include <map>
 #include <numeric>
 
-#include "dm2s2/data/planted_task.hpp"
+#include "dm2s2/train/planted_task.hpp"
 #include "dm2s2/train/trainer.hpp"
 #include "test_support.hpp"
 

@@ -7,7 +7,7 @@
 #include <chrono>
 #include <map>
 
-#include "dm2s2/data/planted_cue_task.hpp"
+#include "dm2s2/train/planted_cue_task.hpp"
 #include "dm2s2/explain/faithfulness.hpp"
 #include "dm2s2/text/json_records.hpp"
 #include "dm2s2/train/trainer.hpp"

@@ -14,7 +14,7 @@ namespace {
 
 std::filesystem::path vocab_file() { return dm2s2::testing::bert_vocab(); }
 
-const nlohmann::json& reference()
+const nlohmann::json& tokenizer_reference()
 {
     static const nlohmann::json j = [] {
         std::ifstream in(dm2s2::testing::data_dir() / "tokenizer" / "tokenizer_a.json");
@@ -35,7 +35,7 @@ const wordpiece_tokenizer& tokenizer(bool lower_case)
 TEST_CASE("single texts give HuggingFace's ids, word pieces and offsets, cased and uncased")
 {
     std::size_t cases = 0;
-    for (const nlohmann::json& c : reference()["cases"]) {
+    for (const nlohmann::json& c : tokenizer_reference()["cases"]) {
         if (!c.contains("text")) continue;
         const std::string text = c["text"].get<std::string>();
         const bool lower = c["do_lower_case"].get<bool>();
@@ -58,7 +58,7 @@ TEST_CASE("single texts give HuggingFace's ids, word pieces and offsets, cased a
 TEST_CASE("pairs give HuggingFace's ids and token types with longest_first truncation")
 {
     std::size_t cases = 0;
-    for (const nlohmann::json& c : reference()["cases"]) {
+    for (const nlohmann::json& c : tokenizer_reference()["cases"]) {
         if (!c.contains("pair")) continue;
         const std::string first = c["pair"][0].get<std::string>(), second = c["pair"][1].get<std::string>();
         CAPTURE(first);

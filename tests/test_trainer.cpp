@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "dm2s2/data/planted_task.hpp"
+#include "dm2s2/train/planted_task.hpp"
 #include "dm2s2/train/trainer.hpp"
 #include "test_support.hpp"
 

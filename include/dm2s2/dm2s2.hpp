@@ -4,7 +4,7 @@
 /// WordPiece tokenizer and the JSON Lines records of the tools), which needs utf8proc and the
 /// `dm2s2::text` target.
 
-#include "dm2s2/backend/cpu/cpu_backend.hpp"
+#include "dm2s2/backend/default_backend.hpp"
 #include "dm2s2/backend/reference/reference_backend.hpp"
 #include "dm2s2/core/error.hpp"
 #include "dm2s2/core/random.hpp"
@@ -16,9 +16,8 @@
 #include "dm2s2/explain/attribution.hpp"
 #include "dm2s2/explain/faithfulness.hpp"
 #include "dm2s2/io/checkpoint.hpp"
-#include "dm2s2/io/hf_bert.hpp"
+#include "dm2s2/io/hf_encoder.hpp"
 #include "dm2s2/io/safetensors.hpp"
-#include "dm2s2/io/training_checkpoint.hpp"
 #include "dm2s2/model/bert_model.hpp"
 #include "dm2s2/model/dm2s2_model.hpp"
 #include "dm2s2/train/dataset.hpp"
@@ -29,3 +28,4 @@
 #include "dm2s2/train/progress.hpp"
 #include "dm2s2/train/train_step.hpp"
 #include "dm2s2/train/trainer.hpp"
+#include "dm2s2/train/training_checkpoint.hpp"

@@ -4,16 +4,20 @@
 ///
 /// Modules never loop over activations themselves for the heavy work; they call the backend policy
 /// they are parameterised by. `cpu_backend` (Eigen products, xsimd element-wise kernels) is the fast
-/// CPU policy, `reference_backend` the plain-loop policy every fast path is tested against, and a
-/// CUDA policy provides the same members over device memory.
+/// CPU policy, `reference_backend` the plain-loop policy every fast path is tested against, and
+/// `staging_backend` runs the same loops in a memory space host code may not touch, as a GPU's is.
+/// A backend names its memory space; its kernels take pointers of that space.
 ///
 /// All matrices are row-major; `ld*` are leading dimensions (elements between consecutive rows).
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 
+#include "dm2s2/core/memory_space.hpp"
 #include "dm2s2/core/scalar.hpp"
+#include "dm2s2/core/tensor.hpp"
 
 namespace dm2s2 {
 
@@ -32,7 +36,20 @@ struct product_epilogue {
     activation act = activation::identity;
 };
 
-/// A backend policy `B` provides these kernels for scalar `T`:
+/// The memory space a backend's tensors live in.
+template <class B>
+using backend_space = typename B::memory_space;
+
+/// How a backend's kernels address an element of type T: `T*` for a host backend, a `device_ptr`
+/// of its space otherwise.
+template <class B, class T>
+using backend_pointer = space_pointer<T, backend_space<B>>;
+
+/// A backend policy `B` names the memory space its kernels work in (`B::memory_space`) and provides,
+/// for scalar `T`, with every pointer one of that space (`backend_pointer<B, T>`):
+/// - `upload(host_tensor)` → a tensor in its space, `download(tensor)` → a host tensor, and the same
+///   for raw ranges (`upload(from, n, to)`, `download(from, n, to)`): the only ways elements cross
+///   between the host and the backend's memory;
 /// - `gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`: C[m,n] = alpha op(A) op(B) + beta C;
 ///   with beta == 0 the prior contents of C are ignored (they may be NaN);
 /// - `add_row_vector(x, rows, cols, ldx, v)`: adds v[cols] to every row of x (biases);
@@ -41,17 +58,57 @@ struct product_epilogue {
 ///   null: all kept); dropped entries get exactly 0; a row with nothing kept becomes all zeros;
 /// - `layer_norm(x, residual, y, rows, cols, gamma, beta, eps)`: y = LN(x + residual) per row with the
 ///   biased variance (residual may be null; y may alias x).
+/// How a backend runs its kernels (threads, streams) is its own affair: nothing here asks for it.
 template <class B, class T>
-concept backend_for = scalar<T> && requires(const B& backend, T* y, const T* x, const std::uint8_t* keep,
-                                            std::size_t n, T value) {
-    { B::name() } -> std::convertible_to<const char*>;
-    backend.gemm(transpose::no, transpose::yes, n, n, n, value, x, n, x, n, value, y, n);
-    backend.add_row_vector(y, n, n, n, x);
-    backend.gelu(y, n);
-    backend.tanh(y, n);
-    backend.masked_softmax(y, n, keep);
-    backend.layer_norm(x, x, y, n, n, x, x, value);
-    backend.parallel_for(n, [](std::size_t) {});
+concept backend_for =
+    scalar<T> && memory_space<backend_space<B>> &&
+    requires(const B& backend, backend_pointer<B, T> y, backend_pointer<B, const T> x,
+             backend_pointer<B, const std::uint8_t> keep, std::size_t n, T value, const tensor<T>& host,
+             const tensor<T, backend_space<B>>& device, const T* host_values, T* host_out) {
+        { B::name() } -> std::convertible_to<const char*>;
+        { backend.upload(host) } -> std::same_as<tensor<T, backend_space<B>>>;
+        { backend.download(device) } -> std::same_as<tensor<T>>;
+        backend.upload(host_values, n, y);
+        backend.download(x, n, host_out);
+        backend.gemm(transpose::no, transpose::yes, n, n, n, value, x, n, x, n, value, y, n);
+        backend.add_row_vector(y, n, n, n, x);
+        backend.gelu(y, n);
+        backend.tanh(y, n);
+        backend.masked_softmax(y, n, keep);
+        backend.layer_norm(x, x, y, n, n, x, x, value);
+    };
+
+/// A backend whose memory is the host's, which modules may still drive from host loops over its
+/// threads (`parallel_for`). The modules require it where they do; a device backend is a
+/// `backend_for` without it.
+template <class B, class T>
+concept host_backend_for = backend_for<B, T> && host_accessible_space<backend_space<B>> &&
+                           requires(const B& backend, std::size_t n) { backend.parallel_for(n, [](std::size_t) {}); };
+
+/// Transfers of a backend working in host memory: an upload or a download is a copy.
+struct host_memory_transfers {
+    using memory_space = host_space;
+
+    template <class T>
+    tensor<T> upload(const tensor<T>& values) const
+    {
+        return values;
+    }
+    template <class T>
+    tensor<T> download(const tensor<T>& values) const
+    {
+        return values;
+    }
+    template <class T>
+    void upload(const T* from, std::size_t n, T* to) const
+    {
+        std::copy_n(from, n, to);
+    }
+    template <class T>
+    void download(const T* from, std::size_t n, T* to) const
+    {
+        std::copy_n(from, n, to);
+    }
 };
 
 }  // namespace dm2s2

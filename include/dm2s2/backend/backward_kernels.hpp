@@ -124,14 +124,20 @@ protected:
     }
 };
 
-/// A backend that can also run backward passes.
+/// A backend that can also run backward passes: the kernels of `portable_backward_kernels`, on
+/// pointers of its memory space.
 template <class B, class T>
-concept training_backend_for = backend_for<B, T> && requires(const B& backend, T* y, const T* x, std::size_t n, T value) {
+concept training_backend_for = backend_for<B, T> && requires(const B& backend, backend_pointer<B, T> y,
+                                                             backend_pointer<B, const T> x, std::size_t n, T value) {
     backend.gelu_backward(x, y, n);
     backend.tanh_backward(x, y, n);
     backend.masked_softmax_backward(x, y, n);
     backend.layer_norm_backward(x, x, y, n, n, x, value, y, y);
     backend.add_column_sums(x, n, n, n, y);
 };
+
+/// A training backend working in host memory (see `host_backend_for`).
+template <class B, class T>
+concept host_training_backend_for = training_backend_for<B, T> && host_backend_for<B, T>;
 
 }  // namespace dm2s2

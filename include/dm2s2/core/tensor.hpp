@@ -1,8 +1,10 @@
 #pragma once
 /// \file
-/// `tensor<T>`: an owning, contiguous, row-major n-dimensional array with 64-byte aligned storage.
-/// Kernels take raw pointers and leading dimensions, so any contiguous buffer can be used with them;
-/// the tensor is the container the modules keep their parameters and activations in.
+/// `tensor<T, Space>`: an owning, contiguous, row-major n-dimensional array in a memory space
+/// (`host_space` unless named). Kernels take pointers and leading dimensions, so any contiguous
+/// buffer can be used with them; the tensor is the container the modules keep their parameters and
+/// activations in. Element access exists only for host tensors; a tensor in another space hands out
+/// `device_ptr`s, and its elements reach the host only through its backend's `download`.
 
 #include <algorithm>
 #include <cstddef>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "dm2s2/core/error.hpp"
+#include "dm2s2/core/memory_space.hpp"
 
 namespace dm2s2 {
 
@@ -97,22 +100,87 @@ void poison_unset([[maybe_unused]] T* first, [[maybe_unused]] T* last) noexcept
 #endif
 }
 
+/// The elements of a tensor in a space host code may not touch: `count` values allocated and copied
+/// by the space itself, never read or written here.
+template <class T, memory_space Space>
+class space_buffer {
+    static_assert(std::is_trivially_copyable_v<T>, "a device buffer holds trivially copyable values");
+
+public:
+    space_buffer() = default;
+    explicit space_buffer(std::size_t count) : data_(allocate(count)), size_(count) {}
+    space_buffer(const space_buffer& other) : space_buffer(other.size_)
+    {
+        Space::copy(data_, other.data_, size_ * sizeof(T));
+    }
+    space_buffer(space_buffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    space_buffer& operator=(space_buffer other) noexcept
+    {
+        std::swap(data_, other.data_);
+        std::swap(size_, other.size_);
+        return *this;
+    }
+    ~space_buffer() { release(); }
+
+    T* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+
+    /// Holds `count` values; the first min(count, size()) keep theirs, the others are unset.
+    void resize(std::size_t count)
+    {
+        if (count == size_) return;
+        space_buffer bigger(count);
+        Space::copy(bigger.data_, data_, std::min(count, size_) * sizeof(T));
+        *this = std::move(bigger);
+    }
+
+private:
+    static T* allocate(std::size_t count)
+    {
+        return count == 0 ? nullptr : static_cast<T*>(Space::allocate(count * sizeof(T)));
+    }
+    void release() noexcept
+    {
+        if (data_ != nullptr) Space::deallocate(data_, size_ * sizeof(T));
+        data_ = nullptr;
+        size_ = 0;
+    }
+
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
 }  // namespace detail
 
-/// Owning, contiguous, row-major tensor.
-template <class T>
+/// Owning, contiguous, row-major tensor in memory space `Space`. Host tensors (the default) offer
+/// element access, spans and raw pointers; tensors in other spaces offer only their shape and a
+/// `device_ptr` to their elements, which the backend owning the space reads.
+template <class T, memory_space Space = host_space>
 class tensor {
+    static constexpr bool on_host = host_accessible_space<Space>;
+
 public:
     using value_type = T;
+    using memory_space = Space;
+    using pointer = space_pointer<T, Space>;
+    using const_pointer = space_pointer<const T, Space>;
 
     tensor() = default;
-    /// A tensor of the given shape, every element set to `fill`.
-    explicit tensor(shape_t shape, T fill = T{}) : shape_(std::move(shape)), data_(element_count(shape_), fill) {}
-    tensor(std::initializer_list<std::size_t> shape, T fill = T{}) : tensor(shape_t(shape), fill) {}
+    /// A tensor of the given shape, every element set to `fill` (host only: elsewhere the backend fills).
+    explicit tensor(shape_t shape, T fill = T{})
+        requires on_host
+        : shape_(std::move(shape)), data_(element_count(shape_), fill)
+    {
+    }
+    tensor(std::initializer_list<std::size_t> shape, T fill = T{})
+        requires on_host
+        : tensor(shape_t(shape), fill)
+    {
+    }
     /// A tensor of the given shape whose elements are unset: every one must be written before it is read.
     tensor(shape_t shape, uninitialized_t) : shape_(std::move(shape)), data_(element_count(shape_))
     {
-        detail::poison_unset(data_.data(), data_.data() + data_.size());
+        if constexpr (on_host) detail::poison_unset(data_.data(), data_.data() + data_.size());
     }
     tensor(std::initializer_list<std::size_t> shape, uninitialized_t) : tensor(shape_t(shape), uninitialized) {}
 
@@ -120,28 +188,59 @@ public:
     std::size_t rank() const noexcept { return shape_.size(); }
     std::size_t dim(std::size_t i) const { return shape_.at(i); }
     std::size_t size() const noexcept { return data_.size(); }
-    bool empty() const noexcept { return data_.empty(); }
+    bool empty() const noexcept { return data_.size() == 0; }
 
-    T* data() noexcept { return data_.data(); }
-    const T* data() const noexcept { return data_.data(); }
-    std::span<T> values() noexcept { return {data_.data(), data_.size()}; }
-    std::span<const T> values() const noexcept { return {data_.data(), data_.size()}; }
+    /// The first element: `T*` for a host tensor, a `device_ptr` in any other space.
+    pointer data() noexcept { return pointer(data_.data()); }
+    const_pointer data() const noexcept { return const_pointer(data_.data()); }
 
-    T& operator[](std::size_t i) noexcept { return data_[i]; }
-    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+    std::span<T> values() noexcept
+        requires on_host
+    {
+        return {data_.data(), data_.size()};
+    }
+    std::span<const T> values() const noexcept
+        requires on_host
+    {
+        return {data_.data(), data_.size()};
+    }
+
+    T& operator[](std::size_t i) noexcept
+        requires on_host
+    {
+        return data_[i];
+    }
+    const T& operator[](std::size_t i) const noexcept
+        requires on_host
+    {
+        return data_[i];
+    }
 
     /// Element (i, j) of a rank-2 tensor.
-    T& operator()(std::size_t i, std::size_t j) noexcept { return data_[i * shape_[1] + j]; }
-    const T& operator()(std::size_t i, std::size_t j) const noexcept { return data_[i * shape_[1] + j]; }
+    T& operator()(std::size_t i, std::size_t j) noexcept
+        requires on_host
+    {
+        return data_[i * shape_[1] + j];
+    }
+    const T& operator()(std::size_t i, std::size_t j) const noexcept
+        requires on_host
+    {
+        return data_[i * shape_[1] + j];
+    }
 
-    /// Pointer to row i of the tensor seen as [dim(0), size / dim(0)].
-    T* row(std::size_t i) noexcept { return data_.data() + i * (data_.size() / shape_[0]); }
-    const T* row(std::size_t i) const noexcept { return data_.data() + i * (data_.size() / shape_[0]); }
+    /// Row i of the tensor seen as [dim(0), size / dim(0)]: a pointer of the tensor's space.
+    pointer row(std::size_t i) noexcept { return data() + i * (data_.size() / shape_[0]); }
+    const_pointer row(std::size_t i) const noexcept { return data() + i * (data_.size() / shape_[0]); }
 
-    void fill(T value) { std::fill(data_.begin(), data_.end(), value); }
+    void fill(T value)
+        requires on_host
+    {
+        std::fill(data_.begin(), data_.end(), value);
+    }
 
     /// Changes the shape, keeping the contents when the element count is unchanged; new elements are zero.
     void resize(shape_t shape)
+        requires on_host
     {
         data_.resize(element_count(shape), T{});
         shape_ = std::move(shape);
@@ -152,7 +251,8 @@ public:
     {
         const std::size_t kept = data_.size();
         data_.resize(element_count(shape));
-        if (data_.size() > kept) detail::poison_unset(data_.data() + kept, data_.data() + data_.size());
+        if constexpr (on_host)
+            if (data_.size() > kept) detail::poison_unset(data_.data() + kept, data_.data() + data_.size());
         shape_ = std::move(shape);
     }
 
@@ -165,13 +265,19 @@ public:
     }
 
 private:
+    using storage = std::conditional_t<on_host, aligned_vector<T>, detail::space_buffer<T, Space>>;
+
     shape_t shape_;
-    aligned_vector<T> data_;
+    storage data_;
 };
 
+/// A tensor in the memory space of backend `Backend`.
+template <class T, class Backend>
+using backend_tensor = tensor<T, typename Backend::memory_space>;
+
 /// Throws shape_error naming `what` unless `t` has exactly `expected` shape.
-template <class T>
-void require_shape(const tensor<T>& t, const shape_t& expected, const std::string& what)
+template <class T, class Space>
+void require_shape(const tensor<T, Space>& t, const shape_t& expected, const std::string& what)
 {
     if (t.shape() != expected)
         throw shape_error(what + ": expected shape " + to_string(expected) + ", got " + to_string(t.shape()));

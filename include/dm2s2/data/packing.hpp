@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Packing a batch of records into the encoder layout of DESIGN §3:
+/// Packing a batch of records into the encoder layout of docs/design.md §3:
 /// `[CLS] x(m1)… [SEP] x(m2)… [SEP] …` over the present modalities in schema order, padded to the
 /// longest sample, with token-type ids, position ids, a key-padding mask and per-modality spans.
 
@@ -13,9 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "dm2s2/data/batch_layout.hpp"
 #include "dm2s2/data/schema.hpp"
 #include "dm2s2/data/sequence_set_concept.hpp"
-#include "dm2s2/nn/attention.hpp"
 
 namespace dm2s2 {
 
@@ -46,7 +46,7 @@ struct packing_options {
 
 /// A packed batch. Per-slot arrays are [batch · length] row-major.
 struct packed_batch {
-    nn::batch_layout layout;
+    batch_layout layout;
     std::size_t modality_count = 0;
     std::int64_t pad_id = 0;                    ///< the word id of padding slots
     std::vector<std::size_t> lengths;           ///< [batch] packed length of each sample
@@ -208,7 +208,7 @@ packed_batch pack(const schema& s, Range&& samples, const packing_options& optio
 }
 
 /// One sequence per present (sample, modality) of `batch`, each laid out alone as `[CLS] x_m [SEP]`
-/// (the mid-fusion baseline of DESIGN §6). Type ids stay m; positions are 0..n_m+1, which both
+/// (the mid-fusion baseline of docs/design.md §6). Type ids stay m; positions are 0..n_m+1, which both
 /// position modes give for a lone modality. `origin[r]` is the (sample, modality) of row r.
 struct modality_split {
     packed_batch batch;
@@ -258,13 +258,13 @@ inline modality_split split_by_modality(const packed_batch& batch)
 /// The real slots of a packed batch laid out without padding, so that the encoder computes nothing for
 /// padding: compact row r is padded slot `slots[r]`, and `layout` is the ragged layout of the rows.
 struct row_compaction {
-    nn::batch_layout layout;
+    batch_layout layout;
     std::vector<std::size_t> slots;
 
     row_compaction() = default;
 
     /// Sample b keeps its first `batch.lengths[b]` slots, which are exactly its real ones.
-    explicit row_compaction(const packed_batch& batch) : layout(nn::batch_layout::from_lengths(batch.lengths))
+    explicit row_compaction(const packed_batch& batch) : layout(batch_layout::from_lengths(batch.lengths))
     {
         slots.reserve(layout.rows());
         for (std::size_t b = 0; b < batch.layout.batch; ++b)

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// `schema`: the modalities of a record, in a fixed order, each with its kind and limits (DESIGN §2).
+/// `schema`: the modalities of a record, in a fixed order, each with its kind and limits (docs/design.md §2).
 
 #include <cctype>
 #include <cmath>

@@ -373,7 +373,7 @@ attribution<T> attribute(const model<T, Backend>& m, const Records& records, att
     }
 
     // Gradient × input, or integrated gradients: one forward and backward pass per batch and path point.
-    if constexpr (training_backend_for<Backend, T>) {
+    if constexpr (host_training_backend_for<Backend, T>) {
         const std::size_t h = m.config().bert.hidden_size;
         const bool integrated = method == attribution_method::integrated_gradients;
         const std::size_t steps = integrated ? options.steps : 1;

@@ -178,7 +178,7 @@ void assign_parameters(Model& m, std::map<std::string, tensor<T>>& values)
 
 /// Reads a model written by `save_model`. Every parameter must be present with its shape, and the file
 /// may hold nothing else; errors name the file and the tensor.
-template <scalar T, backend_for<T> Backend = cpu_backend>
+template <scalar T, host_backend_for<T> Backend = default_backend>
 model<T, Backend> load_model(const std::filesystem::path& dir, Backend backend = {})
 {
     const auto config_path = dir / "config.json";

@@ -180,7 +180,7 @@ hf_load_report load_bert_parameters(Model& model, const hf_checkpoint& checkpoin
 }
 
 /// Builds a `bert_model` from a HuggingFace checkpoint directory.
-template <scalar T, backend_for<T> Backend = cpu_backend>
+template <scalar T, host_backend_for<T> Backend = default_backend>
 bert_model<T, Backend> load_hf_bert(const std::filesystem::path& dir, hf_load_report* report = nullptr,
                                     Backend backend = {})
 {

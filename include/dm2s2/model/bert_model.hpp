@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "dm2s2/backend/cpu/cpu_backend.hpp"
+#include "dm2s2/backend/default_backend.hpp"
 #include "dm2s2/nn/embeddings.hpp"
 #include "dm2s2/nn/encoder.hpp"
 #include "dm2s2/nn/pooler.hpp"
@@ -65,7 +65,7 @@ template <scalar T>
 using bert_gradients = bert_parameters<T>;
 
 /// BERT encoder with HuggingFace parameter names (`embeddings.…`, `encoder.layer.{i}.…`, `pooler.…`).
-template <scalar T, backend_for<T> Backend = cpu_backend>
+template <scalar T, host_backend_for<T> Backend = default_backend>
 class bert_model {
 public:
     using scalar_type = T;
@@ -180,7 +180,7 @@ public:
     /// Backward of `encode` (or of `embed` when the cache has no layers): `grad_rows` holds d(output) on
     /// entry and d(element rows) on return; embedding and encoder gradients accumulate into `grad`.
     void encode_backward(const bert_cache<T>& cache, tensor<T>& grad_rows, bert_gradients<T>& grad) const
-        requires training_backend_for<Backend, T>
+        requires host_training_backend_for<Backend, T>
     {
         if (!cache.layers.empty()) params_.encoder.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
         params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.embedding_dropout_mask, cache.positions,
@@ -190,7 +190,7 @@ public:
     /// Backward of `forward` (through the last hidden state; the pooler is not differentiated here):
     /// accumulates every embedding and encoder gradient into `grad`, word rows only where used.
     void backward(const bert_cache<T>& cache, const tensor<T>& grad_last_hidden, bert_gradients<T>& grad) const
-        requires training_backend_for<Backend, T>
+        requires host_training_backend_for<Backend, T>
     {
         tensor<T> rows = grad_last_hidden;
         rows.reshape({cache.layout.rows(), config_.hidden_size});

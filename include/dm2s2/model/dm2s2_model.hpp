@@ -2,7 +2,7 @@
 /// \file
 /// `model<T, Backend>`: DM²S². Every present modality of a record goes through one BERT encoder as
 /// one packed sequence; IntraMRA pools the elements of each modality, InterMRA the modalities, and a
-/// linear head gives the logits. The attention weights are the explanation (DESIGN §5).
+/// linear head gives the logits. The attention weights are the explanation (docs/design.md §5).
 
 #include <cstddef>
 #include <cstdint>
@@ -14,7 +14,6 @@
 
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/data/schema.hpp"
-#include "dm2s2/io/hf_bert.hpp"
 #include "dm2s2/model/bert_model.hpp"
 #include "dm2s2/model/model_config.hpp"
 #include "dm2s2/nn/modality_attention.hpp"
@@ -128,7 +127,7 @@ struct model_cache {
 };
 
 /// The DM²S² model, generic over the scalar type and the backend policy.
-template <scalar T, backend_for<T> Backend = cpu_backend>
+template <scalar T, host_backend_for<T> Backend = default_backend>
 class model {
 public:
     using scalar_type = T;
@@ -315,7 +314,7 @@ public:
     /// `encoder_batch`, H], after any `element_scale`), the input gradient of attribution methods.
     void backward(const model_cache<T>& cache, const tensor<T>& grad_logits, model_gradients<T>& grad,
                   tensor<T>* d_elements = nullptr) const
-        requires training_backend_for<Backend, T>
+        requires host_training_backend_for<Backend, T>
     {
         const auto& backend = bert_.backend();
         const auto& batch = cache.batch;
@@ -401,20 +400,6 @@ public:
     void for_each_parameter(F&& visit) const
     {
         const_cast<model*>(this)->for_each_parameter(read_only_visitor<F>{visit});
-    }
-
-    /// Initialises the encoder from a HuggingFace BERT checkpoint directory. Its config must match this
-    /// model's encoder except type_vocab_size (token-type rows are adapted as DESIGN §8 says).
-    hf_load_report load_encoder(const std::filesystem::path& dir)
-    {
-        const bert_config theirs = read_hf_bert_config(dir);
-        const bert_config& ours = config_.bert;
-        if (theirs.vocab_size != ours.vocab_size || theirs.hidden_size != ours.hidden_size ||
-            theirs.num_hidden_layers != ours.num_hidden_layers || theirs.num_attention_heads != ours.num_attention_heads ||
-            theirs.intermediate_size != ours.intermediate_size ||
-            theirs.max_position_embeddings != ours.max_position_embeddings)
-            throw config_error((dir / "config.json").string() + ": encoder sizes differ from the model's bert config");
-        return load_bert_parameters<T>(bert_, hf_checkpoint(dir));
     }
 
     /// The batch the encoder runs on for `batch`: the batch itself, or (mid_fusion) its split by

@@ -12,7 +12,7 @@
 
 namespace dm2s2 {
 
-/// How the encoder output becomes the vector the head reads (DESIGN §5 and the baselines of §6).
+/// How the encoder output becomes the vector the head reads (docs/design.md §5 and the baselines of §6).
 enum class pooling_kind {
     dm2s2,     ///< IntraMRA then InterMRA
     no_intra,  ///< α uniform within each modality, InterMRA learned
@@ -62,7 +62,7 @@ constexpr bool explains(pooling_kind k) noexcept
     return k == pooling_kind::dm2s2 || k == pooling_kind::no_intra || k == pooling_kind::no_inter || k == pooling_kind::mean;
 }
 
-/// Options of the hierarchical modality attention (DESIGN §5).
+/// Options of the hierarchical modality attention (docs/design.md §5).
 struct mra_config {
     std::size_t attention_dim = 0;  ///< A; 0 means A = H
     bool shared_intra = true;       ///< one IntraMRA for all modalities, or one per modality

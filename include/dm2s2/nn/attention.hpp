@@ -10,47 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "dm2s2/data/batch_layout.hpp"
 #include "dm2s2/nn/bert_config.hpp"
 #include "dm2s2/nn/dropout.hpp"
 #include "dm2s2/nn/layer_norm.hpp"
 #include "dm2s2/nn/linear.hpp"
 
 namespace dm2s2::nn {
-
-/// Where the sequences of a batch lie among its rows. Padded: `batch` sequences of `length` rows each,
-/// flattened to [batch·length], padding marked by a key mask. Ragged (padding-free): sequence b holds
-/// rows [starts[b], starts[b+1]) and every row is real.
-struct batch_layout {
-    std::size_t batch = 0;
-    std::size_t length = 0;              ///< padded: every sequence's length; ragged: the longest
-    std::vector<std::size_t> starts{};   ///< ragged: batch + 1 row offsets; empty when padded
-
-    bool ragged() const noexcept { return !starts.empty(); }
-    std::size_t rows() const { return ragged() ? starts.back() : batch * length; }
-    std::size_t first_row(std::size_t b) const { return ragged() ? starts[b] : b * length; }
-    std::size_t length_of(std::size_t b) const { return ragged() ? starts[b + 1] - starts[b] : length; }
-
-    /// Offset of sequence b's [heads, len, len] attention maps when every sequence's maps are stored
-    /// one after another; `attention_offset(batch, heads)` is the size of the whole buffer.
-    std::size_t attention_offset(std::size_t b, std::size_t heads) const
-    {
-        if (!ragged()) return b * heads * length * length;
-        std::size_t offset = 0;
-        for (std::size_t i = 0; i < b; ++i) offset += heads * length_of(i) * length_of(i);
-        return offset;
-    }
-
-    /// A ragged layout from per-sequence lengths.
-    static batch_layout from_lengths(const std::vector<std::size_t>& lengths)
-    {
-        batch_layout layout{.batch = lengths.size(), .length = 0, .starts = {0}};
-        for (const auto len : lengths) {
-            layout.starts.push_back(layout.starts.back() + len);
-            layout.length = std::max(layout.length, len);
-        }
-        return layout;
-    }
-};
 
 /// What `self_attention::backward` needs from the forward pass.
 template <scalar T>
@@ -84,7 +50,7 @@ struct self_attention {
     /// as [heads, len, len] blocks (padded: [batch, heads, length, length]). y must not alias x. With
     /// `cache`, the intermediates of the backward pass are kept; with `dropout_rng` (training), dropout
     /// is applied. Sequences and heads run in parallel on the backend's threads.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
                  T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
@@ -136,7 +102,7 @@ struct self_attention {
 
     /// Backward of `forward` run with `cache`: dy [rows, H] → dx [rows, H]; parameter gradients are
     /// accumulated into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const self_attention_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
                   self_attention& grad) const
     {

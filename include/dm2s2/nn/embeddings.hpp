@@ -59,7 +59,7 @@ struct bert_embeddings {
 
     /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place, then dropout
     /// when `dropout_rng` is given. `pre_norm` and `dropout_mask`, when given, keep what `backward` needs.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, T* rows, std::span<const std::int64_t> positions,
                  std::span<const std::int64_t> types, tensor<T>* pre_norm = nullptr,
                  random_generator* dropout_rng = nullptr, tensor<T>* dropout_mask = nullptr) const
@@ -83,7 +83,7 @@ struct bert_embeddings {
 
     /// Backward of `forward` run with `pre_norm`: `rows` holds d(output) on entry and d(element rows) on
     /// return; position, type and LayerNorm gradients accumulate into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const tensor<T>& pre_norm, const tensor<T>& dropout_mask,
                   std::span<const std::int64_t> positions, std::span<const std::int64_t> types, T* rows,
                   bert_embeddings& grad) const

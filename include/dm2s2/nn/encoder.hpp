@@ -33,7 +33,7 @@ struct encoder_layer {
 
     /// x → y, both [rows, H]; y must not alias x. With `cache`, the backward intermediates are kept; with
     /// `dropout_rng` (training), dropout is applied.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
                  T* probabilities = nullptr, encoder_layer_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
@@ -45,7 +45,7 @@ struct encoder_layer {
     }
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const encoder_layer_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
                   encoder_layer& grad) const
     {
@@ -93,7 +93,7 @@ struct encoder {
     /// Runs every layer over `hidden` ([rows, H]) in place. When `trace` is given it receives the input
     /// and each layer's output, and the attention probabilities; `caches`, when given, receives one
     /// backward cache per layer; `dropout_rng` (training) turns dropout on.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, tensor<T>& hidden, batch_layout layout, const std::uint8_t* key_mask,
                  encoder_trace<T>* trace = nullptr, std::vector<encoder_layer_cache<T>>* caches = nullptr,
                  random_generator* dropout_rng = nullptr) const
@@ -120,7 +120,7 @@ struct encoder {
     }
 
     /// Backward through every layer: `grad_hidden` holds d(output) on entry and d(input) on return.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const std::vector<encoder_layer_cache<T>>& caches, batch_layout layout,
                   tensor<T>& grad_hidden, encoder& grad) const
     {
@@ -146,7 +146,7 @@ struct encoder {
 
     /// Packs every layer's weights for `backend`, rounded where `allowed` says so
     /// (`linear::pack_weights`); returns how many it packed.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     std::size_t pack_weights(const Backend& backend, weight_rounding allowed = weight_rounding::none)
     {
         std::size_t packed = 0;

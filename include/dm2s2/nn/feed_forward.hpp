@@ -36,7 +36,7 @@ struct feed_forward {
 
     /// x, y: [rows, H]; y must not alias x. With `cache`, the intermediates of the backward pass are kept;
     /// with `dropout_rng` (training), dropout is applied.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, std::size_t rows, T* y, feed_forward_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
     {
@@ -57,7 +57,7 @@ struct feed_forward {
     }
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const feed_forward_cache<T>& cache, std::size_t rows, const T* dy, T* dx,
                   feed_forward& grad) const
     {

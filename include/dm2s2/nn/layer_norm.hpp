@@ -26,7 +26,7 @@ struct layer_norm {
 
     /// y = LN(x + residual) for `rows` rows; residual may be null, y may alias x. When `input` is given
     /// it receives x + residual, which `backward` needs.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, const T* residual, T* y, std::size_t rows,
                  tensor<T>* input = nullptr) const
     {
@@ -41,7 +41,7 @@ struct layer_norm {
 
     /// Backward of `forward`: `v` is the forward's x + residual, dy the output gradient; writes dv (the
     /// gradient of both x and residual) and accumulates dγ, dβ into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const T* v, const T* dy, T* dv, std::size_t rows, layer_norm& grad) const
     {
         backend.layer_norm_backward(v, dy, dv, rows, features(), weight.data(), eps, grad.weight.data(), grad.bias.data());

@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "dm2s2/backend/backward_kernels.hpp"
-#include "dm2s2/backend/packed_matrix.hpp"
+#include "dm2s2/backend/cpu/packed_matrix.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/nn/parameter.hpp"
 
@@ -56,7 +56,7 @@ struct linear {
     /// Packs the weight for `backend`'s products where it reads packed weights (see
     /// `cpu_backend::pack_weight`), rounding it where `allowed` says so and the products round it
     /// anyway; returns whether it did. Forward passes on `backend` give the same numbers.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     bool pack_weights(const Backend& backend, weight_rounding allowed = weight_rounding::none)
     {
         if constexpr (weight_packing_backend_for<Backend, T>) {
@@ -80,7 +80,7 @@ struct linear {
 
     /// y[rows, out] = act(x[rows, in] Wᵀ + b); x and y are contiguous row-major. With packed weights the
     /// bias and the activation are applied inside the product, tile by tile, with the same numbers.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, std::size_t rows, T* y, activation act = activation::identity) const
     {
         if constexpr (weight_packing_backend_for<Backend, T>) {
@@ -98,7 +98,7 @@ struct linear {
     }
 
     /// Tensor overload: resizes y to [rows, out].
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const tensor<T>& x, tensor<T>& y) const
     {
         const std::size_t rows = x.empty() ? 0 : x.size() / in_features();
@@ -109,7 +109,7 @@ struct linear {
     /// Backward of `forward` for input x [rows, in] and output gradient dy [rows, out]: accumulates
     /// dW += dyᵀ x and db += Σ dy into `grad`; writes dx = dy W (adds it when `accumulate_dx`), or
     /// skips it when dx is null.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const T* x, const T* dy, std::size_t rows, T* dx, linear& grad,
                   bool accumulate_dx = false) const
     {

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Hierarchical modality attention (DESIGN §5). `modality_attention` scores rows,
+/// Hierarchical modality attention (docs/design.md §5). `modality_attention` scores rows,
 /// s = vᵀ tanh(W h + b); `attention_pool` turns the scores of each group of consecutive rows into
 /// softmax weights and pools the group, z = Σ α h + r · mean h. IntraMRA pools the elements of each
 /// modality, InterMRA the modality vectors of each sample; both are these two steps.
@@ -34,7 +34,7 @@ struct modality_attention {
 
     /// scores[i] = vᵀ tanh(W rows[i] + b) for `n` rows of width H. `activation`, when given, keeps
     /// tanh(W rows + b) [n, A] for `score_backward`.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void score(const Backend& backend, const T* rows, std::size_t n, T* scores, tensor<T>* activation = nullptr) const
     {
         const std::size_t a = projection.out_features();
@@ -47,7 +47,7 @@ struct modality_attention {
     }
 
     /// Backward of `score`: adds d(rows) to `d_rows` and the parameter gradients to `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void score_backward(const Backend& backend, const T* rows, std::size_t n, const tensor<T>& activation,
                         const T* d_scores, T* d_rows, modality_attention& grad) const
     {
@@ -78,7 +78,7 @@ struct modality_attention {
 
 /// For each group g of `rows` ([n, H]): weights = softmax of the group's `scores` (overwritten with
 /// the weights), pooled[g] = Σ weights_i rows_i + residual · mean rows. Empty groups are not allowed.
-template <scalar T, backend_for<T> Backend>
+template <scalar T, host_backend_for<T> Backend>
 void attention_pool(const Backend& backend, const T* rows, std::size_t hidden, std::span<const row_group> groups,
                     T* scores, T residual, T* pooled)
 {
@@ -97,7 +97,7 @@ void attention_pool(const Backend& backend, const T* rows, std::size_t hidden, s
 /// Backward of `attention_pool`. `weights` are the softmax weights the forward left in its scores.
 /// Adds d(rows) to `d_rows`, writes d(scores) to `d_scores` and, when `d_residual` is given, adds
 /// d(residual) to it (a learned residual).
-template <scalar T, training_backend_for<T> Backend>
+template <scalar T, host_training_backend_for<T> Backend>
 void attention_pool_backward(const Backend& backend, const T* rows, std::size_t hidden, std::span<const row_group> groups,
                              const T* weights, T residual, const T* d_pooled, T* d_rows, T* d_scores, T* d_residual = nullptr)
 {

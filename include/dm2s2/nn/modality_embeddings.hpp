@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Element embeddings of the non-vocabulary modalities (DESIGN §4): dense rows → W_m x + b_m,
+/// Element embeddings of the non-vocabulary modalities (docs/design.md §4): dense rows → W_m x + b_m,
 /// categorical ids → C_m[id], numbers → v · a_m + c_m. Text and token elements use BERT's word table.
 
 #include <algorithm>
@@ -67,7 +67,7 @@ tensor<T> dense_input(const packed_batch& batch, std::size_t m, std::size_t dim)
 
 /// Writes the element vector of every slot of `batch` into `rows` ([slots, H]): word vectors for
 /// [CLS], [SEP], tokens and padding, and the modality embeddings for the other elements.
-template <scalar T, backend_for<T> Backend>
+template <scalar T, host_backend_for<T> Backend>
 void embed_elements(const Backend& backend, const packed_batch& batch, const bert_embeddings<T>& words,
                     const std::vector<modality_embedding<T>>& modalities, T* rows)
 {
@@ -106,7 +106,7 @@ void embed_elements(const Backend& backend, const packed_batch& batch, const ber
 
 /// Backward of `embed_elements`: adds the gradients of the element rows `d_rows` ([slots, H]) to the
 /// word rows used in `words_grad` and to the modality embeddings in `modalities_grad`.
-template <scalar T, training_backend_for<T> Backend>
+template <scalar T, host_training_backend_for<T> Backend>
 void embed_elements_backward(const Backend& backend, const packed_batch& batch, const T* d_rows,
                              const bert_embeddings<T>& words, const std::vector<modality_embedding<T>>& modalities,
                              bert_embeddings<T>& words_grad, std::vector<modality_embedding<T>>& modalities_grad)

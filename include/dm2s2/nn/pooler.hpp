@@ -21,7 +21,7 @@ struct pooler {
     explicit pooler(std::size_t hidden) : dense(hidden, hidden) {}
 
     /// hidden [rows, H] → out [batch, H] from row 0 of each sequence.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* hidden, batch_layout layout, T* out) const
     {
         const std::size_t h = dense.in_features();
@@ -34,7 +34,7 @@ struct pooler {
 
     /// Backward of the pooler for the [CLS] rows `first` [batch, H] it read and its output `pooled`:
     /// writes d(first) and accumulates the dense gradients into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const T* first, const T* pooled, const T* d_pooled, std::size_t batch,
                   T* d_first, pooler& grad) const
     {

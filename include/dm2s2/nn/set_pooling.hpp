@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The pieces of the Deep Multimodal Sets baseline (`dm2s`, DESIGN §6): a two-layer MLP applied to
+/// The pieces of the Deep Multimodal Sets baseline (`dm2s`, docs/design.md §6): a two-layer MLP applied to
 /// each element on its own, and an element-wise max over the elements of each record.
 
 #include <cstddef>
@@ -30,7 +30,7 @@ struct element_mlp {
     explicit element_mlp(std::size_t hidden) : first(hidden, hidden), second(hidden, hidden) {}
 
     /// x, y: [rows, H]; y must not alias x.
-    template <backend_for<T> Backend>
+    template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, std::size_t rows, T* y, element_mlp_cache<T>* cache = nullptr) const
     {
         tensor<T> inner({rows, first.out_features()});
@@ -46,7 +46,7 @@ struct element_mlp {
     }
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
-    template <training_backend_for<T> Backend>
+    template <host_training_backend_for<T> Backend>
     void backward(const Backend& backend, const element_mlp_cache<T>& cache, std::size_t rows, const T* dy, T* dx,
                   element_mlp& grad) const
     {

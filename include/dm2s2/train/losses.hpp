@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// The training losses of DESIGN §7 with their gradients, mean-reduced as in PyTorch:
+/// The training losses of docs/design.md §7 with their gradients, mean-reduced as in PyTorch:
 /// cross-entropy (multiclass), BCE with logits (binary and multilabel), mean squared error (regression).
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// Evaluation metrics of DESIGN §7, with scikit-learn's definitions: predictions at probability 0.5
+/// Evaluation metrics of docs/design.md §7, with scikit-learn's definitions: predictions at probability 0.5
 /// (logit 0) for binary and multilabel tasks, argmax for multiclass; an F1 whose precision and recall
 /// are both undefined counts as 0; macro-F1 of a multiclass task averages over the classes that occur
 /// in the targets or the predictions.

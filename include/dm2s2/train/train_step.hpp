@@ -30,7 +30,7 @@ struct step_report {
 /// `grads` is the gradient buffer: it is zeroed and reused, so that steps after the first allocate no
 /// parameter-sized memory (pass the same one every step). Clipping and the update run on the model's
 /// backend threads.
-template <scalar T, training_backend_for<T> Backend>
+template <scalar T, host_training_backend_for<T> Backend>
 step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
                        std::span<const tensor<T>> targets, const step_options& options, model_gradients<T>& grads)
 {
@@ -57,7 +57,7 @@ step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<cons
 }
 
 /// `train_step` with a gradient buffer of its own.
-template <scalar T, training_backend_for<T> Backend>
+template <scalar T, host_training_backend_for<T> Backend>
 step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
                        std::span<const tensor<T>> targets, const step_options& options)
 {
@@ -66,7 +66,7 @@ step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<cons
 }
 
 /// Updates `m` once on a packed batch with its targets (see `compute_loss` for their shape).
-template <scalar T, training_backend_for<T> Backend>
+template <scalar T, host_training_backend_for<T> Backend>
 step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, const packed_batch& batch, task_type task,
                        const tensor<T>& targets, const step_options& options)
 {

@@ -22,7 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dm2s2/io/checkpoint.hpp"
-#include "dm2s2/io/training_checkpoint.hpp"
+#include "dm2s2/train/training_checkpoint.hpp"
 #include "dm2s2/train/dataset.hpp"
 #include "dm2s2/train/evaluation.hpp"
 #include "dm2s2/train/progress.hpp"
@@ -104,7 +104,7 @@ inline epoch_summary epoch_summary_from_json(const nlohmann::json& j)
 
 /// Trains `model` on a `dataset` (see `trainer_options`). The model object ends with the parameters of
 /// the last epoch run; with validation data, the best epoch's model is the one in `output_dir`.
-template <scalar T, training_backend_for<T> Backend>
+template <scalar T, host_training_backend_for<T> Backend>
 class trainer {
 public:
     /// File name of the training checkpoint inside `output_dir`.

@@ -18,7 +18,7 @@ def rounded(t):
     return t.detach().reshape(-1).tolist()
 
 
-# Losses: mean reduction, as DESIGN §7 uses them.
+# Losses: mean reduction, as docs/design.md §7 uses them.
 B, C = 4, 3
 logits = torch.randn(B, C) * 2
 cases = {}
@@ -77,7 +77,7 @@ for step in range(total):
 out["adamw"] = {"lr": lr, "weight_decay": weight_decay, "warmup": warmup, "total": total, "max_norm": max_norm,
                 "shapes": {k: list(v.shape) for k, v in params.items()}, "initial": initial, "steps": steps}
 
-# Metrics (DESIGN §7) from scikit-learn, on predictions at probability 0.5 (logit 0).
+# Metrics (docs/design.md §7) from scikit-learn, on predictions at probability 0.5 (logit 0).
 from sklearn import metrics as skm  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -25,7 +25,8 @@
 #include <vector>
 
 #include "dm2s2/backend/backend.hpp"
-#include "dm2s2/backend/packed_matrix.hpp"
+#include "dm2s2/backend/cpu/packed_matrix.hpp"
+#include "dm2s2/backend/precision.hpp"
 #include "dm2s2/core/bfloat16.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(DM2S2_NO_X86_KERNELS) && \
@@ -37,12 +38,6 @@
 #endif
 
 namespace dm2s2 {
-
-/// How `cpu_backend` multiplies float matrices.
-enum class matmul_precision {
-    fp32,  ///< fp32 products and sums
-    bf16   ///< operands rounded to bfloat16, products summed in fp32 (how: `bf16_kernel`)
-};
 
 /// How bf16 products are carried out on AVX-512 processors. Both multiply the operands rounded to
 /// bf16 (each product is exact in fp32) and sum in fp32; they differ in the order of the sums, and

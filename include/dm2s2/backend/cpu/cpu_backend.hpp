@@ -56,7 +56,7 @@ struct cpu_options {
 };
 
 /// CPU backend: AVX-512, AVX2 or Eigen products, xsimd element-wise kernels, an owned thread pool.
-struct cpu_backend : portable_backward_kernels {
+struct cpu_backend : portable_backward_kernels, host_memory_transfers {
     static constexpr const char* name() noexcept { return "cpu"; }
 
     /// One thread.

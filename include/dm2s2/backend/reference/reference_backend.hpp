@@ -14,7 +14,7 @@
 namespace dm2s2 {
 
 /// Plain-loop backend used as the reference in tests.
-struct reference_backend : portable_backward_kernels {
+struct reference_backend : portable_backward_kernels, host_memory_transfers {
     static constexpr const char* name() noexcept { return "reference"; }
 
     /// One thread: tasks run in order.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dm2s2/core/random.hpp"
+#include "dm2s2/core/scalar.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/data/sequence_set.hpp"
 #include "dm2s2/model/model_config.hpp"

@@ -1,0 +1,312 @@
+#pragma once
+/// \file
+/// `staging_backend`: a backend whose memory host code may not touch, as a GPU's is, but which lives
+/// in host RAM, so that every machine can run it. It proves the device seam:
+/// - its tensors are in `staging_space`, so host element access to them does not compile;
+/// - its kernels are a host backend's (`reference_backend` unless named), run on the raw addresses;
+/// - it counts every transfer (`transfers()`), so a test can state exactly how many a forward pass or a
+///   training step makes;
+/// - in guard mode (`staging_options::guard`) every staging buffer is `mprotect`ed to no access
+///   outside the backend's own operations, so any stray host read or write faults at once.
+///
+/// Linux (POSIX `mmap`/`mprotect`) only.
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <system_error>
+
+#include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/core/memory_space.hpp"
+#include "dm2s2/core/tensor.hpp"
+
+namespace dm2s2 {
+
+/// Host RAM posing as a device's memory: whole pages per buffer, so that guard mode can take every
+/// access right away from them between the staging backend's operations.
+struct staging_space {
+    static constexpr const char* name() noexcept { return "staging"; }
+    static constexpr bool host_accessible = false;
+
+    static void* allocate(std::size_t bytes)
+    {
+        auto& r = registry();
+        const std::lock_guard lock(r.mutex);
+        const std::size_t mapped = page_multiple(bytes);
+        void* p = ::mmap(nullptr, mapped, r.locked() ? PROT_NONE : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+        r.blocks.emplace(p, mapped);
+        return p;
+    }
+
+    static void deallocate(void* p, std::size_t) noexcept
+    {
+        auto& r = registry();
+        const std::lock_guard lock(r.mutex);
+        if (const auto it = r.blocks.find(p); it != r.blocks.end()) {
+            ::munmap(p, it->second);
+            r.blocks.erase(it);
+        }
+    }
+
+    /// Copies bytes between two staging buffers (a tensor copy), inside an access scope.
+    static void copy(void* to, const void* from, std::size_t bytes)
+    {
+        const access_scope open;
+        if (bytes != 0) std::memcpy(to, from, bytes);
+    }
+
+    /// While one lives, every staging buffer is readable and writable: the backend's operations run
+    /// inside one. Nested scopes and scopes on several threads count together.
+    class access_scope {
+    public:
+        access_scope() { registry().enter(); }
+        ~access_scope() { registry().leave(); }
+        access_scope(const access_scope&) = delete;
+        access_scope& operator=(const access_scope&) = delete;
+    };
+
+    /// Number of staging buffers alive.
+    static std::size_t buffers()
+    {
+        auto& r = registry();
+        const std::lock_guard lock(r.mutex);
+        return r.blocks.size();
+    }
+
+    /// Whether guard mode is on (some `staging_backend` with `guard` set is alive).
+    static bool guarded()
+    {
+        auto& r = registry();
+        const std::lock_guard lock(r.mutex);
+        return r.guards > 0;
+    }
+
+    /// Turns guard mode on for the lifetime of the returned handle (`staging_backend` holds one).
+    static std::shared_ptr<void> hold_guard()
+    {
+        static int token = 0;
+        registry().add_guard(+1);
+        return std::shared_ptr<void>(&token, [](void*) { registry().add_guard(-1); });
+    }
+
+private:
+    struct state {
+        std::mutex mutex;
+        std::map<void*, std::size_t> blocks;
+        std::size_t open_scopes = 0;
+        std::ptrdiff_t guards = 0;
+
+        bool locked() const noexcept { return guards > 0 && open_scopes == 0; }
+
+        void protect_all(int rights)
+        {
+            for (const auto& [p, bytes] : blocks)
+                if (::mprotect(p, bytes, rights) != 0)
+                    throw std::system_error(errno, std::generic_category(), "staging_space: mprotect");
+        }
+        void enter()
+        {
+            const std::lock_guard lock(mutex);
+            if (locked()) protect_all(PROT_READ | PROT_WRITE);
+            ++open_scopes;
+        }
+        void leave()
+        {
+            const std::lock_guard lock(mutex);
+            --open_scopes;
+            if (locked()) protect_all(PROT_NONE);
+        }
+        void add_guard(std::ptrdiff_t change)
+        {
+            const std::lock_guard lock(mutex);
+            const bool was = locked();
+            guards += change;
+            if (locked() != was) protect_all(locked() ? PROT_NONE : PROT_READ | PROT_WRITE);
+        }
+    };
+
+    static state& registry()
+    {
+        static state s;
+        return s;
+    }
+
+    static std::size_t page_multiple(std::size_t bytes)
+    {
+        static const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        return bytes == 0 ? page : (bytes + page - 1) / page * page;
+    }
+};
+
+/// Settings of a `staging_backend`.
+struct staging_options {
+    /// Every staging buffer inaccessible outside the backend's operations (process-wide while such a
+    /// backend lives): a host access to one faults.
+    bool guard = false;
+};
+
+/// Transfers a `staging_backend` has made, counted since it was made or last reset.
+struct transfer_counts {
+    std::size_t uploads = 0;         ///< host → staging copies
+    std::size_t downloads = 0;       ///< staging → host copies
+    std::size_t uploaded_bytes = 0;
+    std::size_t downloaded_bytes = 0;
+
+    friend bool operator==(const transfer_counts&, const transfer_counts&) = default;
+};
+
+/// A backend over `staging_space` running the kernels of host backend `Kernels` (plain loops by
+/// default). Copies share their transfer counts.
+template <class Kernels = reference_backend>
+class basic_staging_backend {
+public:
+    using memory_space = staging_space;
+    template <class T>
+    using pointer = device_ptr<T, staging_space>;
+
+    static constexpr const char* name() noexcept { return "staging"; }
+
+    basic_staging_backend() = default;
+    explicit basic_staging_backend(staging_options options, Kernels kernels = {})
+        : kernels_(std::move(kernels)), guard_(options.guard ? staging_space::hold_guard() : nullptr)
+    {
+    }
+
+    /// Whether this backend keeps staging memory guarded between its operations.
+    bool guarding() const noexcept { return guard_ != nullptr; }
+
+    /// The transfers made so far (by this backend and its copies).
+    transfer_counts transfers() const noexcept { return *counts_; }
+    void reset_transfers() const noexcept { *counts_ = {}; }
+
+    template <class T>
+    tensor<T, staging_space> upload(const tensor<T>& values) const
+    {
+        tensor<T, staging_space> out(values.shape(), uninitialized);
+        upload(values.data(), values.size(), out.data());
+        return out;
+    }
+    template <class T>
+    tensor<T> download(const tensor<T, staging_space>& values) const
+    {
+        tensor<T> out(values.shape(), uninitialized);
+        download(values.data(), values.size(), out.data());
+        return out;
+    }
+    template <class T>
+    void upload(const T* from, std::size_t n, pointer<T> to) const
+    {
+        const staging_space::access_scope open;
+        std::copy_n(from, n, to.device_address());
+        ++counts_->uploads;
+        counts_->uploaded_bytes += n * sizeof(T);
+    }
+    template <class T>
+    void download(pointer<const T> from, std::size_t n, T* to) const
+    {
+        const staging_space::access_scope open;
+        std::copy_n(from.device_address(), n, to);
+        ++counts_->downloads;
+        counts_->downloaded_bytes += n * sizeof(T);
+    }
+
+    template <scalar T>
+    void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, pointer<const T> a,
+              std::size_t lda, pointer<const T> b, std::size_t ldb, T beta, pointer<T> c, std::size_t ldc) const
+    {
+        run([&](const Kernels& K) { K.gemm(ta, tb, m, n, k, alpha, raw(a), lda, raw(b), ldb, beta, raw(c), ldc); });
+    }
+    template <scalar T>
+    void add_row_vector(pointer<T> x, std::size_t rows, std::size_t cols, std::size_t ldx, pointer<const T> v) const
+    {
+        run([&](const Kernels& K) { K.add_row_vector(raw(x), rows, cols, ldx, raw(v)); });
+    }
+    template <scalar T>
+    void gelu(pointer<T> x, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.gelu(raw(x), n); });
+    }
+    template <scalar T>
+    void tanh(pointer<T> x, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.tanh(raw(x), n); });
+    }
+    template <scalar T>
+    void masked_softmax(pointer<T> x, std::size_t n, pointer<const std::uint8_t> keep) const
+    {
+        run([&](const Kernels& K) { K.masked_softmax(raw(x), n, raw(keep)); });
+    }
+    template <scalar T>
+    void layer_norm(pointer<const T> x, pointer<const T> residual, pointer<T> y, std::size_t rows, std::size_t cols,
+                    pointer<const T> gamma, pointer<const T> beta, T eps) const
+    {
+        run([&](const Kernels& K) { K.layer_norm(raw(x), raw(residual), raw(y), rows, cols, raw(gamma), raw(beta), eps); });
+    }
+    template <scalar T>
+    void gelu_backward(pointer<const T> x, pointer<T> grad, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.gelu_backward(raw(x), raw(grad), n); });
+    }
+    template <scalar T>
+    void tanh_backward(pointer<const T> y, pointer<T> grad, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.tanh_backward(raw(y), raw(grad), n); });
+    }
+    template <scalar T>
+    void masked_softmax_backward(pointer<const T> p, pointer<T> grad, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.masked_softmax_backward(raw(p), raw(grad), n); });
+    }
+    template <scalar T>
+    void layer_norm_backward(pointer<const T> v, pointer<const T> dy, pointer<T> dv, std::size_t rows, std::size_t cols,
+                             pointer<const T> gamma, T eps, pointer<T> dgamma, pointer<T> dbeta) const
+    {
+        run([&](const Kernels& K) {
+            K.layer_norm_backward(raw(v), raw(dy), raw(dv), rows, cols, raw(gamma), eps, raw(dgamma), raw(dbeta));
+        });
+    }
+    template <scalar T>
+    void add_column_sums(pointer<const T> x, std::size_t rows, std::size_t cols, std::size_t ldx, pointer<T> out) const
+    {
+        run([&](const Kernels& K) { K.add_column_sums(raw(x), rows, cols, ldx, raw(out)); });
+    }
+
+private:
+    template <class T>
+    static T* raw(device_ptr<T, staging_space> p) noexcept
+    {
+        return p.device_address();
+    }
+
+    /// Runs one operation with staging memory open.
+    template <class F>
+    void run(F&& operation) const
+    {
+        const staging_space::access_scope open;
+        operation(kernels_);
+    }
+
+    Kernels kernels_{};
+    std::shared_ptr<transfer_counts> counts_ = std::make_shared<transfer_counts>();
+    std::shared_ptr<void> guard_;
+};
+
+/// The staging backend on the plain-loop kernels.
+using staging_backend = basic_staging_backend<reference_backend>;
+
+static_assert(training_backend_for<staging_backend, float> && training_backend_for<staging_backend, double>);
+static_assert(!host_backend_for<staging_backend, float>);
+
+}  // namespace dm2s2
