@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "backend_cases.hpp"
@@ -196,4 +197,185 @@ TEST_CASE_TEMPLATE("backend row kernels match the reference: biases, layer norm,
         backend.add_column_sums(ddy.data(), rows, cols, cols, d_sums.data());
         CHECK(max_difference(on_host(backend, d_sums), sums) <= C::tolerance * 10);
     }
+}
+
+TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and backward", C, DM2S2_BACKEND_CASES)
+{
+    using T = typename C::scalar;
+    using B = typename C::backend;
+    const B backend;
+    const reference_backend reference;
+    random_generator rng(14);
+    const std::size_t heads = 2, head_dim = 3, width = heads * head_dim;
+    // Ragged (padding-free) sequences of 3, 1 and 5 rows, and a padded batch of 2 × 4 whose second
+    // sequence has every key masked (its context must be zero, never NaN).
+    const batch_layout ragged = batch_layout::from_lengths({3, 1, 5}), padded{.batch = 2, .length = 4};
+    for (const bool use_padded : {false, true})
+        for (const bool with_dropout : {false, true}) {
+            CAPTURE(use_padded); CAPTURE(with_dropout);
+            const batch_layout& layout = use_padded ? padded : ragged;
+            const attention_shape shape{layout, heads, head_dim};
+            const std::size_t rows = layout.rows(), maps = shape.map_elements();
+            const auto q = random_vector<T>(rows * width, rng), k = random_vector<T>(rows * width, rng),
+                       v = random_vector<T>(rows * width, rng), d_context = random_vector<T>(rows * width, rng);
+            std::vector<std::uint8_t> keep(use_padded ? rows : 0);
+            for (std::size_t r = 0; r < keep.size(); ++r) keep[r] = static_cast<std::uint8_t>(r < 3);
+            std::vector<T> factors(with_dropout ? maps : 0);
+            for (auto& f : factors) f = rng.uniform() < 0.3 ? T(0) : T(1 / 0.7);
+            const T scale = T(1) / std::sqrt(T(head_dim));
+            const std::uint8_t* host_keep = use_padded ? keep.data() : nullptr;
+            const T* host_factors = with_dropout ? factors.data() : nullptr;
+
+            std::vector<T> probabilities(maps), context(rows * width), dq(rows * width), dk(rows * width), dv(rows * width);
+            reference.attention_forward(shape, scale, q.data(), k.data(), v.data(), host_keep, probabilities.data(), host_factors,
+                                        context.data());
+            reference.attention_backward(shape, scale, q.data(), k.data(), v.data(), probabilities.data(), host_factors,
+                                         d_context.data(), dq.data(), dk.data(), dv.data());
+
+            const auto bq = on_device(backend, q), bk = on_device(backend, k), bv = on_device(backend, v),
+                       bd_context = on_device(backend, d_context), bkeep = on_device(backend, keep), bfactors = on_device(backend, factors);
+            tensor<T, backend_space<B>> bprob({maps}, uninitialized), bcontext({rows, width}, uninitialized),
+                bdq({rows, width}, uninitialized), bdk({rows, width}, uninitialized), bdv({rows, width}, uninitialized);
+            const backend_pointer<B, const std::uint8_t> no_keep{};
+            const backend_pointer<B, const T> no_factors{};
+            backend.attention_forward(shape, scale, bq.data(), bk.data(), bv.data(), use_padded ? bkeep.data() : no_keep, bprob.data(),
+                                      with_dropout ? bfactors.data() : no_factors, bcontext.data());
+            backend.attention_backward(shape, scale, bq.data(), bk.data(), bv.data(), std::as_const(bprob).data(),
+                                       with_dropout ? bfactors.data() : no_factors, bd_context.data(), bdq.data(), bdk.data(),
+                                       bdv.data());
+            const auto got_context = on_host(backend, bcontext);
+            CHECK(max_difference(on_host(backend, bprob), probabilities) <= C::tolerance * 10);
+            CHECK(max_difference(got_context, context) <= C::tolerance * 20);
+            CHECK(max_difference(on_host(backend, bdq), dq) <= C::tolerance * 50);
+            CHECK(max_difference(on_host(backend, bdk), dk) <= C::tolerance * 50);
+            CHECK(max_difference(on_host(backend, bdv), dv) <= C::tolerance * 50);
+            if (use_padded)  // the fully masked sequence: rows 4..7 attend to nothing
+                for (std::size_t i = 4 * width; i < 8 * width; ++i) CHECK(got_context[i] == T(0));
+        }
+}
+
+TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and scatters through index arrays", C, DM2S2_BACKEND_CASES)
+{
+    using T = typename C::scalar;
+    using B = typename C::backend;
+    const B backend;
+    const reference_backend reference;
+    random_generator rng(15);
+    const std::size_t width = 5, table_rows = 4, count = 6;
+    const auto table = random_vector<T>(table_rows * width, rng), rows = random_vector<T>(count * width, rng);
+    const auto values = random_vector<T>(count, rng), scale = random_vector<T>(width, rng), shift = random_vector<T>(width, rng);
+    // Indices that repeat a row (its sums then follow the index order) and leave one out.
+    const std::vector<std::int64_t> ids{2, 0, 2, 3, 0, 2};
+    const std::vector<std::size_t> slots{5, 3, 1, 0, 4, 2};
+    const auto b_table = on_device(backend, table), b_rows = on_device(backend, rows), b_values = on_device(backend, values),
+               b_scale = on_device(backend, scale), b_shift = on_device(backend, shift);
+    const auto b_ids = on_device(backend, ids), b_slots = on_device(backend, slots);
+    const backend_pointer<B, const std::size_t> identity{};
+    const std::size_t* host_identity = nullptr;
+
+    SUBCASE("copy, fill, add, multiply, scale rows")
+    {
+        std::vector<T> sum(count * width), product = rows;
+        reference.add(rows.data(), rows.data(), sum.data(), sum.size());
+        reference.multiply(product.data(), rows.data(), product.size());
+        tensor<T, backend_space<B>> b_sum({count * width}, uninitialized), b_copy({count * width}, uninitialized);
+        auto b_product = on_device(backend, rows);
+        backend.add(b_rows.data(), b_rows.data(), b_sum.data(), count * width);
+        backend.multiply(b_product.data(), b_rows.data(), count * width);
+        backend.copy(b_rows.data(), count * width, b_copy.data());
+        std::vector<T> scaled = rows, filled(7, T(2.5));
+        reference.scale_rows(scaled.data(), values.data(), count, width);
+        auto b_scaled = on_device(backend, rows);
+        tensor<T, backend_space<B>> b_filled({7}, uninitialized);
+        backend.scale_rows(b_scaled.data(), b_values.data(), count, width);
+        backend.fill(b_filled.data(), 7, T(2.5));
+        CHECK(max_difference(on_host(backend, b_scaled), scaled) == 0.0);
+        CHECK(max_difference(on_host(backend, b_filled), filled) == 0.0);
+        CHECK(max_difference(on_host(backend, b_sum), sum) == 0.0);
+        CHECK(max_difference(on_host(backend, b_product), product) == 0.0);
+        CHECK(max_difference(on_host(backend, b_copy), rows) == 0.0);
+    }
+    SUBCASE("gathers and scatters")
+    {
+        std::vector<T> gathered(count * width, T(0)), scattered = table, placed(count * width, T(0));
+        reference.copy_rows(table.data(), ids.data(), gathered.data(), slots.data(), count, width);
+        reference.add_rows(rows.data(), slots.data(), scattered.data(), ids.data(), count, width);
+        reference.copy_rows(rows.data(), host_identity, placed.data(), slots.data(), count, width);
+        auto b_gathered = on_device(backend, std::vector<T>(count * width, T(0))), b_scattered = on_device(backend, table),
+             b_placed = on_device(backend, std::vector<T>(count * width, T(0)));
+        backend.copy_rows(b_table.data(), b_ids.data(), b_gathered.data(), b_slots.data(), count, width);
+        backend.add_rows(b_rows.data(), b_slots.data(), b_scattered.data(), b_ids.data(), count, width);
+        backend.copy_rows(b_rows.data(), identity, b_placed.data(), b_slots.data(), count, width);
+        CHECK(max_difference(on_host(backend, b_gathered), gathered) == 0.0);
+        CHECK(max_difference(on_host(backend, b_scattered), scattered) <= C::tolerance);
+        CHECK(max_difference(on_host(backend, b_placed), placed) == 0.0);
+    }
+    SUBCASE("embedding sums and numeric elements, forward and backward")
+    {
+        const std::vector<std::int64_t> types{0, 1, 1, 0, 1, 0}, positions{0, 1, 2, 2, 1, 0};  // positions: rows 1..3
+        std::vector<T> summed = rows;
+        reference.add_type_and_position_rows(summed.data(), count, width, table.data(), types.data(), table.data() + width, positions.data());
+        auto b_summed = on_device(backend, rows);
+        const auto b_types = on_device(backend, types), b_positions = on_device(backend, positions);
+        backend.add_type_and_position_rows(b_summed.data(), count, width, b_table.data(), b_types.data(), b_table.data() + width,
+                                           b_positions.data());
+        CHECK(max_difference(on_host(backend, b_summed), summed) <= C::tolerance);
+
+        std::vector<T> numeric(count * width, T(0)), d_scale(width, T(0.5)), d_shift(width, T(-1));
+        reference.scale_shift_rows(values.data(), scale.data(), shift.data(), numeric.data(), slots.data(), count, width);
+        reference.scale_shift_rows_backward(values.data(), rows.data(), slots.data(), count, width, d_scale.data(), d_shift.data());
+        auto b_numeric = on_device(backend, std::vector<T>(count * width, T(0)));
+        auto b_d_scale = on_device(backend, std::vector<T>(width, T(0.5))), b_d_shift = on_device(backend, std::vector<T>(width, T(-1)));
+        backend.scale_shift_rows(b_values.data(), b_scale.data(), b_shift.data(), b_numeric.data(), b_slots.data(), count, width);
+        backend.scale_shift_rows_backward(b_values.data(), b_rows.data(), b_slots.data(), count, width, b_d_scale.data(), b_d_shift.data());
+        CHECK(max_difference(on_host(backend, b_numeric), numeric) <= C::tolerance * 4);
+        CHECK(max_difference(on_host(backend, b_d_scale), d_scale) <= C::tolerance * 10);
+        CHECK(max_difference(on_host(backend, b_d_shift), d_shift) <= C::tolerance * 10);
+    }
+}
+
+TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights and sums, max-pool with argmax", C, DM2S2_BACKEND_CASES)
+{
+    using T = typename C::scalar;
+    using B = typename C::backend;
+    const B backend;
+    const reference_backend reference;
+    random_generator rng(16);
+    const std::size_t width = 7, rows = 9;
+    const std::vector<row_group> groups{{0, 3}, {3, 1}, {4, 5}};
+    const auto x = random_vector<T>(rows * width, rng), scores = random_vector<T>(rows, rng), d_pooled = random_vector<T>(groups.size() * width, rng);
+    const auto b_x = on_device(backend, x), b_groups = on_device(backend, groups), b_d_pooled = on_device(backend, d_pooled);
+    for (const T residual : {T(0), T(0.7)}) {
+        CAPTURE(residual);
+        std::vector<T> weights = scores, pooled(groups.size() * width), d_rows(rows * width, T(0.25)), d_scores(rows);
+        T d_residual = T(0.5);
+        reference.segment_attention_pool(x.data(), width, groups.data(), groups.size(), weights.data(), residual, pooled.data());
+        reference.segment_attention_pool_backward(x.data(), width, groups.data(), groups.size(), weights.data(), residual,
+                                                  d_pooled.data(), d_rows.data(), d_scores.data(), &d_residual);
+        auto b_weights = on_device(backend, scores), b_d_rows = on_device(backend, std::vector<T>(rows * width, T(0.25))),
+             b_d_residual = on_device(backend, std::vector<T>{T(0.5)});
+        tensor<T, backend_space<B>> b_pooled({groups.size(), width}, uninitialized), b_d_scores({rows}, uninitialized);
+        backend.segment_attention_pool(b_x.data(), width, b_groups.data(), groups.size(), b_weights.data(), residual, b_pooled.data());
+        backend.segment_attention_pool_backward(b_x.data(), width, b_groups.data(), groups.size(), std::as_const(b_weights).data(),
+                                                residual, b_d_pooled.data(), b_d_rows.data(), b_d_scores.data(), b_d_residual.data());
+        CHECK(max_difference(on_host(backend, b_weights), weights) <= C::tolerance * 4);
+        CHECK(max_difference(on_host(backend, b_pooled), pooled) <= C::tolerance * 20);
+        CHECK(max_difference(on_host(backend, b_d_rows), d_rows) <= C::tolerance * 20);
+        CHECK(max_difference(on_host(backend, b_d_scores), d_scores) <= C::tolerance * 50);
+        CHECK(max_difference(on_host(backend, b_d_residual), std::vector<T>{d_residual}) <= C::tolerance * 50);
+    }
+    std::vector<T> maxima(groups.size() * width), dx(rows * width);
+    std::vector<std::uint32_t> argmax(groups.size() * width);
+    reference.max_pool(x.data(), width, groups.data(), groups.size(), maxima.data(), argmax.data());
+    reference.max_pool_backward(d_pooled.data(), width, groups.size(), argmax.data(), rows, dx.data());
+    tensor<T, backend_space<B>> b_maxima({groups.size(), width}, uninitialized), b_dx({rows, width}, uninitialized);
+    tensor<std::uint32_t, backend_space<B>> b_argmax({groups.size() * width}, uninitialized);
+    backend.max_pool(b_x.data(), width, b_groups.data(), groups.size(), b_maxima.data(), b_argmax.data());
+    backend.max_pool_backward(b_d_pooled.data(), width, groups.size(), std::as_const(b_argmax).data(), rows, b_dx.data());
+    CHECK(max_difference(on_host(backend, b_maxima), maxima) == 0.0);
+    CHECK(on_host(backend, b_argmax) == argmax);
+    CHECK(max_difference(on_host(backend, b_dx), dx) == 0.0);
+    for (std::size_t g = 0; g < groups.size(); ++g)  // every maximum is a value of its group
+        for (std::size_t j = 0; j < width; ++j)
+            CHECK((argmax[g * width + j] >= groups[g].begin && argmax[g * width + j] < groups[g].begin + groups[g].length));
 }

@@ -240,7 +240,7 @@ TEST_CASE("dropout acts only in training, follows its generator, and drops about
     std::vector<double> x(20000, 1.0);
     tensor<double> mask;
     random_generator rng(1);
-    nn::dropout(x.data(), x.size(), 0.3, &rng, &mask);
+    nn::dropout(cpu_backend(), x.data(), x.size(), 0.3, &rng, &mask);
     std::size_t dropped = 0, wrong = 0;
     for (std::size_t i = 0; i < x.size(); ++i) {
         wrong += !(x[i] == 0.0 || std::abs(x[i] - 1 / 0.7) < 1e-15) || x[i] != mask[i];

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dm2s2/core/batch_layout.hpp"
 #include "dm2s2/core/memory_space.hpp"
 #include "dm2s2/core/scalar.hpp"
 #include "dm2s2/core/tensor.hpp"
@@ -34,6 +35,19 @@ template <scalar T>
 struct product_epilogue {
     const T* bias = nullptr;
     activation act = activation::identity;
+};
+
+/// The shape of a batched attention: where the sequences lie among the rows (`layout`), the heads,
+/// and the width of a head. Q, K, V and the context are [rows, heads · head_dim], row-major; the
+/// attention maps of sequence b are [heads, len_b, len_b] blocks stored sequence after sequence
+/// (`batch_layout::attention_offset`).
+struct attention_shape {
+    const batch_layout& layout;
+    std::size_t heads = 1;
+    std::size_t head_dim = 1;
+
+    std::size_t width() const noexcept { return heads * head_dim; }
+    std::size_t map_elements() const { return layout.attention_offset(layout.batch, heads); }
 };
 
 /// The memory space a backend's tensors live in.
@@ -57,14 +71,21 @@ using backend_pointer = space_pointer<T, backend_space<B>>;
 /// - `masked_softmax(x, n, keep)`: softmax over the entries whose `keep` byte is non-zero (keep may be
 ///   null: all kept); dropped entries get exactly 0; a row with nothing kept becomes all zeros;
 /// - `layer_norm(x, residual, y, rows, cols, gamma, beta, eps)`: y = LN(x + residual) per row with the
-///   biased variance (residual may be null; y may alias x).
+///   biased variance (residual may be null; y may alias x);
+/// - `attention_forward(shape, scale, q, k, v, key_mask, probabilities, dropout, context)`: multi-head
+///   attention over every sequence of a batch at once (see `host_attention_operations`);
+/// - the row operations of `host_row_operations`: `copy`, `fill`, `scale_rows`, `add`, `multiply`, `copy_rows` and `add_rows`
+///   through index arrays, `add_type_and_position_rows`, `scale_shift_rows`, `segment_attention_pool`,
+///   `max_pool`.
 /// How a backend runs its kernels (threads, streams) is its own affair: nothing here asks for it.
 template <class B, class T>
 concept backend_for =
     scalar<T> && memory_space<backend_space<B>> &&
     requires(const B& backend, backend_pointer<B, T> y, backend_pointer<B, const T> x,
              backend_pointer<B, const std::uint8_t> keep, std::size_t n, T value, const tensor<T>& host,
-             const tensor<T, backend_space<B>>& device, const T* host_values, T* host_out) {
+             const tensor<T, backend_space<B>>& device, const T* host_values, T* host_out, const attention_shape& shape,
+             backend_pointer<B, const std::int64_t> ids, backend_pointer<B, const std::size_t> rows,
+             backend_pointer<B, const row_group> groups, backend_pointer<B, std::uint32_t> argmax) {
         { B::name() } -> std::convertible_to<const char*>;
         { backend.upload(host) } -> std::same_as<tensor<T, backend_space<B>>>;
         { backend.download(device) } -> std::same_as<tensor<T>>;
@@ -76,6 +97,18 @@ concept backend_for =
         backend.tanh(y, n);
         backend.masked_softmax(y, n, keep);
         backend.layer_norm(x, x, y, n, n, x, x, value);
+        backend.attention_forward(shape, value, x, x, x, keep, y, x, y);
+        backend.copy(x, n, y);
+        backend.fill(y, n, value);
+        backend.scale_rows(y, x, n, n);
+        backend.add(x, x, y, n);
+        backend.multiply(y, x, n);
+        backend.copy_rows(x, ids, y, rows, n, n);
+        backend.add_rows(x, rows, y, ids, n, n);
+        backend.add_type_and_position_rows(y, n, n, x, ids, x, ids);
+        backend.scale_shift_rows(x, x, x, y, rows, n, n);
+        backend.segment_attention_pool(x, n, groups, n, y, value, y);
+        backend.max_pool(x, n, groups, n, y, argmax);
     };
 
 /// A backend whose memory is the host's, which modules may still drive from host loops over its

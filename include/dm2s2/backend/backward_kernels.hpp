@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <numbers>
 #include <vector>
 
@@ -128,12 +129,20 @@ protected:
 /// pointers of its memory space.
 template <class B, class T>
 concept training_backend_for = backend_for<B, T> && requires(const B& backend, backend_pointer<B, T> y,
-                                                             backend_pointer<B, const T> x, std::size_t n, T value) {
+                                                             backend_pointer<B, const T> x, std::size_t n, T value,
+                                                             const attention_shape& shape,
+                                                             backend_pointer<B, const std::size_t> rows,
+                                                             backend_pointer<B, const row_group> groups,
+                                                             backend_pointer<B, const std::uint32_t> argmax) {
     backend.gelu_backward(x, y, n);
     backend.tanh_backward(x, y, n);
     backend.masked_softmax_backward(x, y, n);
     backend.layer_norm_backward(x, x, y, n, n, x, value, y, y);
     backend.add_column_sums(x, n, n, n, y);
+    backend.attention_backward(shape, value, x, x, x, x, x, x, y, y, y);
+    backend.scale_shift_rows_backward(x, x, rows, n, n, y, y);
+    backend.segment_attention_pool_backward(x, n, groups, n, x, value, x, y, y, y);
+    backend.max_pool_backward(x, n, n, argmax, n, y);
 };
 
 /// A training backend working in host memory (see `host_backend_for`).

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "dm2s2/data/batch_layout.hpp"
+#include "dm2s2/core/batch_layout.hpp"
 #include "dm2s2/data/schema.hpp"
 #include "dm2s2/data/sequence_set_concept.hpp"
 

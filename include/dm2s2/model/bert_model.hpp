@@ -140,7 +140,7 @@ public:
 
         bert_outputs<T> out;
         tensor<T> hidden({n, h});
-        params_.embeddings.embed_words(in.input_ids, hidden.data());
+        params_.embeddings.embed_words(backend_, in.input_ids, hidden.data());
         encode(hidden, in.position_ids.empty() ? default_positions : in.position_ids, in.token_type_ids, layout,
                in.attention_mask.data(), with_trace ? &out.trace : nullptr, cache, dropout_rng);
         if (cache != nullptr) cache->word_ids = in.input_ids;
@@ -195,7 +195,7 @@ public:
         tensor<T> rows = grad_last_hidden;
         rows.reshape({cache.layout.rows(), config_.hidden_size});
         encode_backward(cache, rows, grad);
-        params_.embeddings.backward_words(cache.word_ids, rows.data(), grad.embeddings);
+        params_.embeddings.backward_words(backend_, cache.word_ids, rows.data(), grad.embeddings);
     }
 
     /// Zero gradients shaped like this model's parameters.

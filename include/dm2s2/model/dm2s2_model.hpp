@@ -10,6 +10,7 @@
 #include <ranges>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/data/packing.hpp"
@@ -115,6 +116,7 @@ struct model_cache {
     row_compaction compaction;  ///< padding-free execution: the real rows the encoder ran on
     std::vector<present_modality> present;
     std::vector<nn::row_group> element_groups, modality_groups;
+    std::vector<std::size_t> element_slots;  ///< the slot of each gathered element row
     tensor<T> element_rows, modality_rows, pooled;
     tensor<T> cls_rows;                         ///< cls pooling: the [CLS] rows the pooler read
     tensor<T> head_input, head_dropout_mask;    ///< pooled after dropout, and its factors
@@ -238,10 +240,7 @@ public:
             if (element_scale.size() != encoded.layout.rows())
                 throw shape_error("model::forward: element_scale has " + std::to_string(element_scale.size()) +
                                   " factors for " + std::to_string(encoded.layout.rows()) + " slots");
-            for (std::size_t slot = 0; slot < element_scale.size(); ++slot) {
-                T* row = hidden_rows.row(slot);
-                for (std::size_t j = 0; j < h; ++j) row[j] *= element_scale[slot];
-            }
+            backend.scale_rows(hidden_rows.data(), element_scale.data(), element_scale.size(), h);
         }
         bert_cache<T>* encoder_cache = cache ? &c.encoder : nullptr;
         c.compaction = {};
@@ -256,17 +255,14 @@ public:
         c.pooled.resize({samples, pooled_size()});
         switch (config_.pooling) {
         case pooling_kind::cls:
-            c.cls_rows.resize({samples, h});
-            for (std::size_t b = 0; b < samples; ++b)
-                std::copy_n(hidden_rows.row(batch.slot(b, 0)), h, c.cls_rows.row(b));
+            c.cls_rows.resize({samples, h}, uninitialized);
+            backend.copy_rows(std::as_const(hidden_rows).data(), cls_slots(batch).data(), c.cls_rows.data(), no_rows, samples, h);
             bert_.pooler().forward(backend, c.cls_rows.data(), {samples, 1}, c.pooled.data());
             break;
         case pooling_kind::mid_fusion:
-            c.pooled.fill(T(0));  // missing modalities stay zero
-            for (std::size_t r = 0; r < c.split.origin.size(); ++r) {
-                const auto [b, m] = c.split.origin[r];
-                std::copy_n(hidden_rows.row(c.split.batch.slot(r, 0)), h, c.pooled.row(b) + m * h);
-            }
+            backend.fill(c.pooled.data(), c.pooled.size(), T(0));  // missing modalities stay zero
+            backend.copy_rows(std::as_const(hidden_rows).data(), cls_slots(c.split.batch).data(), c.pooled.data(),
+                              fused_rows(c.split).data(), c.split.origin.size(), h);
             break;
         case pooling_kind::dm2s: {
             gather_elements(batch, hidden_rows, c);
@@ -275,7 +271,7 @@ public:
             pooling_.element_mlp[0].forward(backend, c.element_rows.data(), elements, c.element_outputs.data(),
                                             cache ? &c.element_mlp : nullptr);
             const auto sample_groups = element_groups_per_sample(c);
-            nn::max_pool(c.element_outputs.data(), h, std::span<const nn::row_group>(sample_groups), c.pooled.data(), c.max_rows);
+            nn::max_pool(backend, c.element_outputs.data(), h, std::span<const nn::row_group>(sample_groups), c.pooled.data(), c.max_rows);
             break;
         }
         default: pool_elements(batch, hidden_rows, c, cache != nullptr);
@@ -283,7 +279,7 @@ public:
 
         model_output<T> out;
         c.head_input = c.pooled;
-        nn::dropout(c.head_input.data(), c.head_input.size(), config_.head_dropout, dropout_rng,
+        nn::dropout(backend, c.head_input.data(), c.head_input.size(), config_.head_dropout, dropout_rng,
                     cache ? &c.head_dropout_mask : nullptr);
         pooling_.head.forward(backend, c.head_input, out.logits);
 
@@ -323,7 +319,7 @@ public:
 
         tensor<T> d_pooled({samples, pooled_size()});
         pooling_.head.backward(backend, cache.head_input.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
-        nn::dropout_backward(cache.head_dropout_mask, d_pooled.data());
+        nn::dropout_backward(backend, cache.head_dropout_mask, d_pooled.data());
 
         const packed_batch& encoded = encoder_batch(batch, cache);
         tensor<T> d_hidden({encoded.layout.rows(), h});
@@ -332,19 +328,17 @@ public:
             tensor<T> d_cls({samples, h});
             bert_.pooler().backward(backend, cache.cls_rows.data(), cache.pooled.data(), d_pooled.data(), samples, d_cls.data(),
                                     grad.encoder.pooler);
-            for (std::size_t b = 0; b < samples; ++b) std::copy_n(d_cls.row(b), h, d_hidden.row(batch.slot(b, 0)));
+            backend.copy_rows(std::as_const(d_cls).data(), no_rows, d_hidden.data(), cls_slots(batch).data(), samples, h);
             break;
         }
         case pooling_kind::mid_fusion:
-            for (std::size_t r = 0; r < cache.split.origin.size(); ++r) {
-                const auto [b, m] = cache.split.origin[r];
-                std::copy_n(d_pooled.row(b) + m * h, h, d_hidden.row(encoded.slot(r, 0)));
-            }
+            backend.copy_rows(std::as_const(d_pooled).data(), fused_rows(cache.split).data(), d_hidden.data(),
+                              cls_slots(encoded).data(), cache.split.origin.size(), h);
             break;
         case pooling_kind::dm2s: {
             const std::size_t elements = cache.element_rows.dim(0);
             tensor<T> d_outputs({elements, h}), d_element_rows({elements, h});
-            nn::max_pool_backward(d_pooled.data(), h, elements, std::span<const std::uint32_t>(cache.max_rows), d_outputs.data());
+            nn::max_pool_backward(backend, d_pooled.data(), h, elements, std::span<const std::uint32_t>(cache.max_rows), d_outputs.data());
             pooling_.element_mlp[0].backward(backend, cache.element_mlp, elements, d_outputs.data(), d_element_rows.data(),
                                              grad.pooling.element_mlp[0]);
             scatter_elements(cache, d_element_rows, d_hidden);
@@ -356,9 +350,9 @@ public:
             bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
         } else {
             tensor<T> d_rows({cache.compaction.slots.size(), h});
-            cache.compaction.gather(d_hidden.data(), h, d_rows.data());
+            backend.copy_rows(std::as_const(d_hidden).data(), cache.compaction.slots.data(), d_rows.data(), no_rows, d_rows.dim(0), h);
             bert_.encode_backward(cache.encoder, d_rows, grad.encoder);
-            cache.compaction.scatter(d_rows.data(), h, d_hidden.data(), d_hidden.dim(0));
+            scatter_compact_rows(cache.compaction, d_rows, d_hidden);
         }
         if (d_elements != nullptr) *d_elements = d_hidden;
         nn::embed_elements_backward(backend, encoded, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
@@ -417,11 +411,39 @@ private:
     {
         const std::size_t h = hidden();
         c.compaction = row_compaction(encoded);
-        tensor<T> rows({c.compaction.slots.size(), h});
-        c.compaction.gather(hidden_rows.data(), h, rows.data());
+        tensor<T> rows({c.compaction.slots.size(), h}, uninitialized);
+        bert_.backend().copy_rows(std::as_const(hidden_rows).data(), c.compaction.slots.data(), rows.data(), no_rows, rows.dim(0), h);
         bert_.encode(rows, c.compaction.gather(encoded.position_ids), c.compaction.gather(encoded.type_ids),
                      c.compaction.layout, nullptr, nullptr, encoder_cache, dropout_rng);
-        c.compaction.scatter(rows.data(), h, hidden_rows.data(), hidden_rows.dim(0));
+        scatter_compact_rows(c.compaction, rows, hidden_rows);
+    }
+
+    /// Writes the compact rows back to their slots of `padded`; padding rows become zero.
+    void scatter_compact_rows(const row_compaction& compaction, const tensor<T>& compact, tensor<T>& padded) const
+    {
+        const auto& backend = bert_.backend();
+        backend.fill(padded.data(), padded.size(), T(0));
+        backend.copy_rows(compact.data(), no_rows, padded.data(), compaction.slots.data(), compaction.slots.size(), hidden());
+    }
+
+    /// A null row index: row i.
+    static constexpr const std::size_t* no_rows = nullptr;
+
+    /// The slot of each sequence's first row ([CLS]) in `batch`.
+    static std::vector<std::size_t> cls_slots(const packed_batch& batch)
+    {
+        std::vector<std::size_t> slots(batch.layout.batch);
+        for (std::size_t b = 0; b < slots.size(); ++b) slots[b] = batch.slot(b, 0);
+        return slots;
+    }
+
+    /// mid_fusion: the row of the pooled matrix seen as [samples · modalities, H] that each encoded
+    /// modality's [CLS] output fills.
+    std::vector<std::size_t> fused_rows(const modality_split& split) const
+    {
+        std::vector<std::size_t> rows(split.origin.size());
+        for (std::size_t r = 0; r < rows.size(); ++r) rows[r] = split.origin[r].first * schema_.size() + split.origin[r].second;
+        return rows;
     }
 
     /// Gathers the element rows of each present (sample, modality) of `hidden_rows` into
@@ -445,21 +467,16 @@ private:
                 throw input_error("model: sample " + std::to_string(b) + " has no present modality");
             c.modality_groups.push_back({first_group, c.element_groups.size() - first_group});
         }
-        c.element_rows.resize({elements, h});
-        for (std::size_t g = 0; g < c.element_groups.size(); ++g) {
-            const T* from = hidden_rows.row(c.present[g].first_slot);
-            std::copy(from, from + c.element_groups[g].length * h, c.element_rows.row(c.element_groups[g].begin));
-        }
+        c.element_rows.resize({elements, h}, uninitialized);
+        c.element_slots = element_slots(c);
+        bert_.backend().copy_rows(hidden_rows.data(), c.element_slots.data(), c.element_rows.data(), no_rows, elements, h);
     }
 
     /// Backward of `gather_elements`: writes the element-row gradients into `d_hidden` at their slots.
     void scatter_elements(const model_cache<T>& cache, const tensor<T>& d_element_rows, tensor<T>& d_hidden) const
     {
-        const std::size_t h = hidden();
-        for (std::size_t g = 0; g < cache.element_groups.size(); ++g) {
-            const T* from = d_element_rows.row(cache.element_groups[g].begin);
-            std::copy(from, from + cache.element_groups[g].length * h, d_hidden.row(cache.present[g].first_slot));
-        }
+        bert_.backend().copy_rows(d_element_rows.data(), no_rows, d_hidden.data(), cache.element_slots.data(),
+                                  cache.element_slots.size(), hidden());
     }
 
     /// The element pooling of the attention kinds: IntraMRA (or uniform α) per modality and InterMRA
@@ -552,6 +569,15 @@ private:
             }
         }
         scatter_elements(cache, d_element_rows, d_hidden);
+    }
+
+    /// The slot of every gathered element row, group after group.
+    static std::vector<std::size_t> element_slots(const model_cache<T>& c)
+    {
+        std::vector<std::size_t> slots;
+        for (std::size_t g = 0; g < c.element_groups.size(); ++g)
+            for (std::size_t i = 0; i < c.element_groups[g].length; ++i) slots.push_back(c.present[g].first_slot + i);
+        return slots;
     }
 
     /// All element rows of each sample as one group (they are consecutive in the gathered rows).

@@ -8,9 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "dm2s2/data/batch_layout.hpp"
+#include "dm2s2/core/batch_layout.hpp"
 #include "dm2s2/nn/bert_config.hpp"
 #include "dm2s2/nn/dropout.hpp"
 #include "dm2s2/nn/layer_norm.hpp"
@@ -49,7 +50,7 @@ struct self_attention {
     /// as in HF. `probabilities`, when not null, receives the attention weights sequence after sequence
     /// as [heads, len, len] blocks (padded: [batch, heads, length, length]). y must not alias x. With
     /// `cache`, the intermediates of the backward pass are kept; with `dropout_rng` (training), dropout
-    /// is applied. Sequences and heads run in parallel on the backend's threads.
+    /// is applied. Every sequence and head runs in one backend operation (`attention_forward`).
     template <host_backend_for<T> Backend>
     void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
                  T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr,
@@ -61,7 +62,7 @@ struct self_attention {
         auto& c = cache ? *cache : local;
         if (cache != nullptr) {
             c.input.resize({n, h});
-            std::copy(x, x + n * h, c.input.data());
+            backend.copy(x, n * h, c.input.data());
             c.probabilities.resize({layout.attention_offset(layout.batch, heads)});
             c.probability_masks.resize({0});
         }
@@ -70,33 +71,21 @@ struct self_attention {
         key.forward(backend, x, n, c.k.data());
         value.forward(backend, x, n, c.v.data());
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
-        const std::size_t maps = layout.attention_offset(layout.batch, heads);
+        const attention_shape shape{layout, heads, d};
+        const std::size_t maps = shape.map_elements();
         tensor<T> local_masks;
-        T* masks = nullptr;  // dropout factors of every map, drawn in order so that threads do not change them
+        T* masks = nullptr;  // dropout factors of every map, drawn in order
         if (drop_probabilities) {
             tensor<T>& m = cache ? c.probability_masks : local_masks;
             m.resize({maps});
             dropout_factors(m.data(), maps, attention_dropout, *dropout_rng);
             masks = m.data();
         }
-        backend.parallel_for(layout.batch * heads, [&](std::size_t unit) {
-            const std::size_t b = unit / heads, head = unit % heads;
-            const std::size_t first = layout.first_row(b), len = layout.length_of(b);
-            const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
-            const std::uint8_t* keep = key_mask ? key_mask + first : nullptr;
-            tensor<T> scores({len, len}, uninitialized);
-            backend.gemm(transpose::no, transpose::yes, len, len, d, scale, c.q.data() + offset, h, c.k.data() + offset, h,
-                         T(0), scores.data(), len);
-            for (std::size_t i = 0; i < len; ++i) backend.masked_softmax(scores.row(i), len, keep);
-            if (probabilities != nullptr) std::copy(scores.data(), scores.data() + len * len, probabilities + block);
-            if (cache != nullptr) std::copy(scores.data(), scores.data() + len * len, c.probabilities.data() + block);
-            if (masks != nullptr)
-                for (std::size_t i = 0; i < len * len; ++i) scores[i] *= masks[block + i];
-            backend.gemm(transpose::no, transpose::no, len, d, len, T(1), scores.data(), len, c.v.data() + offset, h, T(0),
-                         c.context.data() + offset, h);
-        });
+        T* maps_out = cache != nullptr ? c.probabilities.data() : probabilities;
+        backend.attention_forward(shape, scale, c.q.data(), c.k.data(), c.v.data(), key_mask, maps_out, masks, c.context.data());
+        if (cache != nullptr && probabilities != nullptr) backend.copy(std::as_const(c.probabilities).data(), maps, probabilities);
         output.forward(backend, c.context.data(), n, y);
-        dropout(y, n * h, hidden_dropout, dropout_rng, cache ? &c.output_mask : nullptr);
+        dropout(backend, y, n * h, hidden_dropout, dropout_rng, cache ? &c.output_mask : nullptr);
         output_norm.forward(backend, y, x, y, n, cache ? &c.pre_norm : nullptr);
     }
 
@@ -113,37 +102,13 @@ struct self_attention {
             dk({n, h}, uninitialized), dv({n, h}, uninitialized);
         output_norm.backward(backend, cache.pre_norm.data(), dy, d_pre.data(), n, grad.output_norm);
         tensor<T> d_projection = d_pre;
-        dropout_backward(cache.output_mask, d_projection.data());
+        dropout_backward(backend, cache.output_mask, d_projection.data());
         output.backward(backend, cache.context.data(), d_projection.data(), n, d_context.data(), grad.output);
-        const bool dropped = !cache.probability_masks.empty();
+        const T* masks = cache.probability_masks.empty() ? nullptr : cache.probability_masks.data();
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
-        backend.parallel_for(layout.batch * heads, [&](std::size_t unit) {
-            const std::size_t b = unit / heads, head = unit % heads;
-            const std::size_t first = layout.first_row(b), len = layout.length_of(b);
-            const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
-            const T* p = cache.probabilities.data() + block;
-            const T* used = p;  // the probabilities the context was computed from: P, or P ⊙ dropout mask
-            tensor<T> d_scores({len, len}, uninitialized);  // a product overwrites it
-            tensor<T> kept_probabilities(dropped ? shape_t{len, len} : shape_t{0}, uninitialized);
-            if (dropped) {
-                for (std::size_t i = 0; i < len * len; ++i) kept_probabilities[i] = p[i] * cache.probability_masks[block + i];
-                used = kept_probabilities.data();
-            }
-            // context = P' V: dP' = dcontext Vᵀ, dV = P'ᵀ dcontext.
-            backend.gemm(transpose::no, transpose::yes, len, len, d, T(1), d_context.data() + offset, h,
-                         cache.v.data() + offset, h, T(0), d_scores.data(), len);
-            backend.gemm(transpose::yes, transpose::no, len, d, len, T(1), used, len, d_context.data() + offset, h, T(0),
-                         dv.data() + offset, h);
-            if (dropped)
-                for (std::size_t i = 0; i < len * len; ++i) d_scores[i] *= cache.probability_masks[block + i];
-            for (std::size_t i = 0; i < len; ++i) backend.masked_softmax_backward(p + i * len, d_scores.row(i), len);
-            // scores = scale Q Kᵀ: dQ = scale dS K, dK = scale dSᵀ Q.
-            backend.gemm(transpose::no, transpose::no, len, d, len, scale, d_scores.data(), len, cache.k.data() + offset, h,
-                         T(0), dq.data() + offset, h);
-            backend.gemm(transpose::yes, transpose::no, len, d, len, scale, d_scores.data(), len, cache.q.data() + offset, h,
-                         T(0), dk.data() + offset, h);
-        });
-        std::copy(d_pre.data(), d_pre.data() + n * h, dx);  // the residual path
+        backend.attention_backward(attention_shape{layout, heads, d}, scale, cache.q.data(), cache.k.data(), cache.v.data(),
+                                   cache.probabilities.data(), masks, d_context.data(), dq.data(), dk.data(), dv.data());
+        backend.copy(std::as_const(d_pre).data(), n * h, dx);  // the residual path
         query.backward(backend, cache.input.data(), dq.data(), n, dx, grad.query, true);
         key.backward(backend, cache.input.data(), dk.data(), n, dx, grad.key, true);
         value.backward(backend, cache.input.data(), dv.data(), n, dx, grad.value, true);

@@ -48,13 +48,12 @@ struct bert_embeddings {
 
     std::size_t hidden_size() const { return word_embeddings.dim(1); }
 
-    /// Copies the word vectors of `ids` into rows of `out` ([ids.size(), H]).
-    void embed_words(std::span<const std::int64_t> ids, T* out) const
+    /// Copies the word vectors of `ids` into rows `rows[i]` of `out` (rows i when `rows` is null).
+    template <host_backend_for<T> Backend>
+    void embed_words(const Backend& backend, std::span<const std::int64_t> ids, T* out, const std::size_t* rows = nullptr) const
     {
         check_ids(ids, word_embeddings.dim(0), "word id");
-        const std::size_t h = hidden_size();
-        for (std::size_t i = 0; i < ids.size(); ++i)
-            std::memcpy(out + i * h, word_embeddings.row(static_cast<std::size_t>(ids[i])), h * sizeof(T));
+        backend.copy_rows(word_embeddings.data(), ids.data(), out, rows, ids.size(), hidden_size());
     }
 
     /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place, then dropout
@@ -70,15 +69,11 @@ struct bert_embeddings {
         check_ids(positions, position_embeddings.dim(0), "position id");
         check_ids(types, token_type_embeddings.dim(0), "token type id");
         const std::size_t h = hidden_size();
-        for (std::size_t i = 0; i < positions.size(); ++i) {
-            T* row = rows + i * h;
-            // Same order of additions as HF: (element + type) + position.
-            const T* type_row = token_type_embeddings.row(static_cast<std::size_t>(types[i]));
-            const T* position_row = position_embeddings.row(static_cast<std::size_t>(positions[i]));
-            for (std::size_t j = 0; j < h; ++j) row[j] = (row[j] + type_row[j]) + position_row[j];
-        }
+        // Same order of additions as HF: (element + type) + position.
+        backend.add_type_and_position_rows(rows, positions.size(), h, token_type_embeddings.data(), types.data(),
+                                           position_embeddings.data(), positions.data());
         norm.forward(backend, rows, static_cast<const T*>(nullptr), rows, positions.size(), pre_norm);
-        dropout(rows, positions.size() * h, hidden_dropout, dropout_rng, dropout_mask);
+        dropout(backend, rows, positions.size() * h, hidden_dropout, dropout_rng, dropout_mask);
     }
 
     /// Backward of `forward` run with `pre_norm`: `rows` holds d(output) on entry and d(element rows) on
@@ -89,28 +84,22 @@ struct bert_embeddings {
                   bert_embeddings& grad) const
     {
         const std::size_t h = hidden_size();
-        tensor<T> d_output({positions.size(), h});
-        std::copy(rows, rows + d_output.size(), d_output.data());
-        dropout_backward(dropout_mask, d_output.data());
+        tensor<T> d_output({positions.size(), h}, uninitialized);
+        backend.copy(static_cast<const T*>(rows), d_output.size(), d_output.data());
+        dropout_backward(backend, dropout_mask, d_output.data());
         norm.backward(backend, pre_norm.data(), d_output.data(), rows, positions.size(), grad.norm);
-        for (std::size_t i = 0; i < positions.size(); ++i) {
-            T* type_row = grad.token_type_embeddings.row(static_cast<std::size_t>(types[i]));
-            T* position_row = grad.position_embeddings.row(static_cast<std::size_t>(positions[i]));
-            for (std::size_t j = 0; j < h; ++j) {
-                type_row[j] += rows[i * h + j];
-                position_row[j] += rows[i * h + j];
-            }
-        }
+        const std::size_t* identity = nullptr;
+        backend.add_rows(static_cast<const T*>(rows), identity, grad.token_type_embeddings.data(), types.data(), types.size(), h);
+        backend.add_rows(static_cast<const T*>(rows), identity, grad.position_embeddings.data(), positions.data(), positions.size(), h);
     }
 
-    /// Adds the element-row gradients of word slots to the rows of `ids` in `grad.word_embeddings`.
-    void backward_words(std::span<const std::int64_t> ids, const T* d_rows, bert_embeddings& grad) const
+    /// Adds the gradients of rows `rows[i]` of `d_rows` (rows i when `rows` is null) to the rows of
+    /// `ids` in `grad.word_embeddings`, in the order of `ids`.
+    template <host_training_backend_for<T> Backend>
+    void backward_words(const Backend& backend, std::span<const std::int64_t> ids, const T* d_rows, bert_embeddings& grad,
+                        const std::size_t* rows = nullptr) const
     {
-        const std::size_t h = hidden_size();
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            T* row = grad.word_embeddings.row(static_cast<std::size_t>(ids[i]));
-            for (std::size_t j = 0; j < h; ++j) row[j] += d_rows[i * h + j];
-        }
+        backend.add_rows(d_rows, rows, grad.word_embeddings.data(), ids.data(), ids.size(), hidden_size());
     }
 
     template <class F>

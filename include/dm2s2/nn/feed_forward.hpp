@@ -46,12 +46,12 @@ struct feed_forward {
         } else {  // the backward pass needs the values before GELU
             intermediate.forward(backend, x, rows, inner.data());
             cache->input.resize({rows, output.out_features()});
-            std::copy(x, x + cache->input.size(), cache->input.data());
+            backend.copy(x, cache->input.size(), cache->input.data());
             cache->pre_activation = inner;
             backend.gelu(inner.data(), inner.size());
         }
         output.forward(backend, inner.data(), rows, y);
-        dropout(y, rows * output.out_features(), hidden_dropout, dropout_rng, cache ? &cache->output_mask : nullptr);
+        dropout(backend, y, rows * output.out_features(), hidden_dropout, dropout_rng, cache ? &cache->output_mask : nullptr);
         output_norm.forward(backend, y, x, y, rows, cache ? &cache->pre_norm : nullptr);
         if (cache != nullptr) cache->activation = std::move(inner);
     }
@@ -64,8 +64,8 @@ struct feed_forward {
         tensor<T> d_inner({rows, intermediate.out_features()}, uninitialized);  // the output projection's dx
         output_norm.backward(backend, cache.pre_norm.data(), dy, dx, rows, grad.output_norm);  // dx: residual path
         tensor<T> d_projection({rows, output.out_features()}, uninitialized);
-        std::copy(dx, dx + d_projection.size(), d_projection.data());
-        dropout_backward(cache.output_mask, d_projection.data());
+        backend.copy(static_cast<const T*>(dx), d_projection.size(), d_projection.data());
+        dropout_backward(backend, cache.output_mask, d_projection.data());
         output.backward(backend, cache.activation.data(), d_projection.data(), rows, d_inner.data(), grad.output);
         backend.gelu_backward(cache.pre_activation.data(), d_inner.data(), d_inner.size());
         intermediate.backward(backend, cache.input.data(), d_inner.data(), rows, dx, grad.intermediate, true);

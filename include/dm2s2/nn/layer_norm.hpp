@@ -34,8 +34,9 @@ struct layer_norm {
             backend.layer_norm(x, residual, y, rows, features(), weight.data(), bias.data(), eps);
             return;
         }
-        input->resize({rows, features()});
-        for (std::size_t i = 0; i < input->size(); ++i) (*input)[i] = residual ? x[i] + residual[i] : x[i];
+        input->resize({rows, features()}, uninitialized);
+        if (residual != nullptr) backend.add(x, residual, input->data(), input->size());
+        else backend.copy(x, input->size(), input->data());
         backend.layer_norm(input->data(), static_cast<const T*>(nullptr), y, rows, features(), weight.data(), bias.data(), eps);
     }
 

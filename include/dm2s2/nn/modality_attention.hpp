@@ -10,15 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "dm2s2/core/batch_layout.hpp"
 #include "dm2s2/nn/linear.hpp"
 
 namespace dm2s2::nn {
-
-/// Consecutive rows [begin, begin + length) pooled together.
-struct row_group {
-    std::size_t begin = 0;
-    std::size_t length = 0;
-};
 
 /// The attention scorer of IntraMRA / InterMRA: `weight` [A, H], `bias` [A], `context` (v) [A].
 template <scalar T>
@@ -82,16 +77,7 @@ template <scalar T, host_backend_for<T> Backend>
 void attention_pool(const Backend& backend, const T* rows, std::size_t hidden, std::span<const row_group> groups,
                     T* scores, T residual, T* pooled)
 {
-    std::vector<T> coefficients;
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-        const auto [begin, length] = groups[g];
-        backend.masked_softmax(scores + begin, length, nullptr);
-        // One product per group: the residual mean folds into the coefficients.
-        coefficients.assign(scores + begin, scores + begin + length);
-        for (auto& c : coefficients) c += residual / static_cast<T>(length);
-        backend.gemm(transpose::no, transpose::no, 1, hidden, length, T(1), coefficients.data(), length,
-                     rows + begin * hidden, hidden, T(0), pooled + g * hidden, hidden);
-    }
+    backend.segment_attention_pool(rows, hidden, groups.data(), groups.size(), scores, residual, pooled);
 }
 
 /// Backward of `attention_pool`. `weights` are the softmax weights the forward left in its scores.
@@ -101,23 +87,8 @@ template <scalar T, host_training_backend_for<T> Backend>
 void attention_pool_backward(const Backend& backend, const T* rows, std::size_t hidden, std::span<const row_group> groups,
                              const T* weights, T residual, const T* d_pooled, T* d_rows, T* d_scores, T* d_residual = nullptr)
 {
-    std::vector<T> coefficients;
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-        const auto [begin, length] = groups[g];
-        coefficients.assign(weights + begin, weights + begin + length);
-        for (auto& c : coefficients) c += residual / static_cast<T>(length);
-        // pooled = Σ c_i rows_i: d rows_i += c_i d pooled, d c_i = rows_i · d pooled.
-        backend.gemm(transpose::no, transpose::no, length, hidden, 1, T(1), coefficients.data(), 1, d_pooled + g * hidden,
-                     hidden, T(1), d_rows + begin * hidden, hidden);
-        backend.gemm(transpose::no, transpose::no, length, 1, hidden, T(1), rows + begin * hidden, hidden,
-                     d_pooled + g * hidden, 1, T(0), d_scores + begin, 1);
-        if (d_residual != nullptr) {  // d r = mean(rows) · d pooled = mean of d c_i
-            T sum = 0;
-            for (std::size_t i = 0; i < length; ++i) sum += d_scores[begin + i];
-            *d_residual += sum / static_cast<T>(length);
-        }
-        backend.masked_softmax_backward(weights + begin, d_scores + begin, length);
-    }
+    backend.segment_attention_pool_backward(rows, hidden, groups.data(), groups.size(), weights, residual, d_pooled, d_rows,
+                                            d_scores, d_residual);
 }
 
 }  // namespace dm2s2::nn

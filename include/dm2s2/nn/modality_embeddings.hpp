@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/data/packing.hpp"
@@ -65,6 +66,47 @@ tensor<T> dense_input(const packed_batch& batch, std::size_t m, std::size_t dim)
     return in;
 }
 
+/// The slots of a packed batch grouped by where their element vectors come from, with what each reads:
+/// the host's index arrays for the backend's row operations, in slot order.
+template <scalar T>
+struct element_sources {
+    std::vector<std::size_t> word_slots;         ///< [CLS], [SEP], tokens and padding
+    std::vector<std::int64_t> word_ids;
+    std::vector<std::vector<std::size_t>> category_slots;  ///< per modality
+    std::vector<std::vector<std::int64_t>> category_ids;
+    std::vector<std::vector<std::size_t>> numeric_slots;   ///< per modality
+    std::vector<std::vector<T>> numeric_values;
+
+    /// The sources of `batch`'s slots; category ids are checked against each modality's table.
+    element_sources(const packed_batch& batch, const std::vector<modality_embedding<T>>& modalities)
+        : category_slots(modalities.size()), category_ids(modalities.size()), numeric_slots(modalities.size()),
+          numeric_values(modalities.size())
+    {
+        for (std::size_t slot = 0; slot < batch.layout.rows(); ++slot) {
+            const auto m = static_cast<std::size_t>(batch.modality[slot]);
+            switch (batch.sources[slot]) {
+            case element_source::padding:
+            case element_source::special:
+            case element_source::token:
+                word_slots.push_back(slot);
+                word_ids.push_back(batch.ids[slot]);
+                break;
+            case element_source::categorical:
+                category_slots[m].push_back(slot);
+                category_ids[m].push_back(batch.ids[slot]);
+                break;
+            case element_source::numeric:
+                numeric_slots[m].push_back(slot);
+                numeric_values[m].push_back(static_cast<T>(batch.numbers[slot]));
+                break;
+            case element_source::dense: break;  // `packed_batch::dense_slots`
+            }
+        }
+        for (std::size_t m = 0; m < modalities.size(); ++m)
+            check_ids(category_ids[m], modalities[m].table.empty() ? 0 : modalities[m].table.dim(0), "category id");
+    }
+};
+
 /// Writes the element vector of every slot of `batch` into `rows` ([slots, H]): word vectors for
 /// [CLS], [SEP], tokens and padding, and the modality embeddings for the other elements.
 template <scalar T, host_backend_for<T> Backend>
@@ -72,35 +114,21 @@ void embed_elements(const Backend& backend, const packed_batch& batch, const ber
                     const std::vector<modality_embedding<T>>& modalities, T* rows)
 {
     const std::size_t h = words.hidden_size();
-    for (std::size_t slot = 0; slot < batch.layout.rows(); ++slot) {
-        T* row = rows + slot * h;
-        switch (batch.sources[slot]) {
-        case element_source::padding:
-        case element_source::special:
-        case element_source::token: words.embed_words({&batch.ids[slot], 1}, row); break;
-        case element_source::categorical: {
-            const auto& table = modalities[static_cast<std::size_t>(batch.modality[slot])].table;
-            check_ids({&batch.ids[slot], 1}, table.dim(0), "category id");
-            std::memcpy(row, table.row(static_cast<std::size_t>(batch.ids[slot])), h * sizeof(T));
-            break;
-        }
-        case element_source::numeric: {
-            const auto& e = modalities[static_cast<std::size_t>(batch.modality[slot])];
-            const T v = static_cast<T>(batch.numbers[slot]);
-            for (std::size_t j = 0; j < h; ++j) row[j] = v * e.scale[j] + e.shift[j];
-            break;
-        }
-        case element_source::dense: break;  // projected below, one product per modality
-        }
-    }
+    const element_sources<T> sources(batch, modalities);
+    words.embed_words(backend, sources.word_ids, rows, sources.word_slots.data());
     for (std::size_t m = 0; m < modalities.size(); ++m) {
-        const auto& slots = batch.dense_slots[m];
-        if (slots.empty()) continue;
-        const auto& projection = modalities[m].projection;
-        const tensor<T> in = dense_input<T>(batch, m, projection.in_features());
-        tensor<T> out({slots.size(), h});
-        projection.forward(backend, in.data(), slots.size(), out.data());
-        for (std::size_t i = 0; i < slots.size(); ++i) std::memcpy(rows + slots[i] * h, out.row(i), h * sizeof(T));
+        const auto& e = modalities[m];
+        if (const auto& slots = sources.category_slots[m]; !slots.empty())
+            backend.copy_rows(e.table.data(), sources.category_ids[m].data(), rows, slots.data(), slots.size(), h);
+        if (const auto& slots = sources.numeric_slots[m]; !slots.empty())
+            backend.scale_shift_rows(sources.numeric_values[m].data(), e.scale.data(), e.shift.data(), rows, slots.data(),
+                                     slots.size(), h);
+        if (const auto& slots = batch.dense_slots[m]; !slots.empty()) {  // one product per modality
+            const tensor<T> in = dense_input<T>(batch, m, e.projection.in_features());
+            tensor<T> out({slots.size(), h}, uninitialized);
+            e.projection.forward(backend, in.data(), slots.size(), out.data());
+            backend.copy_rows(std::as_const(out).data(), static_cast<const std::size_t*>(nullptr), rows, slots.data(), slots.size(), h);
+        }
     }
 }
 
@@ -112,38 +140,22 @@ void embed_elements_backward(const Backend& backend, const packed_batch& batch, 
                              bert_embeddings<T>& words_grad, std::vector<modality_embedding<T>>& modalities_grad)
 {
     const std::size_t h = words.hidden_size();
-    for (std::size_t slot = 0; slot < batch.layout.rows(); ++slot) {
-        const T* d = d_rows + slot * h;
-        const auto m = static_cast<std::size_t>(batch.modality[slot]);
-        switch (batch.sources[slot]) {
-        case element_source::padding:
-        case element_source::special:
-        case element_source::token: words.backward_words({&batch.ids[slot], 1}, d, words_grad); break;
-        case element_source::categorical: {
-            T* row = modalities_grad[m].table.row(static_cast<std::size_t>(batch.ids[slot]));
-            for (std::size_t j = 0; j < h; ++j) row[j] += d[j];
-            break;
-        }
-        case element_source::numeric: {
-            auto& g = modalities_grad[m];
-            const T v = static_cast<T>(batch.numbers[slot]);
-            for (std::size_t j = 0; j < h; ++j) {
-                g.scale[j] += v * d[j];
-                g.shift[j] += d[j];
-            }
-            break;
-        }
-        case element_source::dense: break;  // below, one product per modality
-        }
-    }
+    const element_sources<T> sources(batch, modalities);
+    words.backward_words(backend, sources.word_ids, d_rows, words_grad, sources.word_slots.data());
     for (std::size_t m = 0; m < modalities.size(); ++m) {
-        const auto& slots = batch.dense_slots[m];
-        if (slots.empty()) continue;
-        const auto& projection = modalities[m].projection;
-        const tensor<T> in = dense_input<T>(batch, m, projection.in_features());
-        tensor<T> d_out({slots.size(), h});
-        for (std::size_t i = 0; i < slots.size(); ++i) std::copy_n(d_rows + slots[i] * h, h, d_out.row(i));
-        projection.backward(backend, in.data(), d_out.data(), slots.size(), static_cast<T*>(nullptr), modalities_grad[m].projection);
+        auto& g = modalities_grad[m];
+        if (const auto& slots = sources.category_slots[m]; !slots.empty())
+            backend.add_rows(d_rows, slots.data(), g.table.data(), sources.category_ids[m].data(), slots.size(), h);
+        if (const auto& slots = sources.numeric_slots[m]; !slots.empty())
+            backend.scale_shift_rows_backward(sources.numeric_values[m].data(), d_rows, slots.data(), slots.size(), h,
+                                              g.scale.data(), g.shift.data());
+        if (const auto& slots = batch.dense_slots[m]; !slots.empty()) {  // one product per modality
+            const auto& projection = modalities[m].projection;
+            const tensor<T> in = dense_input<T>(batch, m, projection.in_features());
+            tensor<T> d_out({slots.size(), h}, uninitialized);
+            backend.copy_rows(d_rows, slots.data(), d_out.data(), static_cast<const std::size_t*>(nullptr), slots.size(), h);
+            projection.backward(backend, in.data(), std::as_const(d_out).data(), slots.size(), static_cast<T*>(nullptr), g.projection);
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstring>
 #include <string>
+#include <vector>
 
 #include "dm2s2/nn/attention.hpp"
 #include "dm2s2/nn/linear.hpp"
@@ -25,9 +25,10 @@ struct pooler {
     void forward(const Backend& backend, const T* hidden, batch_layout layout, T* out) const
     {
         const std::size_t h = dense.in_features();
-        tensor<T> first({layout.batch, h});
-        for (std::size_t b = 0; b < layout.batch; ++b)
-            std::memcpy(first.row(b), hidden + b * layout.length * h, h * sizeof(T));
+        tensor<T> first({layout.batch, h}, uninitialized);
+        std::vector<std::size_t> first_rows(layout.batch);  // row 0 of each sequence
+        for (std::size_t b = 0; b < layout.batch; ++b) first_rows[b] = layout.first_row(b);
+        backend.copy_rows(hidden, first_rows.data(), first.data(), static_cast<const std::size_t*>(nullptr), layout.batch, h);
         dense.forward(backend, first.data(), layout.batch, out);
         backend.tanh(out, layout.batch * h);
     }
@@ -39,8 +40,8 @@ struct pooler {
                   T* d_first, pooler& grad) const
     {
         const std::size_t h = dense.out_features();
-        tensor<T> d_pre({batch, h});
-        std::copy(d_pooled, d_pooled + batch * h, d_pre.data());
+        tensor<T> d_pre({batch, h}, uninitialized);
+        backend.copy(d_pooled, batch * h, d_pre.data());
         backend.tanh_backward(pooled, d_pre.data(), d_pre.size());
         dense.backward(backend, first, d_pre.data(), batch, d_first, grad.dense);
     }

@@ -3,6 +3,7 @@
 /// The pieces of the Deep Multimodal Sets baseline (`dm2s`, docs/design.md §6): a two-layer MLP applied to
 /// each element on its own, and an element-wise max over the elements of each record.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -37,7 +38,7 @@ struct element_mlp {
         first.forward(backend, x, rows, inner.data());
         if (cache != nullptr) {
             cache->input.resize({rows, first.in_features()});
-            std::copy(x, x + cache->input.size(), cache->input.data());
+            backend.copy(x, cache->input.size(), cache->input.data());
             cache->pre_activation = inner;
         }
         backend.gelu(inner.data(), inner.size());
@@ -74,35 +75,21 @@ struct element_mlp {
 
 /// Element-wise maximum over each group of rows of `x` ([rows, width]) into `out` ([groups, width]);
 /// `argmax` ([groups · width]) receives the row each maximum came from. Groups must not be empty.
-template <scalar T>
-void max_pool(const T* x, std::size_t width, std::span<const row_group> groups, T* out, std::vector<std::uint32_t>& argmax)
+template <scalar T, host_backend_for<T> Backend>
+void max_pool(const Backend& backend, const T* x, std::size_t width, std::span<const row_group> groups, T* out,
+              std::vector<std::uint32_t>& argmax)
 {
-    argmax.assign(groups.size() * width, 0);
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-        T* o = out + g * width;
-        std::uint32_t* arg = argmax.data() + g * width;
-        for (std::size_t j = 0; j < width; ++j) {
-            o[j] = -std::numeric_limits<T>::infinity();
-            arg[j] = static_cast<std::uint32_t>(groups[g].begin);
-        }
-        for (std::size_t i = groups[g].begin; i < groups[g].begin + groups[g].length; ++i) {
-            const T* row = x + i * width;
-            for (std::size_t j = 0; j < width; ++j)
-                if (row[j] > o[j]) {
-                    o[j] = row[j];
-                    arg[j] = static_cast<std::uint32_t>(i);
-                }
-        }
-    }
+    argmax.resize(groups.size() * width);
+    backend.max_pool(x, width, groups.data(), groups.size(), out, argmax.data());
 }
 
 /// Backward of `max_pool`: routes each output gradient to the row its maximum came from; `dx`
 /// ([rows, width]) is overwritten.
-template <scalar T>
-void max_pool_backward(const T* d_out, std::size_t width, std::size_t rows, std::span<const std::uint32_t> argmax, T* dx)
+template <scalar T, host_training_backend_for<T> Backend>
+void max_pool_backward(const Backend& backend, const T* d_out, std::size_t width, std::size_t rows,
+                       std::span<const std::uint32_t> argmax, T* dx)
 {
-    std::fill(dx, dx + rows * width, T(0));
-    for (std::size_t k = 0; k < argmax.size(); ++k) dx[argmax[k] * width + k % width] += d_out[k];
+    backend.max_pool_backward(d_out, width, argmax.size() / std::max<std::size_t>(width, 1), argmax.data(), rows, dx);
 }
 
 }  // namespace dm2s2::nn

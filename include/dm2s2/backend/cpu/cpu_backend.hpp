@@ -22,7 +22,9 @@
 
 #include <Eigen/Core>
 
+#include "dm2s2/backend/attention_kernels.hpp"
 #include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/row_kernels.hpp"
 #include "dm2s2/backend/cpu/avx2_gemm.hpp"
 #include "dm2s2/backend/cpu/avx512_gemm.hpp"
 #include "dm2s2/core/simd.hpp"
@@ -56,7 +58,10 @@ struct cpu_options {
 };
 
 /// CPU backend: AVX-512, AVX2 or Eigen products, xsimd element-wise kernels, an owned thread pool.
-struct cpu_backend : portable_backward_kernels, host_memory_transfers {
+struct cpu_backend : portable_backward_kernels,
+                      host_memory_transfers,
+                      host_attention_operations<cpu_backend>,
+                      host_row_operations<cpu_backend> {
     static constexpr const char* name() noexcept { return "cpu"; }
 
     /// One thread.
@@ -308,6 +313,19 @@ struct cpu_backend : portable_backward_kernels, host_memory_transfers {
                 layer_norm_parameter_gradients(v + r * cols, dy + r * cols, first, last, stats[r], dgamma, dbeta);
         });
         by_rows([&](std::size_t r) { layer_norm_input_gradient(v + r * cols, dy + r * cols, dv + r * cols, cols, gamma, stats[r]); });
+    }
+
+    /// out[i] = a[i] + b[i] (out may alias a or b), in SIMD registers: the same sums as one at a time.
+    template <scalar T>
+    static void add(const T* a, const T* b, T* out, std::size_t n)
+    {
+        std::size_t i = 0;
+#if DM2S2_HAS_XSIMD
+        using batch = simd::batch<T>;
+        for (; i + batch::size <= n; i += batch::size)
+            (batch::load_unaligned(a + i) + batch::load_unaligned(b + i)).store_unaligned(out + i);
+#endif
+        for (; i < n; ++i) out[i] = a[i] + b[i];
     }
 
 private:
@@ -599,18 +617,6 @@ private:
     matmul_precision precision_ = matmul_precision::fp32;
     bf16_kernel bf16_ = bf16_kernel::fastest;
     simd_kernels kernels_ = simd_kernels::widest;
-
-    template <scalar T>
-    static void add(const T* a, const T* b, T* out, std::size_t n)
-    {
-        std::size_t i = 0;
-#if DM2S2_HAS_XSIMD
-        using batch = simd::batch<T>;
-        for (; i + batch::size <= n; i += batch::size)
-            (batch::load_unaligned(a + i) + batch::load_unaligned(b + i)).store_unaligned(out + i);
-#endif
-        for (; i < n; ++i) out[i] = a[i] + b[i];
-    }
 
     template <scalar T>
     static void scale(T* x, std::size_t n, T factor)

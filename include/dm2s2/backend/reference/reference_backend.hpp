@@ -9,12 +9,17 @@
 #include <limits>
 #include <vector>
 
+#include "dm2s2/backend/attention_kernels.hpp"
 #include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/row_kernels.hpp"
 
 namespace dm2s2 {
 
 /// Plain-loop backend used as the reference in tests.
-struct reference_backend : portable_backward_kernels, host_memory_transfers {
+struct reference_backend : portable_backward_kernels,
+                            host_memory_transfers,
+                            host_attention_operations<reference_backend>,
+                            host_row_operations<reference_backend> {
     static constexpr const char* name() noexcept { return "reference"; }
 
     /// One thread: tasks run in order.

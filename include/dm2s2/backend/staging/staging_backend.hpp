@@ -283,6 +283,114 @@ public:
         run([&](const Kernels& K) { K.add_column_sums(raw(x), rows, cols, ldx, raw(out)); });
     }
 
+    template <scalar T>
+    void attention_forward(const attention_shape& shape, T scale, pointer<const T> q, pointer<const T> k, pointer<const T> v,
+                           pointer<const std::uint8_t> key_mask, pointer<T> probabilities, pointer<const T> dropout,
+                           pointer<T> context) const
+    {
+        run([&](const Kernels& K) {
+            K.attention_forward(shape, scale, raw(q), raw(k), raw(v), raw(key_mask), raw(probabilities), raw(dropout), raw(context));
+        });
+    }
+    template <scalar T>
+    void attention_backward(const attention_shape& shape, T scale, pointer<const T> q, pointer<const T> k, pointer<const T> v,
+                            pointer<const T> probabilities, pointer<const T> dropout, pointer<const T> d_context, pointer<T> dq,
+                            pointer<T> dk, pointer<T> dv) const
+    {
+        run([&](const Kernels& K) {
+            K.attention_backward(shape, scale, raw(q), raw(k), raw(v), raw(probabilities), raw(dropout), raw(d_context), raw(dq),
+                                 raw(dk), raw(dv));
+        });
+    }
+
+    template <class T>
+    void copy(pointer<const T> from, std::size_t n, pointer<T> to) const
+    {
+        run([&](const Kernels& K) { K.copy(raw(from), n, raw(to)); });
+    }
+    template <class T>
+    void fill(pointer<T> x, std::size_t n, T value) const
+    {
+        run([&](const Kernels& K) { K.fill(raw(x), n, value); });
+    }
+    template <scalar T>
+    void scale_rows(pointer<T> x, pointer<const T> factors, std::size_t rows, std::size_t width) const
+    {
+        run([&](const Kernels& K) { K.scale_rows(raw(x), raw(factors), rows, width); });
+    }
+    template <scalar T>
+    void add(pointer<const T> a, pointer<const T> b, pointer<T> out, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.add(raw(a), raw(b), raw(out), n); });
+    }
+    template <scalar T>
+    void multiply(pointer<T> x, pointer<const T> factors, std::size_t n) const
+    {
+        run([&](const Kernels& K) { K.multiply(raw(x), raw(factors), n); });
+    }
+    template <scalar T, class FromIndex, class ToIndex>
+    void copy_rows(pointer<const T> from, pointer<const FromIndex> from_rows, pointer<T> to, pointer<const ToIndex> to_rows,
+                   std::size_t count, std::size_t width) const
+    {
+        run([&](const Kernels& K) { K.copy_rows(raw(from), raw(from_rows), raw(to), raw(to_rows), count, width); });
+    }
+    template <scalar T, class FromIndex, class ToIndex>
+    void add_rows(pointer<const T> from, pointer<const FromIndex> from_rows, pointer<T> to, pointer<const ToIndex> to_rows,
+                  std::size_t count, std::size_t width) const
+    {
+        run([&](const Kernels& K) { K.add_rows(raw(from), raw(from_rows), raw(to), raw(to_rows), count, width); });
+    }
+    template <scalar T, class Index>
+    void add_type_and_position_rows(pointer<T> rows, std::size_t count, std::size_t width, pointer<const T> types,
+                                    pointer<const Index> type_ids, pointer<const T> positions, pointer<const Index> position_ids) const
+    {
+        run([&](const Kernels& K) {
+            K.add_type_and_position_rows(raw(rows), count, width, raw(types), raw(type_ids), raw(positions), raw(position_ids));
+        });
+    }
+    template <scalar T, class ToIndex>
+    void scale_shift_rows(pointer<const T> values, pointer<const T> scale, pointer<const T> shift, pointer<T> to,
+                          pointer<const ToIndex> to_rows, std::size_t count, std::size_t width) const
+    {
+        run([&](const Kernels& K) { K.scale_shift_rows(raw(values), raw(scale), raw(shift), raw(to), raw(to_rows), count, width); });
+    }
+    template <scalar T, class FromIndex>
+    void scale_shift_rows_backward(pointer<const T> values, pointer<const T> d_rows, pointer<const FromIndex> from_rows,
+                                   std::size_t count, std::size_t width, pointer<T> d_scale, pointer<T> d_shift) const
+    {
+        run([&](const Kernels& K) {
+            K.scale_shift_rows_backward(raw(values), raw(d_rows), raw(from_rows), count, width, raw(d_scale), raw(d_shift));
+        });
+    }
+    template <scalar T>
+    void segment_attention_pool(pointer<const T> rows, std::size_t width, pointer<const row_group> groups, std::size_t group_count,
+                                pointer<T> scores, T residual, pointer<T> pooled) const
+    {
+        run([&](const Kernels& K) { K.segment_attention_pool(raw(rows), width, raw(groups), group_count, raw(scores), residual, raw(pooled)); });
+    }
+    template <scalar T>
+    void segment_attention_pool_backward(pointer<const T> rows, std::size_t width, pointer<const row_group> groups,
+                                         std::size_t group_count, pointer<const T> weights, T residual, pointer<const T> d_pooled,
+                                         pointer<T> d_rows, pointer<T> d_scores, pointer<T> d_residual) const
+    {
+        run([&](const Kernels& K) {
+            K.segment_attention_pool_backward(raw(rows), width, raw(groups), group_count, raw(weights), residual, raw(d_pooled),
+                                              raw(d_rows), raw(d_scores), raw(d_residual));
+        });
+    }
+    template <scalar T>
+    void max_pool(pointer<const T> x, std::size_t width, pointer<const row_group> groups, std::size_t group_count, pointer<T> out,
+                  pointer<std::uint32_t> argmax) const
+    {
+        run([&](const Kernels& K) { K.max_pool(raw(x), width, raw(groups), group_count, raw(out), raw(argmax)); });
+    }
+    template <scalar T>
+    void max_pool_backward(pointer<const T> d_out, std::size_t width, std::size_t group_count, pointer<const std::uint32_t> argmax,
+                           std::size_t rows, pointer<T> dx) const
+    {
+        run([&](const Kernels& K) { K.max_pool_backward(raw(d_out), width, group_count, raw(argmax), rows, raw(dx)); });
+    }
+
 private:
     template <class T>
     static T* raw(device_ptr<T, staging_space> p) noexcept

@@ -1,6 +1,7 @@
 #pragma once
 /// \file
-/// `batch_layout`: where the sequences of a batch lie among the rows the encoder runs on.
+/// `batch_layout`: where the sequences of a batch lie among the rows the encoder runs on; `row_group`:
+/// a run of rows pooled together.
 
 #include <algorithm>
 #include <cstddef>
@@ -43,8 +44,16 @@ struct batch_layout {
     }
 };
 
+/// Consecutive rows [begin, begin + length) pooled together (the elements of a modality, the
+/// modalities of a record).
+struct row_group {
+    std::size_t begin = 0;
+    std::size_t length = 0;
+};
+
 namespace nn {
-using dm2s2::batch_layout;  // the modules' name for it
+using dm2s2::batch_layout;  // the modules' names for them
+using dm2s2::row_group;
 }  // namespace nn
 
 }  // namespace dm2s2
