@@ -233,7 +233,8 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
                                          d_context.data(), dq.data(), dk.data(), dv.data());
 
             const auto bq = on_device(backend, q), bk = on_device(backend, k), bv = on_device(backend, v),
-                       bd_context = on_device(backend, d_context), bkeep = on_device(backend, keep), bfactors = on_device(backend, factors);
+                       bd_context = on_device(backend, d_context), bfactors = on_device(backend, factors);
+            const auto bkeep = on_device(backend, keep);
             tensor<T, backend_space<B>> bprob({maps}, uninitialized), bcontext({rows, width}, uninitialized),
                 bdq({rows, width}, uninitialized), bdk({rows, width}, uninitialized), bdv({rows, width}, uninitialized);
             const backend_pointer<B, const std::uint8_t> no_keep{};
@@ -269,7 +270,8 @@ TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and
     const std::vector<std::size_t> slots{5, 3, 1, 0, 4, 2};
     const auto b_table = on_device(backend, table), b_rows = on_device(backend, rows), b_values = on_device(backend, values),
                b_scale = on_device(backend, scale), b_shift = on_device(backend, shift);
-    const auto b_ids = on_device(backend, ids), b_slots = on_device(backend, slots);
+    const auto b_ids = on_device(backend, ids);
+    const auto b_slots = on_device(backend, slots);
     const backend_pointer<B, const std::size_t> identity{};
     const std::size_t* host_identity = nullptr;
 
@@ -344,7 +346,8 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
     const std::size_t width = 7, rows = 9;
     const std::vector<row_group> groups{{0, 3}, {3, 1}, {4, 5}};
     const auto x = random_vector<T>(rows * width, rng), scores = random_vector<T>(rows, rng), d_pooled = random_vector<T>(groups.size() * width, rng);
-    const auto b_x = on_device(backend, x), b_groups = on_device(backend, groups), b_d_pooled = on_device(backend, d_pooled);
+    const auto b_x = on_device(backend, x), b_d_pooled = on_device(backend, d_pooled);
+    const auto b_groups = on_device(backend, groups);
     for (const T residual : {T(0), T(0.7)}) {
         CAPTURE(residual);
         std::vector<T> weights = scores, pooled(groups.size() * width), d_rows(rows * width, T(0.25)), d_scores(rows);
@@ -378,4 +381,95 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
     for (std::size_t g = 0; g < groups.size(); ++g)  // every maximum is a value of its group
         for (std::size_t j = 0; j < width; ++j)
             CHECK((argmax[g * width + j] >= groups[g].begin && argmax[g * width + j] < groups[g].begin + groups[g].length));
+}
+
+TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gradient norm, scaling, AdamW", C, DM2S2_BACKEND_CASES)
+{
+    using T = typename C::scalar;
+    using B = typename C::backend;
+    const B backend;
+    const reference_backend reference;
+    random_generator rng(17);
+    const std::size_t batch = 4, outputs = 3, n = batch * outputs;
+    const auto logits = random_vector<T>(n, rng, 2.0);
+    std::vector<T> classes{2, 0, 1, 2}, bits(n), numbers = random_vector<T>(n, rng);
+    for (auto& b : bits) b = rng.uniform() < 0.5 ? T(0) : T(1);
+    const auto b_logits = on_device(backend, logits), b_classes = on_device(backend, classes), b_bits = on_device(backend, bits),
+               b_numbers = on_device(backend, numbers);
+    std::vector<T> grad(n);
+    tensor<T, backend_space<B>> b_grad({n}, uninitialized);
+    const double tolerance = C::tolerance;
+
+    CHECK(std::abs(backend.softmax_cross_entropy(b_logits.data(), b_classes.data(), batch, outputs, b_grad.data()) -
+                   reference.softmax_cross_entropy(logits.data(), classes.data(), batch, outputs, grad.data())) <= tolerance);
+    CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
+    CHECK(std::abs(backend.binary_cross_entropy(b_logits.data(), b_bits.data(), n, b_grad.data()) -
+                   reference.binary_cross_entropy(logits.data(), bits.data(), n, grad.data())) <= tolerance);
+    CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
+    CHECK(std::abs(backend.squared_error(b_logits.data(), b_numbers.data(), n, b_grad.data()) -
+                   reference.squared_error(logits.data(), numbers.data(), n, grad.data())) <= tolerance);
+    CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
+
+    // Three buffers, the second longer than one chunk of work; then a non-finite value in the third.
+    const std::vector<std::size_t> sizes{5, parameter_chunk + 3, 9};
+    std::vector<std::vector<T>> host;
+    std::vector<tensor<T, backend_space<B>>> device;
+    for (const auto size : sizes) {
+        host.push_back(random_vector<T>(size, rng));
+        device.push_back(on_device(backend, host.back()));
+    }
+    std::vector<buffer_view<const T*>> host_views;
+    std::vector<buffer_view<backend_pointer<B, const T>>> device_views;
+    std::vector<buffer_view<backend_pointer<B, T>>> device_outputs;
+    for (std::size_t t = 0; t < sizes.size(); ++t) {
+        host_views.push_back({host[t].data(), sizes[t]});
+        device_views.push_back({std::as_const(device[t]).data(), sizes[t]});
+        device_outputs.push_back({device[t].data(), sizes[t]});
+    }
+    const auto expected = reference.sum_of_squares(std::span<const buffer_view<const T*>>(host_views));
+    const auto got = backend.sum_of_squares(std::span<const buffer_view<backend_pointer<B, const T>>>(device_views));
+    CHECK(expected.first_non_finite == sizes.size());
+    CHECK(got.first_non_finite == sizes.size());
+    CHECK(std::abs(got.sum - expected.sum) <= 1e-12 * expected.sum);
+
+    backend.scale_buffers(std::span<const buffer_view<backend_pointer<B, T>>>(device_outputs), 0.25);
+    for (std::size_t t = 0; t < sizes.size(); ++t) {
+        auto scaled = host[t];
+        for (auto& v : scaled) v = static_cast<T>(v * 0.25);
+        CHECK(max_difference(on_host(backend, device[t]), scaled) == 0.0);
+    }
+
+    // AdamW on the three buffers as parameters, with the first one's gradient as every gradient's start.
+    std::vector<std::vector<T>> p = host, m(sizes.size()), v(sizes.size()), g(sizes.size());
+    std::vector<tensor<T, backend_space<B>>> bp, bm, bv, bg;
+    std::vector<adamw_buffers<T*, const T*>> host_updates;
+    std::vector<adamw_buffers<backend_pointer<B, T>, backend_pointer<B, const T>>> device_updates;
+    for (std::size_t t = 0; t < sizes.size(); ++t) {
+        m[t] = random_vector<T>(sizes[t], rng, 0.1);
+        v[t] = random_vector<T>(sizes[t], rng, 0.1);
+        for (auto& x : v[t]) x = x * x;
+        g[t] = random_vector<T>(sizes[t], rng);
+        bp.push_back(on_device(backend, p[t]));
+        bm.push_back(on_device(backend, m[t]));
+        bv.push_back(on_device(backend, v[t]));
+        bg.push_back(on_device(backend, g[t]));
+    }
+    for (std::size_t t = 0; t < sizes.size(); ++t) {
+        const adamw_coefficients c{.keep = 1 - 1e-3 * (t == 1 ? 0.0 : 0.01), .beta1 = 0.9, .beta2 = 0.999, .step_size = 1e-3,
+                                   .sqrt_correction2 = 0.05, .eps = 1e-8};
+        host_updates.push_back({p[t].data(), m[t].data(), v[t].data(), g[t].data(), sizes[t], c});
+        device_updates.push_back({bp[t].data(), bm[t].data(), bv[t].data(), std::as_const(bg[t]).data(), sizes[t], c});
+    }
+    reference.adamw_update(std::span<const adamw_buffers<T*, const T*>>(host_updates));
+    backend.adamw_update(std::span<const adamw_buffers<backend_pointer<B, T>, backend_pointer<B, const T>>>(device_updates));
+    for (std::size_t t = 0; t < sizes.size(); ++t) {
+        CHECK(max_difference(on_host(backend, bp[t]), p[t]) == 0.0);
+        CHECK(max_difference(on_host(backend, bm[t]), m[t]) == 0.0);
+        CHECK(max_difference(on_host(backend, bv[t]), v[t]) == 0.0);
+    }
+
+    host[2][4] = std::numeric_limits<T>::infinity();
+    device[2] = on_device(backend, host[2]);
+    device_views[2] = {std::as_const(device[2]).data(), sizes[2]};
+    CHECK(backend.sum_of_squares(std::span<const buffer_view<backend_pointer<B, const T>>>(device_views)).first_non_finite == 2);
 }

@@ -17,6 +17,7 @@
 
 #include "dm2s2/backend/backend.hpp"
 #include "dm2s2/core/batch_layout.hpp"
+#include "dm2s2/core/thread_pool.hpp"
 
 namespace dm2s2 {
 
@@ -30,11 +31,13 @@ struct host_row_operations {
         std::copy_n(from, n, to);
     }
 
-    /// x[0..n) = value.
+    /// x[0..n) = value, in pieces of `parameter_chunk` values on the backend's threads.
     template <class T>
     void fill(T* x, std::size_t n, T value) const
     {
-        std::fill_n(x, n, value);
+        for_each_chunk(self(), n, parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
+            std::fill(x + begin, x + end, value);
+        });
     }
 
     /// Row i of x ([rows, width]) *= factors[i].

@@ -362,14 +362,10 @@ public:
     /// Zero gradients shaped like this model's parameters.
     model_gradients<T> zero_gradients() const { return {bert_.zero_gradients(), zeros_like(pooling_)}; }
 
-    /// Sets gradients from `zero_gradients` back to zero, on the backend's threads.
+    /// Sets gradients from `zero_gradients` back to zero, with the backend's `fill`.
     void clear_gradients(model_gradients<T>& grads) const
     {
-        grads.for_each_parameter([&](const std::string&, tensor<T>& t) {
-            T* values = t.data();
-            for_each_chunk(bert_.backend(), t.size(), parameter_chunk,
-                           [&](std::size_t, std::size_t begin, std::size_t end) { std::fill(values + begin, values + end, T(0)); });
-        });
+        grads.for_each_parameter([&](const std::string&, tensor<T>& t) { bert_.backend().fill(t.data(), t.size(), T(0)); });
     }
 
     /// Packs the encoder's weights for inference, rounded to bf16 for bf16 products where `allowed`

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "dm2s2/backend/default_backend.hpp"
 #include "dm2s2/core/error.hpp"
 #include "dm2s2/core/scalar.hpp"
 #include "dm2s2/core/tensor.hpp"
@@ -64,41 +65,24 @@ void check_targets(task_type task, const tensor<T>& logits, const tensor<T>& tar
     }
 }
 
-/// Loss of `logits` [batch, outputs] against `targets` (shaped as `check_targets` requires).
-template <scalar T>
-loss_result<T> compute_loss(task_type task, const tensor<T>& logits, const tensor<T>& targets)
+/// Loss of `logits` [batch, outputs] against `targets` (shaped as `check_targets` requires), computed
+/// by `backend`: softmax cross-entropy (multiclass), binary cross-entropy with logits (binary,
+/// multilabel), squared error (regression), each the mean over the batch as PyTorch's.
+template <scalar T, class Backend = default_backend>
+loss_result<T> compute_loss(task_type task, const tensor<T>& logits, const tensor<T>& targets, const Backend& backend = {})
 {
     check_targets(task, logits, targets);
     const std::size_t batch = logits.dim(0), outputs = logits.dim(1);
-    loss_result<T> out{0.0, tensor<T>(logits.shape())};
-    if (task == task_type::multiclass) {
-        for (std::size_t b = 0; b < batch; ++b) {
-            const auto c = static_cast<std::size_t>(targets[b]);
-            const T* row = logits.row(b);
-            const double max = *std::max_element(row, row + outputs);
-            double sum = 0;
-            for (std::size_t j = 0; j < outputs; ++j) sum += std::exp(row[j] - max);
-            const double log_sum = max + std::log(sum);
-            out.value += log_sum - row[c];
-            for (std::size_t j = 0; j < outputs; ++j)
-                out.grad_logits(b, j) = static_cast<T>((std::exp(row[j] - log_sum) - (j == c ? 1.0 : 0.0)) / batch);
-        }
-        out.value /= static_cast<double>(batch);
-        return out;
+    loss_result<T> out{0.0, tensor<T>(logits.shape(), uninitialized)};
+    switch (task) {
+    case task_type::multiclass:
+        out.value = backend.softmax_cross_entropy(logits.data(), targets.data(), batch, outputs, out.grad_logits.data());
+        break;
+    case task_type::regression:
+        out.value = backend.squared_error(logits.data(), targets.data(), logits.size(), out.grad_logits.data());
+        break;
+    default: out.value = backend.binary_cross_entropy(logits.data(), targets.data(), logits.size(), out.grad_logits.data());
     }
-    const double n = static_cast<double>(logits.size());
-    for (std::size_t i = 0; i < logits.size(); ++i) {
-        const double x = logits[i], y = targets[i];
-        if (task == task_type::regression) {
-            out.value += (x - y) * (x - y);
-            out.grad_logits[i] = static_cast<T>(2 * (x - y) / n);
-        } else {
-            // Stable form: max(x, 0) − x y + log(1 + e^−|x|).
-            out.value += std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
-            out.grad_logits[i] = static_cast<T>((1 / (1 + std::exp(-x)) - y) / n);
-        }
-    }
-    out.value /= n;
     return out;
 }
 

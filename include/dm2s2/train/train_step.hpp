@@ -28,8 +28,8 @@ struct step_report {
 /// their union, as the losses are means (each micro-batch's gradient is weighted by its share of the
 /// records). `targets[k]` belongs to `batches[k]` (see `compute_loss` for the shapes).
 /// `grads` is the gradient buffer: it is zeroed and reused, so that steps after the first allocate no
-/// parameter-sized memory (pass the same one every step). Clipping and the update run on the model's
-/// backend threads.
+/// parameter-sized memory (pass the same one every step). The loss, the weighting of its gradient,
+/// clipping and the update are operations of the model's backend.
 template <scalar T, host_training_backend_for<T> Backend>
 step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
                        std::span<const tensor<T>> targets, const step_options& options, model_gradients<T>& grads)
@@ -39,20 +39,21 @@ step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<cons
                           std::to_string(targets.size()) + " target tensors");
     std::size_t records = 0;
     for (const auto& b : batches) records += b.layout.batch;
+    const auto& backend = m.encoder().backend();
     m.clear_gradients(grads);
     step_report report;
     for (std::size_t k = 0; k < batches.size(); ++k) {
         model_cache<T> cache;
         const auto out = m.forward(batches[k], false, &cache, options.dropout_rng);
-        auto loss = compute_loss(task, out.logits, targets[k]);
+        auto loss = compute_loss(task, out.logits, targets[k], backend);
         const double share = static_cast<double>(batches[k].layout.batch) / static_cast<double>(records);
-        for (auto& g : loss.grad_logits.values()) g = static_cast<T>(g * share);
+        const buffer_view<T*> grad_logits{loss.grad_logits.data(), loss.grad_logits.size()};
+        backend.scale_buffers(std::span<const buffer_view<T*>>(&grad_logits, 1), share);
         m.backward(cache, loss.grad_logits, grads);
         report.loss += share * loss.value;
     }
-    const auto& executor = m.encoder().backend();
-    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm, executor);
-    optimizer.step(m, grads, options.learning_rate, executor);
+    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm, backend);
+    optimizer.step(m, grads, options.learning_rate, backend);
     return report;
 }
 

@@ -25,6 +25,7 @@
 #include "dm2s2/backend/attention_kernels.hpp"
 #include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/backend/row_kernels.hpp"
+#include "dm2s2/backend/training_kernels.hpp"
 #include "dm2s2/backend/cpu/avx2_gemm.hpp"
 #include "dm2s2/backend/cpu/avx512_gemm.hpp"
 #include "dm2s2/core/simd.hpp"
@@ -61,7 +62,8 @@ struct cpu_options {
 struct cpu_backend : portable_backward_kernels,
                       host_memory_transfers,
                       host_attention_operations<cpu_backend>,
-                      host_row_operations<cpu_backend> {
+                      host_row_operations<cpu_backend>,
+                      host_training_operations<cpu_backend> {
     static constexpr const char* name() noexcept { return "cpu"; }
 
     /// One thread.
@@ -680,6 +682,6 @@ private:
     }
 };
 
-static_assert(training_backend_for<cpu_backend, float> && training_backend_for<cpu_backend, double>);
+static_assert(optimizing_backend_for<cpu_backend, float> && optimizing_backend_for<cpu_backend, double>);
 
 }  // namespace dm2s2

@@ -12,6 +12,7 @@
 #include "dm2s2/backend/attention_kernels.hpp"
 #include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/backend/row_kernels.hpp"
+#include "dm2s2/backend/training_kernels.hpp"
 
 namespace dm2s2 {
 
@@ -19,7 +20,8 @@ namespace dm2s2 {
 struct reference_backend : portable_backward_kernels,
                             host_memory_transfers,
                             host_attention_operations<reference_backend>,
-                            host_row_operations<reference_backend> {
+                            host_row_operations<reference_backend>,
+                            host_training_operations<reference_backend> {
     static constexpr const char* name() noexcept { return "reference"; }
 
     /// One thread: tasks run in order.
@@ -109,6 +111,6 @@ struct reference_backend : portable_backward_kernels,
     }
 };
 
-static_assert(training_backend_for<reference_backend, float> && training_backend_for<reference_backend, double>);
+static_assert(optimizing_backend_for<reference_backend, float> && optimizing_backend_for<reference_backend, double>);
 
 }  // namespace dm2s2

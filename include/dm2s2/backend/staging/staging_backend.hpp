@@ -25,9 +25,11 @@
 #include <new>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/backend/training_kernels.hpp"
 #include "dm2s2/core/memory_space.hpp"
 #include "dm2s2/core/tensor.hpp"
 
@@ -391,19 +393,64 @@ public:
         run([&](const Kernels& K) { K.max_pool_backward(raw(d_out), width, group_count, raw(argmax), rows, raw(dx)); });
     }
 
+    template <scalar T>
+    double softmax_cross_entropy(pointer<const T> logits, pointer<const T> classes, std::size_t batch, std::size_t outputs,
+                                 pointer<T> grad) const
+    {
+        return run([&](const Kernels& K) { return K.softmax_cross_entropy(raw(logits), raw(classes), batch, outputs, raw(grad)); });
+    }
+    template <scalar T>
+    double binary_cross_entropy(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad) const
+    {
+        return run([&](const Kernels& K) { return K.binary_cross_entropy(raw(logits), raw(targets), n, raw(grad)); });
+    }
+    template <scalar T>
+    double squared_error(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad) const
+    {
+        return run([&](const Kernels& K) { return K.squared_error(raw(logits), raw(targets), n, raw(grad)); });
+    }
+    template <scalar T>
+    squared_norm sum_of_squares(std::span<const buffer_view<pointer<const T>>> buffers) const
+    {
+        const auto views = raw_views(buffers);
+        return run([&](const Kernels& K) { return K.sum_of_squares(std::span<const buffer_view<const T*>>(views)); });
+    }
+    template <scalar T>
+    void scale_buffers(std::span<const buffer_view<pointer<T>>> buffers, double factor) const
+    {
+        const auto views = raw_views(buffers);
+        run([&](const Kernels& K) { K.scale_buffers(std::span<const buffer_view<T*>>(views), factor); });
+    }
+    template <scalar T>
+    void adamw_update(std::span<const adamw_buffers<pointer<T>, pointer<const T>>> parameters) const
+    {
+        std::vector<adamw_buffers<T*, const T*>> views;
+        for (const auto& b : parameters) views.push_back({raw(b.p), raw(b.m), raw(b.v), raw(b.g), b.size, b.coefficients});
+        run([&](const Kernels& K) { K.adamw_update(std::span<const adamw_buffers<T*, const T*>>(views)); });
+    }
+
 private:
+    template <class T>
+    static std::vector<buffer_view<T*>> raw_views(std::span<const buffer_view<device_ptr<T, staging_space>>> buffers)
+    {
+        std::vector<buffer_view<T*>> views;
+        for (const auto& b : buffers) views.push_back({raw(b.data), b.size});
+        return views;
+    }
+
     template <class T>
     static T* raw(device_ptr<T, staging_space> p) noexcept
     {
         return p.device_address();
     }
 
-    /// Runs one operation with staging memory open.
+    /// Runs one operation with staging memory open; returns what it returns (a scalar result the
+    /// host reads, as a device backend would download it).
     template <class F>
-    void run(F&& operation) const
+    decltype(auto) run(F&& operation) const
     {
         const staging_space::access_scope open;
-        operation(kernels_);
+        return operation(kernels_);
     }
 
     Kernels kernels_{};
@@ -414,7 +461,7 @@ private:
 /// The staging backend on the plain-loop kernels.
 using staging_backend = basic_staging_backend<reference_backend>;
 
-static_assert(training_backend_for<staging_backend, float> && training_backend_for<staging_backend, double>);
+static_assert(optimizing_backend_for<staging_backend, float> && optimizing_backend_for<staging_backend, double>);
 static_assert(!host_backend_for<staging_backend, float>);
 
 }  // namespace dm2s2
