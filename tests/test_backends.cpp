@@ -220,29 +220,26 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
                        v = random_vector<T>(rows * width, rng), d_context = random_vector<T>(rows * width, rng);
             std::vector<std::uint8_t> keep(use_padded ? rows : 0);
             for (std::size_t r = 0; r < keep.size(); ++r) keep[r] = static_cast<std::uint8_t>(r < 3);
-            std::vector<T> factors(with_dropout ? maps : 0);
-            for (auto& f : factors) f = rng.uniform() < 0.3 ? T(0) : T(1 / 0.7);
+            const dropout_draw drop = with_dropout ? dropout_draw{0.3, 0x5eed} : dropout_draw{};
             const T scale = T(1) / std::sqrt(T(head_dim));
             const std::uint8_t* host_keep = use_padded ? keep.data() : nullptr;
-            const T* host_factors = with_dropout ? factors.data() : nullptr;
 
             std::vector<T> probabilities(maps), context(rows * width), dq(rows * width), dk(rows * width), dv(rows * width);
-            reference.attention_forward(shape, scale, q.data(), k.data(), v.data(), host_keep, probabilities.data(), host_factors,
+            reference.attention_forward(shape, scale, q.data(), k.data(), v.data(), host_keep, probabilities.data(), drop,
                                         context.data());
-            reference.attention_backward(shape, scale, q.data(), k.data(), v.data(), probabilities.data(), host_factors,
+            reference.attention_backward(shape, scale, q.data(), k.data(), v.data(), probabilities.data(), drop,
                                          d_context.data(), dq.data(), dk.data(), dv.data());
 
             const auto bq = on_device(backend, q), bk = on_device(backend, k), bv = on_device(backend, v),
-                       bd_context = on_device(backend, d_context), bfactors = on_device(backend, factors);
+                       bd_context = on_device(backend, d_context);
             const auto bkeep = on_device(backend, keep);
             tensor<T, backend_space<B>> bprob({maps}, uninitialized), bcontext({rows, width}, uninitialized),
                 bdq({rows, width}, uninitialized), bdk({rows, width}, uninitialized), bdv({rows, width}, uninitialized);
             const backend_pointer<B, const std::uint8_t> no_keep{};
-            const backend_pointer<B, const T> no_factors{};
             backend.attention_forward(shape, scale, bq.data(), bk.data(), bv.data(), use_padded ? bkeep.data() : no_keep, bprob.data(),
-                                      with_dropout ? bfactors.data() : no_factors, bcontext.data());
+                                      drop, bcontext.data());
             backend.attention_backward(shape, scale, bq.data(), bk.data(), bv.data(), std::as_const(bprob).data(),
-                                       with_dropout ? bfactors.data() : no_factors, bd_context.data(), bdq.data(), bdk.data(),
+                                       drop, bd_context.data(), bdq.data(), bdk.data(),
                                        bdv.data());
             const auto got_context = on_host(backend, bcontext);
             CHECK(max_difference(on_host(backend, bprob), probabilities) <= C::tolerance * 10);
@@ -293,6 +290,21 @@ TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and
         backend.fill(b_filled.data(), 7, T(2.5));
         CHECK(max_difference(on_host(backend, b_scaled), scaled) == 0.0);
         CHECK(max_difference(on_host(backend, b_filled), filled) == 0.0);
+        // Dropout: the same draw and offset give the same factors on every backend, and applying it
+        // to a gradient regenerates them.
+        std::vector<T> dropped = rows;
+        const dropout_draw draw{0.4, 77};
+        reference.dropout(dropped.data(), dropped.size(), draw, 5);
+        auto b_dropped = on_device(backend, rows);
+        backend.dropout(b_dropped.data(), count * width, draw, 5);
+        CHECK(max_difference(on_host(backend, b_dropped), dropped) == 0.0);
+        std::size_t zeros = 0;
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            CHECK((dropped[i] == T(0) || dropped[i] == static_cast<T>(rows[i] * static_cast<T>(1 / 0.6))));
+            zeros += dropped[i] == T(0);
+        }
+        CHECK(zeros > 0);
+        CHECK(zeros < rows.size());
         CHECK(max_difference(on_host(backend, b_sum), sum) == 0.0);
         CHECK(max_difference(on_host(backend, b_product), product) == 0.0);
         CHECK(max_difference(on_host(backend, b_copy), rows) == 0.0);

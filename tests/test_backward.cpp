@@ -238,12 +238,15 @@ TEST_CASE("dropout acts only in training, follows its generator, and drops about
     CHECK(dm2s2::testing::max_abs_diff(train_a.values(), train_c.values()) > 1e-6);
 
     std::vector<double> x(20000, 1.0);
-    tensor<double> mask;
     random_generator rng(1);
-    nn::dropout(cpu_backend(), x.data(), x.size(), 0.3, &rng, &mask);
+    const dropout_draw draw = nn::draw_dropout(0.3, &rng);
+    CHECK(draw.active());
+    CHECK_FALSE(nn::draw_dropout(0.3, nullptr).active());  // inference
+    CHECK_FALSE(nn::draw_dropout(0.0, &rng).active());
+    nn::apply_dropout(cpu_backend(), x.data(), x.size(), draw);
     std::size_t dropped = 0, wrong = 0;
     for (std::size_t i = 0; i < x.size(); ++i) {
-        wrong += !(x[i] == 0.0 || std::abs(x[i] - 1 / 0.7) < 1e-15) || x[i] != mask[i];
+        wrong += !(x[i] == 0.0 || std::abs(x[i] - 1 / 0.7) < 1e-15) || x[i] != draw.factor<double>(i);
         dropped += x[i] == 0.0;
     }
     CHECK(wrong == 0);

@@ -133,13 +133,13 @@ concept training_backend_for = backend_for<B, T> && requires(const B& backend, b
                                                              const attention_shape& shape,
                                                              backend_pointer<B, const std::size_t> rows,
                                                              backend_pointer<B, const row_group> groups,
-                                                             backend_pointer<B, const std::uint32_t> argmax) {
+                                                             backend_pointer<B, const std::uint32_t> argmax, dropout_draw draw) {
     backend.gelu_backward(x, y, n);
     backend.tanh_backward(x, y, n);
     backend.masked_softmax_backward(x, y, n);
     backend.layer_norm_backward(x, x, y, n, n, x, value, y, y);
     backend.add_column_sums(x, n, n, n, y);
-    backend.attention_backward(shape, value, x, x, x, x, x, x, y, y, y);
+    backend.attention_backward(shape, value, x, x, x, x, draw, x, y, y, y);
     backend.scale_shift_rows_backward(x, x, rows, n, n, y, y);
     backend.segment_attention_pool_backward(x, n, groups, n, x, value, x, y, y, y);
     backend.max_pool_backward(x, n, n, argmax, n, y);

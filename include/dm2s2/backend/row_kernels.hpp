@@ -17,6 +17,7 @@
 
 #include "dm2s2/backend/backend.hpp"
 #include "dm2s2/core/batch_layout.hpp"
+#include "dm2s2/core/random.hpp"
 #include "dm2s2/core/thread_pool.hpp"
 
 namespace dm2s2 {
@@ -55,7 +56,18 @@ struct host_row_operations {
         for (std::size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
     }
 
-    /// x[i] *= factors[i] for i < n (dropout, and its backward).
+    /// x[i] *= the factor of element `offset + i` of `draw` (dropout, and its backward: the same call
+    /// regenerates the same factors).
+    template <scalar T>
+    void dropout(T* x, std::size_t n, dropout_draw draw, std::size_t offset = 0) const
+    {
+        if (!draw.active()) return;
+        for_each_chunk(self(), n, parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
+            for (std::size_t i = begin; i < end; ++i) x[i] *= draw.factor<T>(offset + i);
+        });
+    }
+
+    /// x[i] *= factors[i] for i < n.
     template <scalar T>
     void multiply(T* x, const T* factors, std::size_t n) const
     {

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// A small seeded generator (xoshiro256**) with its own uniform and normal transforms, so that a
-/// seed gives the same numbers under every compiler and standard library.
+/// seed gives the same numbers under every compiler and standard library; and the counter-based
+/// uniforms that dropout's factors come from.
 
 #include <array>
 #include <cmath>
@@ -76,6 +77,35 @@ public:
 private:
     static std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
     std::array<std::uint64_t, 4> state_{};
+};
+
+/// Uniform double in [0, 1) for element `index` of the stream `seed`: a pure function of both
+/// (splitmix64 of the counter), so any element can be drawn again, in any order, on any device.
+constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexcept
+{
+    std::uint64_t z = seed + (index + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+/// One application of dropout: probability `p` (0: none) and the `seed` of its counter-based
+/// factors. Element i is dropped when `counter_uniform(seed, i) < p` and scaled by 1 / (1 − p)
+/// otherwise, so the backward pass regenerates the same factors from these two numbers.
+struct dropout_draw {
+    double p = 0;
+    std::uint64_t seed = 0;
+
+    bool active() const noexcept { return p > 0; }
+
+    /// The factor of element i: 0 or 1 / (1 − p) (1 when inactive).
+    template <class T>
+    T factor(std::uint64_t i) const noexcept
+    {
+        if (!active()) return T(1);
+        return counter_uniform(seed, i) < p ? T(0) : static_cast<T>(1.0 / (1.0 - p));
+    }
 };
 
 }  // namespace dm2s2

@@ -39,7 +39,8 @@ struct bert_cache {
     nn::batch_layout layout;
     std::vector<std::int64_t> word_ids;  ///< the word ids of `forward` (empty after `encode` alone)
     std::vector<std::int64_t> positions, types;
-    tensor<T> embedding_pre_norm, embedding_dropout_mask;
+    tensor<T> embedding_pre_norm;
+    dropout_draw embedding_dropout;
     std::vector<nn::encoder_layer_cache<T>> layers;
 };
 
@@ -174,7 +175,7 @@ public:
             cache->layers.clear();
         }
         params_.embeddings.forward(backend_, rows.data(), positions, types, cache ? &cache->embedding_pre_norm : nullptr,
-                                   dropout_rng, cache ? &cache->embedding_dropout_mask : nullptr);
+                                   dropout_rng, cache ? &cache->embedding_dropout : nullptr);
     }
 
     /// Backward of `encode` (or of `embed` when the cache has no layers): `grad_rows` holds d(output) on
@@ -183,7 +184,7 @@ public:
         requires host_training_backend_for<Backend, T>
     {
         if (!cache.layers.empty()) params_.encoder.backward(backend_, cache.layers, cache.layout, grad_rows, grad.encoder);
-        params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.embedding_dropout_mask, cache.positions,
+        params_.embeddings.backward(backend_, cache.embedding_pre_norm, cache.embedding_dropout, cache.positions,
                                     cache.types, grad_rows.data(), grad.embeddings);
     }
 

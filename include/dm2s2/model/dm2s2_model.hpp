@@ -119,7 +119,8 @@ struct model_cache {
     std::vector<std::size_t> element_slots;  ///< the slot of each gathered element row
     tensor<T> element_rows, modality_rows, pooled;
     tensor<T> cls_rows;                         ///< cls pooling: the [CLS] rows the pooler read
-    tensor<T> head_input, head_dropout_mask;    ///< pooled after dropout, and its factors
+    tensor<T> head_input;        ///< pooled after dropout
+    dropout_draw head_dropout;  ///< the dropout applied before the head
     std::vector<T> alpha, beta;                 ///< softmax weights of IntraMRA and InterMRA
     std::vector<tensor<T>> intra_activations;   ///< one per IntraMRA call
     tensor<T> inter_activation;
@@ -279,8 +280,8 @@ public:
 
         model_output<T> out;
         c.head_input = c.pooled;
-        nn::dropout(backend, c.head_input.data(), c.head_input.size(), config_.head_dropout, dropout_rng,
-                    cache ? &c.head_dropout_mask : nullptr);
+        c.head_dropout = nn::draw_dropout(config_.head_dropout, dropout_rng);
+        nn::apply_dropout(backend, c.head_input.data(), c.head_input.size(), c.head_dropout);
         pooling_.head.forward(backend, c.head_input, out.logits);
 
         if (explain) {
@@ -319,7 +320,7 @@ public:
 
         tensor<T> d_pooled({samples, pooled_size()});
         pooling_.head.backward(backend, cache.head_input.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
-        nn::dropout_backward(backend, cache.head_dropout_mask, d_pooled.data());
+        nn::apply_dropout(backend, d_pooled.data(), d_pooled.size(), cache.head_dropout);
 
         const packed_batch& encoded = encoder_batch(batch, cache);
         tensor<T> d_hidden({encoded.layout.rows(), h});

@@ -23,7 +23,7 @@ namespace dm2s2::nn {
 template <scalar T>
 struct self_attention_cache {
     tensor<T> input, q, k, v, probabilities, context, pre_norm;
-    tensor<T> probability_masks, output_mask;  ///< dropout factors (empty: no dropout)
+    dropout_draw probability_dropout, output_dropout;  ///< the dropout applied (inactive: none)
 };
 
 /// Multi-head self-attention with its output projection, residual and LayerNorm.
@@ -56,7 +56,6 @@ struct self_attention {
                  T* probabilities = nullptr, self_attention_cache<T>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
     {
-        const bool drop_probabilities = dropout_active(attention_dropout, dropout_rng);
         const std::size_t h = hidden_size(), n = layout.rows(), d = h / heads;
         self_attention_cache<T> local;
         auto& c = cache ? *cache : local;
@@ -64,7 +63,6 @@ struct self_attention {
             c.input.resize({n, h});
             backend.copy(x, n * h, c.input.data());
             c.probabilities.resize({layout.attention_offset(layout.batch, heads)});
-            c.probability_masks.resize({0});
         }
         for (auto* t : {&c.q, &c.k, &c.v, &c.context}) t->resize({n, h}, uninitialized);  // products overwrite them
         query.forward(backend, x, n, c.q.data());
@@ -73,19 +71,14 @@ struct self_attention {
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
         const attention_shape shape{layout, heads, d};
         const std::size_t maps = shape.map_elements();
-        tensor<T> local_masks;
-        T* masks = nullptr;  // dropout factors of every map, drawn in order
-        if (drop_probabilities) {
-            tensor<T>& m = cache ? c.probability_masks : local_masks;
-            m.resize({maps});
-            dropout_factors(m.data(), maps, attention_dropout, *dropout_rng);
-            masks = m.data();
-        }
+        c.probability_dropout = draw_dropout(attention_dropout, dropout_rng);
         T* maps_out = cache != nullptr ? c.probabilities.data() : probabilities;
-        backend.attention_forward(shape, scale, c.q.data(), c.k.data(), c.v.data(), key_mask, maps_out, masks, c.context.data());
+        backend.attention_forward(shape, scale, c.q.data(), c.k.data(), c.v.data(), key_mask, maps_out, c.probability_dropout,
+                                  c.context.data());
         if (cache != nullptr && probabilities != nullptr) backend.copy(std::as_const(c.probabilities).data(), maps, probabilities);
         output.forward(backend, c.context.data(), n, y);
-        dropout(backend, y, n * h, hidden_dropout, dropout_rng, cache ? &c.output_mask : nullptr);
+        c.output_dropout = draw_dropout(hidden_dropout, dropout_rng);
+        apply_dropout(backend, y, n * h, c.output_dropout);
         output_norm.forward(backend, y, x, y, n, cache ? &c.pre_norm : nullptr);
     }
 
@@ -102,12 +95,11 @@ struct self_attention {
             dk({n, h}, uninitialized), dv({n, h}, uninitialized);
         output_norm.backward(backend, cache.pre_norm.data(), dy, d_pre.data(), n, grad.output_norm);
         tensor<T> d_projection = d_pre;
-        dropout_backward(backend, cache.output_mask, d_projection.data());
+        apply_dropout(backend, d_projection.data(), d_projection.size(), cache.output_dropout);
         output.backward(backend, cache.context.data(), d_projection.data(), n, d_context.data(), grad.output);
-        const T* masks = cache.probability_masks.empty() ? nullptr : cache.probability_masks.data();
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
         backend.attention_backward(attention_shape{layout, heads, d}, scale, cache.q.data(), cache.k.data(), cache.v.data(),
-                                   cache.probabilities.data(), masks, d_context.data(), dq.data(), dk.data(), dv.data());
+                                   cache.probabilities.data(), cache.probability_dropout, d_context.data(), dq.data(), dk.data(), dv.data());
         backend.copy(std::as_const(d_pre).data(), n * h, dx);  // the residual path
         query.backward(backend, cache.input.data(), dq.data(), n, dx, grad.query, true);
         key.backward(backend, cache.input.data(), dk.data(), n, dx, grad.key, true);

@@ -57,11 +57,11 @@ struct bert_embeddings {
     }
 
     /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]), in place, then dropout
-    /// when `dropout_rng` is given. `pre_norm` and `dropout_mask`, when given, keep what `backward` needs.
+    /// when `dropout_rng` is given. `pre_norm` and `dropout`, when given, keep what `backward` needs.
     template <host_backend_for<T> Backend>
     void forward(const Backend& backend, T* rows, std::span<const std::int64_t> positions,
                  std::span<const std::int64_t> types, tensor<T>* pre_norm = nullptr,
-                 random_generator* dropout_rng = nullptr, tensor<T>* dropout_mask = nullptr) const
+                 random_generator* dropout_rng = nullptr, dropout_draw* dropout = nullptr) const
     {
         if (positions.size() != types.size())
             throw shape_error("bert_embeddings: " + std::to_string(positions.size()) + " position ids but " +
@@ -73,20 +73,22 @@ struct bert_embeddings {
         backend.add_type_and_position_rows(rows, positions.size(), h, token_type_embeddings.data(), types.data(),
                                            position_embeddings.data(), positions.data());
         norm.forward(backend, rows, static_cast<const T*>(nullptr), rows, positions.size(), pre_norm);
-        dropout(backend, rows, positions.size() * h, hidden_dropout, dropout_rng, dropout_mask);
+        const dropout_draw drop = draw_dropout(hidden_dropout, dropout_rng);
+        if (dropout != nullptr) *dropout = drop;
+        apply_dropout(backend, rows, positions.size() * h, drop);
     }
 
     /// Backward of `forward` run with `pre_norm`: `rows` holds d(output) on entry and d(element rows) on
     /// return; position, type and LayerNorm gradients accumulate into `grad`.
     template <host_training_backend_for<T> Backend>
-    void backward(const Backend& backend, const tensor<T>& pre_norm, const tensor<T>& dropout_mask,
+    void backward(const Backend& backend, const tensor<T>& pre_norm, const dropout_draw& dropout,
                   std::span<const std::int64_t> positions, std::span<const std::int64_t> types, T* rows,
                   bert_embeddings& grad) const
     {
         const std::size_t h = hidden_size();
         tensor<T> d_output({positions.size(), h}, uninitialized);
         backend.copy(static_cast<const T*>(rows), d_output.size(), d_output.data());
-        dropout_backward(backend, dropout_mask, d_output.data());
+        apply_dropout(backend, d_output.data(), d_output.size(), dropout);
         norm.backward(backend, pre_norm.data(), d_output.data(), rows, positions.size(), grad.norm);
         const std::size_t* identity = nullptr;
         backend.add_rows(static_cast<const T*>(rows), identity, grad.token_type_embeddings.data(), types.data(), types.size(), h);

@@ -17,7 +17,7 @@ namespace dm2s2::nn {
 template <scalar T>
 struct feed_forward_cache {
     tensor<T> input, pre_activation, activation, pre_norm;
-    tensor<T> output_mask;  ///< dropout factors (empty: no dropout)
+    dropout_draw output_dropout;  ///< the dropout applied (inactive: none)
 };
 
 /// Position-wise feed-forward block with residual and LayerNorm (GELU, erf form).
@@ -51,7 +51,9 @@ struct feed_forward {
             backend.gelu(inner.data(), inner.size());
         }
         output.forward(backend, inner.data(), rows, y);
-        dropout(backend, y, rows * output.out_features(), hidden_dropout, dropout_rng, cache ? &cache->output_mask : nullptr);
+        const dropout_draw drop = draw_dropout(hidden_dropout, dropout_rng);
+        if (cache != nullptr) cache->output_dropout = drop;
+        apply_dropout(backend, y, rows * output.out_features(), drop);
         output_norm.forward(backend, y, x, y, rows, cache ? &cache->pre_norm : nullptr);
         if (cache != nullptr) cache->activation = std::move(inner);
     }
@@ -65,7 +67,7 @@ struct feed_forward {
         output_norm.backward(backend, cache.pre_norm.data(), dy, dx, rows, grad.output_norm);  // dx: residual path
         tensor<T> d_projection({rows, output.out_features()}, uninitialized);
         backend.copy(static_cast<const T*>(dx), d_projection.size(), d_projection.data());
-        dropout_backward(backend, cache.output_mask, d_projection.data());
+        apply_dropout(backend, d_projection.data(), d_projection.size(), cache.output_dropout);
         output.backward(backend, cache.activation.data(), d_projection.data(), rows, d_inner.data(), grad.output);
         backend.gelu_backward(cache.pre_activation.data(), d_inner.data(), d_inner.size());
         intermediate.backward(backend, cache.input.data(), d_inner.data(), rows, dx, grad.intermediate, true);

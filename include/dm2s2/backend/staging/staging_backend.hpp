@@ -287,20 +287,20 @@ public:
 
     template <scalar T>
     void attention_forward(const attention_shape& shape, T scale, pointer<const T> q, pointer<const T> k, pointer<const T> v,
-                           pointer<const std::uint8_t> key_mask, pointer<T> probabilities, pointer<const T> dropout,
+                           pointer<const std::uint8_t> key_mask, pointer<T> probabilities, dropout_draw dropout,
                            pointer<T> context) const
     {
         run([&](const Kernels& K) {
-            K.attention_forward(shape, scale, raw(q), raw(k), raw(v), raw(key_mask), raw(probabilities), raw(dropout), raw(context));
+            K.attention_forward(shape, scale, raw(q), raw(k), raw(v), raw(key_mask), raw(probabilities), dropout, raw(context));
         });
     }
     template <scalar T>
     void attention_backward(const attention_shape& shape, T scale, pointer<const T> q, pointer<const T> k, pointer<const T> v,
-                            pointer<const T> probabilities, pointer<const T> dropout, pointer<const T> d_context, pointer<T> dq,
+                            pointer<const T> probabilities, dropout_draw dropout, pointer<const T> d_context, pointer<T> dq,
                             pointer<T> dk, pointer<T> dv) const
     {
         run([&](const Kernels& K) {
-            K.attention_backward(shape, scale, raw(q), raw(k), raw(v), raw(probabilities), raw(dropout), raw(d_context), raw(dq),
+            K.attention_backward(shape, scale, raw(q), raw(k), raw(v), raw(probabilities), dropout, raw(d_context), raw(dq),
                                  raw(dk), raw(dv));
         });
     }
@@ -324,6 +324,11 @@ public:
     void add(pointer<const T> a, pointer<const T> b, pointer<T> out, std::size_t n) const
     {
         run([&](const Kernels& K) { K.add(raw(a), raw(b), raw(out), n); });
+    }
+    template <scalar T>
+    void dropout(pointer<T> x, std::size_t n, dropout_draw draw, std::size_t offset = 0) const
+    {
+        run([&](const Kernels& K) { K.dropout(raw(x), n, draw, offset); });
     }
     template <scalar T>
     void multiply(pointer<T> x, pointer<const T> factors, std::size_t n) const
