@@ -65,7 +65,7 @@ TEST_CASE_TEMPLATE("backend gemm matches the reference for every transpose, stri
     const typename C::backend backend;
     const reference_backend reference;
     random_generator rng(11);
-    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {3, 5, 7}, {17, 9, 33}})
+    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 16}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const T beta : {T(0), T(1), T(-0.5)}) {
