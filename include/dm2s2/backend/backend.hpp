@@ -114,6 +114,11 @@ concept backend_for =
         backend.max_pool(x, n, groups, n, y, argmax);
     };
 
+/// A backend for scalar T whose memory space is `Space`: what a module keeping its tensors in `Space`
+/// runs on.
+template <class B, class T, class Space>
+concept backend_in = backend_for<B, T> && std::same_as<backend_space<B>, Space>;
+
 /// A backend whose memory is the host's, which modules may still drive from host loops over its
 /// threads (`parallel_for`). The modules require it where they do; a device backend is a
 /// `backend_for` without it.

@@ -145,6 +145,10 @@ concept training_backend_for = backend_for<B, T> && requires(const B& backend, b
     backend.max_pool_backward(x, n, n, argmax, n, y);
 };
 
+/// A training backend whose memory space is `Space` (see `backend_in`).
+template <class B, class T, class Space>
+concept training_backend_in = training_backend_for<B, T> && std::same_as<backend_space<B>, Space>;
+
 /// A training backend working in host memory (see `host_backend_for`).
 template <class B, class T>
 concept host_training_backend_for = training_backend_for<B, T> && host_backend_for<B, T>;

@@ -24,8 +24,8 @@ inline dropout_draw draw_dropout(double p, random_generator* rng) noexcept
 
 /// Applies `draw` to x[0..n) on the backend; the backward pass makes the same call on the gradient,
 /// which regenerates the same factors.
-template <class Backend, class T>
-void apply_dropout(const Backend& backend, T* x, std::size_t n, const dropout_draw& draw)
+template <class Backend, class Pointer>
+void apply_dropout(const Backend& backend, Pointer x, std::size_t n, const dropout_draw& draw)
 {
     if (draw.active()) backend.dropout(x, n, draw);
 }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/nn/attention.hpp"
@@ -16,46 +17,62 @@
 namespace dm2s2::nn {
 
 /// What `encoder_layer::backward` needs from the forward pass.
-template <scalar T>
+template <scalar T, memory_space Space = host_space>
 struct encoder_layer_cache {
-    self_attention_cache<T> attention;
-    feed_forward_cache<T> ffn;
+    self_attention_cache<T, Space> attention;
+    feed_forward_cache<T, Space> ffn;
 };
 
-/// One transformer layer: a = LN(x + MHA(x)), y = LN(a + FFN(a)).
-template <scalar T>
+/// One transformer layer: a = LN(x + MHA(x)), y = LN(a + FFN(a)), its parameters in memory space
+/// `Space`.
+template <scalar T, memory_space Space = host_space>
 struct encoder_layer {
-    self_attention<T> attention;
-    feed_forward<T> ffn;
+    using pointer = space_pointer<T, Space>;
+    using const_pointer = space_pointer<const T, Space>;
+
+    self_attention<T, Space> attention;
+    feed_forward<T, Space> ffn;
 
     encoder_layer() = default;
-    explicit encoder_layer(const bert_config& c) : attention(c), ffn(c) {}
+    explicit encoder_layer(const bert_config& c)
+        requires host_accessible_space<Space>
+        : attention(c), ffn(c)
+    {
+    }
+
+    /// `other` with its tensors moved by `transfer` (see `linear`): a host layer uploaded to a device,
+    /// for instance.
+    template <memory_space From, class Transfer>
+    encoder_layer(const encoder_layer<T, From>& other, Transfer&& transfer)
+        : attention(other.attention, transfer), ffn(other.ffn, transfer)
+    {
+    }
 
     /// x → y, both [rows, H]; y must not alias x. With `cache`, the backward intermediates are kept; with
     /// `dropout_rng` (training), dropout is applied.
-    template <host_backend_for<T> Backend>
-    void forward(const Backend& backend, const T* x, batch_layout layout, const std::uint8_t* key_mask, T* y,
-                 T* probabilities = nullptr, encoder_layer_cache<T>* cache = nullptr,
+    template <backend_in<T, Space> Backend>
+    void forward(const Backend& backend, const_pointer x, batch_layout layout, space_pointer<const std::uint8_t, Space> key_mask,
+                 pointer y, pointer probabilities = nullptr, encoder_layer_cache<T, Space>* cache = nullptr,
                  random_generator* dropout_rng = nullptr) const
     {
-        tensor<T> a({layout.rows(), attention.hidden_size()}, uninitialized);
+        tensor<T, Space> a({layout.rows(), attention.hidden_size()}, uninitialized);
         attention.forward(backend, x, layout, key_mask, a.data(), probabilities, cache ? &cache->attention : nullptr,
                           dropout_rng);
-        ffn.forward(backend, a.data(), layout.rows(), y, cache ? &cache->ffn : nullptr, dropout_rng);
+        ffn.forward(backend, std::as_const(a).data(), layout.rows(), y, cache ? &cache->ffn : nullptr, dropout_rng);
     }
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
-    template <host_training_backend_for<T> Backend>
-    void backward(const Backend& backend, const encoder_layer_cache<T>& cache, batch_layout layout, const T* dy, T* dx,
-                  encoder_layer& grad) const
+    template <training_backend_in<T, Space> Backend>
+    void backward(const Backend& backend, const encoder_layer_cache<T, Space>& cache, batch_layout layout, const_pointer dy,
+                  pointer dx, encoder_layer& grad) const
     {
-        tensor<T> da({layout.rows(), attention.hidden_size()}, uninitialized);  // the FFN's LayerNorm backward writes it
+        tensor<T, Space> da({layout.rows(), attention.hidden_size()}, uninitialized);  // the FFN's LayerNorm backward writes it
         ffn.backward(backend, cache.ffn, layout.rows(), dy, da.data(), grad.ffn);
-        attention.backward(backend, cache.attention, layout, da.data(), dx, grad.attention);
+        attention.backward(backend, cache.attention, layout, std::as_const(da).data(), dx, grad.attention);
     }
 
     template <class F>
-        requires parameter_visitor<F, T>
+        requires parameter_visitor<F, T, Space>
     void for_each_parameter(const std::string& prefix, F&& visit)
     {
         attention.for_each_parameter(prefix + "attention.", visit);
@@ -69,47 +86,61 @@ struct encoder_layer {
     }
 
     /// The layer's six affine maps, which carry all of its products with weights.
-    std::array<linear<T>*, 6> linears() noexcept
+    std::array<linear<T, Space>*, 6> linears() noexcept
     {
         return {&attention.query, &attention.key, &attention.value, &attention.output, &ffn.intermediate, &ffn.output};
     }
 };
 
 /// What the encoder records besides its output.
-template <scalar T>
+template <scalar T, memory_space Space = host_space>
 struct encoder_trace {
-    std::vector<tensor<T>> hidden_states;  ///< [layers + 1] × [rows, H]; 0 is the encoder input
-    std::vector<tensor<T>> attentions;     ///< [layers] × [batch, heads, length, length] (ragged: flat blocks)
+    std::vector<tensor<T, Space>> hidden_states;  ///< [layers + 1] × [rows, H]; 0 is the encoder input
+    std::vector<tensor<T, Space>> attentions;     ///< [layers] × [batch, heads, length, length] (ragged: flat blocks)
 };
 
-/// The stack of encoder layers (HuggingFace `BertEncoder`, names `layer.{i}.…`).
-template <scalar T>
+/// The stack of encoder layers (HuggingFace `BertEncoder`, names `layer.{i}.…`), its parameters in
+/// memory space `Space`.
+template <scalar T, memory_space Space = host_space>
 struct encoder {
-    std::vector<encoder_layer<T>> layers;
+    std::vector<encoder_layer<T, Space>> layers;
 
     encoder() = default;
-    explicit encoder(const bert_config& c) : layers(c.num_hidden_layers, encoder_layer<T>(c)) {}
+    explicit encoder(const bert_config& c)
+        requires host_accessible_space<Space>
+        : layers(c.num_hidden_layers, encoder_layer<T>(c))
+    {
+    }
+
+    /// `other` with its tensors moved by `transfer` (see `linear`).
+    template <memory_space From, class Transfer>
+    encoder(const encoder<T, From>& other, Transfer&& transfer)
+    {
+        layers.reserve(other.layers.size());
+        for (const auto& layer : other.layers) layers.emplace_back(layer, transfer);
+    }
 
     /// Runs every layer over `hidden` ([rows, H]) in place. When `trace` is given it receives the input
     /// and each layer's output, and the attention probabilities; `caches`, when given, receives one
     /// backward cache per layer; `dropout_rng` (training) turns dropout on.
-    template <host_backend_for<T> Backend>
-    void forward(const Backend& backend, tensor<T>& hidden, batch_layout layout, const std::uint8_t* key_mask,
-                 encoder_trace<T>* trace = nullptr, std::vector<encoder_layer_cache<T>>* caches = nullptr,
-                 random_generator* dropout_rng = nullptr) const
+    template <backend_in<T, Space> Backend>
+    void forward(const Backend& backend, tensor<T, Space>& hidden, batch_layout layout,
+                 space_pointer<const std::uint8_t, Space> key_mask, encoder_trace<T, Space>* trace = nullptr,
+                 std::vector<encoder_layer_cache<T, Space>>* caches = nullptr, random_generator* dropout_rng = nullptr) const
     {
         if (caches != nullptr) caches->assign(layers.size(), {});
         if (trace != nullptr) {
             trace->hidden_states.assign(1, hidden);
             trace->attentions.clear();
         }
-        tensor<T> next(hidden.shape(), uninitialized);  // each layer writes its whole output
+        tensor<T, Space> next(hidden.shape(), uninitialized);  // each layer writes its whole output
         for (std::size_t i = 0; i < layers.size(); ++i) {
-            T* probabilities = nullptr;
+            space_pointer<T, Space> probabilities = nullptr;
             if (trace != nullptr) {
                 const std::size_t heads = layers[i].attention.heads;
                 trace->attentions.emplace_back(layout.ragged() ? shape_t{layout.attention_offset(layout.batch, heads)}
-                                                               : shape_t{layout.batch, heads, layout.length, layout.length});
+                                                               : shape_t{layout.batch, heads, layout.length, layout.length},
+                                               uninitialized);  // the layer writes every map
                 probabilities = trace->attentions.back().data();
             }
             layers[i].forward(backend, hidden.data(), layout, key_mask, next.data(), probabilities,
@@ -120,19 +151,19 @@ struct encoder {
     }
 
     /// Backward through every layer: `grad_hidden` holds d(output) on entry and d(input) on return.
-    template <host_training_backend_for<T> Backend>
-    void backward(const Backend& backend, const std::vector<encoder_layer_cache<T>>& caches, batch_layout layout,
-                  tensor<T>& grad_hidden, encoder& grad) const
+    template <training_backend_in<T, Space> Backend>
+    void backward(const Backend& backend, const std::vector<encoder_layer_cache<T, Space>>& caches, batch_layout layout,
+                  tensor<T, Space>& grad_hidden, encoder& grad) const
     {
-        tensor<T> next(grad_hidden.shape(), uninitialized);  // each layer writes its whole dx
+        tensor<T, Space> next(grad_hidden.shape(), uninitialized);  // each layer writes its whole dx
         for (std::size_t i = layers.size(); i-- > 0;) {
-            layers[i].backward(backend, caches[i], layout, grad_hidden.data(), next.data(), grad.layers[i]);
+            layers[i].backward(backend, caches[i], layout, std::as_const(grad_hidden).data(), next.data(), grad.layers[i]);
             std::swap(grad_hidden, next);
         }
     }
 
     template <class F>
-        requires parameter_visitor<F, T>
+        requires parameter_visitor<F, T, Space>
     void for_each_parameter(const std::string& prefix, F&& visit)
     {
         for (std::size_t i = 0; i < layers.size(); ++i)
@@ -146,12 +177,12 @@ struct encoder {
 
     /// Packs every layer's weights for `backend`, rounded where `allowed` says so
     /// (`linear::pack_weights`); returns how many it packed.
-    template <host_backend_for<T> Backend>
+    template <backend_in<T, Space> Backend>
     std::size_t pack_weights(const Backend& backend, weight_rounding allowed = weight_rounding::none)
     {
         std::size_t packed = 0;
         for (auto& layer : layers)
-            for (linear<T>* l : layer.linears()) packed += l->pack_weights(backend, allowed) ? 1 : 0;
+            for (linear<T, Space>* l : layer.linears()) packed += l->pack_weights(backend, allowed) ? 1 : 0;
         return packed;
     }
 
@@ -159,7 +190,7 @@ struct encoder {
     void unpack_weights()
     {
         for (auto& layer : layers)
-            for (linear<T>* l : layer.linears()) l->unpack_weights();
+            for (linear<T, Space>* l : layer.linears()) l->unpack_weights();
     }
 };
 

@@ -14,9 +14,10 @@
 
 namespace dm2s2 {
 
-/// A callable that receives each parameter of a module as (name, tensor).
-template <class F, class T>
-concept parameter_visitor = std::invocable<F&, const std::string&, tensor<T>&>;
+/// A callable that receives each parameter of a module as (name, tensor), the tensors of the module's
+/// memory space.
+template <class F, class T, class Space = host_space>
+concept parameter_visitor = std::invocable<F&, const std::string&, tensor<T, Space>&>;
 
 /// A visitor that only reads, wrapped so that modules can tell: a module that holds a parameter in
 /// another form (a `linear` with a packed weight) then lends it a plain copy instead of converting
@@ -25,10 +26,10 @@ template <class F>
 struct read_only_visitor {
     F& visit;
 
-    template <class T>
-    void operator()(const std::string& name, tensor<T>& t) const
+    template <class T, class Space>
+    void operator()(const std::string& name, tensor<T, Space>& t) const
     {
-        visit(name, static_cast<const tensor<T>&>(t));
+        visit(name, static_cast<const tensor<T, Space>&>(t));
     }
 };
 

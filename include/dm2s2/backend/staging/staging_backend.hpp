@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -23,8 +23,9 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <string>
+#include <span>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/backend/backward_kernels.hpp"
