@@ -67,13 +67,6 @@ struct host_row_operations {
         });
     }
 
-    /// x[i] *= factors[i] for i < n.
-    template <scalar T>
-    void multiply(T* x, const T* factors, std::size_t n) const
-    {
-        for (std::size_t i = 0; i < n; ++i) x[i] *= factors[i];
-    }
-
     /// Row to_rows[i] of `to` = row from_rows[i] of `from`, for i < count; rows of `width` values. A null
     /// index array is the identity.
     template <scalar T, class FromIndex, class ToIndex>

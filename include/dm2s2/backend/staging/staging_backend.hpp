@@ -331,11 +331,6 @@ public:
     {
         run([&](const Kernels& K) { K.dropout(raw(x), n, draw, offset); });
     }
-    template <scalar T>
-    void multiply(pointer<T> x, pointer<const T> factors, std::size_t n) const
-    {
-        run([&](const Kernels& K) { K.multiply(raw(x), raw(factors), n); });
-    }
     template <scalar T, class FromIndex, class ToIndex>
     void copy_rows(pointer<const T> from, pointer<const FromIndex> from_rows, pointer<T> to, pointer<const ToIndex> to_rows,
                    std::size_t count, std::size_t width) const
