@@ -2,7 +2,7 @@
 /// \file
 /// Operations on rows and segments of rows that the modules need besides products and the element-wise
 /// kernels, written once for the host backends: copies and sums of rows through index arrays (embedding
-/// lookups, scatters of gradients), element-wise products (dropout), the segmented softmax and weighted
+/// lookups, scatters of gradients), counter-based dropout, the segmented softmax and weighted
 /// sum of IntraMRA/InterMRA with its backward, and max-pooling with its argmax. Every sum runs in a fixed
 /// order (the order of the index array or of the rows), so results do not depend on threads.
 ///
