@@ -358,17 +358,19 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
     const auto b_groups = on_device(backend, groups);
     for (const T residual : {T(0), T(0.7)}) {
         CAPTURE(residual);
+        const std::vector<T> residual_value{residual};
+        const auto b_residual = on_device(backend, residual_value);
         std::vector<T> weights = scores, pooled(groups.size() * width), d_rows(rows * width, T(0.25)), d_scores(rows);
         T d_residual = T(0.5);
-        reference.segment_attention_pool(x.data(), width, groups.data(), groups.size(), weights.data(), residual, pooled.data());
-        reference.segment_attention_pool_backward(x.data(), width, groups.data(), groups.size(), weights.data(), residual,
+        reference.segment_attention_pool(x.data(), width, groups.data(), groups.size(), weights.data(), residual_value.data(), pooled.data());
+        reference.segment_attention_pool_backward(x.data(), width, groups.data(), groups.size(), weights.data(), residual_value.data(),
                                                   d_pooled.data(), d_rows.data(), d_scores.data(), &d_residual);
         auto b_weights = on_device(backend, scores), b_d_rows = on_device(backend, std::vector<T>(rows * width, T(0.25))),
              b_d_residual = on_device(backend, std::vector<T>{T(0.5)});
         tensor<T, backend_space<B>> b_pooled({groups.size(), width}, uninitialized), b_d_scores({rows}, uninitialized);
-        backend.segment_attention_pool(b_x.data(), width, b_groups.data(), groups.size(), b_weights.data(), residual, b_pooled.data());
+        backend.segment_attention_pool(b_x.data(), width, b_groups.data(), groups.size(), b_weights.data(), b_residual.data(), b_pooled.data());
         backend.segment_attention_pool_backward(b_x.data(), width, b_groups.data(), groups.size(), std::as_const(b_weights).data(),
-                                                residual, b_d_pooled.data(), b_d_rows.data(), b_d_scores.data(), b_d_residual.data());
+                                                b_residual.data(), b_d_pooled.data(), b_d_rows.data(), b_d_scores.data(), b_d_residual.data());
         CHECK(max_difference(on_host(backend, b_weights), weights) <= C::tolerance * 4);
         CHECK(max_difference(on_host(backend, b_pooled), pooled) <= C::tolerance * 20);
         CHECK(max_difference(on_host(backend, b_d_rows), d_rows) <= C::tolerance * 20);
@@ -408,15 +410,22 @@ TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gra
     tensor<T, backend_space<B>> b_grad({n}, uninitialized);
     const double tolerance = C::tolerance;
 
-    CHECK(std::abs(backend.softmax_cross_entropy(b_logits.data(), b_classes.data(), batch, outputs, b_grad.data()) -
-                   reference.softmax_cross_entropy(logits.data(), classes.data(), batch, outputs, grad.data())) <= tolerance);
-    CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
-    CHECK(std::abs(backend.binary_cross_entropy(b_logits.data(), b_bits.data(), n, b_grad.data()) -
-                   reference.binary_cross_entropy(logits.data(), bits.data(), n, grad.data())) <= tolerance);
-    CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
-    CHECK(std::abs(backend.squared_error(b_logits.data(), b_numbers.data(), n, b_grad.data()) -
-                   reference.squared_error(logits.data(), numbers.data(), n, grad.data())) <= tolerance);
-    CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
+    // Each loss adds weight × its value to a double in the backend's memory, which starts at 0.5.
+    const auto loss_of = [&](auto&& run_backend, auto&& run_reference) {
+        auto b_loss = on_device(backend, std::vector<double>{0.5});
+        double expected = 0.5;
+        run_backend(b_loss.data());
+        run_reference(&expected);
+        CHECK(std::abs(on_host(backend, b_loss)[0] - expected) <= tolerance);
+        CHECK(expected != 0.5);
+        CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
+    };
+    loss_of([&](auto loss) { backend.softmax_cross_entropy(b_logits.data(), b_classes.data(), batch, outputs, b_grad.data(), 0.75, loss); },
+            [&](double* loss) { reference.softmax_cross_entropy(logits.data(), classes.data(), batch, outputs, grad.data(), 0.75, loss); });
+    loss_of([&](auto loss) { backend.binary_cross_entropy(b_logits.data(), b_bits.data(), n, b_grad.data(), 0.75, loss); },
+            [&](double* loss) { reference.binary_cross_entropy(logits.data(), bits.data(), n, grad.data(), 0.75, loss); });
+    loss_of([&](auto loss) { backend.squared_error(b_logits.data(), b_numbers.data(), n, b_grad.data(), 0.75, loss); },
+            [&](double* loss) { reference.squared_error(logits.data(), numbers.data(), n, grad.data(), 0.75, loss); });
 
     // Three buffers, the second longer than one chunk of work; then a non-finite value in the third.
     const std::vector<std::size_t> sizes{5, parameter_chunk + 3, 9};
@@ -434,18 +443,39 @@ TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gra
         device_views.push_back({std::as_const(device[t]).data(), sizes[t]});
         device_outputs.push_back({device[t].data(), sizes[t]});
     }
-    const auto expected = reference.sum_of_squares(std::span<const buffer_view<const T*>>(host_views));
-    const auto got = backend.sum_of_squares(std::span<const buffer_view<backend_pointer<B, const T>>>(device_views));
-    CHECK(expected.first_non_finite == sizes.size());
-    CHECK(got.first_non_finite == sizes.size());
-    CHECK(std::abs(got.sum - expected.sum) <= 1e-12 * expected.sum);
+    double expected[gradient_norm::values];
+    reference.sum_of_squares(std::span<const buffer_view<const T*>>(host_views), expected);
+    tensor<double, backend_space<B>> b_norm({gradient_norm::values}, uninitialized);
+    backend.sum_of_squares(std::span<const buffer_view<backend_pointer<B, const T>>>(device_views), b_norm.data());
+    const auto got = on_host(backend, b_norm);
+    CHECK(gradient_norm::finite(expected));
+    CHECK(gradient_norm::finite(got.data()));
+    CHECK(std::abs(got[0] - expected[0]) <= 1e-12 * expected[0]);
 
     backend.scale_buffers(std::span<const buffer_view<backend_pointer<B, T>>>(device_outputs), 0.25);
     for (std::size_t t = 0; t < sizes.size(); ++t) {
         auto scaled = host[t];
         for (auto& v : scaled) v = static_cast<T>(v * 0.25);
         CHECK(max_difference(on_host(backend, device[t]), scaled) == 0.0);
+        host[t] = scaled;
     }
+
+    // Clipping reads the norm where it lies: a bound below the norm scales, one above leaves the values.
+    for (const double bound : {1e6, 0.5}) {
+        CAPTURE(bound);
+        const double norm = std::sqrt(expected[0]);
+        const double factor = std::min(1.0, bound / (norm + 1e-6));
+        backend.clip_buffers(std::span<const buffer_view<backend_pointer<B, T>>>(device_outputs),
+                             backend_pointer<B, const double>(b_norm.data()), bound);
+        for (std::size_t t = 0; t < sizes.size(); ++t) {
+            auto clipped = host[t];
+            if (factor < 1.0)
+                for (auto& v : clipped) v = static_cast<T>(v * factor);
+            CHECK(max_difference(on_host(backend, device[t]), clipped) == 0.0);
+            host[t] = clipped;
+        }
+    }
+    for (std::size_t t = 0; t < sizes.size(); ++t) host_views[t] = {host[t].data(), sizes[t]};
 
     // AdamW on the three buffers as parameters, with the first one's gradient as every gradient's start.
     std::vector<std::vector<T>> p = host, m(sizes.size()), v(sizes.size()), g(sizes.size());
@@ -476,8 +506,17 @@ TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gra
         CHECK(max_difference(on_host(backend, bv[t]), v[t]) == 0.0);
     }
 
+    // A non-finite value in the third buffer: the norm says so, and clipping and AdamW leave everything.
     host[2][4] = std::numeric_limits<T>::infinity();
     device[2] = on_device(backend, host[2]);
     device_views[2] = {std::as_const(device[2]).data(), sizes[2]};
-    CHECK(backend.sum_of_squares(std::span<const buffer_view<backend_pointer<B, const T>>>(device_views)).first_non_finite == 2);
+    device_outputs[2] = {device[2].data(), sizes[2]};
+    backend.sum_of_squares(std::span<const buffer_view<backend_pointer<B, const T>>>(device_views), b_norm.data());
+    CHECK(on_host(backend, b_norm)[1] == 2.0);
+    backend.clip_buffers(std::span<const buffer_view<backend_pointer<B, T>>>(device_outputs),
+                         backend_pointer<B, const double>(b_norm.data()), 1e-3);
+    CHECK(max_difference(on_host(backend, device[0]), host[0]) == 0.0);
+    backend.adamw_update(std::span<const adamw_buffers<backend_pointer<B, T>, backend_pointer<B, const T>>>(device_updates),
+                         backend_pointer<B, const double>(b_norm.data()));
+    for (std::size_t t = 0; t < sizes.size(); ++t) CHECK(max_difference(on_host(backend, bp[t]), p[t]) == 0.0);
 }

@@ -109,7 +109,7 @@ concept backend_for =
         backend.add_rows(x, rows, y, ids, n, n);
         backend.add_type_and_position_rows(y, n, n, x, ids, x, ids);
         backend.scale_shift_rows(x, x, x, y, rows, n, n);
-        backend.segment_attention_pool(x, n, groups, n, y, value, y);
+        backend.segment_attention_pool(x, n, groups, n, y, x, y);
         backend.max_pool(x, n, groups, n, y, argmax);
     };
 

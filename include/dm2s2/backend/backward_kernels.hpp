@@ -141,7 +141,7 @@ concept training_backend_for = backend_for<B, T> && requires(const B& backend, b
     backend.add_column_sums(x, n, n, n, y);
     backend.attention_backward(shape, value, x, x, x, x, draw, x, y, y, y);
     backend.scale_shift_rows_backward(x, x, rows, n, n, y, y);
-    backend.segment_attention_pool_backward(x, n, groups, n, x, value, x, y, y, y);
+    backend.segment_attention_pool_backward(x, n, groups, n, x, x, x, y, y, y);
     backend.max_pool_backward(x, n, n, argmax, n, y);
 };
 

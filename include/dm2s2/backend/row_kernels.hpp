@@ -131,13 +131,15 @@ struct host_row_operations {
     }
 
     /// For each group g of consecutive rows of `rows` ([n, width]): the group's `scores` become softmax
-    /// weights (in place), and pooled[g] = Σ weightᵢ rowᵢ + residual · mean rowᵢ (IntraMRA, InterMRA).
+    /// weights (in place), and pooled[g] = Σ weightᵢ rowᵢ + r · mean rowᵢ (IntraMRA, InterMRA), r the one
+    /// value at `residual` (in the backend's memory, since it may be learned; null: 0).
     /// Groups must not be empty.
     template <scalar T>
     void segment_attention_pool(const T* rows, std::size_t width, const row_group* groups, std::size_t group_count, T* scores,
-                                T residual, T* pooled) const
+                                const T* residual_at, T* pooled) const
     {
         const Backend& backend = self();
+        const T residual = residual_at != nullptr ? *residual_at : T(0);
         std::vector<T> coefficients;
         for (std::size_t g = 0; g < group_count; ++g) {
             const auto [begin, length] = groups[g];
@@ -154,10 +156,11 @@ struct host_row_operations {
     /// `d_rows`, writes d(scores) and, when `d_residual` is not null, adds d(residual) to it.
     template <scalar T>
     void segment_attention_pool_backward(const T* rows, std::size_t width, const row_group* groups, std::size_t group_count,
-                                         const T* weights, T residual, const T* d_pooled, T* d_rows, T* d_scores,
+                                         const T* weights, const T* residual_at, const T* d_pooled, T* d_rows, T* d_scores,
                                          T* d_residual) const
     {
         const Backend& backend = self();
+        const T residual = residual_at != nullptr ? *residual_at : T(0);
         std::vector<T> coefficients;
         for (std::size_t g = 0; g < group_count; ++g) {
             const auto [begin, length] = groups[g];

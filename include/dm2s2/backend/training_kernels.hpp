@@ -25,10 +25,19 @@ struct buffer_view {
     std::size_t size = 0;
 };
 
-/// Σ x² over a list of buffers and where it stopped being finite.
-struct squared_norm {
-    double sum = 0;                 ///< in double
-    std::size_t first_non_finite;   ///< the first buffer after which the running sum is NaN or Inf; the count when none
+/// What `sum_of_squares` leaves in the backend's memory: two doubles, Σ x² and the index of the first
+/// buffer after which the running sum is not finite (−1 when it stays finite). Clipping and AdamW read
+/// them where they are, so a training step needs them on the host only once, at its end.
+struct gradient_norm {
+    static constexpr std::size_t values = 2;
+
+    static bool finite(const double* norm) noexcept { return norm[1] < 0; }
+    static double value(const double* norm) noexcept { return std::sqrt(norm[0]); }
+    /// min(1, max_norm / (‖g‖ + 1e-6)), as `torch.nn.utils.clip_grad_norm_`.
+    static double clip_coefficient(const double* norm, double max_norm) noexcept
+    {
+        return std::min(1.0, max_norm / (value(norm) + 1e-6));
+    }
 };
 
 /// The coefficients of one AdamW update, shared by every element of a parameter.
@@ -119,9 +128,11 @@ void adamw_range(T* p, T* m, T* v, const T* g, std::size_t n, const adamw_coeffi
 template <class Backend>
 struct host_training_operations {
     /// Mean softmax cross-entropy of `logits` [batch, outputs] against class ids (`classes` [batch],
-    /// integers held as T); writes its gradient to `grad` [batch, outputs] and returns the loss.
+    /// integers held as T); writes its gradient to `grad` [batch, outputs] and adds `weight` × the loss
+    /// to `*loss` (one double of the backend's memory: a step sums its micro-batches there).
     template <scalar T>
-    double softmax_cross_entropy(const T* logits, const T* classes, std::size_t batch, std::size_t outputs, T* grad) const
+    void softmax_cross_entropy(const T* logits, const T* classes, std::size_t batch, std::size_t outputs, T* grad, double weight,
+                               double* loss) const
     {
         double value = 0;
         for (std::size_t b = 0; b < batch; ++b) {
@@ -135,13 +146,13 @@ struct host_training_operations {
             for (std::size_t j = 0; j < outputs; ++j)
                 grad[b * outputs + j] = static_cast<T>((std::exp(row[j] - log_sum) - (j == c ? 1.0 : 0.0)) / batch);
         }
-        return value / static_cast<double>(batch);
+        *loss += weight * (value / static_cast<double>(batch));
     }
 
     /// Mean binary cross-entropy with logits over n values against 0/1 targets, in the stable form
-    /// max(x, 0) − x y + log(1 + e^−|x|); writes the gradient and returns the loss.
+    /// max(x, 0) − x y + log(1 + e^−|x|); writes the gradient and adds `weight` × the loss to `*loss`.
     template <scalar T>
-    double binary_cross_entropy(const T* logits, const T* targets, std::size_t n, T* grad) const
+    void binary_cross_entropy(const T* logits, const T* targets, std::size_t n, T* grad, double weight, double* loss) const
     {
         double value = 0;
         for (std::size_t i = 0; i < n; ++i) {
@@ -149,12 +160,12 @@ struct host_training_operations {
             value += std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
             grad[i] = static_cast<T>((1 / (1 + std::exp(-x)) - y) / static_cast<double>(n));
         }
-        return value / static_cast<double>(n);
+        *loss += weight * (value / static_cast<double>(n));
     }
 
-    /// Mean squared error over n values; writes the gradient and returns the loss.
+    /// Mean squared error over n values; writes the gradient and adds `weight` × the loss to `*loss`.
     template <scalar T>
-    double squared_error(const T* logits, const T* targets, std::size_t n, T* grad) const
+    void squared_error(const T* logits, const T* targets, std::size_t n, T* grad, double weight, double* loss) const
     {
         double value = 0;
         for (std::size_t i = 0; i < n; ++i) {
@@ -162,15 +173,16 @@ struct host_training_operations {
             value += (x - y) * (x - y);
             grad[i] = static_cast<T>(2 * (x - y) / static_cast<double>(n));
         }
-        return value / static_cast<double>(n);
+        *loss += weight * (value / static_cast<double>(n));
     }
 
-    /// Σ x² over every buffer in order (each in pieces whose sums are added in order), and the first
-    /// buffer after which the running sum is not finite.
+    /// Σ x² over every buffer in order (each in pieces whose sums are added in order) into `norm[0]`,
+    /// and into `norm[1]` the index of the first buffer after which the running sum is not finite, or
+    /// −1 (see `gradient_norm`).
     template <scalar T>
-    squared_norm sum_of_squares(std::span<const buffer_view<const T*>> buffers) const
+    void sum_of_squares(std::span<const buffer_view<const T*>> buffers, double* norm) const
     {
-        squared_norm out{0.0, buffers.size()};
+        double sum = 0, first_non_finite = -1;
         std::vector<double> partial;
         for (std::size_t t = 0; t < buffers.size(); ++t) {
             const T* values = buffers[t].data;
@@ -179,13 +191,14 @@ struct host_training_operations {
             for_each_chunk(self(), n, parameter_chunk, [&](std::size_t piece, std::size_t begin, std::size_t end) {
                 partial[piece] = detail::sum_of_squares(values + begin, end - begin);
             });
-            for (const double s : partial) out.sum += s;
-            if (!std::isfinite(out.sum) && out.first_non_finite == buffers.size()) out.first_non_finite = t;
+            for (const double s : partial) sum += s;
+            if (!std::isfinite(sum) && first_non_finite < 0) first_non_finite = static_cast<double>(t);
         }
-        return out;
+        norm[0] = sum;
+        norm[1] = first_non_finite;
     }
 
-    /// x = T(x · factor) over every buffer (clipping, and the weighting of accumulated gradients).
+    /// x = T(x · factor) over every buffer (the weighting of accumulated gradients).
     template <scalar T>
     void scale_buffers(std::span<const buffer_view<T*>> buffers, double factor) const
     {
@@ -195,10 +208,23 @@ struct host_training_operations {
             });
     }
 
-    /// One AdamW update of every parameter of the list.
+    /// Global-norm clipping from the `norm` that `sum_of_squares` left: when it is finite, every buffer
+    /// is scaled by min(1, max_norm / (‖g‖ + 1e-6)) (`torch.nn.utils.clip_grad_norm_`); nothing
+    /// changes when the coefficient is 1 or the norm is not finite.
     template <scalar T>
-    void adamw_update(std::span<const adamw_buffers<T*, const T*>> parameters) const
+    void clip_buffers(std::span<const buffer_view<T*>> buffers, const double* norm, double max_norm) const
     {
+        if (!gradient_norm::finite(norm)) return;
+        const double coefficient = gradient_norm::clip_coefficient(norm, max_norm);
+        if (coefficient < 1.0) scale_buffers(buffers, coefficient);
+    }
+
+    /// One AdamW update of every parameter of the list; none when `norm` (what `sum_of_squares` left,
+    /// or null) says the gradients are not finite, so a bad step leaves the parameters as they were.
+    template <scalar T>
+    void adamw_update(std::span<const adamw_buffers<T*, const T*>> parameters, const double* norm = nullptr) const
+    {
+        if (norm != nullptr && !gradient_norm::finite(norm)) return;
         for (const auto& b : parameters)
             for_each_chunk(self(), b.size, parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
                 detail::adamw_range(b.p + begin, b.m + begin, b.v + begin, b.g + begin, end - begin, b.coefficients);
@@ -210,19 +236,22 @@ private:
 };
 
 /// A backend that can run a whole training step: `training_backend_for` and the operations of
-/// `host_training_operations` (losses, gradient norm, `scale_buffers`, AdamW) on buffers of its space.
+/// `host_training_operations` (losses, gradient norm, clipping, `scale_buffers`, AdamW) on buffers of
+/// its space, leaving their scalar results (loss, norm) in its memory.
 template <class B, class T>
 concept optimizing_backend_for =
     training_backend_for<B, T> &&
     requires(const B& backend, backend_pointer<B, T> y, backend_pointer<B, const T> x, std::size_t n,
+             backend_pointer<B, double> scalar, backend_pointer<B, const double> norm,
              std::span<const buffer_view<backend_pointer<B, const T>>> inputs, std::span<const buffer_view<backend_pointer<B, T>>> outputs,
              std::span<const adamw_buffers<backend_pointer<B, T>, backend_pointer<B, const T>>> parameters) {
-        { backend.softmax_cross_entropy(x, x, n, n, y) } -> std::same_as<double>;
-        { backend.binary_cross_entropy(x, x, n, y) } -> std::same_as<double>;
-        { backend.squared_error(x, x, n, y) } -> std::same_as<double>;
-        { backend.sum_of_squares(inputs) } -> std::same_as<squared_norm>;
+        backend.softmax_cross_entropy(x, x, n, n, y, 1.0, scalar);
+        backend.binary_cross_entropy(x, x, n, y, 1.0, scalar);
+        backend.squared_error(x, x, n, y, 1.0, scalar);
+        backend.sum_of_squares(inputs, scalar);
+        backend.clip_buffers(outputs, norm, 1.0);
         backend.scale_buffers(outputs, 1.0);
-        backend.adamw_update(parameters);
+        backend.adamw_update(parameters, norm);
     };
 
 }  // namespace dm2s2

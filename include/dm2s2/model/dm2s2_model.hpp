@@ -7,12 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <ranges>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "dm2s2/backend/arena.hpp"
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/data/schema.hpp"
 #include "dm2s2/model/bert_model.hpp"
@@ -57,23 +59,36 @@ struct model_output {
 };
 
 /// The parameters DM²S² adds to its BERT encoder: the modality embeddings, IntraMRA (one shared or
-/// one per modality), InterMRA, the element MLP of the `dm2s` baseline and the head. Also the shape of
-/// their gradients.
-template <scalar T>
+/// one per modality), InterMRA, the element MLP of the `dm2s` baseline and the head, in memory space
+/// `Space`. Also the shape of their gradients.
+template <scalar T, memory_space Space = host_space>
 struct pooling_parameters {
     std::vector<std::string> modality_names;
-    std::vector<nn::modality_embedding<T>> modality_embeddings;
+    std::vector<nn::modality_embedding<T, Space>> modality_embeddings;
     bool shared_intra = true;
-    std::vector<nn::modality_attention<T>> intra;  ///< none, one (shared) or one per modality
-    std::vector<nn::modality_attention<T>> inter;  ///< none or one
-    std::vector<nn::element_mlp<T>> element_mlp;   ///< dm2s pooling: one, otherwise none
-    nn::linear<T> head;
-    tensor<T> residual;  ///< learned residuals: r of IntraMRA and of InterMRA ([2]); empty when fixed
+    std::vector<nn::modality_attention<T, Space>> intra;  ///< none, one (shared) or one per modality
+    std::vector<nn::modality_attention<T, Space>> inter;  ///< none or one
+    std::vector<nn::element_mlp<T, Space>> element_mlp;   ///< dm2s pooling: one, otherwise none
+    nn::linear<T, Space> head;
+    tensor<T, Space> residual;  ///< learned residuals: r of IntraMRA and of InterMRA ([2]); empty when fixed
+
+    pooling_parameters() = default;
+    /// `other` with its tensors moved by `transfer` (see `nn::linear`).
+    template <memory_space From, class Transfer>
+    pooling_parameters(const pooling_parameters<T, From>& other, Transfer&& transfer)
+        : modality_names(other.modality_names), shared_intra(other.shared_intra), head(other.head, transfer),
+          residual(transfer(other.residual))
+    {
+        for (const auto& e : other.modality_embeddings) modality_embeddings.emplace_back(e, transfer);
+        for (const auto& a : other.intra) intra.emplace_back(a, transfer);
+        for (const auto& a : other.inter) inter.emplace_back(a, transfer);
+        for (const auto& mlp : other.element_mlp) element_mlp.emplace_back(mlp, transfer);
+    }
 
     /// Names: `modality_embeddings.<name>.…`, `intra_mra.…` (or `intra_mra.<name>.…`), `inter_mra.…`,
     /// `mra_residual` (learned residuals), `element_mlp.{0,1}.…`, `head.{weight,bias}`.
     template <class F>
-        requires parameter_visitor<F, T>
+        requires parameter_visitor<F, T, Space>
     void for_each_parameter(const std::string& prefix, F&& visit)
     {
         for (std::size_t m = 0; m < modality_names.size(); ++m)
@@ -87,14 +102,15 @@ struct pooling_parameters {
     }
 };
 
-/// Gradients of every parameter of a `model`, visited under the model's parameter names.
-template <scalar T>
+/// Gradients of every parameter of a `model`, visited under the model's parameter names, in memory
+/// space `Space`.
+template <scalar T, memory_space Space = host_space>
 struct model_gradients {
-    bert_gradients<T> encoder;
-    pooling_parameters<T> pooling;
+    bert_gradients<T, Space> encoder;
+    pooling_parameters<T, Space> pooling;
 
     template <class F>
-        requires parameter_visitor<F, T>
+        requires parameter_visitor<F, T, Space>
     void for_each_parameter(F&& visit)
     {
         encoder.for_each_parameter(visit);
@@ -107,36 +123,76 @@ struct present_modality {
     std::size_t sample, modality, first_slot;
 };
 
-/// What `model::backward` needs from the forward pass.
-template <scalar T>
-struct model_cache {
+/// A packed batch made ready for a model's backend (`model::prepare`): every index array and input
+/// value a forward and backward pass read (element sources, positions and types, the rows the encoder
+/// runs on, [CLS] slots, element groups, and the training targets when given) laid out in one arena
+/// and moved to the backend's memory in one upload, with what the host keeps to read the results.
+template <scalar T, memory_space Space = host_space>
+struct prepared_batch {
     packed_batch batch;
-    modality_split split;  ///< mid_fusion: the batch the encoder ran on
-    bert_cache<T> encoder;
-    row_compaction compaction;  ///< padding-free execution: the real rows the encoder ran on
-    std::vector<present_modality> present;
-    std::vector<nn::row_group> element_groups, modality_groups;
-    std::vector<std::size_t> element_slots;  ///< the slot of each gathered element row
-    tensor<T> element_rows, modality_rows, pooled;
-    tensor<T> cls_rows;                         ///< cls pooling: the [CLS] rows the pooler read
-    tensor<T> head_input;        ///< pooled after dropout
-    dropout_draw head_dropout;  ///< the dropout applied before the head
-    std::vector<T> alpha, beta;                 ///< softmax weights of IntraMRA and InterMRA
-    std::vector<tensor<T>> intra_activations;   ///< one per IntraMRA call
-    tensor<T> inter_activation;
-    nn::element_mlp_cache<T> element_mlp;  ///< dm2s pooling
-    tensor<T> element_outputs;             ///< dm2s pooling: the MLP's output rows
-    std::vector<std::uint32_t> max_rows;   ///< dm2s pooling: the row of each maximum
+    modality_split split;                           ///< mid_fusion: the batch the encoder runs on
+    row_compaction compaction;                      ///< padding-free execution: the real rows the encoder runs on
+    std::vector<present_modality> present;          ///< pooling by elements: group g's (sample, modality)
+    std::vector<nn::row_group> element_groups;      ///< the element rows of each present modality
+    std::vector<nn::row_group> modality_groups;     ///< the present modalities of each sample
+    std::vector<nn::row_group> sample_groups;       ///< the element rows of each sample
+    std::size_t elements = 0;
+
+    nn::element_sections<T> sources;                ///< of the encoder's batch
+    arena_section<std::int64_t> positions, types;   ///< of the rows the encoder runs on
+    arena_section<std::uint8_t> key_mask;           ///< padded execution
+    arena_section<std::size_t> compact_slots;       ///< padding-free execution: the slot of each encoded row
+    arena_section<std::size_t> cls_slots;           ///< cls, mid_fusion: the [CLS] slot of each sequence
+    arena_section<std::size_t> fused_rows;          ///< mid_fusion: the pooled row each [CLS] output fills
+    arena_section<std::size_t> element_slots;       ///< the slot of each gathered element row
+    arena_section<nn::row_group> element_groups_at, modality_groups_at, sample_groups_at;
+    arena_section<T> targets;                       ///< training targets, when given
+    std::shared_ptr<const space_arena<Space>> arena;
+
+    /// The batch the encoder runs on: the batch itself, or (mid_fusion) its split by modality.
+    const packed_batch& encoded() const noexcept { return split.origin.empty() ? batch : split.batch; }
+    /// The values of `section` in the backend's memory.
+    template <class U>
+    space_pointer<const U, Space> operator[](arena_section<U> section) const
+    {
+        return (*arena)[section];
+    }
 };
 
-/// The DM²S² model, generic over the scalar type and the backend policy.
-template <scalar T, host_backend_for<T> Backend = default_backend>
+/// What `model::backward` needs from the forward pass, in the backend's memory.
+template <scalar T, memory_space Space = host_space>
+struct model_cache {
+    prepared_batch<T, Space> batch;
+    bert_cache<T, Space> encoder;
+    tensor<T, Space> element_rows, modality_rows, pooled;
+    tensor<T, Space> cls_rows;          ///< cls pooling: the [CLS] rows the pooler read
+    tensor<T, Space> head_input;        ///< pooled after dropout
+    dropout_draw head_dropout;          ///< the dropout applied before the head
+    tensor<T, Space> weights;           ///< softmax weights: α of the elements, then β of the present modalities
+    std::vector<tensor<T, Space>> intra_activations;  ///< one per IntraMRA call
+    tensor<T, Space> inter_activation;
+    nn::element_mlp_cache<T, Space> element_mlp;     ///< dm2s pooling
+    tensor<T, Space> element_outputs;                ///< dm2s pooling: the MLP's output rows
+    tensor<std::uint32_t, Space> max_rows;           ///< dm2s pooling: the row of each maximum
+};
+
+/// The DM²S² model, generic over the scalar type and the backend policy; its parameters live in the
+/// backend's memory.
+template <scalar T, backend_for<T> Backend = default_backend>
 class model {
 public:
     using scalar_type = T;
     using backend_type = Backend;
+    using space = backend_space<Backend>;
+    using pointer = space_pointer<T, space>;
+    using const_pointer = space_pointer<const T, space>;
+    using gradients_type = model_gradients<T, space>;
+    using cache_type = model_cache<T, space>;
+    using batch_type = prepared_batch<T, space>;
+    static constexpr bool on_host = host_accessible_space<space>;
 
-    /// A randomly initialised model (BERT initialisation, seeded). `config.bert.type_vocab_size` is
+    /// A randomly initialised model (BERT initialisation, seeded; drawn on the host whatever the
+    /// backend, so every backend starts from the same parameters). `config.bert.type_vocab_size` is
     /// set to the number of modalities, since the packed sequence uses type m for modality m.
     model(dm2s2::schema s, model_config config, std::uint64_t seed, Backend backend = {})
         : schema_(std::move(s)), config_(with_type_rows(std::move(config), schema_)), bert_(config_.bert, backend)
@@ -151,36 +207,53 @@ public:
             if (id < 0 || static_cast<std::uint64_t>(id) >= config_.bert.vocab_size)
                 throw config_error("model_config: special token id " + std::to_string(id) + " is outside the vocabulary of " +
                                    std::to_string(config_.bert.vocab_size));
+        pooling_parameters<T> host;
         for (const auto& spec : schema_.modalities()) {
-            pooling_.modality_names.push_back(spec.name);
-            pooling_.modality_embeddings.emplace_back(spec, hidden());
+            host.modality_names.push_back(spec.name);
+            host.modality_embeddings.emplace_back(spec, hidden());
         }
         const nn::modality_attention<T> attention(hidden(), attention_dim());
-        pooling_.shared_intra = config_.mra.shared_intra;
-        if (has_intra(config_.pooling)) pooling_.intra.assign(config_.mra.shared_intra ? 1 : schema_.size(), attention);
-        if (has_inter(config_.pooling)) pooling_.inter.assign(1, attention);
-        if (config_.pooling == pooling_kind::dm2s) pooling_.element_mlp.assign(1, nn::element_mlp<T>(hidden()));
-        pooling_.head = nn::linear<T>(pooled_size(), config_.num_outputs);
+        host.shared_intra = config_.mra.shared_intra;
+        if (has_intra(config_.pooling)) host.intra.assign(config_.mra.shared_intra ? 1 : schema_.size(), attention);
+        if (has_inter(config_.pooling)) host.inter.assign(1, attention);
+        if (config_.pooling == pooling_kind::dm2s) host.element_mlp.assign(1, nn::element_mlp<T>(hidden()));
+        host.head = nn::linear<T>(pooled_size(), config_.num_outputs);
         if (config_.mra.learned_residual && (has_intra(config_.pooling) || has_inter(config_.pooling))) {
-            pooling_.residual = tensor<T>({2});
-            for (std::size_t level = 0; level < 2; ++level) pooling_.residual[level] = static_cast<T>(config_.mra.residual_at(level));
+            host.residual = tensor<T>({2});
+            for (std::size_t level = 0; level < 2; ++level) host.residual[level] = static_cast<T>(config_.mra.residual_at(level));
         }
 
         random_generator rng(seed);
         bert_.initialize(rng);
         const double stddev = config_.bert.initializer_range;
-        for (auto& e : pooling_.modality_embeddings) e.initialize(rng, stddev);
-        for (auto& a : pooling_.intra) a.initialize(rng, stddev);
-        for (auto& a : pooling_.inter) a.initialize(rng, stddev);
-        for (auto& mlp : pooling_.element_mlp) mlp.initialize(rng, stddev);
-        pooling_.head.initialize(rng, stddev);
+        for (auto& e : host.modality_embeddings) e.initialize(rng, stddev);
+        for (auto& a : host.intra) a.initialize(rng, stddev);
+        for (auto& a : host.inter) a.initialize(rng, stddev);
+        for (auto& mlp : host.element_mlp) mlp.initialize(rng, stddev);
+        host.head.initialize(rng, stddev);
+        if constexpr (on_host)
+            pooling_ = std::move(host);
+        else
+            pooling_ = pooling_parameters<T, space>(host, [&](const tensor<T>& t) { return bert_.backend().upload(t); });
+        set_fixed_residuals();
+    }
+
+    /// `other` with its parameters moved to `backend`'s memory: a CPU model onto a device, or back.
+    template <class OtherBackend>
+    model(const model<T, OtherBackend>& other, Backend backend)
+        : schema_(other.schema()), config_(other.config()), bert_(other.encoder(), std::move(backend)),
+          pooling_(other.pooling(), tensor_transfer<OtherBackend, Backend>{other.encoder().backend(), bert_.backend()}),
+          padding_free_(other.padding_free())
+    {
+        set_fixed_residuals();
     }
 
     const dm2s2::schema& schema() const noexcept { return schema_; }
     const model_config& config() const noexcept { return config_; }
     const bert_model<T, Backend>& encoder() const noexcept { return bert_; }
     bert_model<T, Backend>& encoder() noexcept { return bert_; }
-    const pooling_parameters<T>& pooling() const noexcept { return pooling_; }
+    const Backend& backend() const noexcept { return bert_.backend(); }
+    const pooling_parameters<T, space>& pooling() const noexcept { return pooling_; }
 
     /// Whether the encoder runs on the real rows only (the default) or on the padded batch. Both give
     /// the same outputs and gradients; without padding nothing is computed for padding slots. (With
@@ -203,6 +276,46 @@ public:
         return dm2s2::pack(schema_, samples, packing());
     }
 
+    /// Makes `batch` ready for this model's backend: checks its ids against the tables, lays out every
+    /// index array the passes read (with `targets`, the training targets, when not empty) and moves them
+    /// to the backend in one upload. The result is valid while the model keeps its configuration and
+    /// its padding-free setting.
+    batch_type prepare(const packed_batch& batch, std::span<const T> targets = {}) const
+    {
+        if (batch.modality_count != schema_.size())
+            throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
+                              " modalities, the schema " + std::to_string(schema_.size()));
+        batch_type p;
+        p.batch = batch;
+        if (config_.pooling == pooling_kind::mid_fusion) p.split = split_by_modality(batch);
+        const packed_batch& encoded = p.encoded();
+        host_arena arena;
+        p.sources = nn::element_sections<T>(
+            nn::element_sources<T>(encoded, config_.bert.vocab_size, pooling_.modality_embeddings), arena);
+        bert_.embeddings().check_positions_and_types(encoded.position_ids, encoded.type_ids);
+        if (padding_free_ && config_.pooling != pooling_kind::dm2s) {
+            p.compaction = row_compaction(encoded);
+            p.compact_slots = arena.add(p.compaction.slots);
+            p.positions = arena.add(p.compaction.gather(encoded.position_ids));
+            p.types = arena.add(p.compaction.gather(encoded.type_ids));
+        } else {
+            p.positions = arena.add(encoded.position_ids);
+            p.types = arena.add(encoded.type_ids);
+            if (config_.pooling != pooling_kind::dm2s) p.key_mask = arena.add(encoded.mask);
+        }
+        switch (config_.pooling) {
+        case pooling_kind::cls: p.cls_slots = arena.add(cls_slots(batch)); break;
+        case pooling_kind::mid_fusion:
+            p.cls_slots = arena.add(cls_slots(p.split.batch));
+            p.fused_rows = arena.add(fused_rows(p.split));
+            break;
+        default: group_elements(p, arena);
+        }
+        if (!targets.empty()) p.targets = arena.add(targets);
+        p.arena = upload_arena(backend(), arena);
+        return p;
+    }
+
     /// Logits for a batch of records and, when `explain`, the α, β and γ weights (poolings that
     /// `explains`; the others throw config_error when asked).
     template <std::ranges::forward_range Range>
@@ -212,161 +325,121 @@ public:
         return forward(pack(samples), explain);
     }
 
-    /// Logits for a packed batch and, when `explain`, the α, β and γ weights. With `cache`, keeps what
-    /// `backward` needs; with `dropout_rng` (training), applies dropout (embeddings, hidden, attention
-    /// probabilities, head) with the probabilities of the configuration. `element_scale`, when not
-    /// empty, holds one factor per slot of the batch the encoder runs on (`encoder_batch`): each
-    /// element vector is multiplied by it before positions and types are added (the path of
-    /// integrated gradients).
-    model_output<T> forward(const packed_batch& batch, bool explain = false, model_cache<T>* cache = nullptr,
+    /// Logits for a packed batch and, when `explain`, the α, β and γ weights, on the host. With `cache`,
+    /// keeps what `backward` needs; with `dropout_rng` (training), applies dropout (embeddings, hidden,
+    /// attention probabilities, head) with the probabilities of the configuration. `element_scale`,
+    /// when not empty, holds one factor per slot of the batch the encoder runs on
+    /// (`prepared_batch::encoded`): each element vector is multiplied by it before positions and types
+    /// are added (the path of integrated gradients).
+    model_output<T> forward(const packed_batch& batch, bool explain = false, cache_type* cache = nullptr,
                             random_generator* dropout_rng = nullptr, std::span<const T> element_scale = {}) const
     {
-        if (batch.modality_count != schema_.size())
-            throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
-                              " modalities, the schema " + std::to_string(schema_.size()));
+        return forward(prepare(batch), explain, cache, dropout_rng, element_scale);
+    }
+
+    /// `forward` on a prepared batch: one download of the logits, and one of the attention weights when
+    /// explaining with learned weights.
+    model_output<T> forward(const batch_type& batch, bool explain = false, cache_type* cache = nullptr,
+                            random_generator* dropout_rng = nullptr, std::span<const T> element_scale = {}) const
+    {
         if (explain && !explains(config_.pooling))
             throw config_error("model: " + std::string(to_string(config_.pooling)) +
                                " pooling has no attention weights to explain with");
-        const std::size_t h = hidden(), modalities = schema_.size(), samples = batch.layout.batch;
-        const auto& backend = bert_.backend();
-        model_cache<T> local;
+        cache_type local;
         auto& c = cache ? *cache : local;
-        if (cache != nullptr) c.batch = batch;
-
-        if (config_.pooling == pooling_kind::mid_fusion) c.split = split_by_modality(batch);
-        const packed_batch& encoded = encoder_batch(batch, c);
-        tensor<T> hidden_rows({encoded.layout.rows(), h});
-        nn::embed_elements(backend, encoded, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
-        if (!element_scale.empty()) {
-            if (element_scale.size() != encoded.layout.rows())
-                throw shape_error("model::forward: element_scale has " + std::to_string(element_scale.size()) +
-                                  " factors for " + std::to_string(encoded.layout.rows()) + " slots");
-            backend.scale_rows(hidden_rows.data(), element_scale.data(), element_scale.size(), h);
-        }
-        bert_cache<T>* encoder_cache = cache ? &c.encoder : nullptr;
-        c.compaction = {};
-        if (config_.pooling == pooling_kind::dm2s)
-            bert_.embed(hidden_rows, encoded.position_ids, encoded.type_ids, encoded.layout, encoder_cache, dropout_rng);
-        else if (padding_free_)
-            encode_without_padding(encoded, hidden_rows, c, encoder_cache, dropout_rng);
-        else
-            bert_.encode(hidden_rows, encoded.position_ids, encoded.type_ids, encoded.layout, encoded.mask.data(), nullptr,
-                         encoder_cache, dropout_rng);
-
-        c.pooled.resize({samples, pooled_size()});
-        switch (config_.pooling) {
-        case pooling_kind::cls:
-            c.cls_rows.resize({samples, h}, uninitialized);
-            backend.copy_rows(std::as_const(hidden_rows).data(), cls_slots(batch).data(), c.cls_rows.data(), no_rows, samples, h);
-            bert_.pooler().forward(backend, c.cls_rows.data(), {samples, 1}, c.pooled.data());
-            break;
-        case pooling_kind::mid_fusion:
-            backend.fill(c.pooled.data(), c.pooled.size(), T(0));  // missing modalities stay zero
-            backend.copy_rows(std::as_const(hidden_rows).data(), cls_slots(c.split.batch).data(), c.pooled.data(),
-                              fused_rows(c.split).data(), c.split.origin.size(), h);
-            break;
-        case pooling_kind::dm2s: {
-            gather_elements(batch, hidden_rows, c);
-            const std::size_t elements = c.element_rows.dim(0);
-            c.element_outputs.resize({elements, h});
-            pooling_.element_mlp[0].forward(backend, c.element_rows.data(), elements, c.element_outputs.data(),
-                                            cache ? &c.element_mlp : nullptr);
-            const auto sample_groups = element_groups_per_sample(c);
-            nn::max_pool(backend, c.element_outputs.data(), h, std::span<const nn::row_group>(sample_groups), c.pooled.data(), c.max_rows);
-            break;
-        }
-        default: pool_elements(batch, hidden_rows, c, cache != nullptr);
-        }
-
+        tensor<T, space> logits = run(batch, c, cache != nullptr, dropout_rng, element_scale);
         model_output<T> out;
-        c.head_input = c.pooled;
-        c.head_dropout = nn::draw_dropout(config_.head_dropout, dropout_rng);
-        nn::apply_dropout(backend, c.head_input.data(), c.head_input.size(), c.head_dropout);
-        pooling_.head.forward(backend, c.head_input, out.logits);
-
-        if (explain) {
-            auto& e = out.explanation;
-            e.modality_count = modalities;
-            e.layout = batch.layout;
-            e.spans = batch.spans;
-            e.alpha.assign(batch.layout.rows(), T(0));
-            e.gamma.assign(batch.layout.rows(), T(0));
-            e.beta.assign(samples * modalities, T(0));
-            for (std::size_t g = 0; g < c.present.size(); ++g) {
-                const auto [b, m, first_slot] = c.present[g];
-                e.beta[b * modalities + m] = c.beta[g];
-                for (std::size_t i = 0; i < c.element_groups[g].length; ++i) {
-                    const T a = c.alpha[c.element_groups[g].begin + i];
-                    e.alpha[first_slot + i] = a;
-                    e.gamma[first_slot + i] = c.beta[g] * a;
-                }
-            }
-        }
+        if constexpr (on_host)
+            out.logits = std::move(logits);
+        else
+            out.logits = backend().download(logits);
+        if (explain) out.explanation = explanation(batch, c);
         return out;
     }
 
-    /// Backward of `forward` run with `cache`: from d(logits) [batch, outputs], accumulates the
-    /// gradient of every parameter into `grad` (see `zero_gradients`). `d_elements`, when given,
-    /// receives the gradient of the element vectors that entered the encoder ([slots of
-    /// `encoder_batch`, H], after any `element_scale`), the input gradient of attribution methods.
-    void backward(const model_cache<T>& cache, const tensor<T>& grad_logits, model_gradients<T>& grad,
-                  tensor<T>* d_elements = nullptr) const
-        requires host_training_backend_for<Backend, T>
+    /// The logits [batch, outputs] of a prepared batch, left in the backend's memory (what a training
+    /// step reads); see `forward` for the arguments.
+    tensor<T, space> forward_logits(const batch_type& p, cache_type* cache = nullptr, random_generator* dropout_rng = nullptr,
+                                    std::span<const T> element_scale = {}) const
+    {
+        cache_type local;
+        return run(p, cache ? *cache : local, cache != nullptr, dropout_rng, element_scale);
+    }
+
+    /// Backward of `forward` run with `cache`: from d(logits) [batch, outputs] in the backend's memory,
+    /// accumulates the gradient of every parameter into `grad` (see `zero_gradients`). `d_elements`,
+    /// when given, receives the gradient of the element vectors that entered the encoder ([slots of
+    /// `prepared_batch::encoded`, H], after any `element_scale`), the input gradient of attribution
+    /// methods.
+    void backward(const cache_type& cache, const tensor<T, space>& grad_logits, gradients_type& grad,
+                  tensor<T, space>* d_elements = nullptr) const
+        requires training_backend_for<Backend, T>
     {
         const auto& backend = bert_.backend();
-        const auto& batch = cache.batch;
-        const std::size_t h = hidden(), samples = batch.layout.batch;
+        const auto& p = cache.batch;
+        const std::size_t h = hidden(), samples = p.batch.layout.batch;
         require_shape(grad_logits, {samples, config_.num_outputs}, "model::backward: grad_logits");
 
-        tensor<T> d_pooled({samples, pooled_size()});
+        tensor<T, space> d_pooled({samples, pooled_size()}, uninitialized);  // the head's backward writes it
         pooling_.head.backward(backend, cache.head_input.data(), grad_logits.data(), samples, d_pooled.data(), grad.pooling.head);
         nn::apply_dropout(backend, d_pooled.data(), d_pooled.size(), cache.head_dropout);
 
-        const packed_batch& encoded = encoder_batch(batch, cache);
-        tensor<T> d_hidden({encoded.layout.rows(), h});
+        const packed_batch& encoded = p.encoded();
+        tensor<T, space> d_hidden = zeros<T>(backend, {encoded.layout.rows(), h});
         switch (config_.pooling) {
         case pooling_kind::cls: {
-            tensor<T> d_cls({samples, h});
-            bert_.pooler().backward(backend, cache.cls_rows.data(), cache.pooled.data(), d_pooled.data(), samples, d_cls.data(),
-                                    grad.encoder.pooler);
-            backend.copy_rows(std::as_const(d_cls).data(), no_rows, d_hidden.data(), cls_slots(batch).data(), samples, h);
+            tensor<T, space> d_cls({samples, h}, uninitialized);
+            bert_.pooler().backward(backend, cache.cls_rows.data(), cache.pooled.data(), std::as_const(d_pooled).data(), samples,
+                                    d_cls.data(), grad.encoder.pooler);
+            backend.copy_rows(std::as_const(d_cls).data(), no_rows(), d_hidden.data(), p[p.cls_slots], samples, h);
             break;
         }
         case pooling_kind::mid_fusion:
-            backend.copy_rows(std::as_const(d_pooled).data(), fused_rows(cache.split).data(), d_hidden.data(),
-                              cls_slots(encoded).data(), cache.split.origin.size(), h);
+            backend.copy_rows(std::as_const(d_pooled).data(), p[p.fused_rows], d_hidden.data(), p[p.cls_slots],
+                              p.split.origin.size(), h);
             break;
         case pooling_kind::dm2s: {
-            const std::size_t elements = cache.element_rows.dim(0);
-            tensor<T> d_outputs({elements, h}), d_element_rows({elements, h});
-            nn::max_pool_backward(backend, d_pooled.data(), h, elements, std::span<const std::uint32_t>(cache.max_rows), d_outputs.data());
-            pooling_.element_mlp[0].backward(backend, cache.element_mlp, elements, d_outputs.data(), d_element_rows.data(),
-                                             grad.pooling.element_mlp[0]);
-            scatter_elements(cache, d_element_rows, d_hidden);
+            tensor<T, space> d_outputs({p.elements, h}, uninitialized), d_element_rows({p.elements, h}, uninitialized);
+            nn::max_pool_backward<T>(backend, std::as_const(d_pooled).data(), h, p.elements, cache.max_rows, d_outputs.data());
+            pooling_.element_mlp[0].backward(backend, cache.element_mlp, p.elements, std::as_const(d_outputs).data(),
+                                             d_element_rows.data(), grad.pooling.element_mlp[0]);
+            scatter_elements(p, d_element_rows, d_hidden);
             break;
         }
         default: pool_elements_backward(cache, d_pooled, d_hidden, grad);
         }
-        if (cache.compaction.empty()) {
+        if (p.compaction.empty()) {
             bert_.encode_backward(cache.encoder, d_hidden, grad.encoder);
         } else {
-            tensor<T> d_rows({cache.compaction.slots.size(), h});
-            backend.copy_rows(std::as_const(d_hidden).data(), cache.compaction.slots.data(), d_rows.data(), no_rows, d_rows.dim(0), h);
+            tensor<T, space> d_rows({p.compaction.slots.size(), h}, uninitialized);
+            backend.copy_rows(std::as_const(d_hidden).data(), p[p.compact_slots], d_rows.data(), no_rows(), d_rows.dim(0), h);
             bert_.encode_backward(cache.encoder, d_rows, grad.encoder);
-            scatter_compact_rows(cache.compaction, d_rows, d_hidden);
+            scatter_compact_rows(p, d_rows, d_hidden);
         }
         if (d_elements != nullptr) *d_elements = d_hidden;
-        nn::embed_elements_backward(backend, encoded, d_hidden.data(), bert_.embeddings(), pooling_.modality_embeddings,
-                                    grad.encoder.embeddings, grad.pooling.modality_embeddings);
+        nn::embed_elements_backward(backend, p.sources, *p.arena, std::as_const(d_hidden).data(), bert_.embeddings(),
+                                    pooling_.modality_embeddings, grad.encoder.embeddings, grad.pooling.modality_embeddings);
+    }
+
+    /// `backward` from host d(logits), uploaded first (for a backend with memory of its own).
+    void backward(const cache_type& cache, const tensor<T>& grad_logits, gradients_type& grad) const
+        requires(!on_host && training_backend_for<Backend, T>)
+    {
+        backward(cache, backend().upload(grad_logits), grad);
     }
 
     /// Zero gradients shaped like this model's parameters.
-    model_gradients<T> zero_gradients() const { return {bert_.zero_gradients(), zeros_like(pooling_)}; }
+    gradients_type zero_gradients() const
+    {
+        gradients_type zeros{bert_.zero_gradients(), pooling_};
+        zeros.pooling.for_each_parameter("", [&](const std::string&, tensor<T, space>& t) { backend().fill(t.data(), t.size(), T(0)); });
+        return zeros;
+    }
 
     /// Sets gradients from `zero_gradients` back to zero, with the backend's `fill`.
-    void clear_gradients(model_gradients<T>& grads) const
+    void clear_gradients(gradients_type& grads) const
     {
-        grads.for_each_parameter([&](const std::string&, tensor<T>& t) { bert_.backend().fill(t.data(), t.size(), T(0)); });
+        grads.for_each_parameter([&](const std::string&, tensor<T, space>& t) { backend().fill(t.data(), t.size(), T(0)); });
     }
 
     /// Packs the encoder's weights for inference, rounded to bf16 for bf16 products where `allowed`
@@ -378,7 +451,7 @@ public:
 
     /// Visits every parameter: BERT's under HuggingFace names, then those of `pooling_parameters`.
     template <class F>
-        requires parameter_visitor<F, T>
+        requires parameter_visitor<F, T, space>
     void for_each_parameter(F&& visit)
     {
         bert_.for_each_parameter(visit);
@@ -393,38 +466,129 @@ public:
         const_cast<model*>(this)->for_each_parameter(read_only_visitor<F>{visit});
     }
 
-    /// The batch the encoder runs on for `batch`: the batch itself, or (mid_fusion) its split by
-    /// modality as the forward pass left it in `cache`.
-    const packed_batch& encoder_batch(const packed_batch& batch, const model_cache<T>& cache) const
+private:
+    /// The forward pass on the backend: leaves in `c` the pooled vectors and attention weights, and with
+    /// `keep` everything `backward` needs; returns the logits.
+    tensor<T, space> run(const batch_type& p, cache_type& c, bool keep, random_generator* dropout_rng,
+                         std::span<const T> element_scale) const
     {
-        return config_.pooling == pooling_kind::mid_fusion ? cache.split.batch : batch;
+        const auto& backend = bert_.backend();
+        const packed_batch& encoded = p.encoded();
+        const std::size_t h = hidden(), samples = p.batch.layout.batch;
+        if (keep) c.batch = p;
+
+        tensor<T, space> hidden_rows({encoded.layout.rows(), h}, uninitialized);  // every slot gets its element vector
+        nn::embed_elements(backend, p.sources, *p.arena, bert_.embeddings(), pooling_.modality_embeddings, hidden_rows.data());
+        if (!element_scale.empty()) scale_elements(hidden_rows, element_scale);
+        bert_cache<T, space>* encoder_cache = keep ? &c.encoder : nullptr;
+        const row_ids<space> ids{p.arena, p[p.positions], p[p.types], p.positions.size};
+        if (config_.pooling == pooling_kind::dm2s) {
+            bert_.embed(hidden_rows, ids, encoded.layout, encoder_cache, dropout_rng);
+        } else if (!p.compaction.empty()) {  // the real rows only, written back to their slots
+            tensor<T, space> rows({p.compaction.slots.size(), h}, uninitialized);
+            backend.copy_rows(std::as_const(hidden_rows).data(), p[p.compact_slots], rows.data(), no_rows(), rows.dim(0), h);
+            bert_.encode(rows, ids, p.compaction.layout, {}, nullptr, encoder_cache, dropout_rng);
+            scatter_compact_rows(p, rows, hidden_rows);
+        } else {
+            bert_.encode(hidden_rows, ids, encoded.layout, p[p.key_mask], nullptr, encoder_cache, dropout_rng);
+        }
+
+        c.pooled.resize({samples, pooled_size()}, uninitialized);  // each pooling writes every row
+        switch (config_.pooling) {
+        case pooling_kind::cls:
+            c.cls_rows.resize({samples, h}, uninitialized);
+            backend.copy_rows(std::as_const(hidden_rows).data(), p[p.cls_slots], c.cls_rows.data(), no_rows(), samples, h);
+            bert_.pooler().forward(backend, std::as_const(c.cls_rows).data(), samples, c.pooled.data());
+            break;
+        case pooling_kind::mid_fusion:
+            backend.fill(c.pooled.data(), c.pooled.size(), T(0));  // missing modalities stay zero
+            backend.copy_rows(std::as_const(hidden_rows).data(), p[p.cls_slots], c.pooled.data(), p[p.fused_rows],
+                              p.split.origin.size(), h);
+            break;
+        case pooling_kind::dm2s:
+            gather_elements(p, hidden_rows, c);
+            c.element_outputs.resize({p.elements, h}, uninitialized);
+            pooling_.element_mlp[0].forward(backend, std::as_const(c.element_rows).data(), p.elements, c.element_outputs.data(),
+                                            keep ? &c.element_mlp : nullptr);
+            nn::max_pool<T>(backend, std::as_const(c.element_outputs).data(), h, p[p.sample_groups_at], samples, c.pooled.data(),
+                            c.max_rows);
+            break;
+        default: pool_elements(p, hidden_rows, c, keep);
+        }
+
+        c.head_input = c.pooled;
+        c.head_dropout = nn::draw_dropout(config_.head_dropout, dropout_rng);
+        nn::apply_dropout(backend, c.head_input.data(), c.head_input.size(), c.head_dropout);
+        tensor<T, space> logits;
+        pooling_.head.forward(backend, c.head_input, logits);
+        return logits;
     }
 
-private:
-    /// The encoder over the real rows of `encoded` only: they are gathered into a ragged layout, encoded,
-    /// and written back to their slots (padding rows become zero; nothing downstream reads them).
-    void encode_without_padding(const packed_batch& encoded, tensor<T>& hidden_rows, model_cache<T>& c,
-                                bert_cache<T>* encoder_cache, random_generator* dropout_rng) const
+    /// The attention weights of the last forward pass (`c`) on the host, placed at the slots of `p`'s
+    /// batch. Learned weights come back in one download; the mean pooling's follow from the layout
+    /// (α uniform within a modality, β = n_m / n).
+    attention_explanation<T> explanation(const batch_type& p, const cache_type& c) const
     {
-        const std::size_t h = hidden();
-        c.compaction = row_compaction(encoded);
-        tensor<T> rows({c.compaction.slots.size(), h}, uninitialized);
-        bert_.backend().copy_rows(std::as_const(hidden_rows).data(), c.compaction.slots.data(), rows.data(), no_rows, rows.dim(0), h);
-        bert_.encode(rows, c.compaction.gather(encoded.position_ids), c.compaction.gather(encoded.type_ids),
-                     c.compaction.layout, nullptr, nullptr, encoder_cache, dropout_rng);
-        scatter_compact_rows(c.compaction, rows, hidden_rows);
+        const std::size_t modalities = schema_.size(), groups = p.element_groups.size();
+        std::vector<T> alpha(p.elements), beta(groups);
+        if (config_.pooling == pooling_kind::mean) {
+            for (std::size_t g = 0; g < groups; ++g) {
+                const auto& s = p.sample_groups[p.present[g].sample];
+                const T n_m = static_cast<T>(p.element_groups[g].length);
+                beta[g] = n_m / static_cast<T>(s.length);
+                std::fill_n(alpha.begin() + static_cast<std::ptrdiff_t>(p.element_groups[g].begin), p.element_groups[g].length,
+                            T(1) / n_m);
+            }
+        } else {
+            const tensor<T> weights = backend().download(c.weights);
+            std::copy_n(weights.data(), p.elements, alpha.begin());
+            std::copy_n(weights.data() + p.elements, groups, beta.begin());
+        }
+        attention_explanation<T> e;
+        const auto& batch = p.batch;
+        e.modality_count = modalities;
+        e.layout = batch.layout;
+        e.spans = batch.spans;
+        e.alpha.assign(batch.layout.rows(), T(0));
+        e.gamma.assign(batch.layout.rows(), T(0));
+        e.beta.assign(batch.layout.batch * modalities, T(0));
+        for (std::size_t g = 0; g < groups; ++g) {
+            const auto [b, m, first_slot] = p.present[g];
+            e.beta[b * modalities + m] = beta[g];
+            for (std::size_t i = 0; i < p.element_groups[g].length; ++i) {
+                const T a = alpha[p.element_groups[g].begin + i];
+                e.alpha[first_slot + i] = a;
+                e.gamma[first_slot + i] = beta[g] * a;
+            }
+        }
+        return e;
+    }
+
+    /// Multiplies each element vector of `rows` by its factor of `scale` (host values, moved to the
+    /// backend first where its memory is its own).
+    void scale_elements(tensor<T, space>& rows, std::span<const T> scale) const
+    {
+        if (scale.size() != rows.dim(0))
+            throw shape_error("model::forward: element_scale has " + std::to_string(scale.size()) + " factors for " +
+                              std::to_string(rows.dim(0)) + " slots");
+        if constexpr (on_host) {
+            backend().scale_rows(rows.data(), scale.data(), scale.size(), hidden());
+        } else {
+            tensor<T, space> factors({scale.size()}, uninitialized);
+            backend().upload(scale.data(), scale.size(), factors.data());
+            backend().scale_rows(rows.data(), std::as_const(factors).data(), scale.size(), hidden());
+        }
     }
 
     /// Writes the compact rows back to their slots of `padded`; padding rows become zero.
-    void scatter_compact_rows(const row_compaction& compaction, const tensor<T>& compact, tensor<T>& padded) const
+    void scatter_compact_rows(const batch_type& p, const tensor<T, space>& compact, tensor<T, space>& padded) const
     {
-        const auto& backend = bert_.backend();
-        backend.fill(padded.data(), padded.size(), T(0));
-        backend.copy_rows(compact.data(), no_rows, padded.data(), compaction.slots.data(), compaction.slots.size(), hidden());
+        backend().fill(padded.data(), padded.size(), T(0));
+        backend().copy_rows(compact.data(), no_rows(), padded.data(), p[p.compact_slots], p.compaction.slots.size(), hidden());
     }
 
     /// A null row index: row i.
-    static constexpr const std::size_t* no_rows = nullptr;
+    static space_pointer<const std::size_t, space> no_rows() noexcept { return {}; }
 
     /// The slot of each sequence's first row ([CLS]) in `batch`.
     static std::vector<std::size_t> cls_slots(const packed_batch& batch)
@@ -443,149 +607,123 @@ private:
         return rows;
     }
 
-    /// Gathers the element rows of each present (sample, modality) of `hidden_rows` into
-    /// `c.element_rows`, grouped by modality (`c.element_groups`) and by sample (`c.modality_groups`).
-    void gather_elements(const packed_batch& batch, const tensor<T>& hidden_rows, model_cache<T>& c) const
+    /// The element groups of `p`'s batch: each present (sample, modality), grouped by modality
+    /// (`element_groups`), by sample (`modality_groups`) and all of a sample's elements
+    /// (`sample_groups`), with the slot of every element row, laid out in `arena`.
+    static void group_elements(batch_type& p, host_arena& arena)
     {
-        const std::size_t h = hidden(), modalities = schema_.size(), samples = batch.layout.batch;
-        c.present.clear();
-        c.element_groups.clear();
-        c.modality_groups.clear();
-        std::size_t elements = 0;
-        for (std::size_t b = 0; b < samples; ++b) {
-            const std::size_t first_group = c.element_groups.size();
-            for (std::size_t m = 0; m < modalities; ++m)
+        const auto& batch = p.batch;
+        std::vector<std::size_t> slots;
+        for (std::size_t b = 0; b < batch.layout.batch; ++b) {
+            const std::size_t first_group = p.element_groups.size(), first_element = p.elements;
+            for (std::size_t m = 0; m < batch.modality_count; ++m)
                 if (const auto& s = batch.span(b, m); s.length > 0) {
-                    c.present.push_back({b, m, batch.slot(b, s.begin)});
-                    c.element_groups.push_back({elements, s.length});
-                    elements += s.length;
+                    p.present.push_back({b, m, batch.slot(b, s.begin)});
+                    p.element_groups.push_back({p.elements, s.length});
+                    for (std::size_t i = 0; i < s.length; ++i) slots.push_back(batch.slot(b, s.begin) + i);
+                    p.elements += s.length;
                 }
-            if (c.element_groups.size() == first_group)
+            if (p.element_groups.size() == first_group)
                 throw input_error("model: sample " + std::to_string(b) + " has no present modality");
-            c.modality_groups.push_back({first_group, c.element_groups.size() - first_group});
+            p.modality_groups.push_back({first_group, p.element_groups.size() - first_group});
+            p.sample_groups.push_back({first_element, p.elements - first_element});
         }
-        c.element_rows.resize({elements, h}, uninitialized);
-        c.element_slots = element_slots(c);
-        bert_.backend().copy_rows(hidden_rows.data(), c.element_slots.data(), c.element_rows.data(), no_rows, elements, h);
+        p.element_slots = arena.add(slots);
+        p.element_groups_at = arena.add(p.element_groups);
+        p.modality_groups_at = arena.add(p.modality_groups);
+        p.sample_groups_at = arena.add(p.sample_groups);
+    }
+
+    /// Gathers the element rows of each present (sample, modality) of `hidden_rows` into
+    /// `c.element_rows`, group after group.
+    void gather_elements(const batch_type& p, const tensor<T, space>& hidden_rows, cache_type& c) const
+    {
+        c.element_rows.resize({p.elements, hidden()}, uninitialized);
+        backend().copy_rows(hidden_rows.data(), p[p.element_slots], c.element_rows.data(), no_rows(), p.elements, hidden());
     }
 
     /// Backward of `gather_elements`: writes the element-row gradients into `d_hidden` at their slots.
-    void scatter_elements(const model_cache<T>& cache, const tensor<T>& d_element_rows, tensor<T>& d_hidden) const
+    void scatter_elements(const batch_type& p, const tensor<T, space>& d_element_rows, tensor<T, space>& d_hidden) const
     {
-        bert_.backend().copy_rows(d_element_rows.data(), no_rows, d_hidden.data(), cache.element_slots.data(),
-                                  cache.element_slots.size(), hidden());
+        backend().copy_rows(d_element_rows.data(), no_rows(), d_hidden.data(), p[p.element_slots], p.elements, hidden());
     }
 
     /// The element pooling of the attention kinds: IntraMRA (or uniform α) per modality and InterMRA
-    /// (or uniform β) per sample; the mean pooling averages all elements of a sample. Leaves α, β and
-    /// the pooled vectors in `c`.
-    void pool_elements(const packed_batch& batch, const tensor<T>& hidden_rows, model_cache<T>& c, bool keep) const
+    /// (or uniform β) per sample; the mean pooling averages all elements of a sample (its weights,
+    /// uniform per sample, stay in the α part). Leaves the weights and the pooled vectors in `c`.
+    void pool_elements(const batch_type& p, const tensor<T, space>& hidden_rows, cache_type& c, bool keep) const
     {
         const auto& backend = bert_.backend();
-        const std::size_t h = hidden();
-        gather_elements(batch, hidden_rows, c);
-        const std::size_t elements = c.element_rows.dim(0), groups = c.element_groups.size();
-        c.alpha.assign(elements, T(0));  // zero scores: uniform weights where no attention is learned
-        c.beta.assign(groups, T(0));
+        const std::size_t h = hidden(), elements = p.elements, groups = p.element_groups.size(), samples = p.batch.layout.batch;
+        gather_elements(p, hidden_rows, c);
+        c.weights.resize({elements + groups}, uninitialized);
+        backend.fill(c.weights.data(), c.weights.size(), T(0));  // zero scores: uniform weights where no attention is learned
+        const pointer alpha = c.weights.data(), beta = alpha + elements;
+        const const_pointer rows = std::as_const(c.element_rows).data();
 
         if (config_.pooling == pooling_kind::mean) {
-            const auto sample_groups = element_groups_per_sample(c);
-            nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(sample_groups),
-                               c.alpha.data(), T(0), c.pooled.data());
-            // The equivalent hierarchical weights: α uniform within a modality, β = n_m / n.
-            for (std::size_t g = 0; g < groups; ++g) {
-                const auto& s = sample_groups[c.present[g].sample];
-                const T n_m = static_cast<T>(c.element_groups[g].length);
-                c.beta[g] = n_m / static_cast<T>(s.length);
-                for (std::size_t i = 0; i < c.element_groups[g].length; ++i) c.alpha[c.element_groups[g].begin + i] = T(1) / n_m;
-            }
+            nn::attention_pool<T>(backend, rows, h, p[p.sample_groups_at], samples, alpha, const_pointer{}, c.pooled.data());
             return;
         }
         if (has_intra(config_.pooling)) {
             if (pooling_.shared_intra) {
                 c.intra_activations.resize(1);
-                pooling_.intra[0].score(backend, c.element_rows.data(), elements, c.alpha.data(),
-                                        keep ? &c.intra_activations[0] : nullptr);
+                pooling_.intra[0].score(backend, rows, elements, alpha, keep ? &c.intra_activations[0] : nullptr);
             } else {
                 c.intra_activations.resize(groups);
                 for (std::size_t g = 0; g < groups; ++g) {
-                    const auto [begin, length] = c.element_groups[g];
-                    pooling_.intra[c.present[g].modality].score(backend, c.element_rows.row(begin), length,
-                                                                c.alpha.data() + begin, keep ? &c.intra_activations[g] : nullptr);
+                    const auto [begin, length] = p.element_groups[g];
+                    pooling_.intra[p.present[g].modality].score(backend, rows + begin * h, length, alpha + begin,
+                                                                keep ? &c.intra_activations[g] : nullptr);
                 }
             }
         }
-        c.modality_rows.resize({groups, h});
-        nn::attention_pool(backend, c.element_rows.data(), h, std::span<const nn::row_group>(c.element_groups),
-                           c.alpha.data(), residual(0), c.modality_rows.data());
+        c.modality_rows.resize({groups, h}, uninitialized);
+        nn::attention_pool<T>(backend, rows, h, p[p.element_groups_at], groups, alpha, residual_at(0), c.modality_rows.data());
         if (has_inter(config_.pooling))
-            pooling_.inter[0].score(backend, c.modality_rows.data(), groups, c.beta.data(), keep ? &c.inter_activation : nullptr);
-        nn::attention_pool(backend, c.modality_rows.data(), h, std::span<const nn::row_group>(c.modality_groups),
-                           c.beta.data(), residual(1), c.pooled.data());
+            pooling_.inter[0].score(backend, std::as_const(c.modality_rows).data(), groups, beta, keep ? &c.inter_activation : nullptr);
+        nn::attention_pool<T>(backend, std::as_const(c.modality_rows).data(), h, p[p.modality_groups_at], samples, beta,
+                              residual_at(1), c.pooled.data());
     }
 
     /// Backward of `pool_elements`: from d(pooled), writes d(hidden) at the element slots.
-    void pool_elements_backward(const model_cache<T>& cache, const tensor<T>& d_pooled, tensor<T>& d_hidden,
-                                model_gradients<T>& grad) const
+    void pool_elements_backward(const cache_type& cache, const tensor<T, space>& d_pooled, tensor<T, space>& d_hidden,
+                                gradients_type& grad) const
     {
         const auto& backend = bert_.backend();
-        const std::size_t h = hidden(), groups = cache.element_groups.size();
-        tensor<T> d_element_rows(cache.element_rows.shape());
-        std::vector<T> d_alpha(cache.alpha.size());
+        const auto& p = cache.batch;
+        const std::size_t h = hidden(), elements = p.elements, groups = p.element_groups.size(), samples = p.batch.layout.batch;
+        tensor<T, space> d_element_rows = zeros<T>(backend, {elements, h});  // the pooling's backward adds to it
+        tensor<T, space> d_weights({elements + groups}, uninitialized);      // and writes these
+        const const_pointer alpha = cache.weights.data(), beta = alpha + elements, rows = cache.element_rows.data();
+        const pointer d_alpha = d_weights.data(), d_beta = d_alpha + elements;
         if (config_.pooling == pooling_kind::mean) {
-            const auto sample_groups = element_groups_per_sample(cache);
-            const std::vector<T> uniform_scores(cache.alpha.size(), T(0));
-            std::vector<T> weights(uniform_scores);
-            for (const auto& s : sample_groups)
-                std::fill_n(weights.begin() + static_cast<std::ptrdiff_t>(s.begin), s.length, T(1) / static_cast<T>(s.length));
-            nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(sample_groups),
-                                        weights.data(), T(0), d_pooled.data(), d_element_rows.data(), d_alpha.data());
+            nn::attention_pool_backward<T>(backend, rows, h, p[p.sample_groups_at], samples, alpha, const_pointer{}, d_pooled.data(),
+                                           d_element_rows.data(), d_alpha);
         } else {
-            tensor<T> d_modality_rows({groups, h});
-            std::vector<T> d_beta(groups);
-            T* d_residual = grad.pooling.residual.size() > 0 ? grad.pooling.residual.data() : nullptr;
-            nn::attention_pool_backward(backend, cache.modality_rows.data(), h, std::span<const nn::row_group>(cache.modality_groups),
-                                        cache.beta.data(), residual(1), d_pooled.data(), d_modality_rows.data(), d_beta.data(),
-                                        d_residual ? d_residual + 1 : nullptr);
+            tensor<T, space> d_modality_rows = zeros<T>(backend, {groups, h});
+            const pointer d_residual = grad.pooling.residual.size() > 0 ? grad.pooling.residual.data() : pointer{};
+            nn::attention_pool_backward<T>(backend, cache.modality_rows.data(), h, p[p.modality_groups_at], samples, beta,
+                                           residual_at(1), d_pooled.data(), d_modality_rows.data(), d_beta,
+                                           d_residual ? d_residual + std::size_t{1} : pointer{});
             if (has_inter(config_.pooling))
-                pooling_.inter[0].score_backward(backend, cache.modality_rows.data(), groups, cache.inter_activation,
-                                                 d_beta.data(), d_modality_rows.data(), grad.pooling.inter[0]);
-            nn::attention_pool_backward(backend, cache.element_rows.data(), h, std::span<const nn::row_group>(cache.element_groups),
-                                        cache.alpha.data(), residual(0), d_modality_rows.data(), d_element_rows.data(), d_alpha.data(),
-                                        d_residual);
+                pooling_.inter[0].score_backward(backend, cache.modality_rows.data(), groups, cache.inter_activation, d_beta,
+                                                 d_modality_rows.data(), grad.pooling.inter[0]);
+            nn::attention_pool_backward<T>(backend, rows, h, p[p.element_groups_at], groups, alpha, residual_at(0),
+                                           std::as_const(d_modality_rows).data(), d_element_rows.data(), d_alpha, d_residual);
             if (has_intra(config_.pooling) && pooling_.shared_intra) {
-                pooling_.intra[0].score_backward(backend, cache.element_rows.data(), cache.alpha.size(), cache.intra_activations[0],
-                                                 d_alpha.data(), d_element_rows.data(), grad.pooling.intra[0]);
+                pooling_.intra[0].score_backward(backend, rows, elements, cache.intra_activations[0], d_alpha,
+                                                 d_element_rows.data(), grad.pooling.intra[0]);
             } else if (has_intra(config_.pooling)) {
                 for (std::size_t g = 0; g < groups; ++g) {
-                    const auto [begin, length] = cache.element_groups[g];
-                    const std::size_t m = cache.present[g].modality;
-                    pooling_.intra[m].score_backward(backend, cache.element_rows.row(begin), length, cache.intra_activations[g],
-                                                     d_alpha.data() + begin, d_element_rows.row(begin), grad.pooling.intra[m]);
+                    const auto [begin, length] = p.element_groups[g];
+                    const std::size_t m = p.present[g].modality;
+                    pooling_.intra[m].score_backward(backend, rows + begin * h, length, cache.intra_activations[g], d_alpha + begin,
+                                                     d_element_rows.row(begin), grad.pooling.intra[m]);
                 }
             }
         }
-        scatter_elements(cache, d_element_rows, d_hidden);
-    }
-
-    /// The slot of every gathered element row, group after group.
-    static std::vector<std::size_t> element_slots(const model_cache<T>& c)
-    {
-        std::vector<std::size_t> slots;
-        for (std::size_t g = 0; g < c.element_groups.size(); ++g)
-            for (std::size_t i = 0; i < c.element_groups[g].length; ++i) slots.push_back(c.present[g].first_slot + i);
-        return slots;
-    }
-
-    /// All element rows of each sample as one group (they are consecutive in the gathered rows).
-    static std::vector<nn::row_group> element_groups_per_sample(const model_cache<T>& c)
-    {
-        std::vector<nn::row_group> out;
-        for (const auto& [first, count] : c.modality_groups) {
-            const auto& last = c.element_groups[first + count - 1];
-            out.push_back({c.element_groups[first].begin, last.begin + last.length - c.element_groups[first].begin});
-        }
-        return out;
+        scatter_elements(p, d_element_rows, d_hidden);
     }
 
     static model_config with_type_rows(model_config c, const dm2s2::schema& s)
@@ -595,10 +733,19 @@ private:
         return c;
     }
 
-    /// r of IntraMRA (level 0) or InterMRA (level 1): learned or as configured.
-    T residual(std::size_t level) const
+    /// The configured residuals of IntraMRA and InterMRA in the backend's memory, for when they are not
+    /// learned (a learned one is a parameter, read where it lives).
+    void set_fixed_residuals()
     {
-        return pooling_.residual.size() > 0 ? pooling_.residual[level] : static_cast<T>(config_.mra.residual_at(level));
+        tensor<T> r({2});
+        for (std::size_t level = 0; level < 2; ++level) r[level] = static_cast<T>(config_.mra.residual_at(level));
+        fixed_residuals_ = backend().upload(r);
+    }
+
+    /// r of IntraMRA (level 0) or InterMRA (level 1), learned or as configured, in the backend's memory.
+    const_pointer residual_at(std::size_t level) const
+    {
+        return (pooling_.residual.size() > 0 ? pooling_.residual.data() : fixed_residuals_.data()) + level;
     }
 
     std::size_t hidden() const { return config_.bert.hidden_size; }
@@ -609,7 +756,8 @@ private:
     dm2s2::schema schema_;
     model_config config_;
     bert_model<T, Backend> bert_;
-    pooling_parameters<T> pooling_;
+    pooling_parameters<T, space> pooling_;
+    tensor<T, space> fixed_residuals_;
     bool padding_free_ = true;
 };
 

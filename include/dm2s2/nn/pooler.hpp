@@ -12,42 +12,50 @@
 
 namespace dm2s2::nn {
 
-/// The [CLS] pooler with HF names `dense.weight`, `dense.bias`.
-template <scalar T>
+/// The [CLS] pooler with HF names `dense.weight`, `dense.bias`, in memory space `Space`.
+template <scalar T, memory_space Space = host_space>
 struct pooler {
-    linear<T> dense;
+    using pointer = space_pointer<T, Space>;
+    using const_pointer = space_pointer<const T, Space>;
+
+    linear<T, Space> dense;
 
     pooler() = default;
-    explicit pooler(std::size_t hidden) : dense(hidden, hidden) {}
-
-    /// hidden [rows, H] → out [batch, H] from row 0 of each sequence.
-    template <host_backend_for<T> Backend>
-    void forward(const Backend& backend, const T* hidden, batch_layout layout, T* out) const
+    explicit pooler(std::size_t hidden)
+        requires host_accessible_space<Space>
+        : dense(hidden, hidden)
     {
-        const std::size_t h = dense.in_features();
-        tensor<T> first({layout.batch, h}, uninitialized);
-        std::vector<std::size_t> first_rows(layout.batch);  // row 0 of each sequence
-        for (std::size_t b = 0; b < layout.batch; ++b) first_rows[b] = layout.first_row(b);
-        backend.copy_rows(hidden, first_rows.data(), first.data(), static_cast<const std::size_t*>(nullptr), layout.batch, h);
-        dense.forward(backend, first.data(), layout.batch, out);
-        backend.tanh(out, layout.batch * h);
+    }
+
+    /// `other` with its tensors moved by `transfer` (see `linear`).
+    template <memory_space From, class Transfer>
+    pooler(const pooler<T, From>& other, Transfer&& transfer) : dense(other.dense, transfer)
+    {
+    }
+
+    /// The [CLS] rows `first` [batch, H] → out [batch, H].
+    template <backend_in<T, Space> Backend>
+    void forward(const Backend& backend, const_pointer first, std::size_t batch, pointer out) const
+    {
+        dense.forward(backend, first, batch, out);
+        backend.tanh(out, batch * dense.out_features());
     }
 
     /// Backward of the pooler for the [CLS] rows `first` [batch, H] it read and its output `pooled`:
     /// writes d(first) and accumulates the dense gradients into `grad`.
-    template <host_training_backend_for<T> Backend>
-    void backward(const Backend& backend, const T* first, const T* pooled, const T* d_pooled, std::size_t batch,
-                  T* d_first, pooler& grad) const
+    template <training_backend_in<T, Space> Backend>
+    void backward(const Backend& backend, const_pointer first, const_pointer pooled, const_pointer d_pooled, std::size_t batch,
+                  pointer d_first, pooler& grad) const
     {
         const std::size_t h = dense.out_features();
-        tensor<T> d_pre({batch, h}, uninitialized);
+        tensor<T, Space> d_pre({batch, h}, uninitialized);
         backend.copy(d_pooled, batch * h, d_pre.data());
         backend.tanh_backward(pooled, d_pre.data(), d_pre.size());
-        dense.backward(backend, first, d_pre.data(), batch, d_first, grad.dense);
+        dense.backward(backend, first, std::as_const(d_pre).data(), batch, d_first, grad.dense);
     }
 
     template <class F>
-        requires parameter_visitor<F, T>
+        requires parameter_visitor<F, T, Space>
     void for_each_parameter(const std::string& prefix, F&& visit)
     {
         dense.for_each_parameter(prefix + "dense.", visit);

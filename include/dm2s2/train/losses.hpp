@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "dm2s2/backend/default_backend.hpp"
+#include "dm2s2/backend/training_kernels.hpp"
 #include "dm2s2/core/error.hpp"
 #include "dm2s2/core/scalar.hpp"
 #include "dm2s2/core/tensor.hpp"
@@ -37,14 +38,12 @@ struct loss_result {
     tensor<T> grad_logits;
 };
 
-/// Throws shape_error or input_error, naming the sample, unless `targets` fit `logits` [batch, outputs]
+/// Throws shape_error or input_error, naming the sample, unless `targets` fit logits [batch, outputs]
 /// for the task: class indices [batch] for multiclass, 0/1 values [batch, outputs] for binary
 /// (outputs = 1) and multilabel, finite numbers [batch, outputs] for regression.
 template <scalar T>
-void check_targets(task_type task, const tensor<T>& logits, const tensor<T>& targets)
+void check_targets(task_type task, std::size_t batch, std::size_t outputs, const tensor<T>& targets)
 {
-    if (logits.rank() != 2) throw shape_error("loss: logits must be [batch, outputs], got " + to_string(logits.shape()));
-    const std::size_t batch = logits.dim(0), outputs = logits.dim(1);
     const auto where = [](std::size_t b) { return "loss: sample " + std::to_string(b) + ": "; };
     if (task == task_type::multiclass) {
         require_shape(targets, {batch}, "loss: multiclass targets");
@@ -55,7 +54,7 @@ void check_targets(task_type task, const tensor<T>& logits, const tensor<T>& tar
         }
         return;
     }
-    require_shape(targets, logits.shape(), std::string("loss: ") + std::string(to_string(task)) + " targets");
+    require_shape(targets, {batch, outputs}, std::string("loss: ") + std::string(to_string(task)) + " targets");
     if (task == task_type::binary && outputs != 1) throw shape_error("loss: a binary task has one output, not " + std::to_string(outputs));
     for (std::size_t i = 0; i < targets.size(); ++i) {
         const double y = targets[i];
@@ -65,24 +64,39 @@ void check_targets(task_type task, const tensor<T>& logits, const tensor<T>& tar
     }
 }
 
-/// Loss of `logits` [batch, outputs] against `targets` (shaped as `check_targets` requires), computed
-/// by `backend`: softmax cross-entropy (multiclass), binary cross-entropy with logits (binary,
-/// multilabel), squared error (regression), each the mean over the batch as PyTorch's.
+/// `check_targets` for the shape of `logits` [batch, outputs].
+template <scalar T>
+void check_targets(task_type task, const tensor<T>& logits, const tensor<T>& targets)
+{
+    if (logits.rank() != 2) throw shape_error("loss: logits must be [batch, outputs], got " + to_string(logits.shape()));
+    check_targets(task, logits.dim(0), logits.dim(1), targets);
+}
+
+/// The task's loss of logits [batch, outputs] against targets checked by `check_targets`, everything in
+/// `backend`'s memory: writes d(loss)/d(logits) to `grad` and adds `weight` × the loss to `*loss`.
+/// Softmax cross-entropy (multiclass), binary cross-entropy with logits (binary, multilabel), squared
+/// error (regression), each the mean over the batch as PyTorch's.
+template <scalar T, class Backend>
+void accumulate_loss(const Backend& backend, task_type task, backend_pointer<Backend, const T> logits,
+                     backend_pointer<Backend, const T> targets, std::size_t batch, std::size_t outputs,
+                     backend_pointer<Backend, T> grad, double weight, backend_pointer<Backend, double> loss)
+{
+    switch (task) {
+    case task_type::multiclass: backend.softmax_cross_entropy(logits, targets, batch, outputs, grad, weight, loss); break;
+    case task_type::regression: backend.squared_error(logits, targets, batch * outputs, grad, weight, loss); break;
+    default: backend.binary_cross_entropy(logits, targets, batch * outputs, grad, weight, loss);
+    }
+}
+
+/// Loss of host `logits` [batch, outputs] against `targets` (shaped as `check_targets` requires),
+/// computed by a host `backend` (see `accumulate_loss`).
 template <scalar T, class Backend = default_backend>
 loss_result<T> compute_loss(task_type task, const tensor<T>& logits, const tensor<T>& targets, const Backend& backend = {})
 {
     check_targets(task, logits, targets);
-    const std::size_t batch = logits.dim(0), outputs = logits.dim(1);
     loss_result<T> out{0.0, tensor<T>(logits.shape(), uninitialized)};
-    switch (task) {
-    case task_type::multiclass:
-        out.value = backend.softmax_cross_entropy(logits.data(), targets.data(), batch, outputs, out.grad_logits.data());
-        break;
-    case task_type::regression:
-        out.value = backend.squared_error(logits.data(), targets.data(), logits.size(), out.grad_logits.data());
-        break;
-    default: out.value = backend.binary_cross_entropy(logits.data(), targets.data(), logits.size(), out.grad_logits.data());
-    }
+    accumulate_loss<T>(backend, task, logits.data(), targets.data(), logits.dim(0), logits.dim(1), out.grad_logits.data(), 1.0,
+                       &out.value);
     return out;
 }
 

@@ -26,50 +26,79 @@ struct step_report {
 
 /// Updates `m` once from micro-batches whose gradients are accumulated: the result equals one step on
 /// their union, as the losses are means (each micro-batch's gradient is weighted by its share of the
-/// records). `targets[k]` belongs to `batches[k]` (see `compute_loss` for the shapes).
+/// records). `targets[k]` belongs to `batches[k]` (see `check_targets` for the shapes).
 /// `grads` is the gradient buffer: it is zeroed and reused, so that steps after the first allocate no
-/// parameter-sized memory (pass the same one every step). The loss, the weighting of its gradient,
-/// clipping and the update are operations of the model's backend.
-template <scalar T, host_training_backend_for<T> Backend>
-step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
-                       std::span<const tensor<T>> targets, const step_options& options, model_gradients<T>& grads)
+/// parameter-sized memory (pass the same one every step).
+///
+/// Everything runs on the model's backend: each micro-batch and its targets move there in one upload,
+/// and the loss, the gradient norm and its finiteness stay there until one download at the end of the
+/// step. Non-finite gradients (with clipping on) throw input_error naming the first such parameter,
+/// with the parameters and the optimizer as they were.
+template <scalar T, class Backend>
+    requires optimizing_backend_for<Backend, T>
+step_report train_step(model<T, Backend>& m, adamw<T, backend_space<Backend>>& optimizer, std::span<const packed_batch> batches,
+                       task_type task, std::span<const tensor<T>> targets, const step_options& options,
+                       model_gradients<T, backend_space<Backend>>& grads)
 {
+    using space = backend_space<Backend>;
     if (batches.empty() || batches.size() != targets.size())
         throw shape_error("train_step: " + std::to_string(batches.size()) + " micro-batches but " +
                           std::to_string(targets.size()) + " target tensors");
     std::size_t records = 0;
     for (const auto& b : batches) records += b.layout.batch;
-    const auto& backend = m.encoder().backend();
+    const auto& backend = m.backend();
+    const std::size_t outputs = m.config().num_outputs;
     m.clear_gradients(grads);
-    step_report report;
+    // [0] the loss, [1, 2] the gradient norm (`gradient_norm`), in the backend's memory.
+    tensor<double, space> scalars = zeros<double>(backend, {1 + gradient_norm::values});
     for (std::size_t k = 0; k < batches.size(); ++k) {
-        model_cache<T> cache;
-        const auto out = m.forward(batches[k], false, &cache, options.dropout_rng);
-        auto loss = compute_loss(task, out.logits, targets[k], backend);
-        const double share = static_cast<double>(batches[k].layout.batch) / static_cast<double>(records);
-        const buffer_view<T*> grad_logits{loss.grad_logits.data(), loss.grad_logits.size()};
-        backend.scale_buffers(std::span<const buffer_view<T*>>(&grad_logits, 1), share);
-        m.backward(cache, loss.grad_logits, grads);
-        report.loss += share * loss.value;
+        const std::size_t samples = batches[k].layout.batch;
+        check_targets(task, samples, outputs, targets[k]);
+        const auto batch = m.prepare(batches[k], targets[k].values());
+        model_cache<T, space> cache;
+        const tensor<T, space> logits = m.forward_logits(batch, &cache, options.dropout_rng);
+        tensor<T, space> grad_logits(logits.shape(), uninitialized);
+        const double share = static_cast<double>(samples) / static_cast<double>(records);
+        accumulate_loss<T>(backend, task, logits.data(), batch[batch.targets], samples, outputs, grad_logits.data(), share,
+                           scalars.data());
+        const buffer_view<space_pointer<T, space>> grad_view{grad_logits.data(), grad_logits.size()};
+        backend.scale_buffers(std::span<const buffer_view<space_pointer<T, space>>>(&grad_view, 1), share);
+        m.backward(cache, grad_logits, grads);
     }
-    if (options.max_gradient_norm > 0) report.gradient_norm = clip_gradient_norm<T>(grads, options.max_gradient_norm, backend);
-    optimizer.step(m, grads, options.learning_rate, backend);
+    const bool clip = options.max_gradient_norm > 0;
+    const auto norm = scalars.data() + std::size_t{1};
+    if (clip) clip_gradients<T>(grads, options.max_gradient_norm, backend, norm);
+    optimizer.step(m, grads, options.learning_rate, backend,
+                   clip ? space_pointer<const double, space>(norm) : space_pointer<const double, space>{});
+    const tensor<double> host = backend.download(scalars);
+    step_report report;
+    report.loss = host[0];
+    if (clip) {
+        if (!gradient_norm::finite(host.data() + 1)) {
+            optimizer.take_back_step();
+            const gradient_buffers<T, space, model_gradients<T, space>> g(grads);
+            throw input_error("gradient of '" + g.names[static_cast<std::size_t>(host[2])] + "' is not finite");
+        }
+        report.gradient_norm = gradient_norm::value(host.data() + 1);
+    }
     return report;
 }
 
 /// `train_step` with a gradient buffer of its own.
-template <scalar T, host_training_backend_for<T> Backend>
-step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, std::span<const packed_batch> batches, task_type task,
-                       std::span<const tensor<T>> targets, const step_options& options)
+template <scalar T, class Backend>
+    requires optimizing_backend_for<Backend, T>
+step_report train_step(model<T, Backend>& m, adamw<T, backend_space<Backend>>& optimizer, std::span<const packed_batch> batches,
+                       task_type task, std::span<const tensor<T>> targets, const step_options& options)
 {
     auto grads = m.zero_gradients();
     return train_step(m, optimizer, batches, task, targets, options, grads);
 }
 
-/// Updates `m` once on a packed batch with its targets (see `compute_loss` for their shape).
-template <scalar T, host_training_backend_for<T> Backend>
-step_report train_step(model<T, Backend>& m, adamw<T>& optimizer, const packed_batch& batch, task_type task,
-                       const tensor<T>& targets, const step_options& options)
+/// Updates `m` once on a packed batch with its targets (see `check_targets` for their shape).
+template <scalar T, class Backend>
+    requires optimizing_backend_for<Backend, T>
+step_report train_step(model<T, Backend>& m, adamw<T, backend_space<Backend>>& optimizer, const packed_batch& batch,
+                       task_type task, const tensor<T>& targets, const step_options& options)
 {
     return train_step(m, optimizer, std::span<const packed_batch>(&batch, 1), task, std::span<const tensor<T>>(&targets, 1),
                       options);

@@ -17,10 +17,12 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "dm2s2/backend/reference/reference_backend.hpp"
 #include "dm2s2/io/checkpoint.hpp"
 #include "dm2s2/train/training_checkpoint.hpp"
 #include "dm2s2/train/dataset.hpp"
@@ -104,9 +106,12 @@ inline epoch_summary epoch_summary_from_json(const nlohmann::json& j)
 
 /// Trains `model` on a `dataset` (see `trainer_options`). The model object ends with the parameters of
 /// the last epoch run; with validation data, the best epoch's model is the one in `output_dir`.
-template <scalar T, host_training_backend_for<T> Backend>
+template <scalar T, class Backend>
+    requires optimizing_backend_for<Backend, T>
 class trainer {
 public:
+    using space = backend_space<Backend>;
+
     /// File name of the training checkpoint inside `output_dir`.
     static constexpr const char* checkpoint_name = "training_state.safetensors";
 
@@ -124,7 +129,7 @@ public:
     }
 
     const trainer_options& options() const noexcept { return options_; }
-    const adamw<T>& optimizer() const noexcept { return optimizer_; }
+    const adamw<T, space>& optimizer() const noexcept { return optimizer_; }
 
     /// Path of the training checkpoint (in `output_dir`).
     std::filesystem::path checkpoint_path() const { return options_.output_dir / checkpoint_name; }
@@ -208,13 +213,13 @@ public:
                     state.best_value = value;
                     state.best_epoch = summary.epoch;
                     state.stale_epochs = 0;
-                    if (!options_.output_dir.empty()) save_model(model_, options_.output_dir);
+                    if (!options_.output_dir.empty()) with_host_model([&](const auto& m) { save_model(m, options_.output_dir); });
                     line << " (best)";
                 } else {
                     ++state.stale_epochs;
                 }
             } else if (!options_.output_dir.empty()) {
-                save_model(model_, options_.output_dir);
+                with_host_model([&](const auto& m) { save_model(m, options_.output_dir); });
             }
             line << ", " << summary.seconds << " s";
             meter.finish_epoch(line.str());
@@ -276,13 +281,34 @@ private:
                                   {"best_value", s.best_value},
                                   {"stale_epochs", s.stale_epochs},
                                   {"history", history}};
-        save_training_checkpoint(checkpoint_path(), model_, optimizer_, j);
+        if constexpr (host_accessible_space<space>) {
+            save_training_checkpoint(checkpoint_path(), model_, optimizer_, j);
+        } else {
+            const adamw<T> optimizer(optimizer_, [this](const tensor<T, space>& t) { return model_.backend().download(t); });
+            with_host_model([&](const auto& m) { save_training_checkpoint(checkpoint_path(), m, optimizer, j); });
+        }
+    }
+
+    /// Calls `f` with the model's parameters on the host, for files: the model itself, or a copy
+    /// downloaded from the backend's memory.
+    template <class F>
+    void with_host_model(F&& f) const
+    {
+        if constexpr (host_accessible_space<space>)
+            f(std::as_const(model_));
+        else
+            f(model<T, reference_backend>(model_, reference_backend{}));
     }
 
     run_state resume(const std::filesystem::path& path)
     {
-        // Parse into copies first: a malformed trainer section leaves the model and optimizer untouched.
-        model<T, Backend> staged_model = model_;
+        // Parse into host copies first: a malformed trainer section leaves the model and optimizer untouched.
+        auto staged_model = [&] {
+            if constexpr (host_accessible_space<space>)
+                return model_;
+            else
+                return model<T, reference_backend>(model_, reference_backend{});
+        }();
         adamw<T> staged_optimizer(options_.optimizer);
         const nlohmann::json j = load_training_checkpoint(path, staged_model, staged_optimizer);
         run_state s;
@@ -302,8 +328,14 @@ private:
         } catch (const nlohmann::json::exception& e) {
             throw format_error(path.string() + ": metadata 'dm2s2.trainer': " + e.what());
         }
-        model_ = std::move(staged_model);
-        optimizer_ = std::move(staged_optimizer);
+        if constexpr (host_accessible_space<space>) {
+            model_ = std::move(staged_model);
+            optimizer_ = std::move(staged_optimizer);
+        } else {
+            const auto& backend = model_.backend();
+            model_ = model<T, Backend>(staged_model, backend);
+            optimizer_ = adamw<T, space>(staged_optimizer, [&](const tensor<T>& t) { return backend.upload(t); });
+        }
         return s;
     }
 
@@ -338,7 +370,7 @@ private:
     model<T, Backend>& model_;
     task_type task_;
     trainer_options options_;
-    adamw<T> optimizer_;
+    adamw<T, space> optimizer_;
 };
 
 }  // namespace dm2s2

@@ -197,6 +197,7 @@ public:
     template <class T>
     tensor<T, staging_space> upload(const tensor<T>& values) const
     {
+        if (values.rank() == 0 && values.empty()) return {};  // a default (empty) tensor stays one, without a transfer
         tensor<T, staging_space> out(values.shape(), uninitialized);
         upload(values.data(), values.size(), out.data());
         return out;
@@ -204,6 +205,7 @@ public:
     template <class T>
     tensor<T> download(const tensor<T, staging_space>& values) const
     {
+        if (values.rank() == 0 && values.empty()) return {};
         tensor<T> out(values.shape(), uninitialized);
         download(values.data(), values.size(), out.data());
         return out;
@@ -367,17 +369,19 @@ public:
     }
     template <scalar T>
     void segment_attention_pool(pointer<const T> rows, std::size_t width, pointer<const row_group> groups, std::size_t group_count,
-                                pointer<T> scores, T residual, pointer<T> pooled) const
+                                pointer<T> scores, pointer<const T> residual, pointer<T> pooled) const
     {
-        run([&](const Kernels& K) { K.segment_attention_pool(raw(rows), width, raw(groups), group_count, raw(scores), residual, raw(pooled)); });
+        run([&](const Kernels& K) {
+            K.segment_attention_pool(raw(rows), width, raw(groups), group_count, raw(scores), raw(residual), raw(pooled));
+        });
     }
     template <scalar T>
     void segment_attention_pool_backward(pointer<const T> rows, std::size_t width, pointer<const row_group> groups,
-                                         std::size_t group_count, pointer<const T> weights, T residual, pointer<const T> d_pooled,
+                                         std::size_t group_count, pointer<const T> weights, pointer<const T> residual, pointer<const T> d_pooled,
                                          pointer<T> d_rows, pointer<T> d_scores, pointer<T> d_residual) const
     {
         run([&](const Kernels& K) {
-            K.segment_attention_pool_backward(raw(rows), width, raw(groups), group_count, raw(weights), residual, raw(d_pooled),
+            K.segment_attention_pool_backward(raw(rows), width, raw(groups), group_count, raw(weights), raw(residual), raw(d_pooled),
                                               raw(d_rows), raw(d_scores), raw(d_residual));
         });
     }
@@ -395,26 +399,28 @@ public:
     }
 
     template <scalar T>
-    double softmax_cross_entropy(pointer<const T> logits, pointer<const T> classes, std::size_t batch, std::size_t outputs,
-                                 pointer<T> grad) const
+    void softmax_cross_entropy(pointer<const T> logits, pointer<const T> classes, std::size_t batch, std::size_t outputs,
+                               pointer<T> grad, double weight, pointer<double> loss) const
     {
-        return run([&](const Kernels& K) { return K.softmax_cross_entropy(raw(logits), raw(classes), batch, outputs, raw(grad)); });
+        run([&](const Kernels& K) { K.softmax_cross_entropy(raw(logits), raw(classes), batch, outputs, raw(grad), weight, raw(loss)); });
     }
     template <scalar T>
-    double binary_cross_entropy(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad) const
+    void binary_cross_entropy(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad, double weight,
+                              pointer<double> loss) const
     {
-        return run([&](const Kernels& K) { return K.binary_cross_entropy(raw(logits), raw(targets), n, raw(grad)); });
+        run([&](const Kernels& K) { K.binary_cross_entropy(raw(logits), raw(targets), n, raw(grad), weight, raw(loss)); });
     }
     template <scalar T>
-    double squared_error(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad) const
+    void squared_error(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad, double weight,
+                       pointer<double> loss) const
     {
-        return run([&](const Kernels& K) { return K.squared_error(raw(logits), raw(targets), n, raw(grad)); });
+        run([&](const Kernels& K) { K.squared_error(raw(logits), raw(targets), n, raw(grad), weight, raw(loss)); });
     }
     template <scalar T>
-    squared_norm sum_of_squares(std::span<const buffer_view<pointer<const T>>> buffers) const
+    void sum_of_squares(std::span<const buffer_view<pointer<const T>>> buffers, pointer<double> norm) const
     {
         const auto views = raw_views(buffers);
-        return run([&](const Kernels& K) { return K.sum_of_squares(std::span<const buffer_view<const T*>>(views)); });
+        run([&](const Kernels& K) { K.sum_of_squares(std::span<const buffer_view<const T*>>(views), raw(norm)); });
     }
     template <scalar T>
     void scale_buffers(std::span<const buffer_view<pointer<T>>> buffers, double factor) const
@@ -423,11 +429,17 @@ public:
         run([&](const Kernels& K) { K.scale_buffers(std::span<const buffer_view<T*>>(views), factor); });
     }
     template <scalar T>
-    void adamw_update(std::span<const adamw_buffers<pointer<T>, pointer<const T>>> parameters) const
+    void clip_buffers(std::span<const buffer_view<pointer<T>>> buffers, pointer<const double> norm, double max_norm) const
+    {
+        const auto views = raw_views(buffers);
+        run([&](const Kernels& K) { K.clip_buffers(std::span<const buffer_view<T*>>(views), raw(norm), max_norm); });
+    }
+    template <scalar T>
+    void adamw_update(std::span<const adamw_buffers<pointer<T>, pointer<const T>>> parameters, pointer<const double> norm = nullptr) const
     {
         std::vector<adamw_buffers<T*, const T*>> views;
         for (const auto& b : parameters) views.push_back({raw(b.p), raw(b.m), raw(b.v), raw(b.g), b.size, b.coefficients});
-        run([&](const Kernels& K) { K.adamw_update(std::span<const adamw_buffers<T*, const T*>>(views)); });
+        run([&](const Kernels& K) { K.adamw_update(std::span<const adamw_buffers<T*, const T*>>(views), raw(norm)); });
     }
 
 private:
@@ -445,13 +457,13 @@ private:
         return p.device_address();
     }
 
-    /// Runs one operation with staging memory open; returns what it returns (a scalar result the
-    /// host reads, as a device backend would download it).
+    /// Runs one operation with staging memory open. Operations return nothing: their results stay in
+    /// staging memory until downloaded.
     template <class F>
-    decltype(auto) run(F&& operation) const
+    void run(F&& operation) const
     {
         const staging_space::access_scope open;
-        return operation(kernels_);
+        operation(kernels_);
     }
 
     Kernels kernels_{};
