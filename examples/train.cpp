@@ -17,6 +17,13 @@
 
 #include "tool_arguments.hpp"
 
+#if defined(DM2S2_HAS_MPI)
+#include <dm2s2/distributed/mpi_communicator.hpp>
+using communicator = dm2s2::mpi_communicator;  // `mpirun -np N dm2s2_train ...`: one replica per rank
+#else
+using communicator = dm2s2::single_process;
+#endif
+
 namespace {
 
 /// Applies the keys of a --config file to the model configuration; unknown keys are errors.
@@ -71,6 +78,7 @@ dm2s2::model_config default_config()
 
 int main(int argc, char** argv)
 {
+    const communicator ranks;
     std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1", threads = "1",
                                                                           vocab, init_bert, patience = "0";
     bool cased = false;
@@ -135,13 +143,16 @@ int main(int argc, char** argv)
         if (!init_bert.empty()) load_encoder(model, init_bert);
 
         options.output_dir = out;
-        dm2s2::trainer<float, dm2s2::cpu_backend> trainer(model, encoder.task().type, options);
-        std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s\n", train_data.size(),
+        dm2s2::trainer<float, dm2s2::cpu_backend, communicator> trainer(model, encoder.task().type, options, ranks);
+        const bool writer = ranks.rank() == 0;  // rank 0 reports and writes the model directory
+        if (writer)
+            std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s\n", train_data.size(),
                     valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
                     config.num_outputs, pooling.c_str());
         const auto start = std::chrono::steady_clock::now();
         const auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (!writer) return 0;
         dm2s2::save_data_pipeline(out, encoder);
 
         nlohmann::json history = nlohmann::json::array();
@@ -164,7 +175,9 @@ int main(int argc, char** argv)
                     result.best_epoch ? (", best epoch " + std::to_string(*result.best_epoch)).c_str() : "", out.c_str());
         return 0;
     } catch (const std::exception& e) {
-        std::cerr << "dm2s2_train: " << e.what() << "\n";
+        std::cerr << "dm2s2_train: " << (ranks.size() > 1 ? "rank " + std::to_string(ranks.rank()) + ": " : std::string()) << e.what()
+                  << std::endl;
+        if (ranks.size() > 1) ranks.abort(1);  // the other ranks would wait for this one for ever
         return 1;
     }
 }

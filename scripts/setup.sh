@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(g++ clang cmake make libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
-  libutf8proc-dev "$@")
+  libutf8proc-dev libopenmpi-dev openmpi-bin "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -17,8 +17,9 @@ run_suite() {
   (cd "build/${name}" && ctest --output-on-failure -j"${jobs}" ${ctest_args})
 }
 
-run_suite gcc g++ "" -DCMAKE_BUILD_TYPE=Release
-run_suite clang clang++ "" -DCMAKE_BUILD_TYPE=Release
+# The two release builds also build the MPI target and run its 2-rank tests (label mpi).
+run_suite gcc g++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON
+run_suite clang clang++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON
 # The planted-task training runs (planted signal and planted cues) and the training example (minutes
 # under the sanitizers) are left to the two builds above; the code they run is exercised under the
 # sanitizers by the gradient, dropout, accumulation, trainer and attribution tests. The benchmarks'

@@ -256,8 +256,12 @@ TEST_CASE_TEMPLATE("a model in a backend's memory trains as the CPU model does: 
             CHECK(std::abs(got.history[e].validation->loss - expected.history[e].validation->loss) <=
                   model_tolerance<C> * std::abs(expected.history[e].validation->loss));
         }
+        // AdamW divides each element's gradient by its running size, so where a gradient is near zero the
+        // two backends' rounding moves an element by a visible part of the learning rate: after four
+        // steps the float parameters are compared at 10 times the forward pass's bound.
+        const double fit_tolerance = model_tolerance<C> * (std::is_same_v<T, float> ? 10 : 1);
         check_same(on_host_by_name<T, space>(device.backend(), device), on_host_by_name<T, host_space>(cpu.backend(), cpu),
-                   model_tolerance<C>, "parameters after fit", key_bias);
+                   fit_tolerance, "parameters after fit", key_bias);
         if constexpr (runs_reference_loops<C>) {
             model<T, reference_backend> host(model<T, cpu_backend>(schema, small_config(), 9), reference_backend{});
             (void)trainer<T, reference_backend>(host, task_type::multiclass, options).fit(train, &validation);

@@ -13,6 +13,7 @@
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/data/schema.hpp"
 #include "dm2s2/data/sequence_set.hpp"
+#include "dm2s2/distributed/communicator.hpp"
 #include "dm2s2/explain/attribution.hpp"
 #include "dm2s2/explain/faithfulness.hpp"
 #include "dm2s2/io/checkpoint.hpp"

@@ -9,6 +9,15 @@
 
 namespace dm2s2 {
 
+/// Where a batch lies in a larger batch it is a share of (a data-parallel rank's part of a global
+/// batch): the sequences, the rows and the Σ length² of the shares before it. Dropout numbers its
+/// elements from there, so that the shares together draw what one pass over the whole batch would.
+struct batch_offset {
+    std::size_t samples = 0;
+    std::size_t rows = 0;
+    std::size_t squares = 0;  ///< Σ len² of the sequences before: the attention map elements per head
+};
+
 /// Where the sequences of a batch lie among its rows. Padded: `batch` sequences of `length` rows each,
 /// flattened to [batch·length], padding marked by a key mask. Ragged (padding-free): sequence b holds
 /// rows [starts[b], starts[b+1]) and every row is real.
@@ -16,6 +25,7 @@ struct batch_layout {
     std::size_t batch = 0;
     std::size_t length = 0;              ///< padded: every sequence's length; ragged: the longest
     std::vector<std::size_t> starts{};   ///< ragged: batch + 1 row offsets; empty when padded
+    batch_offset offset{};               ///< where it lies in the batch it is a share of
 
     bool ragged() const noexcept { return !starts.empty(); }
     std::size_t rows() const { return ragged() ? starts.back() : batch * length; }

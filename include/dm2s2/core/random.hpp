@@ -96,6 +96,9 @@ constexpr double counter_uniform(std::uint64_t seed, std::uint64_t index) noexce
 struct dropout_draw {
     double p = 0;
     std::uint64_t seed = 0;
+    /// The number of element 0: a share of a larger batch numbers its elements after those of the
+    /// shares before it, so that data-parallel ranks draw the factors one process would.
+    std::uint64_t first = 0;
 
     bool active() const noexcept { return p > 0; }
 
@@ -104,7 +107,7 @@ struct dropout_draw {
     T factor(std::uint64_t i) const noexcept
     {
         if (!active()) return T(1);
-        return counter_uniform(seed, i) < p ? T(0) : static_cast<T>(1.0 / (1.0 - p));
+        return counter_uniform(seed, first + i) < p ? T(0) : static_cast<T>(1.0 / (1.0 - p));
     }
 };
 

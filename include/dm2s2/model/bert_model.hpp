@@ -267,7 +267,7 @@ public:
         }
         params_.embeddings.forward(backend_, rows.data(), ids.count, ids.positions, ids.types,
                                    cache ? &cache->embedding_pre_norm : nullptr, dropout_rng,
-                                   cache ? &cache->embedding_dropout : nullptr);
+                                   cache ? &cache->embedding_dropout : nullptr, layout.offset.rows);
     }
 
     /// `embed` on host position and type ids, checked against the tables first.

@@ -137,6 +137,7 @@ struct prepared_batch {
     std::vector<nn::row_group> modality_groups;     ///< the present modalities of each sample
     std::vector<nn::row_group> sample_groups;       ///< the element rows of each sample
     std::size_t elements = 0;
+    batch_offset offset;                            ///< where the batch lies in the batch it is a share of
 
     nn::element_sections<T> sources;                ///< of the encoder's batch
     arena_section<std::int64_t> positions, types;   ///< of the rows the encoder runs on
@@ -279,14 +280,17 @@ public:
     /// Makes `batch` ready for this model's backend: checks its ids against the tables, lays out every
     /// index array the passes read (with `targets`, the training targets, when not empty) and moves them
     /// to the backend in one upload. The result is valid while the model keeps its configuration and
-    /// its padding-free setting.
-    batch_type prepare(const packed_batch& batch, std::span<const T> targets = {}) const
+    /// its padding-free setting. `offset` places the batch in a larger one it is a share of (a
+    /// data-parallel rank's part): dropout then draws what one pass over the whole batch would, on the
+    /// padding-free path (the padded one numbers its elements from the share's own start).
+    batch_type prepare(const packed_batch& batch, std::span<const T> targets = {}, batch_offset offset = {}) const
     {
         if (batch.modality_count != schema_.size())
             throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
                               " modalities, the schema " + std::to_string(schema_.size()));
         batch_type p;
         p.batch = batch;
+        p.offset = offset;
         if (config_.pooling == pooling_kind::mid_fusion) p.split = split_by_modality(batch);
         const packed_batch& encoded = p.encoded();
         host_arena arena;
@@ -295,6 +299,7 @@ public:
         bert_.embeddings().check_positions_and_types(encoded.position_ids, encoded.type_ids);
         if (padding_free_ && config_.pooling != pooling_kind::dm2s) {
             p.compaction = row_compaction(encoded);
+            p.compaction.layout.offset = offset;
             p.compact_slots = arena.add(p.compaction.slots);
             p.positions = arena.add(p.compaction.gather(encoded.position_ids));
             p.types = arena.add(p.compaction.gather(encoded.type_ids));
@@ -314,6 +319,25 @@ public:
         if (!targets.empty()) p.targets = arena.add(targets);
         p.arena = upload_arena(backend(), arena);
         return p;
+    }
+
+    /// Where a share of a batch starts when the shares before it hold the records packed in `before`
+    /// (see `batch_offset`): their sequences, and the rows and Σ length² of the sequences the
+    /// padding-free encoder runs on for them.
+    batch_offset offset_after(const packed_batch& before) const
+    {
+        const auto count = [](const packed_batch& b, batch_offset& o) {
+            for (const std::size_t len : b.lengths) {
+                o.rows += len;
+                o.squares += len * len;
+            }
+        };
+        batch_offset o{.samples = before.layout.batch};
+        if (config_.pooling == pooling_kind::mid_fusion)
+            count(split_by_modality(before).batch, o);
+        else
+            count(before, o);
+        return o;
     }
 
     /// Logits for a batch of records and, when `explain`, the α, β and γ weights (poolings that
@@ -517,7 +541,7 @@ private:
         }
 
         c.head_input = c.pooled;
-        c.head_dropout = nn::draw_dropout(config_.head_dropout, dropout_rng);
+        c.head_dropout = nn::draw_dropout(config_.head_dropout, dropout_rng, p.offset.samples * pooled_size());
         nn::apply_dropout(backend, c.head_input.data(), c.head_input.size(), c.head_dropout);
         tensor<T, space> logits;
         pooling_.head.forward(backend, c.head_input, logits);

@@ -86,13 +86,13 @@ struct self_attention {
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
         const attention_shape shape{layout, heads, d};
         const std::size_t maps = shape.map_elements();
-        c.probability_dropout = draw_dropout(attention_dropout, dropout_rng);
+        c.probability_dropout = draw_dropout(attention_dropout, dropout_rng, layout.offset.squares * heads);
         const pointer maps_out = cache != nullptr ? c.probabilities.data() : probabilities;
         backend.attention_forward(shape, scale, std::as_const(c.q).data(), std::as_const(c.k).data(), std::as_const(c.v).data(),
                                   key_mask, maps_out, c.probability_dropout, c.context.data());
         if (cache != nullptr && probabilities != nullptr) backend.copy(std::as_const(c.probabilities).data(), maps, probabilities);
         output.forward(backend, std::as_const(c.context).data(), n, y);
-        c.output_dropout = draw_dropout(hidden_dropout, dropout_rng);
+        c.output_dropout = draw_dropout(hidden_dropout, dropout_rng, layout.offset.rows * h);
         apply_dropout(backend, y, n * h, c.output_dropout);
         output_norm.forward(backend, y, x, y, n, cache ? &c.pre_norm : nullptr);
     }

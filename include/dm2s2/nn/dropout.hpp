@@ -6,6 +6,7 @@
 /// (`dropout_draw`), computed by the backend, so nothing is stored for the backward pass.
 
 #include <cstddef>
+#include <cstdint>
 
 #include "dm2s2/core/random.hpp"
 
@@ -15,11 +16,12 @@ namespace dm2s2::nn {
 inline bool dropout_active(double p, const random_generator* rng) noexcept { return rng != nullptr && p > 0; }
 
 /// The dropout of one place in a forward pass: inactive without a generator (inference) or with
-/// p = 0, otherwise probability p and a seed drawn from `rng` (one draw, whatever the size).
-inline dropout_draw draw_dropout(double p, random_generator* rng) noexcept
+/// p = 0, otherwise probability p and a seed drawn from `rng` (one draw, whatever the size), its
+/// elements numbered from `first` (see `batch_offset`).
+inline dropout_draw draw_dropout(double p, random_generator* rng, std::uint64_t first = 0) noexcept
 {
     if (!dropout_active(p, rng)) return {};
-    return {p, rng->next()};
+    return {p, rng->next(), first};
 }
 
 /// Applies `draw` to x[0..n) on the backend; the backward pass makes the same call on the gradient,

@@ -29,8 +29,8 @@ inline void check_ids(std::span<const std::int64_t> ids, std::size_t limit, cons
 }
 
 /// BERT embedding tables with HuggingFace names (`word_embeddings.weight`, ...), in memory space
-/// `Space`. The operations take their ids as pointers of that space (checked by whoever laid them out,
-/// with `check_ids`); host tables also take them as checked host spans.
+/// `Space`. The operations take their ids as pointers of that space, checked by whoever laid them out
+/// (`check_ids`, `check_positions_and_types`).
 template <scalar T, memory_space Space = host_space>
 struct bert_embeddings {
     using pointer = space_pointer<T, Space>;
@@ -73,41 +73,22 @@ struct bert_embeddings {
         backend.copy_rows(word_embeddings.data(), ids, out, rows, count, hidden_size());
     }
 
-    /// `embed_words` on host ids, checked against the vocabulary first.
-    template <host_backend_for<T> Backend>
-    void embed_words(const Backend& backend, std::span<const std::int64_t> ids, T* out, const std::size_t* rows = nullptr) const
-        requires on_host
-    {
-        check_ids(ids, word_embeddings.dim(0), "word id");
-        embed_words(backend, ids.data(), ids.size(), out, rows);
-    }
-
     /// rows[i] = LN(rows[i] + token_type[types[i]] + position[positions[i]]) for `count` rows, in place,
-    /// then dropout when `dropout_rng` is given. `pre_norm` and `dropout`, when given, keep what
-    /// `backward` needs.
+    /// then dropout when `dropout_rng` is given, its elements numbered from row `first_row` (see
+    /// `batch_offset`). `pre_norm` and `dropout`, when given, keep what `backward` needs.
     template <backend_in<T, Space> Backend>
     void forward(const Backend& backend, pointer rows, std::size_t count, id_pointer positions, id_pointer types,
                  tensor<T, Space>* pre_norm = nullptr, random_generator* dropout_rng = nullptr,
-                 dropout_draw* dropout = nullptr) const
+                 dropout_draw* dropout = nullptr, std::size_t first_row = 0) const
     {
         const std::size_t h = hidden_size();
         // Same order of additions as HF: (element + type) + position.
         backend.add_type_and_position_rows(rows, count, h, token_type_embeddings.data(), types, position_embeddings.data(),
                                            positions);
         norm.forward(backend, rows, const_pointer{}, rows, count, pre_norm);
-        const dropout_draw drop = draw_dropout(hidden_dropout, dropout_rng);
+        const dropout_draw drop = draw_dropout(hidden_dropout, dropout_rng, first_row * h);
         if (dropout != nullptr) *dropout = drop;
         apply_dropout(backend, rows, count * h, drop);
-    }
-
-    /// `forward` on host position and type ids, checked against the tables first.
-    template <host_backend_for<T> Backend>
-    void forward(const Backend& backend, T* rows, std::span<const std::int64_t> positions, std::span<const std::int64_t> types,
-                 tensor<T>* pre_norm = nullptr, random_generator* dropout_rng = nullptr, dropout_draw* dropout = nullptr) const
-        requires on_host
-    {
-        check_positions_and_types(positions, types);
-        forward(backend, rows, positions.size(), positions.data(), types.data(), pre_norm, dropout_rng, dropout);
     }
 
     /// Throws unless there are as many position ids as type ids and each lies within its table.

@@ -49,10 +49,11 @@ struct feed_forward {
     }
 
     /// x, y: [rows, H]; y must not alias x. With `cache`, the intermediates of the backward pass are kept;
-    /// with `dropout_rng` (training), dropout is applied.
+    /// with `dropout_rng` (training), dropout is applied, its elements numbered from row `first_row`
+    /// (see `batch_offset`).
     template <backend_in<T, Space> Backend>
     void forward(const Backend& backend, const_pointer x, std::size_t rows, pointer y, feed_forward_cache<T, Space>* cache = nullptr,
-                 random_generator* dropout_rng = nullptr) const
+                 random_generator* dropout_rng = nullptr, std::size_t first_row = 0) const
     {
         tensor<T, Space> inner({rows, intermediate.out_features()}, uninitialized);
         if (cache == nullptr) {
@@ -65,7 +66,7 @@ struct feed_forward {
             backend.gelu(inner.data(), inner.size());
         }
         output.forward(backend, std::as_const(inner).data(), rows, y);
-        const dropout_draw drop = draw_dropout(hidden_dropout, dropout_rng);
+        const dropout_draw drop = draw_dropout(hidden_dropout, dropout_rng, first_row * output.out_features());
         if (cache != nullptr) cache->output_dropout = drop;
         apply_dropout(backend, y, rows * output.out_features(), drop);
         output_norm.forward(backend, y, x, y, rows, cache ? &cache->pre_norm : nullptr);

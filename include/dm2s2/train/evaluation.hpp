@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dm2s2/distributed/communicator.hpp"
 #include "dm2s2/model/dm2s2_model.hpp"
 #include "dm2s2/train/dataset.hpp"
 #include "dm2s2/train/metrics.hpp"
@@ -40,6 +41,24 @@ template <scalar T, class Backend>
 evaluation evaluate(const model<T, Backend>& m, const dataset<T>& data, task_type task, std::size_t batch_size = 64)
 {
     const auto logits = predict_logits(m, std::span<const sequence_set>(data.records), batch_size);
+    return {compute_loss(task, logits, data.targets).value, evaluate_metrics(task, logits, data.targets)};
+}
+
+/// `evaluate` with the records shared among the ranks of `comm`: each rank predicts a contiguous share,
+/// the logits are summed into place over the ranks, and every rank computes the same loss and metrics.
+template <scalar T, class Backend, class Communicator>
+    requires communicator_for<Communicator, T>
+evaluation evaluate(const model<T, Backend>& m, const dataset<T>& data, task_type task, std::size_t batch_size,
+                    const Communicator& comm)
+{
+    if (comm.size() == 1) return evaluate(m, data, task, batch_size);
+    const std::size_t n = data.size(), first = comm.rank() * n / comm.size(), last = (comm.rank() + 1) * n / comm.size();
+    tensor<T> logits({n, m.config().num_outputs});
+    if (last > first) {
+        const auto part = predict_logits(m, std::span<const sequence_set>(data.records).subspan(first, last - first), batch_size);
+        std::copy_n(part.data(), part.size(), logits.row(first));
+    }
+    comm.all_reduce_sum(logits.data(), logits.size());
     return {compute_loss(task, logits, data.targets).value, evaluate_metrics(task, logits, data.targets)};
 }
 

@@ -106,8 +106,14 @@ inline epoch_summary epoch_summary_from_json(const nlohmann::json& j)
 
 /// Trains `model` on a `dataset` (see `trainer_options`). The model object ends with the parameters of
 /// the last epoch run; with validation data, the best epoch's model is the one in `output_dir`.
-template <scalar T, class Backend>
-    requires optimizing_backend_for<Backend, T>
+///
+/// With a communicator of several ranks (data-parallel training, one replica per rank), every rank
+/// runs `fit` on the same data: each derives the same epoch plan from the seed and takes its share of
+/// every global batch; gradients are summed over the ranks each step, so every rank makes the same
+/// update. Rank 0 starts every rank from its parameters, draws the progress and writes the model and
+/// the checkpoints; every rank resumes from the same checkpoint. Validation is shared among the ranks.
+template <scalar T, class Backend, class Communicator = single_process>
+    requires optimizing_backend_for<Backend, T> && communicator_for<Communicator, T, backend_space<Backend>>
 class trainer {
 public:
     using space = backend_space<Backend>;
@@ -115,8 +121,8 @@ public:
     /// File name of the training checkpoint inside `output_dir`.
     static constexpr const char* checkpoint_name = "training_state.safetensors";
 
-    trainer(model<T, Backend>& m, task_type task, trainer_options options)
-        : model_(m), task_(task), options_(std::move(options)), optimizer_(options_.optimizer)
+    trainer(model<T, Backend>& m, task_type task, trainer_options options, Communicator comm = {})
+        : model_(m), task_(task), options_(std::move(options)), optimizer_(options_.optimizer), comm_(std::move(comm))
     {
         if (options_.epochs == 0 || options_.batch_size == 0 || options_.accumulation == 0 || options_.eval_batch_size == 0)
             throw config_error("trainer: epochs, batch_size, accumulation and eval_batch_size must be positive");
@@ -125,8 +131,12 @@ public:
         if ((options_.checkpoint_every || options_.stop_after_steps) && options_.output_dir.empty())
             throw config_error("trainer: checkpoint_every and stop_after_steps need an output_dir");
         if (options_.monitor.empty()) options_.monitor = std::string(default_monitor(task));
+        if (comm_.rank() != 0) options_.log = nullptr;  // rank 0 draws the progress
         if (options_.log == nullptr) options_.progress = progress_style::none;
     }
+
+    /// The ranks this trainer's run is shared among.
+    const Communicator& communicator() const noexcept { return comm_; }
 
     const trainer_options& options() const noexcept { return options_; }
     const adamw<T, space>& optimizer() const noexcept { return optimizer_; }
@@ -151,7 +161,10 @@ public:
 
         run_state state;
         state.dropout = random_generator(derived_seed(1));
-        if (!resume_from.empty()) state = resume(resume_from);
+        if (!resume_from.empty())
+            state = resume(resume_from);
+        else
+            broadcast_parameters();
         training_result result;
         result.monitor = options_.monitor;
         progress_meter meter(options_.log ? *options_.log : std::cout, options_.progress);
@@ -170,18 +183,19 @@ public:
                 const std::size_t end = std::min(plan.size(), state.batch + options_.accumulation);
                 std::vector<packed_batch> batches;
                 std::vector<tensor<T>> targets;
+                std::vector<batch_offset> offsets;
                 std::size_t records = 0;
                 for (std::size_t k = state.batch; k < end; ++k) {
-                    batches.push_back(model_.pack(train.select_records(plan[k])));
-                    targets.push_back(train.select_targets(plan[k]));
+                    add_share(train, plan[k], batches, targets, offsets);
                     records += plan[k].size();
                 }
                 const double lr = options_.learning_rate * linear_schedule(optimizer_.steps(), warmup_steps, total_steps);
                 const auto report = train_step(model_, optimizer_, std::span<const packed_batch>(batches), task_,
                                                std::span<const tensor<T>>(targets),
                                                {.learning_rate = lr, .max_gradient_norm = options_.max_gradient_norm,
-                                                .dropout_rng = &state.dropout},
-                                               gradients);
+                                                .dropout_rng = &state.dropout, .global_records = records,
+                                                .offsets = std::span<const batch_offset>(offsets)},
+                                               gradients, comm_);
                 state.batch = end;
                 state.loss_sum += report.loss * static_cast<double>(records);
                 state.loss_records += records;
@@ -189,7 +203,8 @@ public:
                              state.loss_sum / static_cast<double>(state.loss_records));
                 const std::size_t steps = optimizer_.steps();
                 const bool stop = options_.stop_after_steps != 0 && steps >= options_.stop_after_steps;
-                if (stop || (options_.checkpoint_every != 0 && steps % options_.checkpoint_every == 0 && end < plan.size())) {
+                if (writes_files() &&
+                    (stop || (options_.checkpoint_every != 0 && steps % options_.checkpoint_every == 0 && end < plan.size()))) {
                     state.seconds += elapsed(epoch_start);
                     save_checkpoint(state);
                     state.seconds -= elapsed(epoch_start);
@@ -205,7 +220,7 @@ public:
             std::ostringstream line;
             line << "train loss " << summary.train_loss;
             if (validation != nullptr) {
-                summary.validation = evaluate(model_, *validation, task_, options_.eval_batch_size);
+                summary.validation = evaluate(model_, *validation, task_, options_.eval_batch_size, comm_);
                 const double value = monitored_value(*summary.validation);
                 line << ", validation loss " << summary.validation->loss;
                 for (const auto& [name, v] : summary.validation->metrics) line << ", " << name << ' ' << v;
@@ -213,12 +228,12 @@ public:
                     state.best_value = value;
                     state.best_epoch = summary.epoch;
                     state.stale_epochs = 0;
-                    if (!options_.output_dir.empty()) with_host_model([&](const auto& m) { save_model(m, options_.output_dir); });
+                    if (writes_files()) with_host_model([&](const auto& m) { save_model(m, options_.output_dir); });
                     line << " (best)";
                 } else {
                     ++state.stale_epochs;
                 }
-            } else if (!options_.output_dir.empty()) {
+            } else if (writes_files()) {
                 with_host_model([&](const auto& m) { save_model(m, options_.output_dir); });
             }
             line << ", " << summary.seconds << " s";
@@ -228,7 +243,7 @@ public:
             state.loss_sum = 0;
             state.loss_records = 0;
             state.seconds = 0;
-            if (!options_.output_dir.empty()) {
+            if (writes_files()) {
                 ++state.epoch;  // the checkpoint records the next epoch to run
                 save_checkpoint(state);
                 --state.epoch;
@@ -238,6 +253,30 @@ public:
     }
 
 private:
+    /// Whether this rank writes the model and the checkpoints: rank 0, when there is an output directory.
+    bool writes_files() const { return !options_.output_dir.empty() && comm_.rank() == 0; }
+
+    /// Appends this rank's share of the global micro-batch `indices` (records of `data`): a contiguous
+    /// slice of ⌊n/size⌋ or ⌈n/size⌉ records, packed (empty when it has none), its targets, and where
+    /// it lies in the micro-batch.
+    void add_share(const dataset<T>& data, std::span<const std::size_t> indices, std::vector<packed_batch>& batches,
+                   std::vector<tensor<T>>& targets, std::vector<batch_offset>& offsets) const
+    {
+        const std::size_t n = indices.size(), ranks = comm_.size(), r = comm_.rank();
+        const std::size_t first = r * n / ranks, last = (r + 1) * n / ranks;
+        const auto share = indices.subspan(first, last - first);
+        batches.push_back(share.empty() ? packed_batch{} : model_.pack(data.select_records(share)));
+        targets.push_back(share.empty() ? tensor<T>{} : data.select_targets(share));
+        offsets.push_back(first == 0 ? batch_offset{} : model_.offset_after(model_.pack(data.select_records(indices.subspan(0, first)))));
+    }
+
+    /// Starts every rank from rank 0's parameters.
+    void broadcast_parameters()
+    {
+        if (comm_.size() == 1) return;
+        model_.for_each_parameter([&](const std::string&, tensor<T, space>& t) { comm_.broadcast(t.data(), t.size(), 0); });
+    }
+
     /// Where a run is: the position in the epoch plan, the dropout generator, the epoch's running loss,
     /// the best validation value so far and the finished epochs.
     struct run_state {
@@ -371,6 +410,7 @@ private:
     task_type task_;
     trainer_options options_;
     adamw<T, space> optimizer_;
+    Communicator comm_;
 };
 
 }  // namespace dm2s2
