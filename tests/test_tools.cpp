@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <set>
 #include <string>
 
 #include <sys/wait.h>
@@ -485,4 +486,42 @@ TEST_CASE("dm2s2_train and dm2s2_predict refuse bad input with the file, line an
     CHECK(r.status == 1);
     CHECK(r.output.find("data.json") != std::string::npos);
 }
+#ifdef DM2S2_MPIEXEC
+TEST_CASE("dm2s2_train under mpirun -np 2 writes what one process writes, with the same training")
+{
+    const auto dir = dm2s2::testing::scratch_dir("movies_two_ranks");
+    const auto schema = (dm2s2::testing::project_data_dir() / "movies" / "schema.json").string();
+    std::ofstream(dir / "small.json") << R"({"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64})";
+    const auto train = movies_subset(dir, "train", 90), test = movies_subset(dir, "test", 20);
+    const auto arguments = " --schema " + schema + " --train " + train.string() + " --vocab " +
+                           dm2s2::testing::bert_vocab().string() + " --epochs 2 --batch-size 12 --config " + (dir / "small.json").string();
+    auto r = run(std::string(DM2S2_TRAIN_TOOL) + arguments + " --out " + (dir / "one").string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    // Open MPI refuses root and more ranks than cores unless told.
+    const std::string mpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 " DM2S2_MPIEXEC " ";
+    r = run(mpirun + DM2S2_TRAIN_TOOL + arguments + " --out " + (dir / "two").string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    CHECK(r.output.find("epoch 2/2: train loss") != std::string::npos);
+    // Rank 0 alone reports: two processes that did not see each other would both print.
+    std::size_t reports = 0;
+    for (auto at = r.output.find("training records"); at != std::string::npos; at = r.output.find("training records", at + 1)) ++reports;
+    CHECK(reports == 1);
+
+    std::set<std::string> one, two;
+    for (const auto& e : fs::directory_iterator(dir / "one")) one.insert(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(dir / "two")) two.insert(e.path().filename().string());
+    CHECK(one == two);
+    CHECK(read_json(dir / "one" / "config.json") == read_json(dir / "two" / "config.json"));
+    const auto a = read_json(dir / "one" / "metrics.json")["history"], b = read_json(dir / "two" / "metrics.json")["history"];
+    REQUIRE(a.size() == 2);
+    REQUIRE(b.size() == 2);
+    for (std::size_t e = 0; e < 2; ++e)
+        CHECK(b[e]["train_loss"].get<double>() == doctest::Approx(a[e]["train_loss"].get<double>()).epsilon(1e-5));
+
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + (dir / "two").string() + " --data " + test.string() + " --out " +
+            (dir / "p.jsonl").string());
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+}
+#endif
+
 #endif
