@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, then builds and runs the whole test suite three times: g++ and clang++
-# with warnings as errors, and g++ with AddressSanitizer + UndefinedBehaviorSanitizer.
+# Installs what is missing, then builds and runs the whole test suite four times: g++ and clang++
+# with warnings as errors, g++ against the newest versions of the header dependencies, and g++ with
+# AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,6 +21,11 @@ run_suite() {
 # The two release builds also build the MPI target and run its 2-rank tests (label mpi).
 run_suite gcc g++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON
 run_suite clang clang++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON
+# The newest versions of the header dependencies, as vcpkg and Conan ship them (Debian unstable's
+# packages, unpacked under build/): the library's test suite and the installed package's consumer.
+bash scripts/newest_dependencies.sh build/newest-dependencies
+run_suite newest g++ "" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PWD}/build/newest-dependencies/usr" \
+  -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF
 # The planted-task training runs (planted signal and planted cues) and the training example (minutes
 # under the sanitizers) are left to the two builds above; the code they run is exercised under the
 # sanitizers by the gradient, dropout, accumulation, trainer and attribution tests. The benchmarks'

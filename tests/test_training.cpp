@@ -24,7 +24,7 @@ const nlohmann::json& reference()
 }
 
 template <class T>
-tensor<T> from_json(const nlohmann::json& values, shape_t shape)
+tensor<T> tensor_from_json(const nlohmann::json& values, shape_t shape)
 {
     tensor<T> t(std::move(shape));
     REQUIRE(values.size() == t.size());
@@ -53,11 +53,11 @@ TEST_CASE_TEMPLATE("losses and their gradients match PyTorch", T, float, double)
         CAPTURE(t);
         const nlohmann::json& c = reference()["losses"][t];
         const shape_t shape = c["shape"].get<shape_t>();
-        const auto logits = from_json<T>(c["logits"], shape);
-        const auto targets = task == task_type::multiclass ? from_json<T>(c["targets"], {shape[0]}) : from_json<T>(c["targets"], shape);
+        const auto logits = tensor_from_json<T>(c["logits"], shape);
+        const auto targets = task == task_type::multiclass ? tensor_from_json<T>(c["targets"], {shape[0]}) : tensor_from_json<T>(c["targets"], shape);
         const auto result = compute_loss(task, logits, targets);
         CHECK(std::abs(result.value - c["loss"].get<double>()) <= tolerance * std::max(1.0, std::abs(c["loss"].get<double>())));
-        CHECK(max_abs_diff(result.grad_logits.values(), from_json<double>(c["grad"], shape).values()) <= tolerance);
+        CHECK(max_abs_diff(result.grad_logits.values(), tensor_from_json<double>(c["grad"], shape).values()) <= tolerance);
     }
 }
 
@@ -86,7 +86,7 @@ TEST_CASE_TEMPLATE("AdamW with warm-up, decay, clipping and no decay on biases a
     named_tensors<T> params, grads;
     for (const auto& item : r["shapes"].items()) {
         const shape_t shape = item.value().get<shape_t>();
-        params.tensors[item.key()] = from_json<T>(r["initial"][item.key()], shape);
+        params.tensors[item.key()] = tensor_from_json<T>(r["initial"][item.key()], shape);
         grads.tensors[item.key()] = tensor<T>(shape);
     }
     adamw<T> optimizer({.weight_decay = r["weight_decay"].get<double>()});
@@ -94,7 +94,7 @@ TEST_CASE_TEMPLATE("AdamW with warm-up, decay, clipping and no decay on biases a
     for (std::size_t step = 0; step < total; ++step) {
         CAPTURE(step);
         const nlohmann::json& expected = r["steps"][step];
-        for (auto& [name, g] : grads.tensors) g = from_json<T>(expected["grads"][name], g.shape());
+        for (auto& [name, g] : grads.tensors) g = tensor_from_json<T>(expected["grads"][name], g.shape());
         const double norm = clip_gradient_norm<T>(grads, r["max_norm"].get<double>());
         CHECK(norm == doctest::Approx(expected["norm"].get<double>()).epsilon(tolerance));
         const double lr = r["lr"].get<double>() * linear_schedule(step, warmup, total);
@@ -103,7 +103,7 @@ TEST_CASE_TEMPLATE("AdamW with warm-up, decay, clipping and no decay on biases a
         for (auto& entry : params.tensors) {
             CAPTURE(entry.first);
             const auto& p = entry.second;
-            CHECK(max_abs_diff(p.values(), from_json<double>(expected["params"][entry.first], p.shape()).values()) <= tolerance);
+            CHECK(max_abs_diff(p.values(), tensor_from_json<double>(expected["params"][entry.first], p.shape()).values()) <= tolerance);
         }
     }
     CHECK(optimizer.steps() == total);
@@ -155,8 +155,8 @@ TEST_CASE_TEMPLATE("metrics match scikit-learn for every task", T, float, double
         CAPTURE(t);
         const nlohmann::json& c = reference()["metrics"][t];
         const shape_t shape = c["shape"].get<shape_t>();
-        const auto logits = from_json<T>(c["logits"], shape);
-        const auto targets = task == task_type::multiclass ? from_json<T>(c["targets"], {shape[0]}) : from_json<T>(c["targets"], shape);
+        const auto logits = tensor_from_json<T>(c["logits"], shape);
+        const auto targets = task == task_type::multiclass ? tensor_from_json<T>(c["targets"], {shape[0]}) : tensor_from_json<T>(c["targets"], shape);
         const auto metrics = evaluate_metrics(task, logits, targets);
         CHECK(metrics.size() == c["metrics"].size());
         for (const auto& item : c["metrics"].items()) {
