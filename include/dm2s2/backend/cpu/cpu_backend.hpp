@@ -245,6 +245,9 @@ struct cpu_backend : portable_backward_kernels,
 #endif
         for (; i < n; ++i) sum += x[i] = std::exp(x[i] - max);
         scale(x, n, T(1) / sum);
+        if (keep != nullptr)  // exactly 0 even where a kept NaN made the sum NaN
+            for (std::size_t j = 0; j < n; ++j)
+                if (keep[j] == 0) x[j] = T(0);
     }
 
     template <scalar T>

@@ -88,7 +88,7 @@ struct reference_backend : portable_backward_kernels,
         accumulator<T> sum = 0;
         for (std::size_t i = 0; i < n; ++i)
             if (kept(i)) sum += e[i] = std::exp(x[i] - max);
-        for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<T>(e[i] / sum);
+        for (std::size_t i = 0; i < n; ++i) x[i] = kept(i) ? static_cast<T>(e[i] / sum) : T(0);  // 0 even if sum is NaN
     }
 
     template <scalar T>
