@@ -108,9 +108,8 @@ double median(std::vector<double> v)
 
 /// How long each side rests before it is timed. After a call, OpenBLAS's OpenMP workers poll for
 /// work for milliseconds (libgomp's GOMP_SPINCOUNT) and dm2s2's for 500 µs; timed straight after the
-/// other library, a side shared its cores with those pollers. With no pause, the 768 × 768 products
-/// on 2 threads measured 0.76-0.80 of OpenBLAS; with 2 ms, 0.84-0.94; with 10 ms, 0.93-1.04, as on
-/// 1 thread, where no poller competes.
+/// other library, a side shared its cores with those pollers; 10 ms let both sides measure on 2
+/// threads what they measure on 1, where no poller competes (benchmarks/README.md, step 16).
 constexpr std::chrono::milliseconds settle{10};
 
 /// Seconds per call of f, over `calls` calls after one untimed call.

@@ -1,13 +1,13 @@
 # Checks that the library's headers form layers: a header under include/dm2s2/<layer>/ includes
 # headers of its own layer or of earlier ones only, in the order
-#   core → backend → distributed → data → nn → model → io → train → explain → text
+#   core → backend → distributed → data → nn → model → io → train → explain → text → interop
 # (dm2s2.hpp, the umbrella, may include anything). Prints each layer with the layers it uses, then
 # every header that includes a later layer, and fails if there is one.
 #   cmake -DINCLUDE_DIR=<repo>/include -P cmake/check_layers.cmake
 if(NOT INCLUDE_DIR)
   message(FATAL_ERROR "check_layers: pass -DINCLUDE_DIR=<repository>/include")
 endif()
-set(layers core backend distributed data nn model io train explain text)
+set(layers core backend distributed data nn model io train explain text interop)
 string(REPLACE ";" " → " layer_order "${layers}")
 
 file(GLOB_RECURSE headers RELATIVE "${INCLUDE_DIR}/dm2s2" "${INCLUDE_DIR}/dm2s2/*.hpp")

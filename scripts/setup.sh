@@ -5,8 +5,8 @@
 # (benchmarks/compare.sh adds PyTorch and OpenBLAS this way).
 set -euo pipefail
 
-packages=(g++ clang cmake make libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
-  libutf8proc-dev libopenmpi-dev openmpi-bin "$@")
+packages=(g++ clang cmake make ninja-build libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
+  libutf8proc-dev libopenmpi-dev openmpi-bin clang-format-19 "$@")
 
 missing=()
 for p in "${packages[@]}"; do

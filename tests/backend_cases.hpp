@@ -13,41 +13,52 @@
 
 namespace dm2s2::testing {
 
-/// The staging backend with guard mode on: staging memory is inaccessible outside its operations.
-struct guarded_staging_backend : staging_backend {
-    guarded_staging_backend() : staging_backend(staging_options{.guard = true}) {}
+/// A backend type with its default options. Configurations of one backend type share its template
+/// instantiations (the model, the trainer, every kernel), so each type is compiled once per scalar.
+template <class B>
+struct default_options {
+    using backend = B;
+    static B make() { return B{}; }
 };
 
 /// The CPU backend on two threads, so that the split kernels are checked too.
-struct threaded_cpu_backend : cpu_backend {
-    threaded_cpu_backend() : cpu_backend(cpu_options{.threads = 2}) {}
+struct two_threads {
+    using backend = cpu_backend;
+    static cpu_backend make() { return cpu_backend(cpu_options{.threads = 2}); }
 };
 
-/// One test instantiation: backend `B` computing in scalar `T`, with `tolerance` the largest
-/// difference from the reference allowed per unit of a result's natural scale.
-template <class B, class T>
+/// The staging backend with guard mode on: staging memory is inaccessible outside its operations.
+struct guarded {
+    using backend = staging_backend;
+    static staging_backend make() { return staging_backend(staging_options{.guard = true}); }
+};
+
+/// One test instantiation: a backend made by `Configuration` computing in scalar `T`, with
+/// `tolerance` the largest difference from the reference allowed per unit of a result's natural scale.
+template <class Configuration, class T>
 struct backend_case {
-    using backend = B;
+    using backend = typename Configuration::backend;
     using scalar = T;
+    static backend make_backend() { return Configuration::make(); }
     /// The staging backend runs the reference's own loops: exactly its numbers.
-    static constexpr bool exact = std::is_base_of_v<staging_backend, B> || std::is_same_v<B, reference_backend>;
+    static constexpr bool exact = std::is_same_v<backend, staging_backend> || std::is_same_v<backend, reference_backend>;
     static constexpr double tolerance = exact ? 0.0 : std::is_same_v<T, float> ? 2e-6 : 1e-13;
 };
 
 }  // namespace dm2s2::testing
 
-#define DM2S2_BACKEND_CASES                                                                                          \
-    dm2s2::testing::backend_case<dm2s2::cpu_backend, float>, dm2s2::testing::backend_case<dm2s2::cpu_backend, double>, \
-        dm2s2::testing::backend_case<dm2s2::testing::threaded_cpu_backend, float>,                                    \
-        dm2s2::testing::backend_case<dm2s2::staging_backend, float>,                                                  \
-        dm2s2::testing::backend_case<dm2s2::staging_backend, double>,                                                 \
-        dm2s2::testing::backend_case<dm2s2::testing::guarded_staging_backend, float>,                                 \
-        dm2s2::testing::backend_case<dm2s2::testing::guarded_staging_backend, double>
+#define DM2S2_BACKEND_CASES                                                                                  \
+    dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, float>,                 \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, double>,            \
+        dm2s2::testing::backend_case<dm2s2::testing::two_threads, float>,                                      \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, float>,          \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, double>,         \
+        dm2s2::testing::backend_case<dm2s2::testing::guarded, float>, dm2s2::testing::backend_case<dm2s2::testing::guarded, double>
 
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::cpu_backend, float>);
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::cpu_backend, double>);
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::threaded_cpu_backend, float>);
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::staging_backend, float>);
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::staging_backend, double>);
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::guarded_staging_backend, float>);
-TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::guarded_staging_backend, double>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, float>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, double>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::two_threads, float>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, float>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, double>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::guarded, float>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::guarded, double>);

@@ -62,7 +62,7 @@ const std::size_t element_counts[] = {1, 7, 16, 33, 100};
 TEST_CASE_TEMPLATE("backend gemm matches the reference for every transpose, stride and beta", C, DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
-    const typename C::backend backend;
+    const auto backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(11);
     for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 16}})
@@ -90,7 +90,7 @@ TEST_CASE_TEMPLATE("backend gemm matches the reference for every transpose, stri
 TEST_CASE_TEMPLATE("backend element-wise kernels match the reference at every length", C, DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
-    const typename C::backend backend;
+    const auto backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(12);
     for (const std::size_t n : element_counts) {
@@ -157,7 +157,7 @@ TEST_CASE_TEMPLATE("a NaN in a softmax row makes every kept weight NaN, a masked
     // result must not depend on it, nor on the lane the NaN falls in.
     using T = typename C::scalar;
     using B = typename C::backend;
-    const B backend;
+    const B backend = C::make_backend();
     random_generator rng(19);
     for (const std::size_t n : {std::size_t{5}, std::size_t{37}}) {
         std::vector<std::uint8_t> keep(n);
@@ -186,7 +186,7 @@ TEST_CASE_TEMPLATE("a NaN in a softmax row makes every kept weight NaN, a masked
 TEST_CASE_TEMPLATE("backend row kernels match the reference: biases, layer norm, column sums", C, DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
-    const typename C::backend backend;
+    const auto backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(13);
     for (const std::size_t cols : {std::size_t{1}, std::size_t{17}, std::size_t{64}}) {
@@ -236,7 +236,7 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
 {
     using T = typename C::scalar;
     using B = typename C::backend;
-    const B backend;
+    const B backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(14);
     const std::size_t heads = 2, head_dim = 3, width = heads * head_dim;
@@ -289,7 +289,7 @@ TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and
 {
     using T = typename C::scalar;
     using B = typename C::backend;
-    const B backend;
+    const B backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(15);
     const std::size_t width = 5, table_rows = 4, count = 6;
@@ -381,7 +381,7 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
 {
     using T = typename C::scalar;
     using B = typename C::backend;
-    const B backend;
+    const B backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(16);
     const std::size_t width = 7, rows = 9;
@@ -430,7 +430,7 @@ TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gra
 {
     using T = typename C::scalar;
     using B = typename C::backend;
-    const B backend;
+    const B backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(17);
     const std::size_t batch = 4, outputs = 3, n = batch * outputs;

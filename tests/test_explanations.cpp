@@ -168,7 +168,7 @@ TEST_CASE("integrated gradients add up to the score change from zero element vec
             double total = 0;
             for (std::size_t k = 0; k < s.size(); ++k) total += a.modality_of(b, k);
             // The path crosses the kinks of dm2s's max-pool, which the midpoint rule resolves slowly
-            // (up to 0.9 % off at 128 steps, 0.4 % at 1024); the smooth poolings come within 1e-3.
+            // (docs/tests.md); the smooth poolings come within 1e-3.
             const double tolerance = config.pooling == pooling_kind::dm2s ? 2e-2 : 1e-3;
             CHECK(total == doctest::Approx(change).epsilon(tolerance).scale(std::abs(change) + 1e-2));
         }

@@ -6,9 +6,9 @@
 /// parallel loop goes through it. A loop started from inside a task runs serially on that thread, so
 /// kernels can call each other without deadlock or oversubscription.
 ///
-/// A forward pass runs hundreds of short loops. Waking a sleeping thread through the kernel cost
-/// 80-95 µs per loop on a virtual machine, so threads that wait (workers for the next loop, the caller
-/// for the workers) first poll for a short while (`spin_time`) and only then sleep.
+/// A forward pass runs hundreds of short loops. Waking a sleeping thread through the kernel is slow on
+/// a virtual machine (benchmarks/README.md, step 11), so threads that wait (workers for the next loop,
+/// the caller for the workers) first poll for a short while (`spin_time`) and only then sleep.
 ///
 /// Threads may be bound to one processor each (`thread_binding`, Linux). Unbound, the scheduler of a
 /// virtual machine sometimes put a two-thread loop's threads on one processor and left them there

@@ -21,7 +21,10 @@ namespace dm2s2 {
 /// A multimodal record. Every modality starts missing; an empty sequence also counts as missing.
 class sequence_set {
 public:
-    explicit sequence_set(schema s) : schema_(std::move(s)), data_(schema_.size()) {}
+    explicit sequence_set(dm2s2::schema s) : schema_(std::move(s)), data_(schema_.size()) {}
+
+    /// The schema the record follows.
+    const dm2s2::schema& schema() const noexcept { return schema_; }
 
     std::size_t modality_count() const noexcept { return data_.size(); }
     std::size_t length(std::size_t m) const { return data_.at(m).length; }

@@ -61,8 +61,8 @@ __attribute__((target("avx2"))) inline void store_lanes(__m256 v, std::size_t fi
 
 /// Packs 8 rows × 8 k units (`pack_block` of `micro_kernel_set`), transposing in registers. The 8
 /// rows may straddle two panels of 6, so each panel's share of a transposed column is written on its
-/// own, with plain stores wherever the panel edges allow (masked stores made packing 1.8× slower on
-/// Zen 3).
+/// own, with plain stores wherever the panel edges allow (masked stores are slow on AMD processors:
+/// benchmarks/README.md, step 20).
 template <operand_format F>
 __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
                                                std::size_t units, std::size_t row, std::size_t unit) noexcept
@@ -181,9 +181,9 @@ inline bool has_fp32_kernels() noexcept { return false; }
 /// The AVX2 kernel set for `blocked_gemm.hpp`, blocked for cores with 32 KiB L1 and 512 KiB L2 (AMD
 /// Zen 3 here): a 6-row A panel (6 KiB) stays in L1 while a pass of 256 columns of the B slice
 /// (kc × 256, 256 KiB) streams past it from L2, next to the packed A block (kc × mc, 144 KiB). In a
-/// model of the product's loops this order ran the kernel at 84-85 GFLOP/s on one core, against
-/// 73-75 for the transposed order (half a B panel kept in L1, the A block streaming past it), where
-/// the B half panel's lines, every other one, crowd half of L1's sets.
+/// model of the product's loops this order ran faster than the transposed one (half a B panel kept in
+/// L1, the A block streaming past it), where the B half panel's lines, every other one, crowd half of
+/// L1's sets (benchmarks/README.md, step 18).
 struct avx2_kernels {
     static constexpr std::size_t mr = avx2::mr;
     static constexpr std::size_t tile_cols = 16;

@@ -99,7 +99,7 @@ __attribute__((target("avx512f"))) inline __m512 round_to_bfloat16(__m512 x) noe
 /// weight panels. `row` and `unit` place the block inside the packed slice of `units` units; its 16
 /// rows may straddle two or more panels, so each panel's share of a transposed column is written with
 /// a masked store. Each stage is unrolled explicitly: GCC at -O2 would otherwise keep the 32 vectors
-/// on the stack (packing at 10-12 instead of 15-18 GB/s). The masked forms of the shuffles
+/// on the stack, packing far slower (benchmarks/README.md, step 12). The masked forms of the shuffles
 /// with a full mask are used because GCC 12 warns about the undefined pass-through operand of the
 /// unmasked ones (GCC bug 105593).
 template <operand_format F>
@@ -150,7 +150,7 @@ __attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t
 
 /// The 14 × 32 micro-kernel (`micro_kernel_set`). `StreamB` asks for B's words `b_ahead` units ahead
 /// as it goes: for a B read from memory rather than from a freshly packed slice in L2, where the hardware prefetcher alone keeps up with a fraction of
-/// the kernel's pace (a 49 × 768 × 768 product with W from memory: 459 → 328 µs on two threads).
+/// the kernel's pace (benchmarks/README.md, step 15).
 template <operand_format F, bool StreamB = false>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc,

@@ -134,8 +134,8 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
             for (std::size_t r = 0; r < fast_rows; r += block)
                 for (std::size_t u = 0; u < fast_units; u += block) {
                     // Weight rows come from memory on every call, in runs of kc values, too short for
-                    // the hardware prefetcher: ask L2 for the rows two blocks ahead (packing went from
-                    // 17-18 % to 14-15 % of W1's time on AVX-512).
+                    // the hardware prefetcher: ask L2 for the rows two blocks ahead (benchmarks/README.md,
+                    // step 7).
                     if (r + 3 * block <= count)
                         for (std::size_t q = r + 2 * block; q < r + 3 * block; ++q) __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
                     K::template pack_block<F>(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);

@@ -456,9 +456,8 @@ private:
     /// C = alpha A op(B) + beta C on the library's kernels with op(B) packed first into the calling
     /// thread's buffer (kept for later products) by all threads, a slice at a time, then C split
     /// among the threads by rows, each packing only its own rows of A. Otherwise a product cut by
-    /// columns packs all of A on every thread, and one cut by rows all of B. On two threads of a Zen 3
-    /// machine this bought 2-5 % on five of BERT-base's six plain-weight products at 485 rows (one
-    /// lost 2 %). Returns false, having done nothing, where it does not apply: one thread, a small
+    /// columns packs all of A on every thread, and one cut by rows all of B (benchmarks/README.md,
+    /// step 20). Returns false, having done nothing, where it does not apply: one thread, a small
     /// product, too few rows for a whole panel per thread, Aᵀ (packing A from columns is the slow
     /// direction either way), `vdpbf16ps`'s pairs format, or an op(B) over `max_shared_b_words`.
     bool gemm_with_shared_b(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,

@@ -1,0 +1,176 @@
+# Runs the repository's vcpkg overlay port (ports/dm2s2/portfile.cmake) the way vcpkg would, with
+# the vcpkg helper functions it calls emulated here, since vcpkg cannot run without its registry:
+# features become CMake options as vcpkg_check_features makes them, the project is configured with
+# the port's options and installed into a package directory, then vcpkg's post-build rules are
+# checked (config under share/<port>, copyright and usage there, no lib/ or debug/ for a header-only
+# port, no absolute build paths in installed files), the package is copied into an installed tree
+# laid out as vcpkg's (installed/<triplet>/...), and a consumer is built and run against it with
+# find_package, with the dependencies found in DEPENDENCY_PREFIX (the newest versions in that lane).
+#   cmake -DSOURCE_DIR=<repo> -DWORK_DIR=<scratch> -DCXX_COMPILER=<c++> -DGENERATOR=<generator>
+#         "-DDEPENDENCY_PREFIX=<prefixes>" -P tests/package_managers/vcpkg_port.cmake
+cmake_minimum_required(VERSION 3.20)
+file(REMOVE_RECURSE ${WORK_DIR})
+set(here ${CMAKE_CURRENT_LIST_DIR})
+
+set(PORT dm2s2)
+set(TARGET_TRIPLET x64-linux)
+set(CURRENT_BUILDTREES_DIR ${WORK_DIR}/buildtrees/${PORT})
+set(CURRENT_PACKAGES_DIR ${WORK_DIR}/packages/${PORT}_${TARGET_TRIPLET})
+set(CURRENT_INSTALLED_DIR ${WORK_DIR}/installed/${TARGET_TRIPLET})
+set(port_dir ${SOURCE_DIR}/ports/${PORT})
+
+function(run_step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "step failed (${result}): ${ARGN}\n${out}")
+  endif()
+endfunction()
+
+# ---- the manifest --------------------------------------------------------------------------------
+file(READ ${port_dir}/vcpkg.json manifest)
+string(JSON name GET "${manifest}" name)
+string(JSON version GET "${manifest}" version)
+file(STRINGS ${SOURCE_DIR}/CMakeLists.txt project_line REGEX "^project\\(dm2s2 VERSION")
+string(REGEX MATCH "VERSION ([0-9.]+)" _ "${project_line}")
+if(NOT name STREQUAL PORT OR NOT version STREQUAL CMAKE_MATCH_1)
+  message(FATAL_ERROR "vcpkg.json names ${name} ${version}; the project is ${PORT} ${CMAKE_MATCH_1}")
+endif()
+string(JSON feature_count LENGTH "${manifest}" features)
+set(manifest_features "")
+math(EXPR last "${feature_count} - 1")
+foreach(i RANGE ${last})
+  string(JSON feature MEMBER "${manifest}" features ${i})
+  list(APPEND manifest_features ${feature})
+endforeach()
+# Every feature, as vcpkg install dm2s2[simd,text,xtensor] asks for them.
+set(FEATURES core ${manifest_features})
+
+# ---- vcpkg's helpers, emulated -------------------------------------------------------------------
+function(vcpkg_check_features)
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "OUT_FEATURE_OPTIONS" "FEATURES")
+  set(options "")
+  set(pairs ${arg_FEATURES})
+  while(pairs)
+    list(POP_FRONT pairs feature option)
+    if(feature IN_LIST FEATURES)
+      list(APPEND options -D${option}=ON)
+    else()
+      list(APPEND options -D${option}=OFF)
+    endif()
+    set_property(GLOBAL APPEND PROPERTY mapped_features ${feature})
+  endwhile()
+  set(${arg_OUT_FEATURE_OPTIONS} ${options} PARENT_SCOPE)
+endfunction()
+
+function(vcpkg_cmake_configure)
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "SOURCE_PATH" "OPTIONS;OPTIONS_RELEASE;OPTIONS_DEBUG")
+  set(configurations rel)
+  if(NOT VCPKG_BUILD_TYPE STREQUAL "release")
+    list(APPEND configurations dbg)
+  endif()
+  foreach(configuration IN LISTS configurations)
+    set(prefix ${CURRENT_PACKAGES_DIR})
+    set(type Release)
+    if(configuration STREQUAL "dbg")
+      set(prefix ${CURRENT_PACKAGES_DIR}/debug)
+      set(type Debug)
+    endif()
+    string(REPLACE ";" "\\;" prefix_path "${CURRENT_INSTALLED_DIR};${DEPENDENCY_PREFIX}")
+    run_step(${CMAKE_COMMAND} -S ${arg_SOURCE_PATH} -B ${CURRENT_BUILDTREES_DIR}/${TARGET_TRIPLET}-${configuration}
+      -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${type} -DCMAKE_INSTALL_PREFIX=${prefix}
+      "-DCMAKE_PREFIX_PATH=${prefix_path}" ${arg_OPTIONS})
+    set_property(GLOBAL APPEND PROPERTY configured_builds ${CURRENT_BUILDTREES_DIR}/${TARGET_TRIPLET}-${configuration})
+  endforeach()
+endfunction()
+
+function(vcpkg_cmake_install)
+  get_property(builds GLOBAL PROPERTY configured_builds)
+  foreach(build IN LISTS builds)
+    run_step(${CMAKE_COMMAND} --build ${build})
+    run_step(${CMAKE_COMMAND} --install ${build})
+  endforeach()
+endfunction()
+
+function(vcpkg_cmake_config_fixup)
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "CONFIG_PATH;PACKAGE_NAME" "")
+  if(NOT arg_CONFIG_PATH STREQUAL "share/${PORT}")
+    message(FATAL_ERROR "the port installs its CMake files to ${arg_CONFIG_PATH}; this emulation expects share/${PORT}, "
+      "where they need no path rewriting")
+  endif()
+  if(NOT EXISTS ${CURRENT_PACKAGES_DIR}/share/${PORT}/dm2s2Config.cmake)
+    message(FATAL_ERROR "vcpkg_cmake_config_fixup: no dm2s2Config.cmake in ${CURRENT_PACKAGES_DIR}/share/${PORT}")
+  endif()
+  file(REMOVE_RECURSE ${CURRENT_PACKAGES_DIR}/debug/share)
+endfunction()
+
+function(vcpkg_install_copyright)
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "" "FILE_LIST")
+  file(READ ${arg_FILE_LIST} text)
+  file(WRITE ${CURRENT_PACKAGES_DIR}/share/${PORT}/copyright "${text}")
+endfunction()
+
+# ---- the port ------------------------------------------------------------------------------------
+include(${port_dir}/portfile.cmake)
+
+get_property(mapped GLOBAL PROPERTY mapped_features)
+list(SORT mapped)
+list(SORT manifest_features)
+if(NOT mapped STREQUAL manifest_features)
+  message(FATAL_ERROR "vcpkg.json declares features '${manifest_features}', the portfile maps '${mapped}'")
+endif()
+
+# ---- vcpkg's post-build rules for a header-only CMake port ---------------------------------------
+set(share ${CURRENT_PACKAGES_DIR}/share/${PORT})
+foreach(required include/dm2s2/dm2s2.hpp include/dm2s2/interop/xtensor.hpp share/${PORT}/dm2s2Config.cmake
+                 share/${PORT}/dm2s2ConfigVersion.cmake share/${PORT}/dm2s2Targets.cmake share/${PORT}/copyright share/${PORT}/usage)
+  if(NOT EXISTS ${CURRENT_PACKAGES_DIR}/${required})
+    message(FATAL_ERROR "the package lacks ${required}")
+  endif()
+endforeach()
+file(GLOB top RELATIVE ${CURRENT_PACKAGES_DIR} ${CURRENT_PACKAGES_DIR}/*)
+list(SORT top)
+if(NOT top STREQUAL "include;share")
+  message(FATAL_ERROR "a header-only package holds include/ and share/ only, not: ${top}")
+endif()
+file(GLOB share_entries RELATIVE ${CURRENT_PACKAGES_DIR}/share ${CURRENT_PACKAGES_DIR}/share/*)
+if(NOT share_entries STREQUAL PORT)
+  message(FATAL_ERROR "share/ holds ${share_entries}; vcpkg expects share/${PORT} only")
+endif()
+file(READ ${SOURCE_DIR}/LICENSE license)
+file(READ ${share}/copyright copyright)
+if(NOT license STREQUAL copyright)
+  message(FATAL_ERROR "share/${PORT}/copyright is not the project's LICENSE")
+endif()
+file(READ ${share}/usage usage)
+file(READ ${share}/dm2s2Targets.cmake targets_file)
+string(REGEX MATCHALL "add_library\\(dm2s2::[a-z0-9_]+" exported "${targets_file}")
+list(TRANSFORM exported REPLACE "add_library\\(" "")
+foreach(target IN LISTS exported)
+  if(NOT usage MATCHES "${target}")
+    message(FATAL_ERROR "the usage file does not mention the exported target ${target}")
+  endif()
+endforeach()
+file(GLOB_RECURSE installed_files ${share}/*)
+foreach(f IN LISTS installed_files)
+  file(READ ${f} text)
+  foreach(path ${CURRENT_PACKAGES_DIR} ${CURRENT_BUILDTREES_DIR} ${SOURCE_DIR})
+    string(FIND "${text}" "${path}" at)
+    if(NOT at EQUAL -1)
+      message(FATAL_ERROR "${f} holds the absolute path ${path}: the package would not move")
+    endif()
+  endforeach()
+endforeach()
+
+string(REPLACE ";" "," exported_targets "${exported}")  # one argument through run_step
+
+# ---- installed/<triplet>, and a consumer -----------------------------------------------------------
+file(COPY ${CURRENT_PACKAGES_DIR}/ DESTINATION ${CURRENT_INSTALLED_DIR})
+file(REMOVE_RECURSE ${CURRENT_PACKAGES_DIR})  # the consumer must not find the package directory
+run_step(${CMAKE_COMMAND} -E env "CMAKE_PREFIX_PATH=${DEPENDENCY_PREFIX}"
+  ${CMAKE_COMMAND} -S ${here}/vcpkg_consumer -B ${WORK_DIR}/consumer -G ${GENERATOR}
+  -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_PREFIX_PATH=${CURRENT_INSTALLED_DIR}
+  -DSOURCE_DIR=${SOURCE_DIR} -DEXPECTED_TARGETS=${exported_targets})
+run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
+run_step(${WORK_DIR}/consumer/test_package)
+run_step(${WORK_DIR}/consumer/xtensor_features)
+message(STATUS "vcpkg port: features ${manifest_features}; targets ${exported}; consumer built and ran against ${CURRENT_INSTALLED_DIR}")
