@@ -51,8 +51,8 @@ int main(int argc, char** argv)
     const std::size_t first = comm.rank() * w1_batch / comm.size(), last = (comm.rank() + 1) * w1_batch / comm.size();
     const auto share = std::span(records).subspan(first, last - first);
     const std::vector<dm2s2::packed_batch> batch{model.pack(share)};
-    const std::vector<dm2s2::batch_offset> offset{first == 0 ? dm2s2::batch_offset{}
-                                                             : model.offset_after(model.pack(std::span(records).subspan(0, first)))};
+    const std::vector<dm2s2::batch_offset> offset{
+        first == 0 ? dm2s2::batch_offset{} : model.offset_after(model.pack(std::span(records).subspan(0, first)))};
     std::vector<dm2s2::tensor<float>> targets{dm2s2::tensor<float>({share.size()})};
     for (std::size_t i = 0; i < share.size(); ++i) targets[0][i] = static_cast<float>((first + i) % 4);
     auto gradients = model.zero_gradients();
@@ -64,7 +64,9 @@ int main(int argc, char** argv)
         auto start = std::chrono::steady_clock::now();
         dm2s2::train_step(model, optimizer, std::span<const dm2s2::packed_batch>(batch), dm2s2::task_type::multiclass,
                           std::span<const dm2s2::tensor<float>>(targets),
-                          {.learning_rate = 1e-5, .dropout_rng = &dropout, .global_records = w1_batch,
+                          {.learning_rate = 1e-5,
+                           .dropout_rng = &dropout,
+                           .global_records = w1_batch,
                            .offsets = std::span<const dm2s2::batch_offset>(offset)},
                           gradients, comm);
         comm.barrier();
@@ -79,10 +81,11 @@ int main(int argc, char** argv)
     std::size_t parameters = 0;
     model.for_each_parameter([&](const std::string&, dm2s2::tensor<float>& t) { parameters += t.size(); });
     if (comm.rank() == 0)
-        std::printf("ranks %zu, threads per rank %zu, records per rank %zu-%zu: step median %.1f ms, all-reduce median %.1f ms "
-                    "(%.1f %%), %zu parameters, %.1f MB summed per step\n",
-                    comm.size(), threads, w1_batch / comm.size(), (w1_batch + comm.size() - 1) / comm.size(),
-                    1e3 * median(step_seconds), 1e3 * median(reduce_seconds),
-                    100 * median(reduce_seconds) / median(step_seconds), parameters, 4.0 * double(parameters) / 1e6);
+        std::printf(
+            "ranks %zu, threads per rank %zu, records per rank %zu-%zu: step median %.1f ms, all-reduce median %.1f ms "
+            "(%.1f %%), %zu parameters, %.1f MB summed per step\n",
+            comm.size(), threads, w1_batch / comm.size(), (w1_batch + comm.size() - 1) / comm.size(), 1e3 * median(step_seconds),
+            1e3 * median(reduce_seconds), 100 * median(reduce_seconds) / median(step_seconds), parameters,
+            4.0 * double(parameters) / 1e6);
     return 0;
 }

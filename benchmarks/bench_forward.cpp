@@ -29,8 +29,8 @@ void gemm(benchmark::State& state)
         backend.gemm(dm2s2::transpose::no, dm2s2::transpose::yes, m, n, n, T(1), a.data(), n, b.data(), n, T(0), c.data(), n);
         benchmark::DoNotOptimize(c.data());
     }
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(n), benchmark::Counter::kIsIterationInvariantRate,
-                                                   benchmark::Counter::kIs1000);
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(m) * double(n) * double(n),
+                                                   benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 template <class T>

@@ -74,8 +74,8 @@ struct openblas {
     }
 
     /// C = op(A)·op(B), row-major, like `backend.gemm` with alpha 1 and beta 0.
-    void operator()(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
-                    std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc) const
+    void operator()(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda,
+                    const float* b, std::size_t ldb, float* c, std::size_t ldc) const
     {
         constexpr int row_major = 101, no = 111, yes = 112;
         sgemm(row_major, ta == transpose::yes ? yes : no, tb == transpose::yes ? yes : no, int(m), int(n), int(k), 1.0f, a,
@@ -170,7 +170,8 @@ double register_peak_gflops(const dm2s2::cpu_backend& backend)
 
 int usage(const char* message)
 {
-    std::fprintf(stderr, "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound]\n",
+    std::fprintf(stderr,
+                 "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound]\n",
                  message);
     return 2;
 }
@@ -205,8 +206,9 @@ int main(int argc, char** argv)
                 backend.float_kernels(), backend.worker_cpus().empty() ? "unbound" : "bound to processors (the caller too)",
                 blas.core.c_str(), threads, rounds);
     const double peak = register_peak_gflops<false>(backend);
-    std::printf("| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n"
-                "| --- | --- | --- | --- | --- | --- |\n");
+    std::printf(
+        "| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n"
+        "| --- | --- | --- | --- | --- | --- |\n");
 
     dm2s2::random_generator rng(11);
     int status = 0;
@@ -223,7 +225,9 @@ int main(int argc, char** argv)
                 if (packed) backend.gemm_packed(p.m, 1.0f, a.data(), a_cols, *packed, 0.0f, ours.data(), p.n);
                 else backend.gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f, ours.data(), p.n);
             };
-            const auto run_theirs = [&] { blas(p.ta, p.tb, p.m, p.n, p.k, a.data(), a_cols, b.data(), b_cols, theirs.data(), p.n); };
+            const auto run_theirs = [&] {
+                blas(p.ta, p.tb, p.m, p.n, p.k, a.data(), a_cols, b.data(), b_cols, theirs.data(), p.n);
+            };
             std::vector<double> ours_s, theirs_s, ratios;
             for (std::size_t r = 0; r < rounds; ++r) {
                 std::this_thread::sleep_for(settle);
@@ -247,8 +251,8 @@ int main(int argc, char** argv)
             for (std::size_t i = 0; i < ours.size(); ++i)
                 worst = std::max(worst, std::abs(double(ours[i]) - double(theirs[i])) / std::sqrt(double(p.k)));
             if (!(worst <= 1e-4)) {
-                std::fprintf(stderr, "dm2s2_bench_products: %s %zu × %zu × %zu differs from OpenBLAS by %g·√k\n",
-                             p.name.c_str(), p.m, p.n, p.k, worst);
+                std::fprintf(stderr, "dm2s2_bench_products: %s %zu × %zu × %zu differs from OpenBLAS by %g·√k\n", p.name.c_str(),
+                             p.m, p.n, p.k, worst);
                 status = 1;
             }
         }

@@ -22,7 +22,10 @@ namespace workloads {
 
 constexpr std::uint64_t w1_seed = 2022;
 constexpr std::size_t w1_batch = 8;
-inline std::size_t dense_dim() { return tiny() ? 16 : 2048; }
+inline std::size_t dense_dim()
+{
+    return tiny() ? 16 : 2048;
+}
 
 inline dm2s2::schema w1_schema()
 {
@@ -45,8 +48,14 @@ inline dm2s2::model_config encoder_config(std::size_t hidden, std::size_t layers
     return config;
 }
 
-inline dm2s2::model_config bert_base() { return encoder_config(768, 12, 12); }
-inline dm2s2::model_config small_model() { return encoder_config(256, 4, 4); }
+inline dm2s2::model_config bert_base()
+{
+    return encoder_config(768, 12, 12);
+}
+inline dm2s2::model_config small_model()
+{
+    return encoder_config(256, 4, 4);
+}
 
 /// Records of random lengths in every modality, drawn from `seed`.
 inline std::vector<dm2s2::sequence_set> random_records(const dm2s2::schema& schema, std::size_t count, std::uint64_t seed)

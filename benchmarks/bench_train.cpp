@@ -34,7 +34,8 @@ void train_step(benchmark::State& state)
     const auto targets = data.targets<float>();
     for (auto _ : state)
         benchmark::DoNotOptimize(dm2s2::train_step(model, optimizer, batch, dm2s2::task_type::multiclass, targets,
-                                                   {.learning_rate = 1e-4, .dropout_rng = &dropout}).loss);
+                                                   {.learning_rate = 1e-4, .dropout_rng = &dropout})
+                                     .loss);
     state.counters["samples/s"] = benchmark::Counter(double(batch_size), benchmark::Counter::kIsIterationInvariantRate);
     state.counters["length"] = double(batch.layout.length);
 }

@@ -83,14 +83,21 @@ void train_step_of(benchmark::State& state, const dm2s2::model_config& config, s
     auto gradients = model.zero_gradients();  // reused, as the trainer does
     time_warm(state, [&] {
         benchmark::DoNotOptimize(dm2s2::train_step(model, optimizer, std::span(&batch, 1), dm2s2::task_type::multiclass,
-                                                   std::span<const dm2s2::tensor<float>>(&targets, 1), {.learning_rate = 1e-5, .dropout_rng = &dropout},
-                                                   gradients).loss);
+                                                   std::span<const dm2s2::tensor<float>>(&targets, 1),
+                                                   {.learning_rate = 1e-5, .dropout_rng = &dropout}, gradients)
+                                     .loss);
     });
     report(state, batch);
 }
 
-void W2_train_step(benchmark::State& state) { train_step_of(state, bert_base(), w1_batch); }
-void W3_train_step(benchmark::State& state) { train_step_of(state, small_model(), tiny() ? 4 : 64); }
+void W2_train_step(benchmark::State& state)
+{
+    train_step_of(state, bert_base(), w1_batch);
+}
+void W3_train_step(benchmark::State& state)
+{
+    train_step_of(state, small_model(), tiny() ? 4 : 64);
+}
 
 /// Arguments: threads, bf16.
 void W3_inference(benchmark::State& state)
@@ -158,9 +165,9 @@ int write_w1_lengths(const std::string& path)
     std::ofstream out(path);
     out << "{\"lengths\": " << lengths_of(w1_batch) << ", \"w3_lengths\": " << lengths_of(64);
     const auto c = bert_base().bert;
-    out << ", \"hidden\": " << c.hidden_size << ", \"layers\": " << c.num_hidden_layers << ", \"heads\": "
-        << c.num_attention_heads << ", \"intermediate\": " << c.intermediate_size << ", \"vocab\": " << c.vocab_size
-        << ", \"dense_dim\": " << dense_dim() << ", \"classes\": 4}\n";
+    out << ", \"hidden\": " << c.hidden_size << ", \"layers\": " << c.num_hidden_layers
+        << ", \"heads\": " << c.num_attention_heads << ", \"intermediate\": " << c.intermediate_size
+        << ", \"vocab\": " << c.vocab_size << ", \"dense_dim\": " << dense_dim() << ", \"classes\": 4}\n";
     if (!out.flush()) {
         std::cerr << path << ": cannot write\n";
         return 1;
@@ -170,18 +177,39 @@ int write_w1_lengths(const std::string& path)
 
 }  // namespace
 
-BENCHMARK(W1_inference)->ArgNames({"threads", "bf16", "padding_free", "packed_weights"})
-    ->Args({1, 0, 1, 1})->Args({2, 0, 1, 1})->Args({1, 0, 1, 0})->Args({2, 0, 1, 0})->Args({1, 0, 0, 1})->Args({2, 0, 0, 1})
-    ->Args({1, 1, 1, 1})->Args({2, 1, 1, 1})->Args({1, 1, 1, 0})->Args({2, 1, 1, 0})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W1_inference)
+    ->ArgNames({"threads", "bf16", "padding_free", "packed_weights"})
+    ->Args({1, 0, 1, 1})
+    ->Args({2, 0, 1, 1})
+    ->Args({1, 0, 1, 0})
+    ->Args({2, 0, 1, 0})
+    ->Args({1, 0, 0, 1})
+    ->Args({2, 0, 0, 1})
+    ->Args({1, 1, 1, 1})
+    ->Args({2, 1, 1, 1})
+    ->Args({1, 1, 1, 0})
+    ->Args({2, 1, 1, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(W2_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(W3_inference)->ArgNames({"threads", "bf16"})->Args({1, 0})->Args({2, 0})->Args({2, 1})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W3_inference)
+    ->ArgNames({"threads", "bf16"})
+    ->Args({1, 0})
+    ->Args({2, 0})
+    ->Args({2, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(W3_train_step)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(W4_batch)->ArgNames({"threads", "batch", "packed_weights"})->ArgsProduct({{2}, {1, 2, 4, 8, 16, 32, 64}, {1, 0}})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(W4_length)->ArgNames({"threads", "length"})->ArgsProduct({{2}, {32, 64, 128, 256, 512}})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(W4_batch)
+    ->ArgNames({"threads", "batch", "packed_weights"})
+    ->ArgsProduct({{2}, {1, 2, 4, 8, 16, 32, 64}, {1, 0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(W4_length)
+    ->ArgNames({"threads", "length"})
+    ->ArgsProduct({{2}, {32, 64, 128, 256, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(W1_construction)->ArgNames({"packed_weights"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv)

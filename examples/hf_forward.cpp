@@ -63,7 +63,8 @@ dm2s2::bert_inputs read_inputs(const dm2s2::safetensors_file& file)
     in.token_type_ids = read("token_type_ids");
     for (const auto m : read("attention_mask")) {
         if (m != 0 && m != 1)
-            throw dm2s2::input_error(file.source() + ": attention_mask holds " + std::to_string(m) + "; only 0 and 1 are allowed");
+            throw dm2s2::input_error(file.source() + ": attention_mask holds " + std::to_string(m) +
+                                     "; only 0 and 1 are allowed");
         in.attention_mask.push_back(static_cast<std::uint8_t>(m));
     }
     if (file.contains("position_ids")) in.position_ids = read("position_ids");

@@ -107,12 +107,14 @@ void score(const dm2s2::task_spec& task, const float* logits, std::size_t output
 std::string explanation_page(const std::vector<prediction>& predictions, const dm2s2::schema& schema, const std::string& title)
 {
     std::ostringstream html;
-    html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << html_escape(title) << "</title>\n<style>\n"
+    html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << html_escape(title)
+         << "</title>\n<style>\n"
          << "body{font-family:system-ui,sans-serif;margin:2em;color:#222;background:#fff}\n"
          << ".record{border:1px solid #ccc;border-radius:6px;padding:0.8em 1em;margin:0 0 1em 0}\n"
          << ".head{font-weight:600;margin-bottom:0.4em}.truth{color:#666;font-weight:400}\n"
          << ".modality{display:flex;align-items:flex-start;gap:0.8em;margin:0.3em 0}\n"
-         << "h1{font-size:1.4em;word-break:break-all}.name{width:14em;flex:none;overflow-wrap:anywhere}.bar{width:8em;height:0.9em;background:#eee;flex:none;margin-top:0.2em}\n"
+         << "h1{font-size:1.4em;word-break:break-all}.name{width:14em;flex:none;overflow-wrap:anywhere}.bar{width:8em;height:0."
+            "9em;background:#eee;flex:none;margin-top:0.2em}\n"
          << ".fill{height:100%;background:#1f77b4}.weight{width:3.5em;flex:none;font-variant-numeric:tabular-nums}\n"
          << ".elements{line-height:1.9}.e{padding:0.1em 0.25em;margin:0 0.1em;border-radius:3px;border:1px solid #ddd}\n"
          << ".missing{color:#999;font-style:italic}\n</style></head><body>\n<h1>" << html_escape(title) << "</h1>\n";
@@ -137,7 +139,8 @@ std::string explanation_page(const std::vector<prediction>& predictions, const d
         if (weighted)
             for (const auto& m : schema.modalities()) {
                 top_modality = std::max(top_modality, std::abs(modality_score(m.name)));
-                for (std::size_t i = 0; i < l["elements"][m.name].size(); ++i) top = std::max(top, std::abs(element_score(m.name, i)));
+                for (std::size_t i = 0; i < l["elements"][m.name].size(); ++i)
+                    top = std::max(top, std::abs(element_score(m.name, i)));
             }
         for (const auto& m : schema.modalities()) {
             const auto& elements = l["elements"][m.name];
@@ -146,8 +149,8 @@ std::string explanation_page(const std::vector<prediction>& predictions, const d
             if (weighted) {
                 const double width = attributed ? (top_modality > 0 ? std::abs(weight) / top_modality : 0.0) : weight;
                 html << "<div class=\"bar\"><div class=\"fill\" style=\"width:" << std::round(1000 * width) / 10 << "%"
-                     << (weight < 0 ? ";background:#888" : "") << "\"></div></div><div class=\"weight\">" << std::round(weight * 1000) / 1000
-                     << "</div>";
+                     << (weight < 0 ? ";background:#888" : "") << "\"></div></div><div class=\"weight\">"
+                     << std::round(weight * 1000) / 1000 << "</div>";
             }
             html << "<div class=\"elements\">";
             if (elements.empty()) html << "<span class=\"missing\">missing</span>";
@@ -173,7 +176,8 @@ std::string explanation_page(const std::vector<prediction>& predictions, const d
 void show(const prediction& p, const dm2s2::schema& schema, std::ostream& out)
 {
     const auto& l = p.line;
-    out << l["id"].get<std::string>() << ": predicted " << (l["prediction"].is_string() ? l["prediction"].get<std::string>() : l["prediction"].dump());
+    out << l["id"].get<std::string>() << ": predicted "
+        << (l["prediction"].is_string() ? l["prediction"].get<std::string>() : l["prediction"].dump());
     if (!p.truth.empty()) out << " (true " << p.truth << ")";
     out << "\n";
     // The attribution when there is one, else β and α.
@@ -208,7 +212,9 @@ nlohmann::json measure_faithfulness(const Model& model, const dm2s2::record_enco
     std::vector<dm2s2::sequence_set> encoded;
     for (const auto& r : records) encoded.push_back(encoder.encode(r));
     // Records whose cue is known and whose prediction is right, with the cue's modality and element.
-    struct cue { std::size_t record, modality, element; };
+    struct cue {
+        std::size_t record, modality, element;
+    };
     std::vector<cue> cues;
     const auto logits = model.forward(encoded).logits;
     for (std::size_t b = 0; b < records.size(); ++b) {
@@ -222,9 +228,11 @@ nlohmann::json measure_faithfulness(const Model& model, const dm2s2::record_enco
         encoder.encode_target(r, target.data());
         const std::size_t predicted = dm2s2::predicted_output(task, logits.row(b), logits.dim(1));
         bool right = true;  // regression: every record counts
-        if (task == dm2s2::task_type::multiclass || task == dm2s2::task_type::binary) right = predicted == static_cast<std::size_t>(target[0]);
+        if (task == dm2s2::task_type::multiclass || task == dm2s2::task_type::binary)
+            right = predicted == static_cast<std::size_t>(target[0]);
         if (task == dm2s2::task_type::multilabel) right = target[predicted] == 1;
-        if (right) cues.push_back({b, encoder.schema().index_of(c["modality"].get<std::string>()), c["element"].get<std::size_t>()});
+        if (right)
+            cues.push_back({b, encoder.schema().index_of(c["modality"].get<std::string>()), c["element"].get<std::size_t>()});
     }
     nlohmann::json out = {{"records", records.size()}, {"cue_records", cues.size()}, {"methods", nlohmann::json::object()}};
     const dm2s2::faithfulness_options options{.task = task};
@@ -247,7 +255,8 @@ nlohmann::json measure_faithfulness(const Model& model, const dm2s2::record_enco
         if (!dm2s2::supports(method, model.config().pooling)) continue;
         const auto start = std::chrono::steady_clock::now();
         auto a = dm2s2::attribute(model, encoded, method, {.task = task});
-        report(std::string(dm2s2::to_string(method)), a, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        report(std::string(dm2s2::to_string(method)), a,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         any = std::move(a);
     }
     report("random", dm2s2::random_attribution(*any, 1), 0.0);
@@ -259,7 +268,7 @@ nlohmann::json measure_faithfulness(const Model& model, const dm2s2::record_enco
 int main(int argc, char** argv)
 {
     std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0", precision = "fp32", method_name,
-        faithfulness_path, faithfulness_records = "500";
+                                                                  faithfulness_path, faithfulness_records = "500";
     dm2s2::tools::arguments args;
     args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
     args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads).option("--show", shown);
@@ -271,17 +280,19 @@ int main(int argc, char** argv)
         args.parse(argc, argv);
         thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         show_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--show", shown, 0, 1 << 30));
-        faithfulness_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--faithfulness-records", faithfulness_records, 1, 1 << 30));
+        faithfulness_count =
+            static_cast<std::size_t>(dm2s2::tools::parse_integer("--faithfulness-records", faithfulness_records, 1, 1 << 30));
         if (precision != "fp32" && precision != "bf16")
             throw std::invalid_argument("--precision must be fp32 or bf16, not '" + precision + "'");
         if (!method_name.empty() && !(method = dm2s2::parse_attribution_method(method_name)))
             throw std::invalid_argument("--explain-method must be attention, occlusion, gradient or integrated-gradients, not '" +
                                         method_name + "'");
     } catch (const std::invalid_argument& e) {
-        std::cerr << "dm2s2_predict: " << e.what()
-                  << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]"
-                     " [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]"
-                     " [--faithfulness F.json] [--faithfulness-records N])\n";
+        std::cerr
+            << "dm2s2_predict: " << e.what()
+            << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]"
+               " [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]"
+               " [--faithfulness F.json] [--faithfulness-records N])\n";
         return 2;
     }
     try {
@@ -289,7 +300,8 @@ int main(int argc, char** argv)
         const auto& encoder = *pipeline.encoder;
         const bool bf16 = precision == "bf16";
         auto model = dm2s2::load_model<float>(
-            model_dir, dm2s2::cpu_backend({.threads = thread_count, .precision = bf16 ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32}));
+            model_dir, dm2s2::cpu_backend({.threads = thread_count,
+                                           .precision = bf16 ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32}));
         // Inference only: the encoder's weights in the products' layout, packed once (for bf16, rounded once).
         // The gradient methods run backward passes, which would unpack a copy of every weight each time.
         const bool backward_passes = !faithfulness_path.empty() || method == dm2s2::attribution_method::gradient ||
@@ -309,7 +321,8 @@ int main(int argc, char** argv)
         constexpr std::size_t batch_size = 64;
         for (std::size_t first = 0; first < records.size(); first += batch_size) {
             std::vector<dm2s2::sequence_set> batch;
-            for (std::size_t i = first; i < std::min(records.size(), first + batch_size); ++i) batch.push_back(encoder.encode(records[i]));
+            for (std::size_t i = first; i < std::min(records.size(), first + batch_size); ++i)
+                batch.push_back(encoder.encode(records[i]));
             const auto result = model.forward(batch, explained);
             std::optional<dm2s2::attribution<float>> attribution;
             if (method) attribution = dm2s2::attribute(model, batch, *method, {.task = task.type});
@@ -354,8 +367,8 @@ int main(int argc, char** argv)
             metrics["records"] = records.size();
         }
         if (!faithfulness_path.empty()) {
-            const std::vector<dm2s2::json_record> measured(records.begin(), records.begin() + static_cast<std::ptrdiff_t>(
-                                                                                                 std::min(faithfulness_count, records.size())));
+            const std::vector<dm2s2::json_record> measured(
+                records.begin(), records.begin() + static_cast<std::ptrdiff_t>(std::min(faithfulness_count, records.size())));
             faithfulness = measure_faithfulness(model, encoder, measured);
         }
         std::string lines;
@@ -364,13 +377,16 @@ int main(int argc, char** argv)
         if (!metrics_path.empty()) dm2s2::write_file_atomically(metrics_path, metrics.dump(2) + "\n");
         if (!faithfulness_path.empty()) dm2s2::write_file_atomically(faithfulness_path, faithfulness.dump(2) + "\n");
         if (!explain_path.empty())
-            dm2s2::write_file_atomically(explain_path, explanation_page(predictions, model.schema(), "dm2s2 explanations" + (method ? " (" + method_name + ")" : std::string()) + ": " +
-                                                                                    std::filesystem::path(data).filename().string()));
+            dm2s2::write_file_atomically(
+                explain_path, explanation_page(predictions, model.schema(),
+                                               "dm2s2 explanations" + (method ? " (" + method_name + ")" : std::string()) + ": " +
+                                                   std::filesystem::path(data).filename().string()));
         std::cout << "dm2s2_predict: " << records.size() << " records → " << out << "\n";
         if (!metrics_path.empty())
             for (const auto& [name, value] : metrics.items())
                 if (name != "records") std::cout << "  " << name << " " << value.get<double>() << "\n";
-        for (std::size_t i = 0; i < std::min(show_count, predictions.size()); ++i) show(predictions[i], model.schema(), std::cout);
+        for (std::size_t i = 0; i < std::min(show_count, predictions.size()); ++i)
+            show(predictions[i], model.schema(), std::cout);
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "dm2s2_predict: " << e.what() << "\n";

@@ -40,9 +40,14 @@ int main()
     };
 
     std::vector<dm2s2::sequence_set> records(3, dm2s2::sequence_set(schema));
-    records[0].set_tokens("title", {345, 87, 912, 4}).set_dense("image", image(3))
-        .set_categorical("category", {"shoes"}, categories).set_numeric("price", {24.5});
-    records[1].set_tokens("title", {17, 600}).set_categorical("category", {"books", "gifts"}, categories)
+    records[0]
+        .set_tokens("title", {345, 87, 912, 4})
+        .set_dense("image", image(3))
+        .set_categorical("category", {"shoes"}, categories)
+        .set_numeric("price", {24.5});
+    records[1]
+        .set_tokens("title", {17, 600})
+        .set_categorical("category", {"books", "gifts"}, categories)
         .set_numeric("price", {9.99});  // no image; "gifts" is an unknown category
     records[2].set_tokens("title", {250, 251, 252, 253, 254}).set_numeric("price", {120.0});
 

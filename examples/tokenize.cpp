@@ -28,7 +28,8 @@ int main(int argc, char** argv)
     try {
         args.parse(argc, argv);
         max_length = static_cast<std::size_t>(dm2s2::tools::parse_integer("--max-length", max_length_text, 0, 1 << 30));
-        if (max_length != 0 && max_length < 3) throw std::invalid_argument("--max-length must leave room for [CLS] and two [SEP]");
+        if (max_length != 0 && max_length < 3)
+            throw std::invalid_argument("--max-length must leave room for [CLS] and two [SEP]");
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_tokenize: " << e.what() << " (usage: --vocab FILE [--cased] [--pair] [--max-length N])\n";
         return 2;

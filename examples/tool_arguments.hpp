@@ -63,8 +63,8 @@ inline std::int64_t parse_integer(const std::string& name, const std::string& te
         used = 0;
     }
     if (text.empty() || used != text.size() || n < min || n > max)
-        throw std::invalid_argument(name + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], not '" +
-                                    text + "'");
+        throw std::invalid_argument(name + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+                                    "], not '" + text + "'");
     return n;
 }
 

@@ -79,8 +79,8 @@ dm2s2::model_config default_config()
 int main(int argc, char** argv)
 {
     const communicator ranks;
-    std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1", threads = "1",
-                                                                          vocab, init_bert, patience = "0";
+    std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1",
+                                           threads = "1", vocab, init_bert, patience = "0";
     bool cased = false;
     dm2s2::tools::arguments args;
     args.option("--schema", schema, true).option("--train", train, true).option("--valid", valid).option("--out", out, true);
@@ -112,7 +112,9 @@ int main(int argc, char** argv)
         if (vocab.empty() && !init_bert.empty() && std::filesystem::exists(std::filesystem::path(init_bert) / "vocab.txt"))
             vocab = (std::filesystem::path(init_bert) / "vocab.txt").string();
         dm2s2::data_pipeline pipeline;
-        if (!vocab.empty()) pipeline.tokenizer = std::make_unique<dm2s2::wordpiece_tokenizer>(dm2s2::wordpiece_tokenizer::from_file(vocab, !cased));
+        if (!vocab.empty())
+            pipeline.tokenizer =
+                std::make_unique<dm2s2::wordpiece_tokenizer>(dm2s2::wordpiece_tokenizer::from_file(vocab, !cased));
         const auto train_records = dm2s2::read_json_lines(train);
         const auto& encoder = pipeline.encoder.emplace(dm2s2::record_encoder::fit(spec, train_records, pipeline.tokenizer.get()));
         const auto train_data = encoder.encode_dataset<float>(train_records);
@@ -131,7 +133,8 @@ int main(int argc, char** argv)
         } else {
             for (const auto& m : encoder.schema().modalities())
                 if (m.kind == dm2s2::modality_kind::tokens && !vocab_size)
-                    throw dm2s2::config_error("modality '" + m.name + "' holds token ids: give --vocab or \"vocab_size\" in --config");
+                    throw dm2s2::config_error("modality '" + m.name +
+                                              "' holds token ids: give --vocab or \"vocab_size\" in --config");
             config.bert.vocab_size = vocab_size.value_or(3);  // [PAD], [CLS], [SEP] rows at least
             config.cls_id = 1;
             config.sep_id = 2;
@@ -147,8 +150,8 @@ int main(int argc, char** argv)
         const bool writer = ranks.rank() == 0;  // rank 0 reports and writes the model directory
         if (writer)
             std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s\n", train_data.size(),
-                    valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
-                    config.num_outputs, pooling.c_str());
+                        valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
+                        config.num_outputs, pooling.c_str());
         const auto start = std::chrono::steady_clock::now();
         const auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -175,8 +178,8 @@ int main(int argc, char** argv)
                     result.best_epoch ? (", best epoch " + std::to_string(*result.best_epoch)).c_str() : "", out.c_str());
         return 0;
     } catch (const std::exception& e) {
-        std::cerr << "dm2s2_train: " << (ranks.size() > 1 ? "rank " + std::to_string(ranks.rank()) + ": " : std::string()) << e.what()
-                  << std::endl;
+        std::cerr << "dm2s2_train: " << (ranks.size() > 1 ? "rank " + std::to_string(ranks.rank()) + ": " : std::string())
+                  << e.what() << std::endl;
         if (ranks.size() > 1) ranks.abort(1);  // the other ranks would wait for this one for ever
         return 1;
     }

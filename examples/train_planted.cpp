@@ -50,8 +50,8 @@ int main(int argc, char** argv)
                     result.best_value, out_dir.string().c_str());
 
         const auto best = dm2s2::load_model<float>(out_dir);
-        const auto scores = dm2s2::evaluate(best, dm2s2::dataset<float>{test.records, test.targets<float>()},
-                                            dm2s2::task_type::multiclass);
+        const auto scores =
+            dm2s2::evaluate(best, dm2s2::dataset<float>{test.records, test.targets<float>()}, dm2s2::task_type::multiclass);
         std::printf("test accuracy %.3f, macro-F1 %.3f\n\n", scores.metrics.at("accuracy"), scores.metrics.at("macro_f1"));
 
         const std::vector<dm2s2::sequence_set> shown(test.records.begin(), test.records.begin() + 3);

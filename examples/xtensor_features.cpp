@@ -56,20 +56,28 @@ int main()
     }
 
     dm2s2::model_config config;
-    config.bert = {.vocab_size = 8, .hidden_size = 16, .num_hidden_layers = 1, .num_attention_heads = 2,
-                   .intermediate_size = 32, .max_position_embeddings = 16};
+    config.bert = {.vocab_size = 8,
+                   .hidden_size = 16,
+                   .num_hidden_layers = 1,
+                   .num_attention_heads = 2,
+                   .intermediate_size = 32,
+                   .max_position_embeddings = 16};
     config.cls_id = 1;
     config.sep_id = 2;
     config.num_outputs = 2;
     dm2s2::model<float> model(schema, config, /*seed=*/1);
     std::ostringstream progress;
     dm2s2::trainer<float, dm2s2::cpu_backend> trainer(model, dm2s2::task_type::multiclass,
-        {.epochs = 12, .batch_size = 16, .learning_rate = 3e-3, .seed = 1, .progress = dm2s2::progress_style::lines,
-         .log = &progress});
+                                                      {.epochs = 12,
+                                                       .batch_size = 16,
+                                                       .learning_rate = 3e-3,
+                                                       .seed = 1,
+                                                       .progress = dm2s2::progress_style::lines,
+                                                       .log = &progress});
     trainer.fit({sets, dm2s2::tensor_from<float>(labels)});
 
     const auto out = model.forward(sets, /*explain=*/true);
-    const auto logits = dm2s2::logits_array(out);  // [records, 2], viewing the model's output
+    const auto logits = dm2s2::logits_array(out);          // [records, 2], viewing the model's output
     const auto beta = dm2s2::beta_array(out.explanation);  // [records, modalities]
     std::size_t correct = 0, marked_positive = 0, alpha_on_marker = 0;
     for (std::size_t r = 0; r < records; ++r) {

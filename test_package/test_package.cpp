@@ -9,8 +9,12 @@ int main()
     const dm2s2::schema schema({{.name = "words", .kind = dm2s2::modality_kind::tokens, .max_length = 4},
                                 {.name = "tags", .kind = dm2s2::modality_kind::categorical, .max_length = 2, .categories = 3}});
     dm2s2::model_config config;
-    config.bert = {.vocab_size = 20, .hidden_size = 8, .num_hidden_layers = 1, .num_attention_heads = 2,
-                   .intermediate_size = 16, .max_position_embeddings = 16};
+    config.bert = {.vocab_size = 20,
+                   .hidden_size = 8,
+                   .num_hidden_layers = 1,
+                   .num_attention_heads = 2,
+                   .intermediate_size = 16,
+                   .max_position_embeddings = 16};
     config.num_outputs = 2;
     config.cls_id = 1;
     config.sep_id = 2;

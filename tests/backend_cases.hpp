@@ -47,13 +47,14 @@ struct backend_case {
 
 }  // namespace dm2s2::testing
 
-#define DM2S2_BACKEND_CASES                                                                                  \
-    dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, float>,                 \
-        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, double>,            \
-        dm2s2::testing::backend_case<dm2s2::testing::two_threads, float>,                                      \
-        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, float>,          \
-        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, double>,         \
-        dm2s2::testing::backend_case<dm2s2::testing::guarded, float>, dm2s2::testing::backend_case<dm2s2::testing::guarded, double>
+#define DM2S2_BACKEND_CASES                                                                            \
+    dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, float>,          \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, double>,     \
+        dm2s2::testing::backend_case<dm2s2::testing::two_threads, float>,                              \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, float>,  \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, double>, \
+        dm2s2::testing::backend_case<dm2s2::testing::guarded, float>,                                  \
+        dm2s2::testing::backend_case<dm2s2::testing::guarded, double>
 
 TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, float>);
 TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, double>);

@@ -74,7 +74,8 @@ inline std::vector<std::pair<const char*, model_config>> pooling_variants()
     variants[3].first = "per-modality positions and a smaller attention size";
     variants[3].second.positions = position_mode::per_modality;
     variants[3].second.mra.attention_dim = 7;
-    auto& [learned_name, learned] = variants.emplace_back("learned residuals, starting at 1 (IntraMRA) and 0.5 (InterMRA)", small_config());
+    auto& [learned_name, learned] =
+        variants.emplace_back("learned residuals, starting at 1 (IntraMRA) and 0.5 (InterMRA)", small_config());
     learned.mra.learned_residual = true;
     learned.mra.inter_residual = 0.5;
     for (const auto pooling : all_pooling_kinds) {

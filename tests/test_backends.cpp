@@ -70,8 +70,12 @@ TEST_CASE_TEMPLATE("backend gemm matches the reference for every transpose, stri
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const T beta : {T(0), T(1), T(-0.5)}) {
                     const std::size_t m = dims[0], n = dims[1], k = dims[2];
-                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(beta);
-                    const std::size_t lda = (ta == transpose::yes ? m : k) + 2, ldb = (tb == transpose::yes ? k : n) + 1, ldc = n + 3;
+                    CAPTURE(m);
+                    CAPTURE(n);
+                    CAPTURE(k);
+                    CAPTURE(beta);
+                    const std::size_t lda = (ta == transpose::yes ? m : k) + 2, ldb = (tb == transpose::yes ? k : n) + 1,
+                                      ldc = n + 3;
                     const auto a = random_vector<T>((ta == transpose::yes ? k : m) * lda, rng);
                     const auto b = random_vector<T>((tb == transpose::yes ? n : k) * ldb, rng);
                     auto c = random_vector<T>(m * ldc, rng), expected = c;
@@ -133,7 +137,8 @@ TEST_CASE_TEMPLATE("backend element-wise kernels match the reference at every le
                 reference.masked_softmax(expected.data(), n, masked ? keep.data() : nullptr);
                 auto dx = on_device(backend, x);
                 const auto dkeep = on_device(backend, keep);
-                backend.masked_softmax(dx.data(), n, masked ? dkeep.data() : backend_pointer<typename C::backend, const std::uint8_t>{});
+                backend.masked_softmax(dx.data(), n,
+                                       masked ? dkeep.data() : backend_pointer<typename C::backend, const std::uint8_t>{});
                 const auto got = on_host(backend, dx);
                 CHECK(max_difference(got, expected) <= C::tolerance * 2);
                 if (masked)
@@ -172,12 +177,9 @@ TEST_CASE_TEMPLATE("a NaN in a softmax row makes every kept weight NaN, a masked
             backend.masked_softmax(b_x.data(), n, b_keep.data());
             const auto got = on_host(backend, b_x);
             for (std::size_t i = 0; i < n; ++i) {
-                if (keep[i] == 0)
-                    CHECK(got[i] == T(0));  // masked weights are exactly 0, whatever the row holds
-                else if (keep[at] != 0)
-                    CHECK(std::isnan(got[i]));  // a kept NaN is never hidden
-                else
-                    CHECK(std::isfinite(got[i]));  // a masked NaN is never read
+                if (keep[i] == 0) CHECK(got[i] == T(0));            // masked weights are exactly 0, whatever the row holds
+                else if (keep[at] != 0) CHECK(std::isnan(got[i]));  // a kept NaN is never hidden
+                else CHECK(std::isfinite(got[i]));                  // a masked NaN is never read
             }
         }
     }
@@ -193,7 +195,8 @@ TEST_CASE_TEMPLATE("backend row kernels match the reference: biases, layer norm,
         const std::size_t rows = 5;
         CAPTURE(cols);
         const auto x = random_vector<T>(rows * cols, rng, 2.0), residual = random_vector<T>(rows * cols, rng);
-        const auto gamma = random_vector<T>(cols, rng), beta = random_vector<T>(cols, rng), dy = random_vector<T>(rows * cols, rng);
+        const auto gamma = random_vector<T>(cols, rng), beta = random_vector<T>(cols, rng),
+                   dy = random_vector<T>(rows * cols, rng);
         const auto dx = on_device(backend, x), dres = on_device(backend, residual), dgamma_in = on_device(backend, gamma),
                    dbeta_in = on_device(backend, beta), ddy = on_device(backend, dy);
 
@@ -215,9 +218,11 @@ TEST_CASE_TEMPLATE("backend row kernels match the reference: biases, layer norm,
         }
 
         std::vector<T> dv(rows * cols), dgamma(cols, T(0.5)), dbeta(cols, T(-0.25));
-        reference.layer_norm_backward(x.data(), dy.data(), dv.data(), rows, cols, gamma.data(), T(1e-5), dgamma.data(), dbeta.data());
+        reference.layer_norm_backward(x.data(), dy.data(), dv.data(), rows, cols, gamma.data(), T(1e-5), dgamma.data(),
+                                      dbeta.data());
         tensor<T, backend_space<typename C::backend>> d_dv({rows, cols}, uninitialized);
-        auto d_dgamma = on_device(backend, std::vector<T>(cols, T(0.5))), d_dbeta = on_device(backend, std::vector<T>(cols, T(-0.25)));
+        auto d_dgamma = on_device(backend, std::vector<T>(cols, T(0.5))),
+             d_dbeta = on_device(backend, std::vector<T>(cols, T(-0.25)));
         backend.layer_norm_backward(dx.data(), ddy.data(), d_dv.data(), rows, cols, dgamma_in.data(), T(1e-5), d_dgamma.data(),
                                     d_dbeta.data());
         CHECK(max_difference(on_host(backend, d_dv), dv) <= C::tolerance * 50);
@@ -245,7 +250,8 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
     const batch_layout ragged = batch_layout::from_lengths({3, 1, 5}), padded{.batch = 2, .length = 4};
     for (const bool use_padded : {false, true})
         for (const bool with_dropout : {false, true}) {
-            CAPTURE(use_padded); CAPTURE(with_dropout);
+            CAPTURE(use_padded);
+            CAPTURE(with_dropout);
             const batch_layout& layout = use_padded ? padded : ragged;
             const attention_shape shape{layout, heads, head_dim};
             const std::size_t rows = layout.rows(), maps = shape.map_elements();
@@ -260,8 +266,8 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
             std::vector<T> probabilities(maps), context(rows * width), dq(rows * width), dk(rows * width), dv(rows * width);
             reference.attention_forward(shape, scale, q.data(), k.data(), v.data(), host_keep, probabilities.data(), drop,
                                         context.data());
-            reference.attention_backward(shape, scale, q.data(), k.data(), v.data(), probabilities.data(), drop,
-                                         d_context.data(), dq.data(), dk.data(), dv.data());
+            reference.attention_backward(shape, scale, q.data(), k.data(), v.data(), probabilities.data(), drop, d_context.data(),
+                                         dq.data(), dk.data(), dv.data());
 
             const auto bq = on_device(backend, q), bk = on_device(backend, k), bv = on_device(backend, v),
                        bd_context = on_device(backend, d_context);
@@ -269,11 +275,10 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
             tensor<T, backend_space<B>> bprob({maps}, uninitialized), bcontext({rows, width}, uninitialized),
                 bdq({rows, width}, uninitialized), bdk({rows, width}, uninitialized), bdv({rows, width}, uninitialized);
             const backend_pointer<B, const std::uint8_t> no_keep{};
-            backend.attention_forward(shape, scale, bq.data(), bk.data(), bv.data(), use_padded ? bkeep.data() : no_keep, bprob.data(),
-                                      drop, bcontext.data());
-            backend.attention_backward(shape, scale, bq.data(), bk.data(), bv.data(), std::as_const(bprob).data(),
-                                       drop, bd_context.data(), bdq.data(), bdk.data(),
-                                       bdv.data());
+            backend.attention_forward(shape, scale, bq.data(), bk.data(), bv.data(), use_padded ? bkeep.data() : no_keep,
+                                      bprob.data(), drop, bcontext.data());
+            backend.attention_backward(shape, scale, bq.data(), bk.data(), bv.data(), std::as_const(bprob).data(), drop,
+                                       bd_context.data(), bdq.data(), bdk.data(), bdv.data());
             const auto got_context = on_host(backend, bcontext);
             CHECK(max_difference(on_host(backend, bprob), probabilities) <= C::tolerance * 10);
             CHECK(max_difference(got_context, context) <= C::tolerance * 20);
@@ -285,7 +290,8 @@ TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and
         }
 }
 
-TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and scatters through index arrays", C, DM2S2_BACKEND_CASES)
+TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and scatters through index arrays", C,
+                   DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
     using B = typename C::backend;
@@ -357,7 +363,8 @@ TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and
     {
         const std::vector<std::int64_t> types{0, 1, 1, 0, 1, 0}, positions{0, 1, 2, 2, 1, 0};  // positions: rows 1..3
         std::vector<T> summed = rows;
-        reference.add_type_and_position_rows(summed.data(), count, width, table.data(), types.data(), table.data() + width, positions.data());
+        reference.add_type_and_position_rows(summed.data(), count, width, table.data(), types.data(), table.data() + width,
+                                             positions.data());
         auto b_summed = on_device(backend, rows);
         const auto b_types = on_device(backend, types), b_positions = on_device(backend, positions);
         backend.add_type_and_position_rows(b_summed.data(), count, width, b_table.data(), b_types.data(), b_table.data() + width,
@@ -366,18 +373,22 @@ TEST_CASE_TEMPLATE("backend row operations match the reference: copies, sums and
 
         std::vector<T> numeric(count * width, T(0)), d_scale(width, T(0.5)), d_shift(width, T(-1));
         reference.scale_shift_rows(values.data(), scale.data(), shift.data(), numeric.data(), slots.data(), count, width);
-        reference.scale_shift_rows_backward(values.data(), rows.data(), slots.data(), count, width, d_scale.data(), d_shift.data());
+        reference.scale_shift_rows_backward(values.data(), rows.data(), slots.data(), count, width, d_scale.data(),
+                                            d_shift.data());
         auto b_numeric = on_device(backend, std::vector<T>(count * width, T(0)));
-        auto b_d_scale = on_device(backend, std::vector<T>(width, T(0.5))), b_d_shift = on_device(backend, std::vector<T>(width, T(-1)));
+        auto b_d_scale = on_device(backend, std::vector<T>(width, T(0.5))),
+             b_d_shift = on_device(backend, std::vector<T>(width, T(-1)));
         backend.scale_shift_rows(b_values.data(), b_scale.data(), b_shift.data(), b_numeric.data(), b_slots.data(), count, width);
-        backend.scale_shift_rows_backward(b_values.data(), b_rows.data(), b_slots.data(), count, width, b_d_scale.data(), b_d_shift.data());
+        backend.scale_shift_rows_backward(b_values.data(), b_rows.data(), b_slots.data(), count, width, b_d_scale.data(),
+                                          b_d_shift.data());
         CHECK(max_difference(on_host(backend, b_numeric), numeric) <= C::tolerance * 4);
         CHECK(max_difference(on_host(backend, b_d_scale), d_scale) <= C::tolerance * 10);
         CHECK(max_difference(on_host(backend, b_d_shift), d_shift) <= C::tolerance * 10);
     }
 }
 
-TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights and sums, max-pool with argmax", C, DM2S2_BACKEND_CASES)
+TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights and sums, max-pool with argmax", C,
+                   DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
     using B = typename C::backend;
@@ -386,7 +397,8 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
     random_generator rng(16);
     const std::size_t width = 7, rows = 9;
     const std::vector<row_group> groups{{0, 3}, {3, 1}, {4, 5}};
-    const auto x = random_vector<T>(rows * width, rng), scores = random_vector<T>(rows, rng), d_pooled = random_vector<T>(groups.size() * width, rng);
+    const auto x = random_vector<T>(rows * width, rng), scores = random_vector<T>(rows, rng),
+               d_pooled = random_vector<T>(groups.size() * width, rng);
     const auto b_x = on_device(backend, x), b_d_pooled = on_device(backend, d_pooled);
     const auto b_groups = on_device(backend, groups);
     for (const T residual : {T(0), T(0.7)}) {
@@ -395,15 +407,19 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
         const auto b_residual = on_device(backend, residual_value);
         std::vector<T> weights = scores, pooled(groups.size() * width), d_rows(rows * width, T(0.25)), d_scores(rows);
         T d_residual = T(0.5);
-        reference.segment_attention_pool(x.data(), width, groups.data(), groups.size(), weights.data(), residual_value.data(), pooled.data());
-        reference.segment_attention_pool_backward(x.data(), width, groups.data(), groups.size(), weights.data(), residual_value.data(),
-                                                  d_pooled.data(), d_rows.data(), d_scores.data(), &d_residual);
+        reference.segment_attention_pool(x.data(), width, groups.data(), groups.size(), weights.data(), residual_value.data(),
+                                         pooled.data());
+        reference.segment_attention_pool_backward(x.data(), width, groups.data(), groups.size(), weights.data(),
+                                                  residual_value.data(), d_pooled.data(), d_rows.data(), d_scores.data(),
+                                                  &d_residual);
         auto b_weights = on_device(backend, scores), b_d_rows = on_device(backend, std::vector<T>(rows * width, T(0.25))),
              b_d_residual = on_device(backend, std::vector<T>{T(0.5)});
         tensor<T, backend_space<B>> b_pooled({groups.size(), width}, uninitialized), b_d_scores({rows}, uninitialized);
-        backend.segment_attention_pool(b_x.data(), width, b_groups.data(), groups.size(), b_weights.data(), b_residual.data(), b_pooled.data());
-        backend.segment_attention_pool_backward(b_x.data(), width, b_groups.data(), groups.size(), std::as_const(b_weights).data(),
-                                                b_residual.data(), b_d_pooled.data(), b_d_rows.data(), b_d_scores.data(), b_d_residual.data());
+        backend.segment_attention_pool(b_x.data(), width, b_groups.data(), groups.size(), b_weights.data(), b_residual.data(),
+                                       b_pooled.data());
+        backend.segment_attention_pool_backward(b_x.data(), width, b_groups.data(), groups.size(),
+                                                std::as_const(b_weights).data(), b_residual.data(), b_d_pooled.data(),
+                                                b_d_rows.data(), b_d_scores.data(), b_d_residual.data());
         CHECK(max_difference(on_host(backend, b_weights), weights) <= C::tolerance * 4);
         CHECK(max_difference(on_host(backend, b_pooled), pooled) <= C::tolerance * 20);
         CHECK(max_difference(on_host(backend, b_d_rows), d_rows) <= C::tolerance * 20);
@@ -426,7 +442,8 @@ TEST_CASE_TEMPLATE("backend segment pooling matches the reference: MRA weights a
             CHECK((argmax[g * width + j] >= groups[g].begin && argmax[g * width + j] < groups[g].begin + groups[g].length));
 }
 
-TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gradient norm, scaling, AdamW", C, DM2S2_BACKEND_CASES)
+TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gradient norm, scaling, AdamW", C,
+                   DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
     using B = typename C::backend;
@@ -453,8 +470,13 @@ TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gra
         CHECK(expected != 0.5);
         CHECK(max_difference(on_host(backend, b_grad), grad) <= tolerance);
     };
-    loss_of([&](auto loss) { backend.softmax_cross_entropy(b_logits.data(), b_classes.data(), batch, outputs, b_grad.data(), 0.75, loss); },
-            [&](double* loss) { reference.softmax_cross_entropy(logits.data(), classes.data(), batch, outputs, grad.data(), 0.75, loss); });
+    loss_of(
+        [&](auto loss) {
+            backend.softmax_cross_entropy(b_logits.data(), b_classes.data(), batch, outputs, b_grad.data(), 0.75, loss);
+        },
+        [&](double* loss) {
+            reference.softmax_cross_entropy(logits.data(), classes.data(), batch, outputs, grad.data(), 0.75, loss);
+        });
     loss_of([&](auto loss) { backend.binary_cross_entropy(b_logits.data(), b_bits.data(), n, b_grad.data(), 0.75, loss); },
             [&](double* loss) { reference.binary_cross_entropy(logits.data(), bits.data(), n, grad.data(), 0.75, loss); });
     loss_of([&](auto loss) { backend.squared_error(b_logits.data(), b_numbers.data(), n, b_grad.data(), 0.75, loss); },
@@ -526,8 +548,12 @@ TEST_CASE_TEMPLATE("backend training operations match the reference: losses, gra
         bg.push_back(on_device(backend, g[t]));
     }
     for (std::size_t t = 0; t < sizes.size(); ++t) {
-        const adamw_coefficients c{.keep = 1 - 1e-3 * (t == 1 ? 0.0 : 0.01), .beta1 = 0.9, .beta2 = 0.999, .step_size = 1e-3,
-                                   .sqrt_correction2 = 0.05, .eps = 1e-8};
+        const adamw_coefficients c{.keep = 1 - 1e-3 * (t == 1 ? 0.0 : 0.01),
+                                   .beta1 = 0.9,
+                                   .beta2 = 0.999,
+                                   .step_size = 1e-3,
+                                   .sqrt_correction2 = 0.05,
+                                   .eps = 1e-8};
         host_updates.push_back({p[t].data(), m[t].data(), v[t].data(), g[t].data(), sizes[t], c});
         device_updates.push_back({bp[t].data(), bm[t].data(), bv[t].data(), std::as_const(bg[t]).data(), sizes[t], c});
     }

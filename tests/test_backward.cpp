@@ -150,9 +150,10 @@ TEST_CASE("encoder gradients match central finite differences, padding and masks
         return sum;
     };
     auto grads = probe_gradients(model, in, probe);
-    const std::size_t checked = check_finite_differences(model, by_name(grads), loss, 6,
+    const std::size_t checked = check_finite_differences(
+        model, by_name(grads), loss, 6,
         [&](const std::string& name, const tensor<double>& p, std::size_t k) -> std::optional<std::size_t> {
-            if (name.rfind("pooler.", 0) == 0) return std::nullopt;  // not on the path of this loss
+            if (name.rfind("pooler.", 0) == 0) return std::nullopt;                    // not on the path of this loss
             if (name == "embeddings.word_embeddings.weight") return 7 * p.dim(1) + k;  // a row in use
             return static_cast<std::size_t>(rng.below(p.size()));
         });
@@ -191,7 +192,8 @@ void check_model_gradients(const model_config& config, std::optional<std::uint64
     auto grads = dm.zero_gradients();
     dm.backward(cache, probe, grads);
     std::size_t tensors = 0;
-    const std::size_t checked = check_finite_differences(dm, by_name(grads), loss, 4,
+    const std::size_t checked = check_finite_differences(
+        dm, by_name(grads), loss, 4,
         [&](const std::string& name, const tensor<double>& p, std::size_t k) -> std::optional<std::size_t> {
             if (name.rfind("pooler.", 0) == 0 && config.pooling != pooling_kind::cls) return std::nullopt;  // unused
             if (k == 0) ++tensors;

@@ -62,7 +62,8 @@ std::vector<cpu_options> every_configuration()
         for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2, simd_kernels::portable}) {
             std::vector<cpu_options> candidates{{.threads = threads, .precision = matmul_precision::fp32, .kernels = kernels}};
             for (const auto kernel : {bf16_kernel::dot_product, bf16_kernel::rounded_fma})
-                candidates.push_back({.threads = threads, .precision = matmul_precision::bf16, .bf16 = kernel, .kernels = kernels});
+                candidates.push_back(
+                    {.threads = threads, .precision = matmul_precision::bf16, .bf16 = kernel, .kernels = kernels});
             for (const auto& options : candidates)
                 if (seen.emplace(threads, cpu_backend(options).float_kernels()).second) all.push_back(options);
         }
@@ -91,7 +92,10 @@ TEST_CASE("the thread pool runs every index once and hands back the first except
         pool.parallel_for(8, [&](std::size_t) { hits.fetch_add(1); });
         REQUIRE(hits.load() == 8);
     }
-    CHECK_THROWS_WITH_AS(pool.parallel_for(50, [](std::size_t i) { if (i == 7) throw std::runtime_error("task 7"); }),
+    CHECK_THROWS_WITH_AS(pool.parallel_for(50,
+                                           [](std::size_t i) {
+                                               if (i == 7) throw std::runtime_error("task 7");
+                                           }),
                          "task 7", std::runtime_error);
     std::atomic<int> after{0};  // the pool still works after a failure
     pool.parallel_for(20, [&](std::size_t) { after.fetch_add(1); });
@@ -187,9 +191,17 @@ TEST_CASE("float products match the reference in every backend configuration")
     // split its columns.
     constexpr std::size_t kc = detail::blocked::kc, wide_mc = detail::avx512::avx512_kernels::mc,
                           narrow_mc = detail::avx2::avx2_kernels::mc, nc = packed_layout::nc;
-    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1}, {5, 3, 7}, {37, 45, 19}, {200, 70, 600}, {64, 64, 33},
-                             {9, 130, kc + 1}, {9, 50, 2 * kc + 89}, {wide_mc + 23, 40, 20}, {narrow_mc + 5, 40, 20},
-                             {20, nc + 45, 18}, {30, 300, 2 * kc + 5}})
+    for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1},
+                             {5, 3, 7},
+                             {37, 45, 19},
+                             {200, 70, 600},
+                             {64, 64, 33},
+                             {9, 130, kc + 1},
+                             {9, 50, 2 * kc + 89},
+                             {wide_mc + 23, 40, 20},
+                             {narrow_mc + 5, 40, 20},
+                             {20, nc + 45, 18},
+                             {30, 300, 2 * kc + 5}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const float beta : {-1.5f, 0.0f})  // beta = 0 must ignore what C held, NaN included
@@ -199,8 +211,14 @@ TEST_CASE("float products match the reference in every backend configuration")
                         const std::size_t threads = options.threads;
                         const cpu_backend backend(options);
                         const std::string kernels = backend.float_kernels();
-                        CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(beta);
-                        const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 1;
+                        CAPTURE(m);
+                        CAPTURE(n);
+                        CAPTURE(k);
+                        CAPTURE(threads);
+                        CAPTURE(kernels);
+                        CAPTURE(beta);
+                        const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2,
+                                          ldc = n + 1;
                         const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
                         const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
                         auto c = random_floats(m * ldc, rng), expected = c;
@@ -228,22 +246,28 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
     // products, where the processor has no AVX2, block by sizes and so are not held to this.)
     random_generator rng(8);
     constexpr std::size_t kc = detail::blocked::kc, nc = packed_layout::nc;
-    for (const auto& dims : {std::array<std::size_t, 3>{29, nc + 45, 2 * kc + 5}, {200, 70, 600}, {64, 64, 257},
-                             {485, 768, 768}, {31, 3, 9000}})
+    for (const auto& dims :
+         {std::array<std::size_t, 3>{29, nc + 45, 2 * kc + 5}, {200, 70, 600}, {64, 64, 257}, {485, 768, 768}, {31, 3, 9000}})
         for (const auto ta : {transpose::no, transpose::yes})
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const float beta : {-1.5f, 0.0f, 1.0f})
                     for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
                         for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2}) {
                             const std::size_t m = dims[0], n = dims[1], k = dims[2];
-                            const cpu_options options{.precision = precision, .bf16 = bf16_kernel::rounded_fma, .kernels = kernels};
+                            const cpu_options options{
+                                .precision = precision, .bf16 = bf16_kernel::rounded_fma, .kernels = kernels};
                             cpu_options two_threads = options;
                             two_threads.threads = 2;
                             const cpu_backend one(options), two(two_threads);
                             const std::string used = two.float_kernels();
                             if (used.starts_with("eigen")) continue;
-                            CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(beta); CAPTURE(used);
-                            CAPTURE(ta == transpose::yes); CAPTURE(tb == transpose::yes);
+                            CAPTURE(m);
+                            CAPTURE(n);
+                            CAPTURE(k);
+                            CAPTURE(beta);
+                            CAPTURE(used);
+                            CAPTURE(ta == transpose::yes);
+                            CAPTURE(tb == transpose::yes);
                             const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2,
                                               ldc = n + 3;
                             const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
@@ -260,7 +284,8 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
 TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar rounding does", K, detail::avx512::avx512_kernels,
                    detail::avx2::avx2_kernels)
 {
-    if (!(std::is_same_v<K, detail::avx512::avx512_kernels> ? detail::avx512::has_fp32_kernels() : detail::avx2::has_fp32_kernels())) {
+    if (!(std::is_same_v<K, detail::avx512::avx512_kernels> ? detail::avx512::has_fp32_kernels()
+                                                            : detail::avx2::has_fp32_kernels())) {
         MESSAGE("this processor lacks the kernel set's instructions: its packing is not used");
         return;
     }
@@ -280,7 +305,9 @@ TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar ro
     for (std::size_t row = 0; row < 16; ++row)
         for (std::size_t unit = 0; unit < 40; ++unit) {
             const float value = values[row * 40 + unit];
-            CAPTURE(row); CAPTURE(unit); CAPTURE(std::bit_cast<std::uint32_t>(value));
+            CAPTURE(row);
+            CAPTURE(unit);
+            CAPTURE(std::bit_cast<std::uint32_t>(value));
             REQUIRE(packed[unit * 16 + row] == std::uint32_t(to_bfloat16_bits(value)) << 16);
         }
 }
@@ -371,7 +398,8 @@ TEST_CASE("bf16 products keep the logits within 1e-2 of fp32")
         const auto records = random_records(fp32.schema(), 16, 13);
         const auto a = logits_of(fp32, records), b = logits_of(bf16, records);
         const double difference = relative_difference(b, a);
-        MESSAGE("bf16 logits differ from fp32 by " << difference << " of the largest logit (" << std::string(bf16.encoder().backend().float_kernels()) << ")");
+        MESSAGE("bf16 logits differ from fp32 by " << difference << " of the largest logit ("
+                                                   << std::string(bf16.encoder().backend().float_kernels()) << ")");
         CHECK(difference <= 1e-2);
         CHECK(difference > 0);  // the products really were rounded
     }

@@ -108,7 +108,10 @@ void check_same(const std::map<std::string, tensor<T>>& got, const std::map<std:
 /// The key biases: they get no gradient but rounding (the softmax ignores a shift of every score), and
 /// AdamW scales that rounding up to steps of the learning rate, so two backends' trained key biases
 /// differ by their rounding's signs. They are compared only where the kernels are the same.
-bool key_bias(const std::string& name) { return name.find("attention.self.key.bias") != std::string::npos; }
+bool key_bias(const std::string& name)
+{
+    return name.find("attention.self.key.bias") != std::string::npos;
+}
 
 /// Targets of `task` for `count` records and `outputs` logits.
 template <class T>
@@ -122,7 +125,8 @@ tensor<T> some_targets(std::size_t count, std::size_t outputs, std::uint64_t see
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("a model in a backend's memory gives the CPU model's logits, explanations and gradients", C, DM2S2_BACKEND_CASES)
+TEST_CASE_TEMPLATE("a model in a backend's memory gives the CPU model's logits, explanations and gradients", C,
+                   DM2S2_BACKEND_CASES)
 {
     using T = typename C::scalar;
     using B = typename C::backend;
@@ -142,9 +146,11 @@ TEST_CASE_TEMPLATE("a model in a backend's memory gives the CPU model's logits, 
         const auto got = device.forward(batch, explain, &device_cache);
         CHECK(model_difference(got.logits, expected.logits) <= model_tolerance<C>);
         if (explain) {
-            CHECK(model_difference(as_tensor(got.explanation.alpha), as_tensor(expected.explanation.alpha)) <= model_tolerance<C>);
+            CHECK(model_difference(as_tensor(got.explanation.alpha), as_tensor(expected.explanation.alpha)) <=
+                  model_tolerance<C>);
             CHECK(model_difference(as_tensor(got.explanation.beta), as_tensor(expected.explanation.beta)) <= model_tolerance<C>);
-            CHECK(model_difference(as_tensor(got.explanation.gamma), as_tensor(expected.explanation.gamma)) <= model_tolerance<C>);
+            CHECK(model_difference(as_tensor(got.explanation.gamma), as_tensor(expected.explanation.gamma)) <=
+                  model_tolerance<C>);
         }
 
         tensor<T> probe(expected.logits.shape());
@@ -154,8 +160,8 @@ TEST_CASE_TEMPLATE("a model in a backend's memory gives the CPU model's logits, 
         auto device_grads = device.zero_gradients();
         cpu.backward(cpu_cache, probe, cpu_grads);
         device.backward(device_cache, device.backend().upload(probe), device_grads);
-        check_same(on_host_by_name<T, space>(device.backend(), device_grads), on_host_by_name<T, host_space>(cpu.backend(), cpu_grads),
-                   model_tolerance<C>, "gradients");
+        check_same(on_host_by_name<T, space>(device.backend(), device_grads),
+                   on_host_by_name<T, host_space>(cpu.backend(), cpu_grads), model_tolerance<C>, "gradients");
 
         if constexpr (runs_reference_loops<C>) {  // the plain loops on the host: the same numbers exactly
             model<T, reference_backend> host(cpu, reference_backend{});
@@ -191,7 +197,8 @@ TEST_CASE_TEMPLATE("a model in a backend's memory trains as the CPU model does: 
         adamw<T> cpu_optimizer;
         adamw<T, space> device_optimizer;
         // Two micro-batches of 5 and 3 records, two steps.
-        const std::vector<packed_batch> batches{cpu.pack(std::span(records).subspan(0, 5)), cpu.pack(std::span(records).subspan(5))};
+        const std::vector<packed_batch> batches{cpu.pack(std::span(records).subspan(0, 5)),
+                                                cpu.pack(std::span(records).subspan(5))};
         tensor<T> first({5}), second({3});
         std::copy_n(targets.data(), 5, first.data());
         std::copy_n(targets.data() + 5, 3, second.data());
@@ -271,7 +278,8 @@ TEST_CASE_TEMPLATE("a model in a backend's memory trains as the CPU model does: 
     }
 }
 
-TEST_CASE_TEMPLATE("a model on the staging backend makes exactly one upload per batch and one download per result", T, float, double)
+TEST_CASE_TEMPLATE("a model on the staging backend makes exactly one upload per batch and one download per result", T, float,
+                   double)
 {
     const auto records = random_records(four_modalities(), 7, 11);
     const std::size_t outputs = small_config().num_outputs, batch_size = records.size();
@@ -312,8 +320,8 @@ TEST_CASE_TEMPLATE("a model on the staging backend makes exactly one upload per 
             (void)train_step(trained, optimizer, std::span<const packed_batch>(&batch, 1), task_type::multiclass,
                              std::span<const tensor<T>>(&targets, 1), {}, grads);
             counts = staging.transfers();
-            CHECK(counts.uploads == 1);      // the batch with its targets
-            CHECK(counts.downloads == 1);    // loss, Σ g² and the first non-finite gradient
+            CHECK(counts.uploads == 1);    // the batch with its targets
+            CHECK(counts.downloads == 1);  // loss, Σ g² and the first non-finite gradient
             CHECK(counts.downloaded_bytes == 3 * sizeof(double));
         }
     }

@@ -45,12 +45,14 @@ bert_config tiny_layer_config(bool dropout)
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("an encoder layer in staging memory matches the host layer, forward and backward, with no transfer", T, float, double)
+TEST_CASE_TEMPLATE("an encoder layer in staging memory matches the host layer, forward and backward, with no transfer", T, float,
+                   double)
 {
     const double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-12;
     for (const bool dropout : {false, true})
         for (const bool padded : {false, true}) {
-            CAPTURE(dropout); CAPTURE(padded);
+            CAPTURE(dropout);
+            CAPTURE(padded);
             const bert_config config = tiny_layer_config(dropout);
             nn::encoder_layer<T> host(config);
             random_generator init(3);
@@ -86,8 +88,9 @@ TEST_CASE_TEMPLATE("an encoder layer in staging memory matches the host layer, f
             nn::encoder_layer_cache<T, staging_space> device_cache;
             random_generator device_rng(5);
             const transfer_counts before = staging.transfers();
-            device.forward(staging, dev_x.data(), layout, padded ? dev_keep.data() : device_ptr<const std::uint8_t, staging_space>{},
-                           dev_y.data(), nullptr, &device_cache, dropout ? &device_rng : nullptr);
+            device.forward(staging, dev_x.data(), layout,
+                           padded ? dev_keep.data() : device_ptr<const std::uint8_t, staging_space>{}, dev_y.data(), nullptr,
+                           &device_cache, dropout ? &device_rng : nullptr);
             device.backward(staging, device_cache, layout, dev_dy.data(), dev_dx.data(), device_grad);
             CHECK(staging.transfers() == before);  // the layer never crossed to the host
 

@@ -23,8 +23,8 @@ double score_of(const model<double>& m, const sequence_set& record, std::size_t 
                 const std::vector<std::size_t>& scaled = {}, double factor = 1.0)
 {
     const auto batch = m.pack(std::vector{record});
-    const std::size_t rows = m.config().pooling == pooling_kind::mid_fusion ? split_by_modality(batch).batch.layout.rows()
-                                                                          : batch.layout.rows();
+    const std::size_t rows =
+        m.config().pooling == pooling_kind::mid_fusion ? split_by_modality(batch).batch.layout.rows() : batch.layout.rows();
     std::vector<double> scale(rows, 1.0);
     for (const auto slot : scaled) scale[slot] = factor;
     const auto out = m.forward(batch, false, nullptr, nullptr, std::span<const double>(scale));
@@ -50,7 +50,8 @@ sequence_set without(const schema& s, const sequence_set& record, std::size_t k,
         case modality_kind::dense: {
             std::vector<float> rows;
             for (std::size_t j = 0; j < n; ++j)
-                if (kept(j)) rows.insert(rows.end(), record.dense(m).begin() + j * s[m].dim, record.dense(m).begin() + (j + 1) * s[m].dim);
+                if (kept(j))
+                    rows.insert(rows.end(), record.dense(m).begin() + j * s[m].dim, record.dense(m).begin() + (j + 1) * s[m].dim);
             x.set_dense(m, rows);
             break;
         }
@@ -107,13 +108,13 @@ TEST_CASE("occlusion is the score drop of the record rebuilt without the element
                 for (std::size_t i = 0; i < n; ++i) {
                     const auto rest = without(s, records[b], k, i);
                     const double reduced = element_count(rest, s) == 0 ? uninformed_score(task_type::multiclass, 3)
-                                                                        : score_of(m, rest, a.targets[b], task_type::multiclass);
+                                                                       : score_of(m, rest, a.targets[b], task_type::multiclass);
                     CHECK(a.elements_of(b, k)[i] == doctest::Approx(full - reduced).epsilon(1e-9));
                 }
                 sequence_set rest = records[b];
                 rest.clear(k);
                 const double reduced = element_count(rest, s) == 0 ? uninformed_score(task_type::multiclass, 3)
-                                                                    : score_of(m, rest, a.targets[b], task_type::multiclass);
+                                                                   : score_of(m, rest, a.targets[b], task_type::multiclass);
                 CHECK(a.modality_of(b, k) == doctest::Approx(full - reduced).epsilon(1e-9));
             }
         }
@@ -127,7 +128,7 @@ TEST_CASE("gradient × input is the derivative of the score along each element's
     for (const auto task : {task_type::multiclass, task_type::binary, task_type::multilabel, task_type::regression}) {
         for (const auto& [name, base] : pooling_variants()) {
             const std::string variant = name;
-        CAPTURE(variant);
+            CAPTURE(variant);
             CAPTURE(to_string(task));
             auto config = base;
             config.num_outputs = task == task_type::binary || task == task_type::regression ? 1 : 3;

@@ -56,17 +56,20 @@ const tensor<double>& reference_output()
 
 TEST_CASE("old and prefixed HF names load to the same model")
 {
-    const auto dir = rewrite("legacy_names", [](const std::string& n) {
-        std::string out = "bert." + n;
-        if (const auto p = out.find("LayerNorm.weight"); p != std::string::npos) out.replace(p, 16, "LayerNorm.gamma");
-        if (const auto p = out.find("LayerNorm.bias"); p != std::string::npos) out.replace(p, 14, "LayerNorm.beta");
-        return out;
-    }, [](safetensors_writer& w) {
-        w.add("cls.predictions.bias", tensor<float>({30522}));
-        tensor<std::int64_t> positions({1, 128});
-        w.add("bert.embeddings.position_ids", positions);
-        w.add("classifier.weight", tensor<float>({2, 64}));
-    });
+    const auto dir = rewrite(
+        "legacy_names",
+        [](const std::string& n) {
+            std::string out = "bert." + n;
+            if (const auto p = out.find("LayerNorm.weight"); p != std::string::npos) out.replace(p, 16, "LayerNorm.gamma");
+            if (const auto p = out.find("LayerNorm.bias"); p != std::string::npos) out.replace(p, 14, "LayerNorm.beta");
+            return out;
+        },
+        [](safetensors_writer& w) {
+            w.add("cls.predictions.bias", tensor<float>({30522}));
+            tensor<std::int64_t> positions({1, 128});
+            w.add("bert.embeddings.position_ids", positions);
+            w.add("classifier.weight", tensor<float>({2, 64}));
+        });
     hf_load_report report;
     const auto model = load_hf_bert<double>(dir, &report);
     CHECK(max_abs_diff(model.forward(small_inputs()).last_hidden_state.values(), reference_output().values()) == 0.0);
@@ -89,7 +92,8 @@ TEST_CASE("a sharded checkpoint loads to the same model")
     }
     first.write(dir / "model-00001-of-00002.safetensors");
     second.write(dir / "model-00002-of-00002.safetensors");
-    std::ofstream(dir / "model.safetensors.index.json") << nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", map}}.dump();
+    std::ofstream(dir / "model.safetensors.index.json")
+        << nlohmann::json{{"metadata", {{"total_size", 0}}}, {"weight_map", map}}.dump();
     const auto model = load_hf_bert<double>(dir);
     CHECK(max_abs_diff(model.forward(small_inputs()).last_hidden_state.values(), reference_output().values()) == 0.0);
 
@@ -108,9 +112,8 @@ TEST_CASE("a checkpoint without a pooler loads and reports it")
 
 TEST_CASE("bad checkpoints are rejected with a message naming the tensor or file")
 {
-    const auto missing = rewrite("missing_tensor", [](const std::string& n) {
-        return n == "encoder.layer.1.output.dense.weight" ? "" : n;
-    });
+    const auto missing =
+        rewrite("missing_tensor", [](const std::string& n) { return n == "encoder.layer.1.output.dense.weight" ? "" : n; });
     CHECK_THROWS_WITH_AS(load_hf_bert<float>(missing), doctest::Contains("encoder.layer.1.output.dense.weight"), format_error);
 
     const auto wrong_shape = rewrite("wrong_shape", [](const std::string& n) { return n; });
@@ -118,16 +121,18 @@ TEST_CASE("bad checkpoints are rejected with a message naming the tensor or file
     for (const auto& e : original().entries())
         w.add(e.name, e.name == "encoder.layer.0.attention.self.key.bias" ? tensor<float>({63}) : original().read<float>(e.name));
     w.write(wrong_shape / "model.safetensors");
-    CHECK_THROWS_WITH_AS(load_hf_bert<float>(wrong_shape), doctest::Contains("'encoder.layer.0.attention.self.key.bias' has shape [63]"), shape_error);
+    CHECK_THROWS_WITH_AS(load_hf_bert<float>(wrong_shape),
+                         doctest::Contains("'encoder.layer.0.attention.self.key.bias' has shape [63]"), shape_error);
 
-    const auto duplicate = rewrite("duplicate", [](const std::string& n) { return n; }, [](safetensors_writer& w) {
-        w.add("bert.pooler.dense.bias", tensor<float>({64}));
-    });
+    const auto duplicate = rewrite(
+        "duplicate", [](const std::string& n) { return n; },
+        [](safetensors_writer& w) { w.add("bert.pooler.dense.bias", tensor<float>({64})); });
     CHECK_THROWS_WITH_AS(load_hf_bert<float>(duplicate), doctest::Contains("after name mapping"), format_error);
 
     const auto bad_config = rewrite("bad_config", [](const std::string& n) { return n; });
     std::ofstream(bad_config / "config.json") << R"({"hidden_size": 64, "num_attention_heads": 5})";
-    CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("not a multiple of num_attention_heads"), config_error);
+    CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("not a multiple of num_attention_heads"),
+                         config_error);
     std::ofstream(bad_config / "config.json") << R"({"hidden_act": "relu"})";
     CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("hidden_act 'relu'"), config_error);
     std::ofstream(bad_config / "config.json") << R"({"hidden_size": )";

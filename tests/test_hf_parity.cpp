@@ -22,7 +22,8 @@ void check_parity(double tolerance)
         CAPTURE(variant);
         const auto out = model.forward(golden_inputs(variant == "restart"), true);
         const std::string prefix = "f64." + variant + ".";
-        CHECK(max_abs_diff(out.last_hidden_state.values(), golden().read<double>(prefix + "last_hidden_state").values()) <= tolerance);
+        CHECK(max_abs_diff(out.last_hidden_state.values(), golden().read<double>(prefix + "last_hidden_state").values()) <=
+              tolerance);
         CHECK(max_abs_diff(out.pooler_output.values(), golden().read<double>(prefix + "pooler_output").values()) <= tolerance);
         REQUIRE(out.trace.hidden_states.size() == 3);
         for (std::size_t i = 0; i < 3; ++i) {
@@ -66,6 +67,7 @@ TEST_CASE("the parity check detects a perturbed weight")
         if (name == "encoder.layer.1.output.dense.bias") t[3] += 1e-6;
     });
     const auto out = model.forward(golden_inputs(false));
-    const double diff = max_abs_diff(out.last_hidden_state.values(), golden().read<double>("f64.default.last_hidden_state").values());
+    const double diff =
+        max_abs_diff(out.last_hidden_state.values(), golden().read<double>("f64.default.last_hidden_state").values());
     CHECK(diff > 1e-10);
 }

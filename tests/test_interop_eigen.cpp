@@ -62,8 +62,7 @@ TEST_CASE("Eigen maps of logits, alpha, beta, gamma and attribution scores read 
             CHECK(beta(Eigen::Index(b), Eigen::Index(k)) == e.beta_of(b, k));
             const auto a = e.alpha_of(b, k);
             const auto& span = e.span(b, k);
-            for (std::size_t i = 0; i < a.size(); ++i)
-                CHECK(alpha(Eigen::Index(b), Eigen::Index(span.begin + i)) == a[i]);
+            for (std::size_t i = 0; i < a.size(); ++i) CHECK(alpha(Eigen::Index(b), Eigen::Index(span.begin + i)) == a[i]);
             const auto g = as_eigen(e.gamma_of(b, k));
             CHECK(g.size() == Eigen::Index(a.size()));
             if (!a.empty()) CHECK(g.sum() == doctest::Approx(e.beta_of(b, k)).epsilon(1e-12));

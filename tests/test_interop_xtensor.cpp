@@ -100,10 +100,10 @@ TEST_CASE("set_dense from xtensor containers of either layout, views and express
     xt::view(padded, xt::range(1, 4), xt::range(2, 7)) = rows;
 
     std::vector<sequence_set> built(5, sequence_set(s));
-    set_dense(built[0], "image", row_major);                                        // one block copy
-    set_dense(built[1], std::size_t(1), column_major);                              // evaluated row by row
+    set_dense(built[0], "image", row_major);                                           // one block copy
+    set_dense(built[1], std::size_t(1), column_major);                                 // evaluated row by row
     set_dense(built[2], "image", xt::view(padded, xt::range(1, 4), xt::range(2, 7)));  // a strided view
-    set_dense(built[3], "image", 0.5 * (rows + rows));                              // a lazy expression
+    set_dense(built[3], "image", 0.5 * (rows + rows));                                 // a lazy expression
     set_dense(built[4], "image", xt::transpose(xt::xarray<double>(xt::transpose(rows))));
     for (const auto& r : built) {
         REQUIRE(r.length(1) == 3);

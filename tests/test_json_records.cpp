@@ -25,7 +25,8 @@ nlohmann::json film_schema(const std::string& task = "multiclass")
         {"name": "genre_tags", "kind": "categorical", "max_length": 3},
         {"name": "year", "kind": "numeric", "max_length": 1},
         {"name": "codes", "kind": "tokens", "max_length": 4}],
-      "task": {"type": ")" + task + R"(", "target": "label"}})");
+      "task": {"type": ")" + task +
+                                 R"(", "target": "label"}})");
 }
 
 /// Writes `lines` as a JSON Lines file and reads it back.
@@ -41,8 +42,7 @@ std::vector<json_record> records(const std::string& name, const std::vector<std:
 
 const std::vector<std::string> train_lines = {
     R"({"id": "a", "title": "Good films!", "poster": [[1, 2], [3, 4]], "genre_tags": ["drama", "war"], "year": 1990, "label": "drama"})",
-    R"({"id": 7, "title": "bad film", "genre_tags": "comedy", "year": [2000, null], "label": "comedy"})",
-    "",
+    R"({"id": 7, "title": "bad film", "genre_tags": "comedy", "year": [2000, null], "label": "comedy"})", "",
     R"({"title": null, "poster": [], "year": 2010, "codes": [5, 6], "label": "drama"})"};
 
 }  // namespace
@@ -120,11 +120,12 @@ TEST_CASE("bad schemas and records are refused, naming the file, line and field"
 {
     auto bad = film_schema();
     bad["modalities"][1].erase("dim");
-    CHECK_THROWS_WITH_AS(parse_data_spec(bad, "schema.json"), "schema.json: modalities[1] ('poster'): a dense modality needs 'dim'",
-                         format_error);
+    CHECK_THROWS_WITH_AS(parse_data_spec(bad, "schema.json"),
+                         "schema.json: modalities[1] ('poster'): a dense modality needs 'dim'", format_error);
     bad = film_schema();
     bad["modalities"][0]["kind"] = "image";
-    CHECK_THROWS_WITH_AS(parse_data_spec(bad, "schema.json"), "schema.json: modalities[0] ('title'): unknown kind 'image'", format_error);
+    CHECK_THROWS_WITH_AS(parse_data_spec(bad, "schema.json"), "schema.json: modalities[0] ('title'): unknown kind 'image'",
+                         format_error);
     bad = film_schema("ranking");
     CHECK_THROWS_WITH_AS(parse_data_spec(bad, "s.json"), doctest::Contains("task.type must be"), format_error);
     CHECK_THROWS_WITH_AS(record_encoder::fit(parse_data_spec(film_schema(), "s"), records("ok.jsonl", train_lines), nullptr),
@@ -145,8 +146,8 @@ TEST_CASE("bad schemas and records are refused, naming the file, line and field"
     fails(R"({"year": 3})", "target 'label': missing (every training record needs one)");
     fails(R"({"year": 3, "label": ["drama"]})", "target 'label': must be a label string");
     fails(R"({"poster": null, "label": "drama"})", "no modality is present");
-    CHECK_THROWS_WITH_AS(records("json.jsonl", {train_lines[0], "{\"title\": "}), doctest::Contains("json.jsonl:2: not valid JSON"),
-                         input_error);
+    CHECK_THROWS_WITH_AS(records("json.jsonl", {train_lines[0], "{\"title\": "}),
+                         doctest::Contains("json.jsonl:2: not valid JSON"), input_error);
     CHECK_THROWS_WITH_AS(records("array.jsonl", {"[1, 2]"}), doctest::Contains("array.jsonl:1: a record must be a JSON object"),
                          input_error);
     const auto e = record_encoder::fit(spec, records("ok.jsonl", train_lines), &small_vocabulary());

@@ -113,7 +113,8 @@ TEST_CASE_TEMPLATE("backward kernels cut among threads give the portable kernels
     // Shapes whose rows, columns or both are cut among two threads, and ones too small to cut.
     for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{1, 1}, {3, 7}, {485, 768}, {40, 3072}, {2000, 2}}) {
         const std::size_t r = rows, c = cols;  // not structured bindings: CAPTURE takes them into a lambda
-        CAPTURE(r); CAPTURE(c);
+        CAPTURE(r);
+        CAPTURE(c);
         const std::size_t ldx = c + 3;
         const auto x = random_values<T>(r * ldx, rng), start = random_values<T>(c, rng);
         // Column sums: the portable kernel's, and a plain loop's down each column in double.
@@ -144,8 +145,8 @@ TEST_CASE_TEMPLATE("backward kernels cut among threads give the portable kernels
             CHECK(same(got, expected));
             // dv written over dy, as a backward pass may do.
             auto dv_in_place = dy, got_dgamma = start, got_dbeta = dbeta_start;
-            backend.layer_norm_backward(v.data(), dv_in_place.data(), dv_in_place.data(), r, c, gamma.data(), T(1e-12), got_dgamma.data(),
-                                        got_dbeta.data());
+            backend.layer_norm_backward(v.data(), dv_in_place.data(), dv_in_place.data(), r, c, gamma.data(), T(1e-12),
+                                        got_dgamma.data(), got_dbeta.data());
             CHECK(same(dv_in_place, dv));
             CHECK(same(got_dgamma, dgamma));
             CHECK(same(got_dbeta, dbeta));

@@ -65,7 +65,8 @@ static_assert(std::same_as<decltype(std::declval<const staged_tensor&>().data())
 static_assert(!std::is_invocable_v<decltype([](float*) {}), device_ptr<float, staging_space>>);
 static_assert(!std::convertible_to<float*, device_ptr<float, staging_space>>);
 // Backends name their space; only host backends expose host loops to the modules.
-static_assert(std::same_as<backend_space<cpu_backend>, host_space> && std::same_as<backend_space<staging_backend>, staging_space>);
+static_assert(std::same_as<backend_space<cpu_backend>, host_space> &&
+              std::same_as<backend_space<staging_backend>, staging_space>);
 static_assert(host_backend_for<cpu_backend, float> && !host_backend_for<staging_backend, float>);
 static_assert(training_backend_for<staging_backend, double>);
 
@@ -104,7 +105,8 @@ TEST_CASE("staging tensors round-trip through upload and download, counted, and 
     tensor<float, staging_space> grown = staged;
     grown.resize({4, 3}, uninitialized);  // keeps the first six values
     const auto back = backend.download(copied);
-    CHECK(std::vector<float>(back.values().begin(), back.values().end()) == std::vector<float>(host.values().begin(), host.values().end()));
+    CHECK(std::vector<float>(back.values().begin(), back.values().end()) ==
+          std::vector<float>(host.values().begin(), host.values().end()));
     const auto grown_back = backend.download(grown);
     CHECK(std::equal(host.values().begin(), host.values().end(), grown_back.values().begin()));
     const transfer_counts counts = backend.transfers();
@@ -126,7 +128,10 @@ TEST_CASE("guard mode: a host access to staging memory faults, the backend's own
         const auto back = guarded.download(staged);
         CHECK(back[0] == doctest::Approx(1.5 * 0.5 * (1 + std::erf(1.5 / std::sqrt(2.0)))));
         float* stray = staged.data().device_address();  // what a host loop would read through
-        CHECK(faults_in_child([&] { volatile float v = *stray; (void)v; }));
+        CHECK(faults_in_child([&] {
+            volatile float v = *stray;
+            (void)v;
+        }));
         CHECK(faults_in_child([&] { *stray = 1.0f; }));
         // The same access inside an operation's scope is fine, so it was the guard that faulted.
         CHECK_FALSE(faults_in_child([&] {

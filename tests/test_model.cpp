@@ -71,8 +71,7 @@ std::vector<long double> plain_dm2s2(model<T, Backend>& dm, const std::vector<se
         nn::embed_elements(dm.encoder().backend(), batch, dm.encoder().embeddings(), element_embeddings, hidden.data());
         if (cfg.pooling == pooling_kind::dm2s)  // embeddings only, no encoder layers
             dm.encoder().embed(hidden, batch.position_ids, batch.type_ids, batch.layout);
-        else
-            dm.encoder().encode(hidden, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data());
+        else dm.encoder().encode(hidden, batch.position_ids, batch.type_ids, batch.layout, batch.mask.data());
         return hidden;
     };
     const auto batch = dm.pack(records);

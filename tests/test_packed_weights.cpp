@@ -30,9 +30,14 @@ namespace {
 
 // Shapes of W [n, k] that cross the layout's blocks: partial panels, more than one block of columns,
 // depths past one slice.
-constexpr std::array<std::array<std::size_t, 2>, 8> weight_shapes{
-    {{1, 1}, {5, 7}, {45, 19}, {70, 600}, {packed_layout::nc + 45, 18}, {300, 2 * packed_layout::kc + 5},
-     {33, packed_layout::kc + 1}, {64, 64}}};
+constexpr std::array<std::array<std::size_t, 2>, 8> weight_shapes{{{1, 1},
+                                                                   {5, 7},
+                                                                   {45, 19},
+                                                                   {70, 600},
+                                                                   {packed_layout::nc + 45, 18},
+                                                                   {300, 2 * packed_layout::kc + 5},
+                                                                   {33, packed_layout::kc + 1},
+                                                                   {64, 64}}};
 
 std::vector<char> read_bytes(const std::filesystem::path& path)
 {
@@ -46,7 +51,10 @@ std::vector<char> read_bytes(const std::filesystem::path& path)
 /// everything as it was.
 std::vector<cpu_options> packing_and_plain_backends()
 {
-    return {{.threads = 1}, {.threads = 2}, {.kernels = simd_kernels::avx2}, {.kernels = simd_kernels::portable},
+    return {{.threads = 1},
+            {.threads = 2},
+            {.kernels = simd_kernels::avx2},
+            {.kernels = simd_kernels::portable},
             {.precision = matmul_precision::bf16}};
 }
 
@@ -69,7 +77,8 @@ bool kernels_round_packed(const cpu_backend& backend)
 std::map<std::string, std::vector<float>> parameters_of(const model<float>& m)
 {
     std::map<std::string, std::vector<float>> out;
-    m.for_each_parameter([&](const std::string& name, const tensor<float>& t) { out[name].assign(t.values().begin(), t.values().end()); });
+    m.for_each_parameter(
+        [&](const std::string& name, const tensor<float>& t) { out[name].assign(t.values().begin(), t.values().end()); });
     return out;
 }
 
@@ -86,7 +95,8 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
         cpu_backend({.precision = matmul_precision::bf16, .kernels = simd_kernels::avx2})};
     for (const auto& shape : weight_shapes) {
         const std::size_t n = shape[0], k = shape[1];  // not a structured binding: CAPTURE takes it into a lambda
-        CAPTURE(n); CAPTURE(k);
+        CAPTURE(n);
+        CAPTURE(k);
         const auto w = random_floats(n * k, rng);
         const auto reference = packed_matrix::pack(w.data(), n, k, k);
         REQUIRE(reference.size() == packed_layout::padded_columns(n) * k);
@@ -151,42 +161,49 @@ TEST_CASE("products with packed weights, bias and GELU give the plain weights' n
     random_generator rng(4);
     for (const auto& shape : weight_shapes)
         for (const std::size_t m : {std::size_t{1}, std::size_t{29}, detail::avx512::avx512_kernels::mc + 23})
-            for (const auto& options : {cpu_options{.threads = 1}, cpu_options{.threads = 2},
-                                        cpu_options{.threads = 2, .kernels = simd_kernels::avx2},
-                                        cpu_options{.threads = 2, .kernels = simd_kernels::portable},
-                                        cpu_options{.threads = 1, .precision = matmul_precision::bf16},
-                                        cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma}})
+            for (const auto& options :
+                 {cpu_options{.threads = 1}, cpu_options{.threads = 2}, cpu_options{.threads = 2, .kernels = simd_kernels::avx2},
+                  cpu_options{.threads = 2, .kernels = simd_kernels::portable},
+                  cpu_options{.threads = 1, .precision = matmul_precision::bf16},
+                  cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma}})
                 for (const weight_rounding rounding : {weight_rounding::none, weight_rounding::bf16})
                     for (const float beta : {-1.5f, 0.0f})
                         for (const activation act : {activation::identity, activation::gelu}) {
-                    const std::size_t n = shape[0], k = shape[1];
-                    const cpu_backend backend(options);
-                    const std::string kernels = backend.float_kernels();
-                    const std::size_t threads = options.threads;
-                    const bool gelu = act == activation::gelu, rounding_allowed = rounding == weight_rounding::bf16;
-                    CAPTURE(m); CAPTURE(n); CAPTURE(k); CAPTURE(threads); CAPTURE(kernels); CAPTURE(rounding_allowed);
-                    CAPTURE(beta); CAPTURE(gelu);
-                    const std::size_t lda = k + 3, ldc = n + 1;
-                    const auto a = random_floats(m * lda, rng), w = random_floats(n * k, rng);
-                    auto plain = random_floats(m * ldc, rng);
-                    if (beta == 0.0f) std::fill(plain.begin(), plain.end(), std::numeric_limits<float>::quiet_NaN());
-                    auto packed_c = plain;
-                    // Packed by this backend where it reads packed weights; otherwise packed elsewhere and
-                    // handed to it anyway, which must unpack and give its own plain numbers.
-                    const packed_matrix weights =
-                        backend.pack_weight(w.data(), n, k, rounding).value_or(packed_matrix::pack(w.data(), n, k, k, rounding));
-                    // The product with the weight as packed (rounded, where it was), then the bias row and the
-                    // activation, as a layer without packing applies them; C's column past n must stay as it was.
-                    std::vector<float> w_as_packed(n * k);
-                    weights.unpack(w_as_packed.data());
-                    const auto bias = random_floats(n, rng);
-                    backend.gemm(transpose::no, transpose::yes, m, n, k, 0.5f, a.data(), lda, w_as_packed.data(), k, beta, plain.data(), ldc);
-                    backend.add_row_vector(plain.data(), m, n, ldc, bias.data());
-                    if (gelu)
-                        for (std::size_t r = 0; r < m; ++r) backend.gelu(plain.data() + r * ldc, n);
-                    backend.gemm_packed(m, 0.5f, a.data(), lda, weights, beta, packed_c.data(), ldc, {bias.data(), act});
-                    REQUIRE(same_bits(packed_c.data(), plain.data(), plain.size()));
-                }
+                            const std::size_t n = shape[0], k = shape[1];
+                            const cpu_backend backend(options);
+                            const std::string kernels = backend.float_kernels();
+                            const std::size_t threads = options.threads;
+                            const bool gelu = act == activation::gelu, rounding_allowed = rounding == weight_rounding::bf16;
+                            CAPTURE(m);
+                            CAPTURE(n);
+                            CAPTURE(k);
+                            CAPTURE(threads);
+                            CAPTURE(kernels);
+                            CAPTURE(rounding_allowed);
+                            CAPTURE(beta);
+                            CAPTURE(gelu);
+                            const std::size_t lda = k + 3, ldc = n + 1;
+                            const auto a = random_floats(m * lda, rng), w = random_floats(n * k, rng);
+                            auto plain = random_floats(m * ldc, rng);
+                            if (beta == 0.0f) std::fill(plain.begin(), plain.end(), std::numeric_limits<float>::quiet_NaN());
+                            auto packed_c = plain;
+                            // Packed by this backend where it reads packed weights; otherwise packed elsewhere and
+                            // handed to it anyway, which must unpack and give its own plain numbers.
+                            const packed_matrix weights = backend.pack_weight(w.data(), n, k, rounding)
+                                                              .value_or(packed_matrix::pack(w.data(), n, k, k, rounding));
+                            // The product with the weight as packed (rounded, where it was), then the bias row and the
+                            // activation, as a layer without packing applies them; C's column past n must stay as it was.
+                            std::vector<float> w_as_packed(n * k);
+                            weights.unpack(w_as_packed.data());
+                            const auto bias = random_floats(n, rng);
+                            backend.gemm(transpose::no, transpose::yes, m, n, k, 0.5f, a.data(), lda, w_as_packed.data(), k, beta,
+                                         plain.data(), ldc);
+                            backend.add_row_vector(plain.data(), m, n, ldc, bias.data());
+                            if (gelu)
+                                for (std::size_t r = 0; r < m; ++r) backend.gelu(plain.data() + r * ldc, n);
+                            backend.gemm_packed(m, 0.5f, a.data(), lda, weights, beta, packed_c.data(), ldc, {bias.data(), act});
+                            REQUIRE(same_bits(packed_c.data(), plain.data(), plain.size()));
+                        }
 }
 
 TEST_CASE("a linear layer with a packed weight computes, trains and reports the plain weight")
@@ -196,7 +213,8 @@ TEST_CASE("a linear layer with a packed weight computes, trains and reports the 
         const cpu_backend backend(options);
         const std::size_t threads = options.threads;
         const std::string kernels = backend.float_kernels();
-        CAPTURE(threads); CAPTURE(kernels);
+        CAPTURE(threads);
+        CAPTURE(kernels);
         nn::linear<float> plain(70, 45);
         plain.initialize(rng, 0.5);
         for (auto& b : plain.bias.values()) b = static_cast<float>(rng.normal());
@@ -265,7 +283,8 @@ TEST_CASE("weights packed rounded to bf16 give the bf16 products' numbers and st
         const cpu_backend backend(options);
         const std::size_t threads = options.threads;
         const std::string kernels = backend.float_kernels();
-        CAPTURE(threads); CAPTURE(kernels);
+        CAPTURE(threads);
+        CAPTURE(kernels);
         const bool rounds = kernels_round_packed(backend);
         nn::linear<float> plain(70, 45);
         plain.initialize(rng, 0.5);
@@ -318,7 +337,8 @@ TEST_CASE("a bf16 model with weights packed rounded gives the same logits, and s
         const cpu_backend backend(options);
         const std::size_t threads = options.threads;
         const std::string kernels = backend.float_kernels();
-        CAPTURE(threads); CAPTURE(kernels);
+        CAPTURE(threads);
+        CAPTURE(kernels);
         const bool rounds = kernels_round_packed(backend);
         const model<float> plain(four_modalities(), config, 17, backend);
         model<float> packed(four_modalities(), config, 17, backend);
@@ -358,7 +378,8 @@ TEST_CASE("a model with packed weights gives the same logits, gradients, paramet
         const cpu_backend backend(options);
         const std::size_t threads = options.threads;
         const std::string kernels = backend.float_kernels();
-        CAPTURE(threads); CAPTURE(kernels);
+        CAPTURE(threads);
+        CAPTURE(kernels);
         const model<float> plain(four_modalities(), config, 17, backend);
         model<float> packed(four_modalities(), config, 17, backend);
         const std::size_t weights = 6 * config.bert.num_hidden_layers + 1;  // each layer's six, the pooler's
@@ -379,8 +400,12 @@ TEST_CASE("a model with packed weights gives the same logits, gradients, paramet
         plain.backward(plain_cache, d_logits, grad_plain);
         packed.backward(packed_cache, d_logits, grad_packed);
         std::vector<float> flat_plain, flat_packed;
-        grad_plain.for_each_parameter([&](const std::string&, tensor<float>& t) { flat_plain.insert(flat_plain.end(), t.values().begin(), t.values().end()); });
-        grad_packed.for_each_parameter([&](const std::string&, tensor<float>& t) { flat_packed.insert(flat_packed.end(), t.values().begin(), t.values().end()); });
+        grad_plain.for_each_parameter([&](const std::string&, tensor<float>& t) {
+            flat_plain.insert(flat_plain.end(), t.values().begin(), t.values().end());
+        });
+        grad_packed.for_each_parameter([&](const std::string&, tensor<float>& t) {
+            flat_packed.insert(flat_packed.end(), t.values().begin(), t.values().end());
+        });
         REQUIRE(flat_packed.size() == flat_plain.size());
         CHECK(same_bits(flat_packed.data(), flat_plain.data(), flat_plain.size()));
 

@@ -48,7 +48,8 @@ TEST_CASE("records pack to [CLS] x(m)… [SEP] … with types, positions, mask a
     CHECK(row(p.position_ids, p, 0) == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
     CHECK(row(p.ids, p, 1) == std::vector<std::int64_t>{101, 3, 0, 102, 0, 0, 0, 0, 0, 0});
     CHECK(row(p.type_ids, p, 1) == std::vector<std::int64_t>{0, 2, 2, 2, 0, 0, 0, 0, 0, 0});
-    CHECK(std::vector<std::uint8_t>(p.mask.begin() + 10, p.mask.end()) == std::vector<std::uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 0, 0});
+    CHECK(std::vector<std::uint8_t>(p.mask.begin() + 10, p.mask.end()) ==
+          std::vector<std::uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 0, 0});
     CHECK(p.sources[5] == element_source::dense);
     CHECK(p.sources[8] == element_source::numeric);
     CHECK(p.numbers[8] == doctest::Approx(1.0));  // (12 - 10) / 2
@@ -86,7 +87,8 @@ TEST_CASE("records that cannot be packed are rejected naming the sample and moda
     CHECK_THROWS_WITH_AS(pack(s, std::vector{bad_id}, options()),
                          "sample 0: modality 'text': id 200 at element 1 is outside [0, 200)", input_error);
     bad_category.set_categorical("tags", {4});
-    CHECK_THROWS_WITH_AS(pack(s, std::vector{ok, bad_category}, options()), doctest::Contains("sample 1: modality 'tags'"), input_error);
+    CHECK_THROWS_WITH_AS(pack(s, std::vector{ok, bad_category}, options()), doctest::Contains("sample 1: modality 'tags'"),
+                         input_error);
     CHECK_THROWS_AS(pack(s, std::vector<sequence_set>{}, options()), input_error);
 
     auto small = options();
@@ -98,7 +100,8 @@ TEST_CASE("records that cannot be packed are rejected naming the sample and moda
     CHECK_NOTHROW(pack(s, std::vector{longer}, small));
 
     CHECK_THROWS_WITH_AS(ok.set_dense("image", {1, 2, 3}), doctest::Contains("not a whole number of rows"), shape_error);
-    CHECK_THROWS_WITH_AS(ok.set_dense("image", {1, NAN}), doctest::Contains("modality 'image': row 0 column 1 is not finite"), input_error);
+    CHECK_THROWS_WITH_AS(ok.set_dense("image", {1, NAN}), doctest::Contains("modality 'image': row 0 column 1 is not finite"),
+                         input_error);
     CHECK_THROWS_WITH_AS(ok.set_numeric("price", {INFINITY}), doctest::Contains("not finite"), input_error);
     CHECK_THROWS_WITH_AS(ok.set_tokens("image", {1}), doctest::Contains("is a dense modality"), input_error);
     CHECK_THROWS_WITH_AS(ok.set_tokens("text", {-1}), doctest::Contains("negative"), input_error);

@@ -22,8 +22,7 @@ struct planted_result {
 
 /// Trains on `train` for `epochs` with the library's trainer (batch 32, AdamW, 10 % warm-up, no
 /// dropout) and evaluates on `test`.
-planted_result train_and_evaluate(const planted_task& train, const planted_task& test, pooling_kind pooling,
-                                  std::size_t epochs)
+planted_result train_and_evaluate(const planted_task& train, const planted_task& test, pooling_kind pooling, std::size_t epochs)
 {
     auto config = planted_task::config();
     config.pooling = pooling;
@@ -62,8 +61,8 @@ planted_result train_and_evaluate(const planted_task& train, const planted_task&
     const std::string weights = explainable ? ", gamma argmax on the planted token " + std::to_string(r.gamma_on_planted) +
                                                   ", beta largest on its modality " + std::to_string(r.beta_on_planted)
                                             : " (no attention weights)";
-    MESSAGE(to_string(pooling), ": accuracy ", r.accuracy, weights, ", loss ", r.first_epoch_loss, " -> ", r.last_epoch_loss, ", ",
-            r.seconds, " s");
+    MESSAGE(to_string(pooling), ": accuracy ", r.accuracy, weights, ", loss ", r.first_epoch_loss, " -> ", r.last_epoch_loss,
+            ", ", r.seconds, " s");
     return r;
 }
 
@@ -110,7 +109,8 @@ TEST_CASE("accumulating micro-batches gives the step of their union")
                                          data.records.begin() + static_cast<std::ptrdiff_t>(first + count));
     };
     const step_options options{.learning_rate = 1e-2, .max_gradient_norm = 0.5};
-    const auto one = train_step(whole, whole_optimizer, whole.pack(records(0, 12)), task_type::multiclass, targets_of(0, 12), options);
+    const auto one =
+        train_step(whole, whole_optimizer, whole.pack(records(0, 12)), task_type::multiclass, targets_of(0, 12), options);
     const std::vector<packed_batch> parts = {split.pack(records(0, 5)), split.pack(records(5, 7))};
     const std::vector<tensor<double>> part_targets = {targets_of(0, 5), targets_of(5, 7)};
     const auto two = train_step(split, split_optimizer, std::span<const packed_batch>(parts), task_type::multiclass,

@@ -53,7 +53,8 @@ cue_result train_on_cues(model_config config, const std::vector<attribution_meth
     config.num_outputs = 1;
     model<float> m(encoder.schema(), config, 7);
     const auto start = std::chrono::steady_clock::now();
-    trainer<float, cpu_backend>(m, task_type::binary, {.epochs = 4, .batch_size = 32, .learning_rate = 2e-3, .seed = 3, .log = nullptr})
+    trainer<float, cpu_backend>(m, task_type::binary,
+                                {.epochs = 4, .batch_size = 32, .learning_rate = 2e-3, .seed = 3, .log = nullptr})
         .fit(train);
 
     cue_result r;
@@ -75,7 +76,8 @@ cue_result train_on_cues(model_config config, const std::vector<attribution_meth
         std::size_t hits = 0;
         for (std::size_t i = 0; i < positives.size(); ++i) {
             const auto& cue = test_records[explained[i]].value["cue"];
-            hits += points_at(a, i, encoder.schema().index_of(cue["modality"].get<std::string>()), cue["element"].get<std::size_t>());
+            hits +=
+                points_at(a, i, encoder.schema().index_of(cue["modality"].get<std::string>()), cue["element"].get<std::size_t>());
         }
         r.hits[method] = double(hits) / double(positives.size());
     }

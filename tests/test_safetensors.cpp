@@ -85,18 +85,18 @@ TEST_CASE("half and bfloat16 conversions round to nearest even and keep special 
 {
     CHECK(half_to_float(float_to_half(1.0f)) == 1.0f);
     CHECK(float_to_half(65504.0f) == 0x7bff);
-    CHECK(float_to_half(65520.0f) == 0x7c00);                       // rounds to infinity
-    CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001);          // smallest subnormal
-    CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);          // tie to even (zero)
-    CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);          // tie to even (two)
-    CHECK(float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);   // tie between 1 and 1+2^-10 → 1
+    CHECK(float_to_half(65520.0f) == 0x7c00);                      // rounds to infinity
+    CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001);         // smallest subnormal
+    CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);         // tie to even (zero)
+    CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);         // tie to even (two)
+    CHECK(float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);  // tie between 1 and 1+2^-10 → 1
     CHECK(float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);
     CHECK(half_to_float(0x0001) == std::ldexp(1.0f, -24));
     CHECK(std::isinf(half_to_float(0xfc00)));
     CHECK(std::isnan(half_to_float(float_to_half(std::numeric_limits<float>::quiet_NaN()))));
     for (std::uint32_t h = 0; h < 0x7c00; ++h) REQUIRE(float_to_half(half_to_float(static_cast<std::uint16_t>(h))) == h);
     CHECK(float_to_bf16(1.0f) == 0x3f80);
-    CHECK(float_to_bf16(1.0f + std::ldexp(1.0f, -8)) == 0x3f80);    // tie → even
+    CHECK(float_to_bf16(1.0f + std::ldexp(1.0f, -8)) == 0x3f80);  // tie → even
     CHECK(float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)) == 0x3f82);
     CHECK(std::isnan(bf16_to_float(float_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
 }
@@ -141,25 +141,31 @@ TEST_CASE("malformed files are rejected with a message naming the file and the d
         {"missing field", make_file(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8), "missing field 'shape'"},
         {"negative extent", make_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), "non-negative integer"},
         {"shape/size mismatch", make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "needs 12 bytes"},
-        {"shape overflow", make_file(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8), "overflows"},
-        {"offsets out of range", make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", 8), "past the data section"},
+        {"shape overflow", make_file(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
+         "overflows"},
+        {"offsets out of range", make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", 8),
+         "past the data section"},
         {"offsets reversed", make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8), "begin 8 > end 0"},
         {"offsets overlapping",
-         make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+         make_file(
+             R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
          "overlap"},
         {"gap between tensors",
-         make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
+         make_file(
+             R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+             12),
          "gap"},
         {"trailing bytes", make_file(good, 12), "trailing bytes"},
         {"duplicate key",
-         make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8),
+         make_file(
+             R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8),
          "duplicate tensor name 'a'"},
         {"metadata not strings", make_file(R"({"__metadata__":{"k":1}})", 0), "__metadata__"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.what);
-        CHECK_THROWS_WITH_AS(safetensors_file::parse(c.bytes, "bad.safetensors"),
-                             doctest::Contains("bad.safetensors: "), format_error);
+        CHECK_THROWS_WITH_AS(safetensors_file::parse(c.bytes, "bad.safetensors"), doctest::Contains("bad.safetensors: "),
+                             format_error);
         CHECK_THROWS_WITH_AS(safetensors_file::parse(c.bytes, "bad.safetensors"), doctest::Contains(c.message), format_error);
     }
 }

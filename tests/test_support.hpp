@@ -19,11 +19,23 @@
 
 namespace dm2s2::testing {
 
-inline std::filesystem::path data_dir() { return DM2S2_TEST_DATA_DIR; }
-inline std::filesystem::path tiny_bert_dir() { return data_dir() / "bert_tiny_a"; }
+inline std::filesystem::path data_dir()
+{
+    return DM2S2_TEST_DATA_DIR;
+}
+inline std::filesystem::path tiny_bert_dir()
+{
+    return data_dir() / "bert_tiny_a";
+}
 /// The project's shipped data (data/): the BERT vocabulary, the movies data set.
-inline std::filesystem::path project_data_dir() { return DM2S2_PROJECT_DATA_DIR; }
-inline std::filesystem::path bert_vocab() { return project_data_dir() / "vocab" / "bert-base-uncased-vocab.txt"; }
+inline std::filesystem::path project_data_dir()
+{
+    return DM2S2_PROJECT_DATA_DIR;
+}
+inline std::filesystem::path bert_vocab()
+{
+    return project_data_dir() / "vocab" / "bert-base-uncased-vocab.txt";
+}
 
 /// The HuggingFace golden outputs of the tiny checkpoint (see data/bert_tiny_a and its README).
 inline const safetensors_file& golden()

@@ -12,7 +12,10 @@ using namespace dm2s2;
 
 namespace {
 
-std::filesystem::path vocab_file() { return dm2s2::testing::bert_vocab(); }
+std::filesystem::path vocab_file()
+{
+    return dm2s2::testing::bert_vocab();
+}
 
 const nlohmann::json& tokenizer_reference()
 {

@@ -34,8 +34,8 @@ run_result run(const std::string& command)
 {
     // One log per process and call: CTest runs the test cases of this file in parallel processes.
     static int calls = 0;
-    const auto log = fs::path(DM2S2_TEST_SCRATCH_DIR) /
-                     ("tool_" + std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".log");
+    const auto log =
+        fs::path(DM2S2_TEST_SCRATCH_DIR) / ("tool_" + std::to_string(::getpid()) + "_" + std::to_string(calls++) + ".log");
     fs::create_directories(log.parent_path());
     const int raw = std::system((command + " > " + log.string() + " 2>&1").c_str());
     std::ifstream in(log);
@@ -80,7 +80,8 @@ TEST_CASE("dm2s2_hf_forward reproduces the HF golden outputs in both precisions"
             const double tolerance = dtype == "f64" ? 1e-10 : 2e-5;
             const std::string prefix = std::string("f64.") + (restart ? "restart." : "default.");
             CHECK(out.entry("last_hidden_state").type == (dtype == "f64" ? dtype::f64 : dtype::f32));
-            for (const std::string name : {"last_hidden_state", "pooler_output", "hidden_states.0", "hidden_states.1", "hidden_states.2"}) {
+            for (const std::string name :
+                 {"last_hidden_state", "pooler_output", "hidden_states.0", "hidden_states.1", "hidden_states.2"}) {
                 CAPTURE(name);
                 const auto got = out.read<double>(name);
                 const auto expected = golden().read<double>(prefix + name);
@@ -226,14 +227,16 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
     const auto dir = dm2s2::testing::scratch_dir("movies_tools");
     const auto schema = (dm2s2::testing::project_data_dir() / "movies" / "schema.json").string();
     std::ofstream(dir / "small.json") << R"({"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64})";
-    const auto train = movies_subset(dir, "train", 240), valid = movies_subset(dir, "valid", 60), test = movies_subset(dir, "test", 40);
+    const auto train = movies_subset(dir, "train", 240), valid = movies_subset(dir, "valid", 60),
+               test = movies_subset(dir, "test", 40);
     const auto model = dir / "model";
-    auto r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --valid " + valid.string() +
-                 " --out " + model.string() + " --vocab " + dm2s2::testing::bert_vocab().string() + " --epochs 2 --config " +
-                 (dir / "small.json").string());
+    auto r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --valid " +
+                 valid.string() + " --out " + model.string() + " --vocab " + dm2s2::testing::bert_vocab().string() +
+                 " --epochs 2 --config " + (dir / "small.json").string());
     REQUIRE_MESSAGE(r.status == 0, r.output);
     CHECK(r.output.find("epoch 2/2: train loss") != std::string::npos);
-    for (const char* file : {"config.json", "model.safetensors", "data.json", "vocab.txt", "metrics.json", "training_state.safetensors"})
+    for (const char* file :
+         {"config.json", "model.safetensors", "data.json", "vocab.txt", "metrics.json", "training_state.safetensors"})
         CHECK_MESSAGE(fs::exists(model / file), file);
     const auto trained = read_json(model / "metrics.json");
     CHECK(trained["history"].size() == 2);
@@ -302,7 +305,7 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
     CHECK(page.find("(true: Horror)") != std::string::npos);
     CHECK(page.find(">raven</span>") != std::string::npos);  // the title's word pieces, readable
     CHECK(page.find(">##ous</span>") != std::string::npos);
-    CHECK(page.find("http") == std::string::npos);           // self-contained
+    CHECK(page.find("http") == std::string::npos);  // self-contained
 
     // Rendered by a real browser when one is installed: the page must not come out blank.
     if (std::system("command -v chromium > /dev/null 2>&1") == 0) {
@@ -313,7 +316,8 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
         };
         REQUIRE_MESSAGE(shot(dir / "r.html", dir / "r.png").status == 0, "chromium failed");
         REQUIRE(shot(dir / "blank.html", dir / "blank.png").status == 0);
-        MESSAGE("screenshot bytes: explanation ", fs::file_size(dir / "r.png"), ", blank page ", fs::file_size(dir / "blank.png"));
+        MESSAGE("screenshot bytes: explanation ", fs::file_size(dir / "r.png"), ", blank page ",
+                fs::file_size(dir / "blank.png"));
         CHECK(fs::file_size(dir / "r.png") > 5 * fs::file_size(dir / "blank.png"));
     } else {
         MESSAGE("chromium is not installed: the explanation page was not rendered");
@@ -334,8 +338,8 @@ TEST_CASE("dm2s2_predict explains with every attribution method and measures the
     r = train("model", "--epochs 2");  // the default model
     REQUIRE_MESSAGE(r.status == 0, r.output);
     const auto predict = [&](const std::string& model, const std::string& out, const std::string& extra) {
-        return run(std::string(DM2S2_PREDICT_TOOL) + " --model " + (dir / model).string() + " --data " + (data / "test.jsonl").string() +
-                   " --out " + (dir / out).string() + " " + extra);
+        return run(std::string(DM2S2_PREDICT_TOOL) + " --model " + (dir / model).string() + " --data " +
+                   (data / "test.jsonl").string() + " --out " + (dir / out).string() + " " + extra);
     };
     std::vector<nlohmann::json> test_records;
     {
@@ -344,7 +348,8 @@ TEST_CASE("dm2s2_predict explains with every attribution method and measures the
     }
     for (const std::string method : {"attention", "occlusion", "gradient", "integrated-gradients"}) {
         CAPTURE(method);
-        r = predict("model", method + ".jsonl", "--explain-method " + method + " --explain " + (dir / (method + ".html")).string());
+        r = predict("model", method + ".jsonl",
+                    "--explain-method " + method + " --explain " + (dir / (method + ".html")).string());
         REQUIRE_MESSAGE(r.status == 0, r.output);
         std::ifstream lines(dir / (method + ".jsonl"));
         std::size_t count = 0, cues = 0, hits = 0;
@@ -360,15 +365,19 @@ TEST_CASE("dm2s2_predict explains with every attribution method and measures the
                 REQUIRE(a["elements"].contains(name));
                 CHECK(a["elements"][name].size() == elements.size());
                 if (elements.empty()) CHECK(a["modalities"][name] == 0.0);
-                else if (a["modalities"][name].get<double>() > top) top = a["modalities"][name].get<double>(), top_modality = name;
+                else if (a["modalities"][name].get<double>() > top)
+                    top = a["modalities"][name].get<double>(), top_modality = name;
             }
             const auto& record = test_records.at(count);
             if (!record.contains("cue") || p["prediction"] != "yes") continue;
             ++cues;
             const std::string cue_modality = record["cue"]["modality"];
             const auto& scores = a["elements"][cue_modality];
-            const auto best = std::max_element(scores.begin(), scores.end(), [](const auto& x, const auto& y) { return x.template get<double>() < y.template get<double>(); });
-            hits += top_modality == cue_modality && std::size_t(best - scores.begin()) == record["cue"]["element"].get<std::size_t>();
+            const auto best = std::max_element(scores.begin(), scores.end(), [](const auto& x, const auto& y) {
+                return x.template get<double>() < y.template get<double>();
+            });
+            hits +=
+                top_modality == cue_modality && std::size_t(best - scores.begin()) == record["cue"]["element"].get<std::size_t>();
         }
         CHECK(count == test_records.size());
         REQUIRE(cues >= 200);
@@ -399,12 +408,14 @@ TEST_CASE("dm2s2_predict explains with every attribution method and measures the
     // Refusals: an unknown method (usage, 2) and attention for a pooling without weights (1); nothing written.
     r = predict("model", "bad.jsonl", "--explain-method saliency");
     CHECK(r.status == 2);
-    CHECK(r.output.find("--explain-method must be attention, occlusion, gradient or integrated-gradients, not 'saliency'") != std::string::npos);
+    CHECK(r.output.find("--explain-method must be attention, occlusion, gradient or integrated-gradients, not 'saliency'") !=
+          std::string::npos);
     r = train("cls", "--epochs 1 --pooling cls");
     REQUIRE_MESSAGE(r.status == 0, r.output);
     r = predict("cls", "bad.jsonl", "--explain-method attention");
     CHECK(r.status == 1);
-    CHECK(r.output.find("cls pooling has no attention weights; use occlusion, gradient or integrated-gradients") != std::string::npos);
+    CHECK(r.output.find("cls pooling has no attention weights; use occlusion, gradient or integrated-gradients") !=
+          std::string::npos);
     CHECK_FALSE(fs::exists(dir / "bad.jsonl"));
     r = predict("cls", "cls.jsonl", "--explain-method occlusion");
     REQUIRE_MESSAGE(r.status == 0, r.output);
@@ -420,25 +431,30 @@ TEST_CASE("dm2s2_predict writes the scores of binary, multilabel and regression 
 {
     const auto dir = dm2s2::testing::scratch_dir("task_tools");
     std::ofstream(dir / "small.json") << R"({"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32})";
-    const std::map<std::string, std::pair<std::string, std::string>> tasks = {  // type → (target of even, odd records)
-        {"binary", {"\"ham\"", "\"spam\""}}, {"multilabel", {"[\"a\"]", "[\"a\", \"b\"]"}}, {"regression", {"1.5", "-2"}}};
+    const std::map<std::string, std::pair<std::string, std::string>> tasks = {// type → (target of even, odd records)
+                                                                              {"binary", {"\"ham\"", "\"spam\""}},
+                                                                              {"multilabel", {"[\"a\"]", "[\"a\", \"b\"]"}},
+                                                                              {"regression", {"1.5", "-2"}}};
     for (const auto& task : tasks) {
         const std::string type = task.first;  // a plain name: clang 14 cannot capture structured bindings
         const auto& targets = task.second;
         CAPTURE(type);
-        std::ofstream(dir / "schema.json") << R"({"modalities": [{"name": "tag", "kind": "categorical"}, {"name": "x", "kind": "numeric"}],
-            "task": {"type": ")" << type << R"(", "target": "y"}})";
+        std::ofstream(dir / "schema.json")
+            << R"({"modalities": [{"name": "tag", "kind": "categorical"}, {"name": "x", "kind": "numeric"}],
+            "task": {"type": ")"
+            << type << R"(", "target": "y"}})";
         std::ofstream data(dir / "data.jsonl");
         for (int i = 0; i < 40; ++i)
-            data << R"({"tag": ")" << (i % 2 ? "odd" : "even") << R"(", "x": )" << i << R"(, "y": )" << (i % 2 ? targets.second : targets.first)
-                 << "}\n";
+            data << R"({"tag": ")" << (i % 2 ? "odd" : "even") << R"(", "x": )" << i << R"(, "y": )"
+                 << (i % 2 ? targets.second : targets.first) << "}\n";
         data.close();
         const auto model = dir / ("model_" + type);
         auto r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + (dir / "schema.json").string() + " --train " +
-                     (dir / "data.jsonl").string() + " --out " + model.string() + " --epochs 2 --config " + (dir / "small.json").string());
+                     (dir / "data.jsonl").string() + " --out " + model.string() + " --epochs 2 --config " +
+                     (dir / "small.json").string());
         REQUIRE_MESSAGE(r.status == 0, r.output);
-        r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + (dir / "data.jsonl").string() + " --out " +
-                (dir / "p.jsonl").string() + " --metrics " + (dir / "m.json").string());
+        r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + (dir / "data.jsonl").string() +
+                " --out " + (dir / "p.jsonl").string() + " --metrics " + (dir / "m.json").string());
         REQUIRE_MESSAGE(r.status == 0, r.output);
         std::ifstream in(dir / "p.jsonl");
         std::string line;
@@ -453,7 +469,8 @@ TEST_CASE("dm2s2_predict writes the scores of binary, multilabel and regression 
         } else if (type == "multilabel") {
             CHECK(p["scores"].size() == 2);
             CHECK(p["prediction"].is_array());
-            for (const char* key : {"micro_f1", "macro_f1", "weighted_f1", "samples_f1"}) CHECK_MESSAGE(metrics.contains(key), key);
+            for (const char* key : {"micro_f1", "macro_f1", "weighted_f1", "samples_f1"})
+                CHECK_MESSAGE(metrics.contains(key), key);
         } else {
             CHECK(p["prediction"].is_number());
             CHECK(p["scores"].empty());
@@ -494,17 +511,20 @@ TEST_CASE("dm2s2_train under mpirun -np 2 writes what one process writes, with t
     std::ofstream(dir / "small.json") << R"({"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64})";
     const auto train = movies_subset(dir, "train", 90), test = movies_subset(dir, "test", 20);
     const auto arguments = " --schema " + schema + " --train " + train.string() + " --vocab " +
-                           dm2s2::testing::bert_vocab().string() + " --epochs 2 --batch-size 12 --config " + (dir / "small.json").string();
+                           dm2s2::testing::bert_vocab().string() + " --epochs 2 --batch-size 12 --config " +
+                           (dir / "small.json").string();
     auto r = run(std::string(DM2S2_TRAIN_TOOL) + arguments + " --out " + (dir / "one").string());
     REQUIRE_MESSAGE(r.status == 0, r.output);
     // Open MPI refuses root and more ranks than cores unless told.
-    const std::string mpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 " DM2S2_MPIEXEC " ";
+    const std::string mpirun =
+        "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 " DM2S2_MPIEXEC " ";
     r = run(mpirun + DM2S2_TRAIN_TOOL + arguments + " --out " + (dir / "two").string());
     REQUIRE_MESSAGE(r.status == 0, r.output);
     CHECK(r.output.find("epoch 2/2: train loss") != std::string::npos);
     // Rank 0 alone reports: two processes that did not see each other would both print.
     std::size_t reports = 0;
-    for (auto at = r.output.find("training records"); at != std::string::npos; at = r.output.find("training records", at + 1)) ++reports;
+    for (auto at = r.output.find("training records"); at != std::string::npos; at = r.output.find("training records", at + 1))
+        ++reports;
     CHECK(reports == 1);
 
     std::set<std::string> one, two;

@@ -96,7 +96,8 @@ TEST_CASE("an epoch's batches hold every record once, seeded, and bucketing grou
 TEST_CASE("the progress display draws a bar on a terminal and plain lines elsewhere")
 {
     std::ostringstream bar_out, line_out, silent_out;
-    progress_meter bar(bar_out, progress_style::bar), lines(line_out, progress_style::lines), silent(silent_out, progress_style::none);
+    progress_meter bar(bar_out, progress_style::bar), lines(line_out, progress_style::lines),
+        silent(silent_out, progress_style::none);
     CHECK(progress_meter(line_out, progress_style::automatic).style() == progress_style::lines);  // a string is no terminal
     for (auto* meter : {&bar, &lines, &silent}) {
         meter->start_epoch(2, 3, 40);
@@ -141,7 +142,7 @@ TEST_CASE("the trainer learns, saves the best model and stops early when validat
     // A learning rate too small to change the predictions: accuracy never improves after epoch 1.
     model<float> stalled(planted_task::modality_schema(), tiny_planted_config(0), 5);
     cpu_trainer patient(stalled, task_type::multiclass,
-                                        {.epochs = 10, .batch_size = 32, .learning_rate = 1e-12, .patience = 2, .log = nullptr});
+                        {.epochs = 10, .batch_size = 32, .learning_rate = 1e-12, .patience = 2, .log = nullptr});
     const auto stopped = patient.fit(train, &valid);
     CHECK(stopped.stopped_early);
     CHECK(stopped.history.size() == 3);
@@ -153,8 +154,15 @@ TEST_CASE("a run resumed from a mid-epoch checkpoint ends bit-identical to an un
     const auto train = planted_data(100, 21), valid = planted_data(30, 22);
     const auto config = tiny_planted_config(0.1);  // dropout: the generator state must be restored too
     const auto options = [](const fs::path& dir, std::size_t stop) {
-        return trainer_options{.epochs = 3, .batch_size = 8, .accumulation = 2, .learning_rate = 2e-3, .seed = 7,
-                               .bucket_batches = 4, .output_dir = dir, .stop_after_steps = stop, .log = nullptr};
+        return trainer_options{.epochs = 3,
+                               .batch_size = 8,
+                               .accumulation = 2,
+                               .learning_rate = 2e-3,
+                               .seed = 7,
+                               .bucket_batches = 4,
+                               .output_dir = dir,
+                               .stop_after_steps = stop,
+                               .log = nullptr};
     };
     const auto whole_dir = dm2s2::testing::scratch_dir("resume_whole"), split_dir = dm2s2::testing::scratch_dir("resume_split");
 
@@ -212,8 +220,8 @@ TEST_CASE("a training checkpoint that does not fit is refused and changes nothin
         o.output_dir = dir / "resumed";
         return cpu_trainer(m, task_type::multiclass, o).fit(train, nullptr, from);
     };
-    CHECK_THROWS_WITH_AS(resume(other, options, path), doctest::Contains("another model configuration ('intermediate_size' differs)"),
-                         config_error);
+    CHECK_THROWS_WITH_AS(resume(other, options, path),
+                         doctest::Contains("another model configuration ('intermediate_size' differs)"), config_error);
     auto other_options = options;
     other_options.batch_size = 4;
     model<float> same(planted_task::modality_schema(), tiny_planted_config(0), 3);

@@ -54,7 +54,8 @@ TEST_CASE_TEMPLATE("losses and their gradients match PyTorch", T, float, double)
         const nlohmann::json& c = reference()["losses"][t];
         const shape_t shape = c["shape"].get<shape_t>();
         const auto logits = tensor_from_json<T>(c["logits"], shape);
-        const auto targets = task == task_type::multiclass ? tensor_from_json<T>(c["targets"], {shape[0]}) : tensor_from_json<T>(c["targets"], shape);
+        const auto targets = task == task_type::multiclass ? tensor_from_json<T>(c["targets"], {shape[0]})
+                                                           : tensor_from_json<T>(c["targets"], shape);
         const auto result = compute_loss(task, logits, targets);
         CHECK(std::abs(result.value - c["loss"].get<double>()) <= tolerance * std::max(1.0, std::abs(c["loss"].get<double>())));
         CHECK(max_abs_diff(result.grad_logits.values(), tensor_from_json<double>(c["grad"], shape).values()) <= tolerance);
@@ -66,12 +67,14 @@ TEST_CASE("losses reject targets that do not fit the task, naming the sample")
     tensor<double> logits({2, 3});
     tensor<double> classes({2});
     classes[1] = 3;
-    CHECK_THROWS_WITH_AS(compute_loss(task_type::multiclass, logits, classes), doctest::Contains("sample 1: class 3"), input_error);
+    CHECK_THROWS_WITH_AS(compute_loss(task_type::multiclass, logits, classes), doctest::Contains("sample 1: class 3"),
+                         input_error);
     classes[1] = 0.5;
     CHECK_THROWS_AS(compute_loss(task_type::multiclass, logits, classes), input_error);
     tensor<double> labels({2, 3});
     labels[4] = 2;
-    CHECK_THROWS_WITH_AS(compute_loss(task_type::multilabel, logits, labels), doctest::Contains("sample 1: target 2"), input_error);
+    CHECK_THROWS_WITH_AS(compute_loss(task_type::multilabel, logits, labels), doctest::Contains("sample 1: target 2"),
+                         input_error);
     CHECK_THROWS_AS(compute_loss(task_type::multilabel, logits, tensor<double>({2, 2})), shape_error);
     CHECK_THROWS_AS(compute_loss(task_type::binary, logits, tensor<double>({2, 3})), shape_error);
     tensor<double> values({2, 3});
@@ -103,7 +106,8 @@ TEST_CASE_TEMPLATE("AdamW with warm-up, decay, clipping and no decay on biases a
         for (auto& entry : params.tensors) {
             CAPTURE(entry.first);
             const auto& p = entry.second;
-            CHECK(max_abs_diff(p.values(), tensor_from_json<double>(expected["params"][entry.first], p.shape()).values()) <= tolerance);
+            CHECK(max_abs_diff(p.values(), tensor_from_json<double>(expected["params"][entry.first], p.shape()).values()) <=
+                  tolerance);
         }
     }
     CHECK(optimizer.steps() == total);
@@ -156,13 +160,15 @@ TEST_CASE_TEMPLATE("metrics match scikit-learn for every task", T, float, double
         const nlohmann::json& c = reference()["metrics"][t];
         const shape_t shape = c["shape"].get<shape_t>();
         const auto logits = tensor_from_json<T>(c["logits"], shape);
-        const auto targets = task == task_type::multiclass ? tensor_from_json<T>(c["targets"], {shape[0]}) : tensor_from_json<T>(c["targets"], shape);
+        const auto targets = task == task_type::multiclass ? tensor_from_json<T>(c["targets"], {shape[0]})
+                                                           : tensor_from_json<T>(c["targets"], shape);
         const auto metrics = evaluate_metrics(task, logits, targets);
         CHECK(metrics.size() == c["metrics"].size());
         for (const auto& item : c["metrics"].items()) {
             CAPTURE(item.key());
             REQUIRE(metrics.count(item.key()) == 1);
-            CHECK(metrics.at(item.key()) == doctest::Approx(item.value().get<double>()).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-12));
+            CHECK(metrics.at(item.key()) ==
+                  doctest::Approx(item.value().get<double>()).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-12));
         }
     }
 }

@@ -115,9 +115,11 @@ void check_equivalence(const mpi_communicator& comm)
                              .fit(train, &validation);
         check(one.steps == two.steps, what + ": the same number of steps");
         const double d = relative_difference(flat_parameters(replica, false), flat_parameters(alone, false));
-        if (comm.rank() == 0) std::printf("equivalence (%s): 2 ranks vs 1 process, largest relative difference %.3g\n", what.c_str(), d);
+        if (comm.rank() == 0)
+            std::printf("equivalence (%s): 2 ranks vs 1 process, largest relative difference %.3g\n", what.c_str(), d);
         check(d <= tolerance, what + ": parameters of 2 ranks within the tolerance of one process's");
-        const double loss = std::abs(two.history.back().train_loss - one.history.back().train_loss) / one.history.back().train_loss;
+        const double loss =
+            std::abs(two.history.back().train_loss - one.history.back().train_loss) / one.history.back().train_loss;
         check(loss <= tolerance * 10, what + ": the epoch's training loss");
         const double v = std::abs(two.history.back().validation->loss - one.history.back().validation->loss);
         check(v <= tolerance * 10 * one.history.back().validation->loss, what + ": the validation loss");

@@ -65,10 +65,8 @@ public:
         if (section.size == 0) return nullptr;
         const std::uint8_t* base = device_address(bytes_.data());
         const U* p = reinterpret_cast<const U*>(base + section.offset);
-        if constexpr (host_accessible_space<Space>)
-            return p;
-        else
-            return device_ptr<const U, Space>(p);
+        if constexpr (host_accessible_space<Space>) return p;
+        else return device_ptr<const U, Space>(p);
     }
 
     std::size_t bytes() const noexcept { return bytes_.size(); }
@@ -99,12 +97,9 @@ struct tensor_transfer {
     template <class T>
     tensor<T, backend_space<To>> operator()(const tensor<T, backend_space<From>>& t) const
     {
-        if constexpr (host_accessible_space<backend_space<From>>)
-            return to.upload(t);
-        else if constexpr (host_accessible_space<backend_space<To>>)
-            return from.download(t);
-        else
-            return to.upload(from.download(t));
+        if constexpr (host_accessible_space<backend_space<From>>) return to.upload(t);
+        else if constexpr (host_accessible_space<backend_space<To>>) return from.download(t);
+        else return to.upload(from.download(t));
     }
 };
 

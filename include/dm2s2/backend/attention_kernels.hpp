@@ -25,8 +25,8 @@ struct host_attention_operations {
     /// maps before dropout; `dropout` drops map elements (numbered as the maps are stored) before they
     /// weigh V.
     template <scalar T>
-    void attention_forward(const attention_shape& shape, T scale, const T* q, const T* k,
-                                  const T* v, const std::uint8_t* key_mask, T* probabilities, dropout_draw dropout, T* context) const
+    void attention_forward(const attention_shape& shape, T scale, const T* q, const T* k, const T* v,
+                           const std::uint8_t* key_mask, T* probabilities, dropout_draw dropout, T* context) const
     {
         const Backend& backend = static_cast<const Backend&>(*this);
         const batch_layout& layout = shape.layout;
@@ -37,12 +37,14 @@ struct host_attention_operations {
             const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
             const std::uint8_t* keep = key_mask ? key_mask + first : nullptr;
             tensor<T> scores({len, len}, uninitialized);
-            backend.gemm(transpose::no, transpose::yes, len, len, d, scale, q + offset, h, k + offset, h, T(0), scores.data(), len);
+            backend.gemm(transpose::no, transpose::yes, len, len, d, scale, q + offset, h, k + offset, h, T(0), scores.data(),
+                         len);
             for (std::size_t i = 0; i < len; ++i) backend.masked_softmax(scores.row(i), len, keep);
             if (probabilities != nullptr) std::copy(scores.data(), scores.data() + len * len, probabilities + block);
             if (dropout.active())
                 for (std::size_t i = 0; i < len * len; ++i) scores[i] *= dropout.factor<T>(block + i);
-            backend.gemm(transpose::no, transpose::no, len, d, len, T(1), scores.data(), len, v + offset, h, T(0), context + offset, h);
+            backend.gemm(transpose::no, transpose::no, len, d, len, T(1), scores.data(), len, v + offset, h, T(0),
+                         context + offset, h);
         });
     }
 
@@ -50,8 +52,8 @@ struct host_attention_operations {
     /// the same dropout draw, whose factors it regenerates: dq, dk, dv [rows, heads · head_dim] are
     /// overwritten.
     template <scalar T>
-    void attention_backward(const attention_shape& shape, T scale, const T* q, const T* k,
-                                   const T* v, const T* probabilities, dropout_draw dropout, const T* d_context, T* dq, T* dk, T* dv) const
+    void attention_backward(const attention_shape& shape, T scale, const T* q, const T* k, const T* v, const T* probabilities,
+                            dropout_draw dropout, const T* d_context, T* dq, T* dk, T* dv) const
     {
         const Backend& backend = static_cast<const Backend&>(*this);
         const batch_layout& layout = shape.layout;
@@ -61,7 +63,7 @@ struct host_attention_operations {
             const std::size_t first = layout.first_row(b), len = layout.length_of(b);
             const std::size_t offset = first * h + head * d, block = layout.attention_offset(b, heads) + head * len * len;
             const T* p = probabilities + block;
-            const T* used = p;  // the probabilities the context was computed from: P, or P ⊙ dropout
+            const T* used = p;                              // the probabilities the context was computed from: P, or P ⊙ dropout
             tensor<T> d_scores({len, len}, uninitialized);  // a product overwrites it
             tensor<T> kept(dropout.active() ? shape_t{len, len} : shape_t{0}, uninitialized);
             if (dropout.active()) {
@@ -71,13 +73,16 @@ struct host_attention_operations {
             // context = P' V: dP' = dcontext Vᵀ, dV = P'ᵀ dcontext.
             backend.gemm(transpose::no, transpose::yes, len, len, d, T(1), d_context + offset, h, v + offset, h, T(0),
                          d_scores.data(), len);
-            backend.gemm(transpose::yes, transpose::no, len, d, len, T(1), used, len, d_context + offset, h, T(0), dv + offset, h);
+            backend.gemm(transpose::yes, transpose::no, len, d, len, T(1), used, len, d_context + offset, h, T(0), dv + offset,
+                         h);
             if (dropout.active())
                 for (std::size_t i = 0; i < len * len; ++i) d_scores[i] *= dropout.factor<T>(block + i);
             for (std::size_t i = 0; i < len; ++i) backend.masked_softmax_backward(p + i * len, d_scores.row(i), len);
             // scores = scale Q Kᵀ: dQ = scale dS K, dK = scale dSᵀ Q.
-            backend.gemm(transpose::no, transpose::no, len, d, len, scale, d_scores.data(), len, k + offset, h, T(0), dq + offset, h);
-            backend.gemm(transpose::yes, transpose::no, len, d, len, scale, d_scores.data(), len, q + offset, h, T(0), dk + offset, h);
+            backend.gemm(transpose::no, transpose::no, len, d, len, scale, d_scores.data(), len, k + offset, h, T(0), dq + offset,
+                         h);
+            backend.gemm(transpose::yes, transpose::no, len, d, len, scale, d_scores.data(), len, q + offset, h, T(0),
+                         dk + offset, h);
         });
     }
 };

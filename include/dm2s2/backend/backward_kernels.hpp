@@ -23,7 +23,8 @@ struct portable_backward_kernels {
         const double inv_sqrt2 = 1.0 / std::numbers::sqrt2, inv_sqrt_2pi = 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2;
         for (std::size_t i = 0; i < n; ++i) {
             const double v = x[i];
-            grad[i] = static_cast<T>(grad[i] * (0.5 * (1.0 + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(-0.5 * v * v)));
+            grad[i] =
+                static_cast<T>(grad[i] * (0.5 * (1.0 + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(-0.5 * v * v)));
         }
     }
 
@@ -47,8 +48,8 @@ struct portable_backward_kernels {
     /// Backward of y = LN(v) per row: dv from dy (dv may be dy), and dγ, dβ accumulated. `v` is the
     /// forward input (x + residual); the row statistics are recomputed from it.
     template <scalar T>
-    void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps,
-                             T* dgamma, T* dbeta) const
+    void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps, T* dgamma,
+                             T* dbeta) const
     {
         for (std::size_t r = 0; r < rows; ++r) {
             const auto stats = layer_norm_statistics(v + r * cols, cols, eps);
@@ -84,7 +85,8 @@ protected:
 
     /// One row's dv = (dy γ − mean(dy γ) − x̂ mean(dy γ x̂)) / σ; dvr may be dyr.
     template <scalar T>
-    static void layer_norm_input_gradient(const T* vr, const T* dyr, T* dvr, std::size_t cols, const T* gamma, row_statistics stats)
+    static void layer_norm_input_gradient(const T* vr, const T* dyr, T* dvr, std::size_t cols, const T* gamma,
+                                          row_statistics stats)
     {
         double mean_dxhat = 0, mean_dxhat_xhat = 0;
         for (std::size_t j = 0; j < cols; ++j) {
@@ -96,14 +98,15 @@ protected:
         mean_dxhat_xhat /= static_cast<double>(cols);
         for (std::size_t j = 0; j < cols; ++j) {
             const double xhat = (vr[j] - stats.mean) * stats.inv_sigma;
-            dvr[j] = static_cast<T>(stats.inv_sigma * (static_cast<double>(dyr[j]) * gamma[j] - mean_dxhat - xhat * mean_dxhat_xhat));
+            dvr[j] =
+                static_cast<T>(stats.inv_sigma * (static_cast<double>(dyr[j]) * gamma[j] - mean_dxhat - xhat * mean_dxhat_xhat));
         }
     }
 
     /// One row's share of dγ (dy x̂) and dβ (dy), added for columns [first, last).
     template <scalar T>
-    static void layer_norm_parameter_gradients(const T* vr, const T* dyr, std::size_t first, std::size_t last, row_statistics stats,
-                                               T* dgamma, T* dbeta)
+    static void layer_norm_parameter_gradients(const T* vr, const T* dyr, std::size_t first, std::size_t last,
+                                               row_statistics stats, T* dgamma, T* dbeta)
     {
         for (std::size_t j = first; j < last; ++j) {
             dgamma[j] += static_cast<T>(dyr[j] * ((vr[j] - stats.mean) * stats.inv_sigma));
@@ -128,22 +131,21 @@ protected:
 /// A backend that can also run backward passes: the kernels of `portable_backward_kernels`, on
 /// pointers of its memory space.
 template <class B, class T>
-concept training_backend_for = backend_for<B, T> && requires(const B& backend, backend_pointer<B, T> y,
-                                                             backend_pointer<B, const T> x, std::size_t n, T value,
-                                                             const attention_shape& shape,
-                                                             backend_pointer<B, const std::size_t> rows,
-                                                             backend_pointer<B, const row_group> groups,
-                                                             backend_pointer<B, const std::uint32_t> argmax, dropout_draw draw) {
-    backend.gelu_backward(x, y, n);
-    backend.tanh_backward(x, y, n);
-    backend.masked_softmax_backward(x, y, n);
-    backend.layer_norm_backward(x, x, y, n, n, x, value, y, y);
-    backend.add_column_sums(x, n, n, n, y);
-    backend.attention_backward(shape, value, x, x, x, x, draw, x, y, y, y);
-    backend.scale_shift_rows_backward(x, x, rows, n, n, y, y);
-    backend.segment_attention_pool_backward(x, n, groups, n, x, x, x, y, y, y);
-    backend.max_pool_backward(x, n, n, argmax, n, y);
-};
+concept training_backend_for =
+    backend_for<B, T> &&
+    requires(const B& backend, backend_pointer<B, T> y, backend_pointer<B, const T> x, std::size_t n, T value,
+             const attention_shape& shape, backend_pointer<B, const std::size_t> rows, backend_pointer<B, const row_group> groups,
+             backend_pointer<B, const std::uint32_t> argmax, dropout_draw draw) {
+        backend.gelu_backward(x, y, n);
+        backend.tanh_backward(x, y, n);
+        backend.masked_softmax_backward(x, y, n);
+        backend.layer_norm_backward(x, x, y, n, n, x, value, y, y);
+        backend.add_column_sums(x, n, n, n, y);
+        backend.attention_backward(shape, value, x, x, x, x, draw, x, y, y, y);
+        backend.scale_shift_rows_backward(x, x, rows, n, n, y, y);
+        backend.segment_attention_pool_backward(x, n, groups, n, x, x, x, y, y, y);
+        backend.max_pool_backward(x, n, n, argmax, n, y);
+    };
 
 /// A training backend whose memory space is `Space` (see `backend_in`).
 template <class B, class T, class Space>

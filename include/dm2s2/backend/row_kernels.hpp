@@ -36,9 +36,8 @@ struct host_row_operations {
     template <class T>
     void fill(T* x, std::size_t n, T value) const
     {
-        for_each_chunk(self(), n, parameter_chunk, [&](std::size_t, std::size_t begin, std::size_t end) {
-            std::fill(x + begin, x + end, value);
-        });
+        for_each_chunk(self(), n, parameter_chunk,
+                       [&](std::size_t, std::size_t begin, std::size_t end) { std::fill(x + begin, x + end, value); });
     }
 
     /// Row i of x ([rows, width]) *= factors[i].

@@ -243,7 +243,8 @@ concept optimizing_backend_for =
     training_backend_for<B, T> &&
     requires(const B& backend, backend_pointer<B, T> y, backend_pointer<B, const T> x, std::size_t n,
              backend_pointer<B, double> scalar, backend_pointer<B, const double> norm,
-             std::span<const buffer_view<backend_pointer<B, const T>>> inputs, std::span<const buffer_view<backend_pointer<B, T>>> outputs,
+             std::span<const buffer_view<backend_pointer<B, const T>>> inputs,
+             std::span<const buffer_view<backend_pointer<B, T>>> outputs,
              std::span<const adamw_buffers<backend_pointer<B, T>, backend_pointer<B, const T>>> parameters) {
         backend.softmax_cross_entropy(x, x, n, n, y, 1.0, scalar);
         backend.binary_cross_entropy(x, x, n, y, 1.0, scalar);

@@ -23,9 +23,9 @@ struct batch_offset {
 /// rows [starts[b], starts[b+1]) and every row is real.
 struct batch_layout {
     std::size_t batch = 0;
-    std::size_t length = 0;              ///< padded: every sequence's length; ragged: the longest
-    std::vector<std::size_t> starts{};   ///< ragged: batch + 1 row offsets; empty when padded
-    batch_offset offset{};               ///< where it lies in the batch it is a share of
+    std::size_t length = 0;             ///< padded: every sequence's length; ragged: the longest
+    std::vector<std::size_t> starts{};  ///< ragged: batch + 1 row offsets; empty when padded
+    batch_offset offset{};              ///< where it lies in the batch it is a share of
 
     bool ragged() const noexcept { return !starts.empty(); }
     std::size_t rows() const { return ragged() ? starts.back() : batch * length; }

@@ -17,9 +17,15 @@ inline std::uint16_t to_bfloat16_bits(float x) noexcept
 }
 
 /// The float a bfloat16 stands for.
-inline float from_bfloat16_bits(std::uint16_t x) noexcept { return std::bit_cast<float>(std::uint32_t(x) << 16); }
+inline float from_bfloat16_bits(std::uint16_t x) noexcept
+{
+    return std::bit_cast<float>(std::uint32_t(x) << 16);
+}
 
 /// x rounded to bfloat16 precision, as a float.
-inline float round_to_bfloat16(float x) noexcept { return from_bfloat16_bits(to_bfloat16_bits(x)); }
+inline float round_to_bfloat16(float x) noexcept
+{
+    return from_bfloat16_bits(to_bfloat16_bits(x));
+}
 
 }  // namespace dm2s2

@@ -75,7 +75,11 @@ public:
     friend device_ptr operator+(device_ptr p, std::size_t n) noexcept { return device_ptr(p.p_ + n); }
     friend device_ptr operator+(std::size_t n, device_ptr p) noexcept { return device_ptr(p.p_ + n); }
     friend std::ptrdiff_t operator-(device_ptr a, device_ptr b) noexcept { return a.p_ - b.p_; }
-    device_ptr& operator+=(std::size_t n) noexcept { p_ += n; return *this; }
+    device_ptr& operator+=(std::size_t n) noexcept
+    {
+        p_ += n;
+        return *this;
+    }
     friend bool operator==(device_ptr, device_ptr) = default;
     friend bool operator==(device_ptr p, std::nullptr_t) noexcept { return p.p_ == nullptr; }
     friend auto operator<=>(device_ptr a, device_ptr b) noexcept { return std::compare_three_way{}(a.p_, b.p_); }
@@ -101,4 +105,3 @@ constexpr T* device_address(device_ptr<T, Space> p) noexcept
 }
 
 }  // namespace dm2s2
-

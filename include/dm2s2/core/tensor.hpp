@@ -109,11 +109,10 @@ class space_buffer {
 public:
     space_buffer() = default;
     explicit space_buffer(std::size_t count) : data_(allocate(count)), size_(count) {}
-    space_buffer(const space_buffer& other) : space_buffer(other.size_)
+    space_buffer(const space_buffer& other) : space_buffer(other.size_) { Space::copy(data_, other.data_, size_ * sizeof(T)); }
+    space_buffer(space_buffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0))
     {
-        Space::copy(data_, other.data_, size_ * sizeof(T));
     }
-    space_buffer(space_buffer&& other) noexcept : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
     space_buffer& operator=(space_buffer other) noexcept
     {
         std::swap(data_, other.data_);
@@ -135,10 +134,7 @@ public:
     }
 
 private:
-    static T* allocate(std::size_t count)
-    {
-        return count == 0 ? nullptr : static_cast<T*>(Space::allocate(count * sizeof(T)));
-    }
+    static T* allocate(std::size_t count) { return count == 0 ? nullptr : static_cast<T*>(Space::allocate(count * sizeof(T))); }
     void release() noexcept
     {
         if (data_ != nullptr) Space::deallocate(data_, size_ * sizeof(T));

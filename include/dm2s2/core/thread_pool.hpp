@@ -40,8 +40,8 @@ namespace dm2s2 {
 
 /// Where a `thread_pool`'s threads may run (binding: Linux only).
 enum class thread_binding {
-    none,     ///< wherever the scheduler puts them
-    workers,  ///< each worker on one processor, taken in turn from the process's, the caller's current one last
+    none,               ///< wherever the scheduler puts them
+    workers,            ///< each worker on one processor, taken in turn from the process's, the caller's current one last
     caller_and_workers  ///< the same, and the thread that makes the pool on the processor it runs on then
 };
 
@@ -222,7 +222,8 @@ private:
         CPU_ZERO(&one);
         CPU_SET(cpu, &one);
         if (pthread_setaffinity_np(thread, sizeof one, &one) != 0)
-            throw config_error("thread_pool: cannot bind a thread to processor " + std::to_string(cpu) + " (pthread_setaffinity_np)");
+            throw config_error("thread_pool: cannot bind a thread to processor " + std::to_string(cpu) +
+                               " (pthread_setaffinity_np)");
 #endif
     }
 
@@ -265,9 +266,9 @@ private:
 
     std::vector<std::thread> workers_;
     std::vector<int> worker_cpus_;
-    std::thread::id caller_;  // the thread bound with the workers (`caller_and_workers`), if any
+    std::thread::id caller_;             // the thread bound with the workers (`caller_and_workers`), if any
     processor_set caller_processors_{};  // and the processors it could run on before
-    std::mutex dispatch_;  // one loop at a time per pool
+    std::mutex dispatch_;                // one loop at a time per pool
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     job job_;

@@ -39,8 +39,8 @@ public:
         static const std::string unknown = "[UNK]";
         if (id == unknown_id) return unknown;
         if (id < 0 || static_cast<std::size_t>(id) > values_.size())
-            throw input_error("category id " + std::to_string(id) + " is outside the table of " +
-                              std::to_string(rows()) + " rows");
+            throw input_error("category id " + std::to_string(id) + " is outside the table of " + std::to_string(rows()) +
+                              " rows");
         return values_[static_cast<std::size_t>(id) - 1];
     }
 

@@ -48,18 +48,18 @@ struct packing_options {
 struct packed_batch {
     batch_layout layout;
     std::size_t modality_count = 0;
-    std::int64_t pad_id = 0;                    ///< the word id of padding slots
-    std::vector<std::size_t> lengths;           ///< [batch] packed length of each sample
-    std::vector<std::uint8_t> mask;             ///< 1 for real slots, 0 for padding
-    std::vector<std::int64_t> type_ids;         ///< token type: [CLS] 0, modality m and its [SEP] m
+    std::int64_t pad_id = 0;             ///< the word id of padding slots
+    std::vector<std::size_t> lengths;    ///< [batch] packed length of each sample
+    std::vector<std::uint8_t> mask;      ///< 1 for real slots, 0 for padding
+    std::vector<std::int64_t> type_ids;  ///< token type: [CLS] 0, modality m and its [SEP] m
     std::vector<std::int64_t> position_ids;
     std::vector<element_source> sources;
-    std::vector<std::int32_t> modality;         ///< modality of an element slot, -1 otherwise
-    std::vector<std::int64_t> ids;              ///< word id (special, token, padding) or category id
-    std::vector<double> numbers;                ///< standardised value of numeric slots
-    std::vector<std::vector<float>> dense_rows; ///< per modality: its dense rows in slot order
+    std::vector<std::int32_t> modality;                 ///< modality of an element slot, -1 otherwise
+    std::vector<std::int64_t> ids;                      ///< word id (special, token, padding) or category id
+    std::vector<double> numbers;                        ///< standardised value of numeric slots
+    std::vector<std::vector<float>> dense_rows;         ///< per modality: its dense rows in slot order
     std::vector<std::vector<std::size_t>> dense_slots;  ///< per modality: the slot of each dense row
-    std::vector<modality_span> spans;           ///< [batch · modality_count]
+    std::vector<modality_span> spans;                   ///< [batch · modality_count]
 
     const modality_span& span(std::size_t b, std::size_t m) const { return spans[b * modality_count + m]; }
     std::size_t slot(std::size_t b, std::size_t position) const { return b * layout.length + position; }
@@ -171,7 +171,8 @@ packed_batch pack(const schema& s, Range&& samples, const packing_options& optio
             out.sources[slot] = source;
             out.ids[slot] = id;
             out.type_ids[slot] = type;
-            out.position_ids[slot] = options.positions == position_mode::global ? static_cast<std::int64_t>(slot - out.slot(b, 0)) : position;
+            out.position_ids[slot] =
+                options.positions == position_mode::global ? static_cast<std::int64_t>(slot - out.slot(b, 0)) : position;
             out.modality[slot] = m;
             return slot;
         };
@@ -295,8 +296,7 @@ struct row_compaction {
     void scatter(const T* compact, std::size_t width, T* padded, std::size_t padded_rows) const
     {
         std::fill_n(padded, padded_rows * width, T(0));
-        for (std::size_t r = 0; r < slots.size(); ++r)
-            std::copy_n(compact + r * width, width, padded + slots[r] * width);
+        for (std::size_t r = 0; r < slots.size(); ++r) std::copy_n(compact + r * width, width, padded + slots[r] * width);
     }
 };
 

@@ -39,8 +39,8 @@ constexpr std::string_view to_string(modality_kind k) noexcept
 /// Parses "text", "tokens", "dense", "categorical" or "numeric".
 inline std::optional<modality_kind> parse_modality_kind(std::string_view s) noexcept
 {
-    for (auto k : {modality_kind::text, modality_kind::tokens, modality_kind::dense, modality_kind::categorical,
-                   modality_kind::numeric})
+    for (auto k :
+         {modality_kind::text, modality_kind::tokens, modality_kind::dense, modality_kind::categorical, modality_kind::numeric})
         if (to_string(k) == s) return k;
     return std::nullopt;
 }
@@ -53,13 +53,13 @@ constexpr bool uses_vocabulary(modality_kind k) noexcept
 
 /// One modality of a schema.
 struct modality_spec {
-    std::string name;                      ///< letters, digits, '_' and '-'; used in parameter names
+    std::string name;  ///< letters, digits, '_' and '-'; used in parameter names
     modality_kind kind = modality_kind::tokens;
-    std::size_t max_length = 64;           ///< longer sequences are truncated to their first max_length elements
-    std::size_t dim = 0;                   ///< dense: feature dimension
-    std::size_t categories = 0;            ///< categorical: table rows, including the unknown row 0
-    double mean = 0.0;                     ///< numeric: training-split mean
-    double stddev = 1.0;                   ///< numeric: training-split standard deviation
+    std::size_t max_length = 64;  ///< longer sequences are truncated to their first max_length elements
+    std::size_t dim = 0;          ///< dense: feature dimension
+    std::size_t categories = 0;   ///< categorical: table rows, including the unknown row 0
+    double mean = 0.0;            ///< numeric: training-split mean
+    double stddev = 1.0;          ///< numeric: training-split standard deviation
 };
 
 /// The ordered modalities of a record. Copies share one immutable list, so samples can hold their

@@ -105,14 +105,26 @@ public:
     }
 
     // The same setters addressed by modality name.
-    sequence_set& set_tokens(std::string_view name, std::vector<std::int64_t> ids) { return set_tokens(index(name), std::move(ids)); }
-    sequence_set& set_categorical(std::string_view name, std::vector<std::int64_t> ids) { return set_categorical(index(name), std::move(ids)); }
+    sequence_set& set_tokens(std::string_view name, std::vector<std::int64_t> ids)
+    {
+        return set_tokens(index(name), std::move(ids));
+    }
+    sequence_set& set_categorical(std::string_view name, std::vector<std::int64_t> ids)
+    {
+        return set_categorical(index(name), std::move(ids));
+    }
     sequence_set& set_categorical(std::string_view name, const std::vector<std::string>& values, const category_table& table)
     {
         return set_categorical(index(name), values, table);
     }
-    sequence_set& set_dense(std::string_view name, std::vector<float> values) { return set_dense(index(name), std::move(values)); }
-    sequence_set& set_numeric(std::string_view name, std::vector<double> values) { return set_numeric(index(name), std::move(values)); }
+    sequence_set& set_dense(std::string_view name, std::vector<float> values)
+    {
+        return set_dense(index(name), std::move(values));
+    }
+    sequence_set& set_numeric(std::string_view name, std::vector<double> values)
+    {
+        return set_numeric(index(name), std::move(values));
+    }
     sequence_set& set_numeric_with_nulls(std::string_view name, const std::vector<std::optional<double>>& values)
     {
         return set_numeric_with_nulls(index(name), values);
@@ -150,7 +162,9 @@ private:
     void check_non_negative(std::size_t m, const std::vector<std::int64_t>& ids) const
     {
         for (std::size_t i = 0; i < ids.size(); ++i)
-            if (ids[i] < 0) throw input_error(where(m) + "id " + std::to_string(ids[i]) + " at element " + std::to_string(i) + " is negative");
+            if (ids[i] < 0)
+                throw input_error(where(m) + "id " + std::to_string(ids[i]) + " at element " + std::to_string(i) +
+                                  " is negative");
     }
 
     dm2s2::schema schema_;

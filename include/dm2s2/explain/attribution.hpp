@@ -42,9 +42,9 @@ namespace dm2s2 {
 enum class attribution_method { attention, occlusion, gradient, integrated_gradients };
 
 /// Every method, attention first.
-inline constexpr attribution_method all_attribution_methods[] = {
-    attribution_method::attention, attribution_method::occlusion, attribution_method::gradient,
-    attribution_method::integrated_gradients};
+inline constexpr attribution_method all_attribution_methods[] = {attribution_method::attention, attribution_method::occlusion,
+                                                                 attribution_method::gradient,
+                                                                 attribution_method::integrated_gradients};
 
 /// The method's name on the command line and in files: "attention", "occlusion", "gradient",
 /// "integrated-gradients".
@@ -90,8 +90,14 @@ std::size_t predicted_output(task_type task, const T* logits, std::size_t output
 
 namespace detail {
 /// log σ(z), stable for large |z|.
-inline double log_sigmoid(double z) { return z >= 0 ? -std::log1p(std::exp(-z)) : z - std::log1p(std::exp(z)); }
-inline double sigmoid(double z) { return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); }
+inline double log_sigmoid(double z)
+{
+    return z >= 0 ? -std::log1p(std::exp(-z)) : z - std::log1p(std::exp(z));
+}
+inline double sigmoid(double z)
+{
+    return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z));
+}
 }  // namespace detail
 
 /// The explained score of one record (see the file comment) for output `target`.
@@ -149,7 +155,10 @@ inline double uninformed_score(task_type task, std::size_t outputs)
 
 /// The explained score as a probability (`exp(score)`), or the output itself for regression: the
 /// scale on which faithfulness is measured.
-inline double score_probability(task_type task, double score) { return task == task_type::regression ? score : std::exp(score); }
+inline double score_probability(task_type task, double score)
+{
+    return task == task_type::regression ? score : std::exp(score);
+}
 
 // --- Records with elements removed ---------------------------------------------------------------
 
@@ -245,10 +254,10 @@ template <scalar T>
 struct attribution {
     attribution_method method = attribution_method::attention;
     std::size_t modality_count = 0;
-    std::vector<std::size_t> targets;          ///< [records] the explained output
-    std::vector<double> scores;                ///< [records] the explained score of the whole record
-    std::vector<T> modalities;                 ///< [records · modalities], 0 for a missing modality
-    std::vector<std::vector<T>> elements;      ///< [records · modalities] one score per element
+    std::vector<std::size_t> targets;      ///< [records] the explained output
+    std::vector<double> scores;            ///< [records] the explained score of the whole record
+    std::vector<T> modalities;             ///< [records · modalities], 0 for a missing modality
+    std::vector<std::vector<T>> elements;  ///< [records · modalities] one score per element
 
     std::size_t records() const noexcept { return targets.size(); }
     T modality_of(std::size_t b, std::size_t m) const { return modalities[b * modality_count + m]; }
@@ -287,12 +296,14 @@ inline std::vector<std::size_t> element_slots(const packed_batch& batch, const m
     const std::size_t modalities = batch.modality_count;
     std::vector<std::size_t> split_row(batch.layout.batch * modalities, 0);
     if (split != nullptr)
-        for (std::size_t r = 0; r < split->origin.size(); ++r) split_row[split->origin[r].first * modalities + split->origin[r].second] = r;
+        for (std::size_t r = 0; r < split->origin.size(); ++r)
+            split_row[split->origin[r].first * modalities + split->origin[r].second] = r;
     std::vector<std::size_t> slots;
     for (std::size_t b = 0; b < batch.layout.batch; ++b)
         for (std::size_t k = 0; k < modalities; ++k)
             for (std::size_t i = 0; i < batch.span(b, k).length; ++i)
-                slots.push_back(split ? split->batch.slot(split_row[b * modalities + k], 1 + i) : batch.slot(b, batch.span(b, k).begin + i));
+                slots.push_back(split ? split->batch.slot(split_row[b * modalities + k], 1 + i)
+                                      : batch.slot(b, batch.span(b, k).begin + i));
     return slots;
 }
 
@@ -328,7 +339,8 @@ attribution<T> attribute(const model<T, Backend>& m, const Records& records, att
         const auto out = m.forward(chunk, weights);
         for (std::size_t b = 0; b < n; ++b) {
             const T* logits = out.logits.row(b);
-            std::size_t target = options.targets.empty() ? predicted_output(options.task, logits, outputs) : options.targets[first + b];
+            std::size_t target =
+                options.targets.empty() ? predicted_output(options.task, logits, outputs) : options.targets[first + b];
             const std::size_t limit = options.task == task_type::binary ? 2 : outputs;
             if (target >= limit)
                 throw input_error("attribution: record " + std::to_string(first + b) + ": target " + std::to_string(target) +
@@ -381,7 +393,8 @@ attribution<T> attribute(const model<T, Backend>& m, const Records& records, att
         for (std::size_t first = 0; first < count; first += options.batch_size) {
             const std::size_t n = std::min(options.batch_size, count - first);
             const packed_batch batch = m.pack(std::span(all).subspan(first, n));
-            const auto split = m.config().pooling == pooling_kind::mid_fusion ? std::optional(split_by_modality(batch)) : std::nullopt;
+            const auto split =
+                m.config().pooling == pooling_kind::mid_fusion ? std::optional(split_by_modality(batch)) : std::nullopt;
             const packed_batch& encoded = split ? split->batch : batch;
             tensor<T> embeddings({encoded.layout.rows(), h});
             nn::embed_elements(m.encoder().backend(), encoded, m.encoder().embeddings(), m.pooling().modality_embeddings,

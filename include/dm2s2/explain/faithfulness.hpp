@@ -61,8 +61,9 @@ faithfulness evaluate_faithfulness(const model<T, Backend>& m, const Records& re
                                    const faithfulness_options& options = {})
 {
     const auto all = std::vector(std::ranges::begin(records), std::ranges::end(records));
-    if (all.size() != a.records()) throw shape_error("faithfulness: the attribution has " + std::to_string(a.records()) +
-                                                     " records, not " + std::to_string(all.size()));
+    if (all.size() != a.records())
+        throw shape_error("faithfulness: the attribution has " + std::to_string(a.records()) + " records, not " +
+                          std::to_string(all.size()));
     if (options.fractions.empty()) throw config_error("faithfulness: no fraction given");
     // k values per record: k = 1 first, then one per fraction.
     std::vector<record_subset> variants;
@@ -82,8 +83,8 @@ faithfulness evaluate_faithfulness(const model<T, Backend>& m, const Records& re
             targets.insert(targets.end(), 2, a.targets[b]);
         }
     }
-    const auto scores = explained_scores(m, options.task, std::span<const record_subset>(variants), std::span<const std::size_t>(targets),
-                                         options.batch_size);
+    const auto scores = explained_scores(m, options.task, std::span<const record_subset>(variants),
+                                         std::span<const std::size_t>(targets), options.batch_size);
     faithfulness f;
     f.records = all.size();
     if (all.empty()) return f;
@@ -94,7 +95,8 @@ faithfulness evaluate_faithfulness(const model<T, Backend>& m, const Records& re
         f.comprehensiveness_top1 += p - score_probability(options.task, s[0]);
         f.sufficiency_top1 += p - score_probability(options.task, s[1]);
         for (std::size_t j = 1; j <= options.fractions.size(); ++j) {
-            f.comprehensiveness += (p - score_probability(options.task, s[2 * j])) / static_cast<double>(options.fractions.size());
+            f.comprehensiveness +=
+                (p - score_probability(options.task, s[2 * j])) / static_cast<double>(options.fractions.size());
             f.sufficiency += (p - score_probability(options.task, s[2 * j + 1])) / static_cast<double>(options.fractions.size());
         }
     }

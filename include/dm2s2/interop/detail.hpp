@@ -24,8 +24,10 @@ std::size_t modality_index(const schema& s, const Index& index)
     return m;
 }
 
-
 /// The index of the modality named `name`; throws `input_error` naming it when the schema has none.
-inline std::size_t modality_index(const schema& s, std::string_view name) { return s.index_of(name); }
+inline std::size_t modality_index(const schema& s, std::string_view name)
+{
+    return s.index_of(name);
+}
 
 }  // namespace dm2s2::interop_detail

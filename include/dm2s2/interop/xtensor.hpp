@@ -52,7 +52,12 @@ template <class T, class E>
 void copy_row_major(const E& e, T* out)
 {
     using value = std::remove_cv_t<typename E::value_type>;
-    if constexpr (std::is_same_v<value, T> && requires { e.data(); e.data_offset(); e.layout(); e.is_contiguous(); }) {
+    if constexpr (std::is_same_v<value, T> && requires {
+                      e.data();
+                      e.data_offset();
+                      e.layout();
+                      e.is_contiguous();
+                  }) {
         if (e.layout() == xt::layout_type::row_major && e.is_contiguous()) {
             std::copy_n(e.data() + e.data_offset(), e.size(), out);
             return;

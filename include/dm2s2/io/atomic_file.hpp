@@ -24,9 +24,7 @@ namespace dm2s2 {
 /// leaves no temporary file behind.
 inline void write_file_atomically(const std::filesystem::path& path, std::span<const std::byte> bytes)
 {
-    const auto fail = [&](const std::string& what) {
-        return error(path.string() + ": " + what + ": " + std::strerror(errno));
-    };
+    const auto fail = [&](const std::string& what) { return error(path.string() + ": " + what + ": " + std::strerror(errno)); };
     const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     std::string temp_name = ".";  // appended piecewise: g++ 12 warns falsely on "." + std::string (-Wrestrict)
     temp_name += path.filename().string();
@@ -80,8 +78,7 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path)
     if (size < 0) throw error(path.string() + ": cannot determine the size");
     in.seekg(0);
     std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-    if (!in.read(reinterpret_cast<char*>(bytes.data()), size))
-        throw error(path.string() + ": read failed");
+    if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) throw error(path.string() + ": read failed");
     return bytes;
 }
 

@@ -111,7 +111,8 @@ inline std::pair<model_config, schema> model_config_from_json(const nlohmann::js
     if (const auto k = parse_pooling_kind(pooling)) c.pooling = *k;
     else throw config_error(where + ": unknown pooling '" + pooling + "'");
     detail::read_field(d, "positions", positions, where);
-    if (positions != "global" && positions != "per_modality") throw config_error(where + ": unknown positions '" + positions + "'");
+    if (positions != "global" && positions != "per_modality")
+        throw config_error(where + ": unknown positions '" + positions + "'");
     c.positions = positions == "global" ? position_mode::global : position_mode::per_modality;
     if (d.contains("mra")) {
         detail::read_field(d["mra"], "attention_dim", c.mra.attention_dim, where + ".mra");

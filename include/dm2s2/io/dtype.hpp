@@ -44,8 +44,8 @@ constexpr std::string_view dtype_name(dtype t) noexcept
 /// Parses a safetensors dtype name; nullopt when unknown.
 inline std::optional<dtype> parse_dtype(std::string_view name) noexcept
 {
-    for (auto t : {dtype::f64, dtype::f32, dtype::f16, dtype::bf16, dtype::f8_e4m3, dtype::f8_e5m2, dtype::i64,
-                   dtype::i32, dtype::i16, dtype::i8, dtype::u64, dtype::u32, dtype::u16, dtype::u8, dtype::boolean})
+    for (auto t : {dtype::f64, dtype::f32, dtype::f16, dtype::bf16, dtype::f8_e4m3, dtype::f8_e5m2, dtype::i64, dtype::i32,
+                   dtype::i16, dtype::i8, dtype::u64, dtype::u32, dtype::u16, dtype::u8, dtype::boolean})
         if (dtype_name(t) == name) return t;
     return std::nullopt;
 }
@@ -54,9 +54,16 @@ inline std::optional<dtype> parse_dtype(std::string_view name) noexcept
 constexpr std::size_t dtype_size(dtype t) noexcept
 {
     switch (t) {
-    case dtype::f64: case dtype::i64: case dtype::u64: return 8;
-    case dtype::f32: case dtype::i32: case dtype::u32: return 4;
-    case dtype::f16: case dtype::bf16: case dtype::i16: case dtype::u16: return 2;
+    case dtype::f64:
+    case dtype::i64:
+    case dtype::u64: return 8;
+    case dtype::f32:
+    case dtype::i32:
+    case dtype::u32: return 4;
+    case dtype::f16:
+    case dtype::bf16:
+    case dtype::i16:
+    case dtype::u16: return 2;
     default: return 1;
     }
 }
@@ -90,8 +97,8 @@ inline float half_to_float(std::uint16_t h) noexcept
         const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
         return sign ? -magnitude : magnitude;
     }
-    const std::uint32_t bits = exponent == 0x1f ? sign | 0x7f800000u | (mantissa << 13)
-                                                : sign | ((exponent + 112) << 23) | (mantissa << 13);
+    const std::uint32_t bits =
+        exponent == 0x1f ? sign | 0x7f800000u | (mantissa << 13) : sign | ((exponent + 112) << 23) | (mantissa << 13);
     return std::bit_cast<float>(bits);
 }
 
@@ -132,10 +139,26 @@ inline std::uint16_t float_to_bf16(float f) noexcept
 inline double load_float_element(const std::byte* data, dtype t, std::size_t i) noexcept
 {
     switch (t) {
-    case dtype::f64: { double v; std::memcpy(&v, data + 8 * i, 8); return v; }
-    case dtype::f32: { float v; std::memcpy(&v, data + 4 * i, 4); return v; }
-    case dtype::f16: { std::uint16_t v; std::memcpy(&v, data + 2 * i, 2); return half_to_float(v); }
-    case dtype::bf16: { std::uint16_t v; std::memcpy(&v, data + 2 * i, 2); return bf16_to_float(v); }
+    case dtype::f64: {
+        double v;
+        std::memcpy(&v, data + 8 * i, 8);
+        return v;
+    }
+    case dtype::f32: {
+        float v;
+        std::memcpy(&v, data + 4 * i, 4);
+        return v;
+    }
+    case dtype::f16: {
+        std::uint16_t v;
+        std::memcpy(&v, data + 2 * i, 2);
+        return half_to_float(v);
+    }
+    case dtype::bf16: {
+        std::uint16_t v;
+        std::memcpy(&v, data + 2 * i, 2);
+        return bf16_to_float(v);
+    }
     default: return 0.0;
     }
 }
@@ -145,9 +168,21 @@ inline void store_float_element(std::byte* data, dtype t, std::size_t i, double 
 {
     switch (t) {
     case dtype::f64: std::memcpy(data + 8 * i, &v, 8); break;
-    case dtype::f32: { const float f = static_cast<float>(v); std::memcpy(data + 4 * i, &f, 4); break; }
-    case dtype::f16: { const std::uint16_t h = float_to_half(static_cast<float>(v)); std::memcpy(data + 2 * i, &h, 2); break; }
-    case dtype::bf16: { const std::uint16_t b = float_to_bf16(static_cast<float>(v)); std::memcpy(data + 2 * i, &b, 2); break; }
+    case dtype::f32: {
+        const float f = static_cast<float>(v);
+        std::memcpy(data + 4 * i, &f, 4);
+        break;
+    }
+    case dtype::f16: {
+        const std::uint16_t h = float_to_half(static_cast<float>(v));
+        std::memcpy(data + 2 * i, &h, 2);
+        break;
+    }
+    case dtype::bf16: {
+        const std::uint16_t b = float_to_bf16(static_cast<float>(v));
+        std::memcpy(data + 2 * i, &b, 2);
+        break;
+    }
     default: break;
     }
 }
@@ -155,7 +190,10 @@ inline void store_float_element(std::byte* data, dtype t, std::size_t i, double 
 /// Reads element i of a little-endian integer or boolean buffer; false when it does not fit int64.
 inline bool load_integer_element(const std::byte* data, dtype t, std::size_t i, std::int64_t& out) noexcept
 {
-    const auto read = [&](auto v) { std::memcpy(&v, data + sizeof(v) * i, sizeof(v)); return v; };
+    const auto read = [&](auto v) {
+        std::memcpy(&v, data + sizeof(v) * i, sizeof(v));
+        return v;
+    };
     switch (t) {
     case dtype::i64: out = read(std::int64_t{}); return true;
     case dtype::i32: out = read(std::int32_t{}); return true;
@@ -168,7 +206,8 @@ inline bool load_integer_element(const std::byte* data, dtype t, std::size_t i, 
     }
     case dtype::u32: out = read(std::uint32_t{}); return true;
     case dtype::u16: out = read(std::uint16_t{}); return true;
-    case dtype::u8: case dtype::boolean: out = read(std::uint8_t{}); return true;
+    case dtype::u8:
+    case dtype::boolean: out = read(std::uint8_t{}); return true;
     default: return false;
     }
 }

@@ -23,11 +23,11 @@ namespace dm2s2 {
 
 /// What loading a checkpoint did besides copying tensors.
 struct hf_load_report {
-    std::vector<std::string> loaded;          ///< model parameters filled from the checkpoint
-    std::vector<std::string> ignored;         ///< checkpoint tensors deliberately skipped (cls.*, position_ids)
-    std::vector<std::string> unused;          ///< checkpoint tensors the model has no place for
-    std::vector<std::string> left_initialized;///< optional model parameters absent from the checkpoint (pooler)
-    std::vector<std::string> notes;           ///< adaptations, e.g. token-type rows extended
+    std::vector<std::string> loaded;            ///< model parameters filled from the checkpoint
+    std::vector<std::string> ignored;           ///< checkpoint tensors deliberately skipped (cls.*, position_ids)
+    std::vector<std::string> unused;            ///< checkpoint tensors the model has no place for
+    std::vector<std::string> left_initialized;  ///< optional model parameters absent from the checkpoint (pooler)
+    std::vector<std::string> notes;             ///< adaptations, e.g. token-type rows extended
 };
 
 /// Reads and parses a JSON file; errors name the file.
@@ -74,8 +74,9 @@ public:
         } else if (std::filesystem::exists(index)) {
             load_shards(index);
         } else {
-            throw format_error(dir.string() + ": no model.safetensors or model.safetensors.index.json "
-                                              "(only safetensors checkpoints are supported)");
+            throw format_error(dir.string() +
+                               ": no model.safetensors or model.safetensors.index.json "
+                               "(only safetensors checkpoints are supported)");
         }
         for (std::size_t f = 0; f < files_.size(); ++f)
             for (const auto& e : files_[f].entries()) {
@@ -156,14 +157,14 @@ hf_load_report load_bert_parameters(Model& model, const hf_checkpoint& checkpoin
         }
         const auto& file = checkpoint.file_of(name);
         tensor<T> source = file.template read<T>(checkpoint.stored_name(name));
-        const bool type_rows = name == "embeddings.token_type_embeddings.weight" && source.rank() == 2 &&
-                               target.rank() == 2 && source.dim(1) == target.dim(1) && source.dim(0) > 0;
+        const bool type_rows = name == "embeddings.token_type_embeddings.weight" && source.rank() == 2 && target.rank() == 2 &&
+                               source.dim(1) == target.dim(1) && source.dim(0) > 0;
         if (type_rows && source.dim(0) != target.dim(0)) {
             const std::size_t cols = target.dim(1);
             for (std::size_t r = 0; r < target.dim(0); ++r)
                 std::copy_n(source.row(std::min(r, source.dim(0) - 1)), cols, target.row(r));
-            report.notes.push_back("token_type_embeddings: checkpoint has " + std::to_string(source.dim(0)) +
-                                   " rows, model " + std::to_string(target.dim(0)) +
+            report.notes.push_back("token_type_embeddings: checkpoint has " + std::to_string(source.dim(0)) + " rows, model " +
+                                   std::to_string(target.dim(0)) +
                                    (source.dim(0) < target.dim(0) ? "; extra rows copy the last one" : "; first rows taken"));
         } else {
             if (source.shape() != target.shape())
@@ -181,8 +182,7 @@ hf_load_report load_bert_parameters(Model& model, const hf_checkpoint& checkpoin
 
 /// Builds a `bert_model` from a HuggingFace checkpoint directory.
 template <scalar T, host_backend_for<T> Backend = default_backend>
-bert_model<T, Backend> load_hf_bert(const std::filesystem::path& dir, hf_load_report* report = nullptr,
-                                    Backend backend = {})
+bert_model<T, Backend> load_hf_bert(const std::filesystem::path& dir, hf_load_report* report = nullptr, Backend backend = {})
 {
     bert_model<T, Backend> model(read_hf_bert_config(dir), std::move(backend));
     auto r = load_bert_parameters<T>(model, hf_checkpoint(dir));

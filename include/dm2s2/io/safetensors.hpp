@@ -119,16 +119,15 @@ private:
 
     void validate()
     {
-        if (bytes_.size() < 8)
-            fail("truncated: " + std::to_string(bytes_.size()) + " bytes, a safetensors file has at least 8");
+        if (bytes_.size() < 8) fail("truncated: " + std::to_string(bytes_.size()) + " bytes, a safetensors file has at least 8");
         std::uint64_t header_size = 0;
         std::memcpy(&header_size, bytes_.data(), 8);
         if (header_size > safetensors_max_header_bytes)
             fail("header length " + std::to_string(header_size) + " exceeds the limit of " +
                  std::to_string(safetensors_max_header_bytes) + " bytes");
         if (header_size > bytes_.size() - 8)
-            fail("truncated: header length " + std::to_string(header_size) + " but only " +
-                 std::to_string(bytes_.size() - 8) + " bytes follow");
+            fail("truncated: header length " + std::to_string(header_size) + " but only " + std::to_string(bytes_.size() - 8) +
+                 " bytes follow");
         data_offset_ = 8 + static_cast<std::size_t>(header_size);
 
         const nlohmann::json header = parse_header(header_size);
@@ -196,18 +195,17 @@ private:
         }
 
         const auto& offsets = value["data_offsets"];
-        if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
-            !offsets[1].is_number_unsigned())
+        if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
             fail(where + "data_offsets is not a pair of non-negative integers");
         const std::uint64_t begin = offsets[0].get<std::uint64_t>(), end = offsets[1].get<std::uint64_t>();
         const std::size_t data_size = bytes_.size() - data_offset_;
         if (begin > end) fail(where + "data_offsets begin " + std::to_string(begin) + " > end " + std::to_string(end));
         if (end > data_size)
-            fail(where + "data_offsets end " + std::to_string(end) + " is past the data section of " +
-                 std::to_string(data_size) + " bytes");
+            fail(where + "data_offsets end " + std::to_string(end) + " is past the data section of " + std::to_string(data_size) +
+                 " bytes");
         if (end - begin != bytes)
-            fail(where + "shape " + shape.dump() + " of " + std::string(dtype_name(e.type)) + " needs " +
-                 std::to_string(bytes) + " bytes but data_offsets span " + std::to_string(end - begin));
+            fail(where + "shape " + shape.dump() + " of " + std::string(dtype_name(e.type)) + " needs " + std::to_string(bytes) +
+                 " bytes but data_offsets span " + std::to_string(end - begin));
         e.begin = static_cast<std::size_t>(begin);
         e.end = static_cast<std::size_t>(end);
         return e;
@@ -216,17 +214,16 @@ private:
     // The tensors must tile the data section exactly: sorted by offset, no overlap, no gap.
     void check_layout()
     {
-        std::stable_sort(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) {
-            return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-        });
+        std::stable_sort(entries_.begin(), entries_.end(),
+                         [](const auto& a, const auto& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
         std::size_t expected = 0;
         for (const auto& e : entries_) {
             if (e.begin < expected)
                 fail("tensor '" + e.name + "' data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                      ") overlap the previous tensor ending at " + std::to_string(expected));
             if (e.begin > expected)
-                fail("gap in the data section before tensor '" + e.name + "' (bytes " + std::to_string(expected) +
-                     " to " + std::to_string(e.begin) + " belong to no tensor)");
+                fail("gap in the data section before tensor '" + e.name + "' (bytes " + std::to_string(expected) + " to " +
+                     std::to_string(e.begin) + " belong to no tensor)");
             expected = e.end;
         }
         if (expected != bytes_.size() - data_offset_)
@@ -266,16 +263,15 @@ public:
         std::vector<std::byte> bytes(t.size() * dtype_size(storage));
         for (std::size_t i = 0; i < t.size(); ++i)
             if (!store_integer_element(bytes.data(), storage, i, t[i]))
-                throw error("safetensors_writer: tensor '" + name + "': value " + std::to_string(t[i]) +
-                            " does not fit " + std::string(dtype_name(storage)));
+                throw error("safetensors_writer: tensor '" + name + "': value " + std::to_string(t[i]) + " does not fit " +
+                            std::string(dtype_name(storage)));
         add_raw(name, storage, t.shape(), std::move(bytes));
     }
 
     /// Adds already-encoded little-endian bytes.
     void add_raw(const std::string& name, dtype type, shape_t shape, std::vector<std::byte> bytes)
     {
-        if (name.empty() || name == "__metadata__")
-            throw error("safetensors_writer: invalid tensor name '" + name + "'");
+        if (name.empty() || name == "__metadata__") throw error("safetensors_writer: invalid tensor name '" + name + "'");
         if (bytes.size() != element_count(shape) * dtype_size(type))
             throw shape_error("safetensors_writer: tensor '" + name + "': " + std::to_string(bytes.size()) +
                               " bytes do not match shape " + to_string(shape));
@@ -293,7 +289,8 @@ public:
         if (!metadata_.empty()) header["__metadata__"] = metadata_;
         std::size_t offset = 0;
         for (const auto& [name, t] : tensors_) {
-            header[name] = {{"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
+            header[name] = {
+                {"dtype", dtype_name(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
             offset += t.bytes.size();
         }
         std::string text = header.dump();

@@ -122,7 +122,8 @@ public:
     /// `other`'s parameters moved to `backend`'s memory (a CPU model onto a device, or back).
     template <class OtherBackend>
     bert_model(const bert_model<T, OtherBackend>& other, Backend backend)
-        : config_(other.config()), backend_(std::move(backend)),
+        : config_(other.config()),
+          backend_(std::move(backend)),
           params_(other.parameters(), tensor_transfer<OtherBackend, Backend>{other.backend(), backend_})
     {
     }
@@ -162,9 +163,9 @@ public:
     std::size_t pack_weights(weight_rounding allowed = weight_rounding::none)
     {
         if constexpr (host_backend_for<Backend, T>)
-            return params_.encoder.pack_weights(backend_, allowed) + (params_.pooler.dense.pack_weights(backend_, allowed) ? 1 : 0);
-        else
-            return 0;
+            return params_.encoder.pack_weights(backend_, allowed) +
+                   (params_.pooler.dense.pack_weights(backend_, allowed) ? 1 : 0);
+        else return 0;
     }
 
     /// Puts every packed weight back into plain form.
@@ -319,10 +320,8 @@ private:
     /// Fresh parameters for the configuration, in the backend's memory.
     parameters_type host_parameters() const
     {
-        if constexpr (on_host)
-            return parameters_type(config_);
-        else
-            return parameters_type(bert_parameters<T>(config_), [&](const tensor<T>& t) { return backend_.upload(t); });
+        if constexpr (on_host) return parameters_type(config_);
+        else return parameters_type(bert_parameters<T>(config_), [&](const tensor<T>& t) { return backend_.upload(t); });
     }
 
     /// Host position and type ids, checked and laid out in an arena of their own.
@@ -341,10 +340,8 @@ private:
     /// A tensor of the backend's memory on the host: itself, or downloaded.
     tensor<T> to_host(tensor<T, space>&& t) const
     {
-        if constexpr (on_host)
-            return std::move(t);
-        else
-            return backend_.download(t);
+        if constexpr (on_host) return std::move(t);
+        else return backend_.download(t);
     }
 
     bert_config config_;

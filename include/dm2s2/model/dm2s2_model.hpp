@@ -54,7 +54,7 @@ private:
 /// Result of `model::forward`.
 template <scalar T>
 struct model_output {
-    tensor<T> logits;               ///< [batch, num_outputs]
+    tensor<T> logits;                      ///< [batch, num_outputs]
     attention_explanation<T> explanation;  ///< filled when requested
 };
 
@@ -76,7 +76,9 @@ struct pooling_parameters {
     /// `other` with its tensors moved by `transfer` (see `nn::linear`).
     template <memory_space From, class Transfer>
     pooling_parameters(const pooling_parameters<T, From>& other, Transfer&& transfer)
-        : modality_names(other.modality_names), shared_intra(other.shared_intra), head(other.head, transfer),
+        : modality_names(other.modality_names),
+          shared_intra(other.shared_intra),
+          head(other.head, transfer),
           residual(transfer(other.residual))
     {
         for (const auto& e : other.modality_embeddings) modality_embeddings.emplace_back(e, transfer);
@@ -130,24 +132,24 @@ struct present_modality {
 template <scalar T, memory_space Space = host_space>
 struct prepared_batch {
     packed_batch batch;
-    modality_split split;                           ///< mid_fusion: the batch the encoder runs on
-    row_compaction compaction;                      ///< padding-free execution: the real rows the encoder runs on
-    std::vector<present_modality> present;          ///< pooling by elements: group g's (sample, modality)
-    std::vector<nn::row_group> element_groups;      ///< the element rows of each present modality
-    std::vector<nn::row_group> modality_groups;     ///< the present modalities of each sample
-    std::vector<nn::row_group> sample_groups;       ///< the element rows of each sample
+    modality_split split;                        ///< mid_fusion: the batch the encoder runs on
+    row_compaction compaction;                   ///< padding-free execution: the real rows the encoder runs on
+    std::vector<present_modality> present;       ///< pooling by elements: group g's (sample, modality)
+    std::vector<nn::row_group> element_groups;   ///< the element rows of each present modality
+    std::vector<nn::row_group> modality_groups;  ///< the present modalities of each sample
+    std::vector<nn::row_group> sample_groups;    ///< the element rows of each sample
     std::size_t elements = 0;
-    batch_offset offset;                            ///< where the batch lies in the batch it is a share of
+    batch_offset offset;  ///< where the batch lies in the batch it is a share of
 
-    nn::element_sections<T> sources;                ///< of the encoder's batch
-    arena_section<std::int64_t> positions, types;   ///< of the rows the encoder runs on
-    arena_section<std::uint8_t> key_mask;           ///< padded execution
-    arena_section<std::size_t> compact_slots;       ///< padding-free execution: the slot of each encoded row
-    arena_section<std::size_t> cls_slots;           ///< cls, mid_fusion: the [CLS] slot of each sequence
-    arena_section<std::size_t> fused_rows;          ///< mid_fusion: the pooled row each [CLS] output fills
-    arena_section<std::size_t> element_slots;       ///< the slot of each gathered element row
+    nn::element_sections<T> sources;               ///< of the encoder's batch
+    arena_section<std::int64_t> positions, types;  ///< of the rows the encoder runs on
+    arena_section<std::uint8_t> key_mask;          ///< padded execution
+    arena_section<std::size_t> compact_slots;      ///< padding-free execution: the slot of each encoded row
+    arena_section<std::size_t> cls_slots;          ///< cls, mid_fusion: the [CLS] slot of each sequence
+    arena_section<std::size_t> fused_rows;         ///< mid_fusion: the pooled row each [CLS] output fills
+    arena_section<std::size_t> element_slots;      ///< the slot of each gathered element row
     arena_section<nn::row_group> element_groups_at, modality_groups_at, sample_groups_at;
-    arena_section<T> targets;                       ///< training targets, when given
+    arena_section<T> targets;  ///< training targets, when given
     std::shared_ptr<const space_arena<Space>> arena;
 
     /// The batch the encoder runs on: the batch itself, or (mid_fusion) its split by modality.
@@ -166,15 +168,15 @@ struct model_cache {
     prepared_batch<T, Space> batch;
     bert_cache<T, Space> encoder;
     tensor<T, Space> element_rows, modality_rows, pooled;
-    tensor<T, Space> cls_rows;          ///< cls pooling: the [CLS] rows the pooler read
-    tensor<T, Space> head_input;        ///< pooled after dropout
-    dropout_draw head_dropout;          ///< the dropout applied before the head
-    tensor<T, Space> weights;           ///< softmax weights: α of the elements, then β of the present modalities
+    tensor<T, Space> cls_rows;                        ///< cls pooling: the [CLS] rows the pooler read
+    tensor<T, Space> head_input;                      ///< pooled after dropout
+    dropout_draw head_dropout;                        ///< the dropout applied before the head
+    tensor<T, Space> weights;                         ///< softmax weights: α of the elements, then β of the present modalities
     std::vector<tensor<T, Space>> intra_activations;  ///< one per IntraMRA call
     tensor<T, Space> inter_activation;
-    nn::element_mlp_cache<T, Space> element_mlp;     ///< dm2s pooling
-    tensor<T, Space> element_outputs;                ///< dm2s pooling: the MLP's output rows
-    tensor<std::uint32_t, Space> max_rows;           ///< dm2s pooling: the row of each maximum
+    nn::element_mlp_cache<T, Space> element_mlp;  ///< dm2s pooling
+    tensor<T, Space> element_outputs;             ///< dm2s pooling: the MLP's output rows
+    tensor<std::uint32_t, Space> max_rows;        ///< dm2s pooling: the row of each maximum
 };
 
 /// The DM²S² model, generic over the scalar type and the backend policy; its parameters live in the
@@ -201,7 +203,8 @@ public:
         if (config_.num_outputs == 0) throw config_error("model_config: num_outputs must be positive");
         for (const std::size_t level : {0, 1})
             if (!(config_.mra.residual_at(level) >= 0))
-                throw config_error(std::string("model_config: the ") + (level ? "InterMRA" : "IntraMRA") + " residual must be non-negative");
+                throw config_error(std::string("model_config: the ") + (level ? "InterMRA" : "IntraMRA") +
+                                   " residual must be non-negative");
         if (!(config_.head_dropout >= 0 && config_.head_dropout < 1))
             throw config_error("model_config: head_dropout must lie in [0, 1)");
         for (const auto id : {config_.cls_id, config_.sep_id, config_.pad_id})
@@ -232,17 +235,17 @@ public:
         for (auto& a : host.inter) a.initialize(rng, stddev);
         for (auto& mlp : host.element_mlp) mlp.initialize(rng, stddev);
         host.head.initialize(rng, stddev);
-        if constexpr (on_host)
-            pooling_ = std::move(host);
-        else
-            pooling_ = pooling_parameters<T, space>(host, [&](const tensor<T>& t) { return bert_.backend().upload(t); });
+        if constexpr (on_host) pooling_ = std::move(host);
+        else pooling_ = pooling_parameters<T, space>(host, [&](const tensor<T>& t) { return bert_.backend().upload(t); });
         set_fixed_residuals();
     }
 
     /// `other` with its parameters moved to `backend`'s memory: a CPU model onto a device, or back.
     template <class OtherBackend>
     model(const model<T, OtherBackend>& other, Backend backend)
-        : schema_(other.schema()), config_(other.config()), bert_(other.encoder(), std::move(backend)),
+        : schema_(other.schema()),
+          config_(other.config()),
+          bert_(other.encoder(), std::move(backend)),
           pooling_(other.pooling(), tensor_transfer<OtherBackend, Backend>{other.encoder().backend(), bert_.backend()}),
           padding_free_(other.padding_free())
     {
@@ -266,7 +269,7 @@ public:
     packing_options packing() const
     {
         return {config_.positions, config_.bert.vocab_size, config_.bert.max_position_embeddings,
-                config_.cls_id, config_.sep_id, config_.pad_id};
+                config_.cls_id,    config_.sep_id,          config_.pad_id};
     }
 
     /// Packs records for this model (see `dm2s2::pack`).
@@ -286,8 +289,8 @@ public:
     batch_type prepare(const packed_batch& batch, std::span<const T> targets = {}, batch_offset offset = {}) const
     {
         if (batch.modality_count != schema_.size())
-            throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) +
-                              " modalities, the schema " + std::to_string(schema_.size()));
+            throw shape_error("model: packed batch has " + std::to_string(batch.modality_count) + " modalities, the schema " +
+                              std::to_string(schema_.size()));
         batch_type p;
         p.batch = batch;
         p.offset = offset;
@@ -333,10 +336,8 @@ public:
             }
         };
         batch_offset o{.samples = before.layout.batch};
-        if (config_.pooling == pooling_kind::mid_fusion)
-            count(split_by_modality(before).batch, o);
-        else
-            count(before, o);
+        if (config_.pooling == pooling_kind::mid_fusion) count(split_by_modality(before).batch, o);
+        else count(before, o);
         return o;
     }
 
@@ -373,10 +374,8 @@ public:
         auto& c = cache ? *cache : local;
         tensor<T, space> logits = run(batch, c, cache != nullptr, dropout_rng, element_scale);
         model_output<T> out;
-        if constexpr (on_host)
-            out.logits = std::move(logits);
-        else
-            out.logits = backend().download(logits);
+        if constexpr (on_host) out.logits = std::move(logits);
+        else out.logits = backend().download(logits);
         if (explain) out.explanation = explanation(batch, c);
         return out;
     }
@@ -456,7 +455,8 @@ public:
     gradients_type zero_gradients() const
     {
         gradients_type zeros{bert_.zero_gradients(), pooling_};
-        zeros.pooling.for_each_parameter("", [&](const std::string&, tensor<T, space>& t) { backend().fill(t.data(), t.size(), T(0)); });
+        zeros.pooling.for_each_parameter(
+            "", [&](const std::string&, tensor<T, space>& t) { backend().fill(t.data(), t.size(), T(0)); });
         return zeros;
     }
 
@@ -705,7 +705,8 @@ private:
         c.modality_rows.resize({groups, h}, uninitialized);
         nn::attention_pool<T>(backend, rows, h, p[p.element_groups_at], groups, alpha, residual_at(0), c.modality_rows.data());
         if (has_inter(config_.pooling))
-            pooling_.inter[0].score(backend, std::as_const(c.modality_rows).data(), groups, beta, keep ? &c.inter_activation : nullptr);
+            pooling_.inter[0].score(backend, std::as_const(c.modality_rows).data(), groups, beta,
+                                    keep ? &c.inter_activation : nullptr);
         nn::attention_pool<T>(backend, std::as_const(c.modality_rows).data(), h, p[p.modality_groups_at], samples, beta,
                               residual_at(1), c.pooled.data());
     }
@@ -722,8 +723,8 @@ private:
         const const_pointer alpha = cache.weights.data(), beta = alpha + elements, rows = cache.element_rows.data();
         const pointer d_alpha = d_weights.data(), d_beta = d_alpha + elements;
         if (config_.pooling == pooling_kind::mean) {
-            nn::attention_pool_backward<T>(backend, rows, h, p[p.sample_groups_at], samples, alpha, const_pointer{}, d_pooled.data(),
-                                           d_element_rows.data(), d_alpha);
+            nn::attention_pool_backward<T>(backend, rows, h, p[p.sample_groups_at], samples, alpha, const_pointer{},
+                                           d_pooled.data(), d_element_rows.data(), d_alpha);
         } else {
             tensor<T, space> d_modality_rows = zeros<T>(backend, {groups, h});
             const pointer d_residual = grad.pooling.residual.size() > 0 ? grad.pooling.residual.data() : pointer{};
@@ -742,8 +743,8 @@ private:
                 for (std::size_t g = 0; g < groups; ++g) {
                     const auto [begin, length] = p.element_groups[g];
                     const std::size_t m = p.present[g].modality;
-                    pooling_.intra[m].score_backward(backend, rows + begin * h, length, cache.intra_activations[g], d_alpha + begin,
-                                                     d_element_rows.row(begin), grad.pooling.intra[m]);
+                    pooling_.intra[m].score_backward(backend, rows + begin * h, length, cache.intra_activations[g],
+                                                     d_alpha + begin, d_element_rows.row(begin), grad.pooling.intra[m]);
                 }
             }
         }

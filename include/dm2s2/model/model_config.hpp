@@ -14,9 +14,9 @@ namespace dm2s2 {
 
 /// How the encoder output becomes the vector the head reads (docs/design.md §5 and the baselines of §6).
 enum class pooling_kind {
-    dm2s2,     ///< IntraMRA then InterMRA
-    no_intra,  ///< α uniform within each modality, InterMRA learned
-    no_inter,  ///< IntraMRA learned, β uniform over present modalities
+    dm2s2,       ///< IntraMRA then InterMRA
+    no_intra,    ///< α uniform within each modality, InterMRA learned
+    no_inter,    ///< IntraMRA learned, β uniform over present modalities
     mean,        ///< mean over all elements of the record
     cls,         ///< BERT's pooler on [CLS]: tanh(W h_[CLS] + b)
     mid_fusion,  ///< each present modality encoded alone; its [CLS] outputs concatenated, zeros for missing
@@ -24,8 +24,8 @@ enum class pooling_kind {
 };
 
 /// Every pooling kind, DM²S² first.
-inline constexpr pooling_kind all_pooling_kinds[] = {pooling_kind::dm2s2,      pooling_kind::no_intra, pooling_kind::no_inter,
-                                                     pooling_kind::mean,       pooling_kind::cls,      pooling_kind::mid_fusion,
+inline constexpr pooling_kind all_pooling_kinds[] = {pooling_kind::dm2s2, pooling_kind::no_intra, pooling_kind::no_inter,
+                                                     pooling_kind::mean,  pooling_kind::cls,      pooling_kind::mid_fusion,
                                                      pooling_kind::dm2s};
 
 constexpr std::string_view to_string(pooling_kind k) noexcept
@@ -51,9 +51,15 @@ inline std::optional<pooling_kind> parse_pooling_kind(std::string_view s) noexce
 }
 
 /// True when the pooling has a learned IntraMRA.
-constexpr bool has_intra(pooling_kind k) noexcept { return k == pooling_kind::dm2s2 || k == pooling_kind::no_inter; }
+constexpr bool has_intra(pooling_kind k) noexcept
+{
+    return k == pooling_kind::dm2s2 || k == pooling_kind::no_inter;
+}
 /// True when the pooling has a learned InterMRA.
-constexpr bool has_inter(pooling_kind k) noexcept { return k == pooling_kind::dm2s2 || k == pooling_kind::no_intra; }
+constexpr bool has_inter(pooling_kind k) noexcept
+{
+    return k == pooling_kind::dm2s2 || k == pooling_kind::no_intra;
+}
 
 /// True when the pooling weighs elements and modalities, so a prediction comes with α, β and γ (the
 /// mean pooling's are its implicit uniform weights).

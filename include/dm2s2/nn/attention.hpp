@@ -43,17 +43,27 @@ struct self_attention {
     self_attention() = default;
     explicit self_attention(const bert_config& c)
         requires host_accessible_space<Space>
-        : query(c.hidden_size, c.hidden_size), key(c.hidden_size, c.hidden_size), value(c.hidden_size, c.hidden_size),
-          output(c.hidden_size, c.hidden_size), output_norm(c.hidden_size, c.layer_norm_eps), heads(c.num_attention_heads),
-          attention_dropout(c.attention_probs_dropout_prob), hidden_dropout(c.hidden_dropout_prob)
+        : query(c.hidden_size, c.hidden_size),
+          key(c.hidden_size, c.hidden_size),
+          value(c.hidden_size, c.hidden_size),
+          output(c.hidden_size, c.hidden_size),
+          output_norm(c.hidden_size, c.layer_norm_eps),
+          heads(c.num_attention_heads),
+          attention_dropout(c.attention_probs_dropout_prob),
+          hidden_dropout(c.hidden_dropout_prob)
     {
     }
 
     /// `other` with its tensors moved by `transfer` (see `linear`).
     template <memory_space From, class Transfer>
     self_attention(const self_attention<T, From>& other, Transfer&& transfer)
-        : query(other.query, transfer), key(other.key, transfer), value(other.value, transfer), output(other.output, transfer),
-          output_norm(other.output_norm, transfer), heads(other.heads), attention_dropout(other.attention_dropout),
+        : query(other.query, transfer),
+          key(other.key, transfer),
+          value(other.value, transfer),
+          output(other.output, transfer),
+          output_norm(other.output_norm, transfer),
+          heads(other.heads),
+          attention_dropout(other.attention_dropout),
           hidden_dropout(other.hidden_dropout)
     {
     }
@@ -90,7 +100,8 @@ struct self_attention {
         const pointer maps_out = cache != nullptr ? c.probabilities.data() : probabilities;
         backend.attention_forward(shape, scale, std::as_const(c.q).data(), std::as_const(c.k).data(), std::as_const(c.v).data(),
                                   key_mask, maps_out, c.probability_dropout, c.context.data());
-        if (cache != nullptr && probabilities != nullptr) backend.copy(std::as_const(c.probabilities).data(), maps, probabilities);
+        if (cache != nullptr && probabilities != nullptr)
+            backend.copy(std::as_const(c.probabilities).data(), maps, probabilities);
         output.forward(backend, std::as_const(c.context).data(), n, y);
         c.output_dropout = draw_dropout(hidden_dropout, dropout_rng, layout.offset.rows * h);
         apply_dropout(backend, y, n * h, c.output_dropout);
@@ -114,8 +125,8 @@ struct self_attention {
         output.backward(backend, cache.context.data(), std::as_const(d_projection).data(), n, d_context.data(), grad.output);
         const T scale = T(1) / std::sqrt(static_cast<T>(d));
         backend.attention_backward(attention_shape{layout, heads, d}, scale, cache.q.data(), cache.k.data(), cache.v.data(),
-                                   cache.probabilities.data(), cache.probability_dropout, std::as_const(d_context).data(), dq.data(), dk.data(),
-                                   dv.data());
+                                   cache.probabilities.data(), cache.probability_dropout, std::as_const(d_context).data(),
+                                   dq.data(), dk.data(), dv.data());
         backend.copy(std::as_const(d_pre).data(), n * h, dx);  // the residual path
         query.backward(backend, cache.input.data(), std::as_const(dq).data(), n, dx, grad.query, true);
         key.backward(backend, cache.input.data(), std::as_const(dk).data(), n, dx, grad.key, true);

@@ -35,13 +35,13 @@ struct bert_config {
         const auto fail = [&](const std::string& what) { throw config_error(source + ": " + what); };
         if (vocab_size == 0 || hidden_size == 0 || num_attention_heads == 0 || intermediate_size == 0 ||
             max_position_embeddings == 0 || type_vocab_size == 0)
-            fail("vocab_size, hidden_size, num_attention_heads, intermediate_size, max_position_embeddings and "
-                 "type_vocab_size must all be positive");
+            fail(
+                "vocab_size, hidden_size, num_attention_heads, intermediate_size, max_position_embeddings and "
+                "type_vocab_size must all be positive");
         if (hidden_size % num_attention_heads != 0)
             fail("hidden_size " + std::to_string(hidden_size) + " is not a multiple of num_attention_heads " +
                  std::to_string(num_attention_heads));
-        if (hidden_act != "gelu")
-            fail("hidden_act '" + hidden_act + "' is not supported (only \"gelu\", the erf form)");
+        if (hidden_act != "gelu") fail("hidden_act '" + hidden_act + "' is not supported (only \"gelu\", the erf form)");
         if (!(layer_norm_eps > 0)) fail("layer_norm_eps must be positive");
         for (double p : {hidden_dropout_prob, attention_probs_dropout_prob})
             if (!(p >= 0 && p < 1)) fail("dropout probabilities must lie in [0, 1)");

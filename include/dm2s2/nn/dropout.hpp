@@ -13,7 +13,10 @@
 namespace dm2s2::nn {
 
 /// True when dropout with probability p does anything: training (a generator is given) and p > 0.
-inline bool dropout_active(double p, const random_generator* rng) noexcept { return rng != nullptr && p > 0; }
+inline bool dropout_active(double p, const random_generator* rng) noexcept
+{
+    return rng != nullptr && p > 0;
+}
 
 /// The dropout of one place in a forward pass: inactive without a generator (inference) or with
 /// p = 0, otherwise probability p and a seed drawn from `rng` (one draw, whatever the size), its

@@ -24,8 +24,8 @@ inline void check_ids(std::span<const std::int64_t> ids, std::size_t limit, cons
 {
     for (std::size_t i = 0; i < ids.size(); ++i)
         if (ids[i] < 0 || static_cast<std::uint64_t>(ids[i]) >= limit)
-            throw input_error(what + " " + std::to_string(ids[i]) + " at flat index " + std::to_string(i) +
-                              " is outside [0, " + std::to_string(limit) + ")");
+            throw input_error(what + " " + std::to_string(ids[i]) + " at flat index " + std::to_string(i) + " is outside [0, " +
+                              std::to_string(limit) + ")");
 }
 
 /// BERT embedding tables with HuggingFace names (`word_embeddings.weight`, ...), in memory space
@@ -39,9 +39,9 @@ struct bert_embeddings {
     using row_pointer = space_pointer<const std::size_t, Space>;
     static constexpr bool on_host = host_accessible_space<Space>;
 
-    tensor<T, Space> word_embeddings;      ///< [vocab, H]
-    tensor<T, Space> position_embeddings;  ///< [max_positions, H]
-    tensor<T, Space> token_type_embeddings;///< [type_vocab, H]
+    tensor<T, Space> word_embeddings;        ///< [vocab, H]
+    tensor<T, Space> position_embeddings;    ///< [max_positions, H]
+    tensor<T, Space> token_type_embeddings;  ///< [type_vocab, H]
     layer_norm<T, Space> norm;
     double hidden_dropout = 0;  ///< after the LayerNorm
 
@@ -51,15 +51,18 @@ struct bert_embeddings {
         : word_embeddings({c.vocab_size, c.hidden_size}),
           position_embeddings({c.max_position_embeddings, c.hidden_size}),
           token_type_embeddings({c.type_vocab_size, c.hidden_size}),
-          norm(c.hidden_size, c.layer_norm_eps), hidden_dropout(c.hidden_dropout_prob)
+          norm(c.hidden_size, c.layer_norm_eps),
+          hidden_dropout(c.hidden_dropout_prob)
     {
     }
 
     /// `other` with its tensors moved by `transfer` (see `linear`).
     template <memory_space From, class Transfer>
     bert_embeddings(const bert_embeddings<T, From>& other, Transfer&& transfer)
-        : word_embeddings(transfer(other.word_embeddings)), position_embeddings(transfer(other.position_embeddings)),
-          token_type_embeddings(transfer(other.token_type_embeddings)), norm(other.norm, transfer),
+        : word_embeddings(transfer(other.word_embeddings)),
+          position_embeddings(transfer(other.position_embeddings)),
+          token_type_embeddings(transfer(other.token_type_embeddings)),
+          norm(other.norm, transfer),
           hidden_dropout(other.hidden_dropout)
     {
     }
@@ -78,8 +81,8 @@ struct bert_embeddings {
     /// `batch_offset`). `pre_norm` and `dropout`, when given, keep what `backward` needs.
     template <backend_in<T, Space> Backend>
     void forward(const Backend& backend, pointer rows, std::size_t count, id_pointer positions, id_pointer types,
-                 tensor<T, Space>* pre_norm = nullptr, random_generator* dropout_rng = nullptr,
-                 dropout_draw* dropout = nullptr, std::size_t first_row = 0) const
+                 tensor<T, Space>* pre_norm = nullptr, random_generator* dropout_rng = nullptr, dropout_draw* dropout = nullptr,
+                 std::size_t first_row = 0) const
     {
         const std::size_t h = hidden_size();
         // Same order of additions as HF: (element + type) + position.

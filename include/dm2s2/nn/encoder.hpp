@@ -58,7 +58,8 @@ struct encoder_layer {
         tensor<T, Space> a({layout.rows(), attention.hidden_size()}, uninitialized);
         attention.forward(backend, x, layout, key_mask, a.data(), probabilities, cache ? &cache->attention : nullptr,
                           dropout_rng);
-        ffn.forward(backend, std::as_const(a).data(), layout.rows(), y, cache ? &cache->ffn : nullptr, dropout_rng, layout.offset.rows);
+        ffn.forward(backend, std::as_const(a).data(), layout.rows(), y, cache ? &cache->ffn : nullptr, dropout_rng,
+                    layout.offset.rows);
     }
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.

@@ -35,15 +35,19 @@ struct feed_forward {
     feed_forward() = default;
     explicit feed_forward(const bert_config& c)
         requires host_accessible_space<Space>
-        : intermediate(c.hidden_size, c.intermediate_size), output(c.intermediate_size, c.hidden_size),
-          output_norm(c.hidden_size, c.layer_norm_eps), hidden_dropout(c.hidden_dropout_prob)
+        : intermediate(c.hidden_size, c.intermediate_size),
+          output(c.intermediate_size, c.hidden_size),
+          output_norm(c.hidden_size, c.layer_norm_eps),
+          hidden_dropout(c.hidden_dropout_prob)
     {
     }
 
     /// `other` with its tensors moved by `transfer` (see `linear`).
     template <memory_space From, class Transfer>
     feed_forward(const feed_forward<T, From>& other, Transfer&& transfer)
-        : intermediate(other.intermediate, transfer), output(other.output, transfer), output_norm(other.output_norm, transfer),
+        : intermediate(other.intermediate, transfer),
+          output(other.output, transfer),
+          output_norm(other.output_norm, transfer),
           hidden_dropout(other.hidden_dropout)
     {
     }
@@ -52,8 +56,9 @@ struct feed_forward {
     /// with `dropout_rng` (training), dropout is applied, its elements numbered from row `first_row`
     /// (see `batch_offset`).
     template <backend_in<T, Space> Backend>
-    void forward(const Backend& backend, const_pointer x, std::size_t rows, pointer y, feed_forward_cache<T, Space>* cache = nullptr,
-                 random_generator* dropout_rng = nullptr, std::size_t first_row = 0) const
+    void forward(const Backend& backend, const_pointer x, std::size_t rows, pointer y,
+                 feed_forward_cache<T, Space>* cache = nullptr, random_generator* dropout_rng = nullptr,
+                 std::size_t first_row = 0) const
     {
         tensor<T, Space> inner({rows, intermediate.out_features()}, uninitialized);
         if (cache == nullptr) {
@@ -75,10 +80,10 @@ struct feed_forward {
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
     template <training_backend_in<T, Space> Backend>
-    void backward(const Backend& backend, const feed_forward_cache<T, Space>& cache, std::size_t rows, const_pointer dy, pointer dx,
-                  feed_forward& grad) const
+    void backward(const Backend& backend, const feed_forward_cache<T, Space>& cache, std::size_t rows, const_pointer dy,
+                  pointer dx, feed_forward& grad) const
     {
-        tensor<T, Space> d_inner({rows, intermediate.out_features()}, uninitialized);  // the output projection's dx
+        tensor<T, Space> d_inner({rows, intermediate.out_features()}, uninitialized);          // the output projection's dx
         output_norm.backward(backend, cache.pre_norm.data(), dy, dx, rows, grad.output_norm);  // dx: residual path
         tensor<T, Space> d_projection({rows, output.out_features()}, uninitialized);
         backend.copy(const_pointer(dx), d_projection.size(), d_projection.data());

@@ -108,7 +108,8 @@ struct linear {
     /// y[rows, out] = act(x[rows, in] Wᵀ + b); x and y are contiguous row-major. With packed weights the
     /// bias and the activation are applied inside the product, tile by tile, with the same numbers.
     template <backend_in<T, Space> Backend>
-    void forward(const Backend& backend, const_pointer x, std::size_t rows, pointer y, activation act = activation::identity) const
+    void forward(const Backend& backend, const_pointer x, std::size_t rows, pointer y,
+                 activation act = activation::identity) const
     {
         if constexpr (on_host && weight_packing_backend_for<Backend, T>) {
             if (packed_) {

@@ -43,7 +43,8 @@ struct modality_attention {
     /// scores[i] = vᵀ tanh(W rows[i] + b) for `n` rows of width H. `activation`, when given, keeps
     /// tanh(W rows + b) [n, A] for `score_backward`.
     template <backend_in<T, Space> Backend>
-    void score(const Backend& backend, const_pointer rows, std::size_t n, pointer scores, tensor<T, Space>* activation = nullptr) const
+    void score(const Backend& backend, const_pointer rows, std::size_t n, pointer scores,
+               tensor<T, Space>* activation = nullptr) const
     {
         const std::size_t a = projection.out_features();
         tensor<T, Space> local;
@@ -61,8 +62,8 @@ struct modality_attention {
     {
         const std::size_t a = projection.out_features();
         // scores = U v: dv += Uᵀ dscores, dU = dscores vᵀ.
-        backend.gemm(transpose::yes, transpose::no, a, 1, n, T(1), activation.data(), a, d_scores, 1, T(1),
-                     grad.context.data(), 1);
+        backend.gemm(transpose::yes, transpose::no, a, 1, n, T(1), activation.data(), a, d_scores, 1, T(1), grad.context.data(),
+                     1);
         tensor<T, Space> du({n, a}, uninitialized);  // beta = 0: the product writes it
         backend.gemm(transpose::no, transpose::no, n, a, 1, T(1), d_scores, 1, context.data(), a, T(0), du.data(), a);
         backend.tanh_backward(activation.data(), du.data(), du.size());
@@ -105,9 +106,8 @@ template <scalar T, class Backend>
 void attention_pool_backward(const Backend& backend, backend_pointer<Backend, const T> rows, std::size_t hidden,
                              backend_pointer<Backend, const row_group> groups, std::size_t group_count,
                              backend_pointer<Backend, const T> weights, backend_pointer<Backend, const T> residual,
-                             backend_pointer<Backend, const T> d_pooled,
-                             backend_pointer<Backend, T> d_rows, backend_pointer<Backend, T> d_scores,
-                             backend_pointer<Backend, T> d_residual = nullptr)
+                             backend_pointer<Backend, const T> d_pooled, backend_pointer<Backend, T> d_rows,
+                             backend_pointer<Backend, T> d_scores, backend_pointer<Backend, T> d_residual = nullptr)
 {
     backend.segment_attention_pool_backward(rows, hidden, groups, group_count, weights, residual, d_pooled, d_rows, d_scores,
                                             d_residual);

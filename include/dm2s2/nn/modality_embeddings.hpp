@@ -95,7 +95,8 @@ struct element_sources {
     /// The sources of `batch`'s slots; word ids are checked against a vocabulary of `vocabulary` rows,
     /// category ids against each modality's table, dense rows against each projection's width.
     template <memory_space Space>
-    element_sources(const packed_batch& batch, std::size_t vocabulary, const std::vector<modality_embedding<T, Space>>& embeddings)
+    element_sources(const packed_batch& batch, std::size_t vocabulary,
+                    const std::vector<modality_embedding<T, Space>>& embeddings)
         : modalities(embeddings.size())
     {
         for (std::size_t slot = 0; slot < batch.layout.rows(); ++slot) {
@@ -182,7 +183,8 @@ void embed_elements(const Backend& backend, const element_sections<T>& sections,
         if (const std::size_t n = s.dense_slots.size; n > 0) {  // one product per modality
             tensor<T, Space> out({n, h}, uninitialized);
             e.projection.forward(backend, arena[s.dense_values], n, out.data());
-            backend.copy_rows(std::as_const(out).data(), space_pointer<const std::size_t, Space>{}, rows, arena[s.dense_slots], n, h);
+            backend.copy_rows(std::as_const(out).data(), space_pointer<const std::size_t, Space>{}, rows, arena[s.dense_slots], n,
+                              h);
         }
     }
 }
@@ -206,7 +208,8 @@ void embed_elements_backward(const Backend& backend, const element_sections<T>& 
                              std::vector<modality_embedding<T, Space>>& modalities_grad)
 {
     const std::size_t h = words.hidden_size();
-    words.backward_words(backend, arena[sections.word_ids], sections.word_ids.size, d_rows, words_grad, arena[sections.word_slots]);
+    words.backward_words(backend, arena[sections.word_ids], sections.word_ids.size, d_rows, words_grad,
+                         arena[sections.word_slots]);
     for (std::size_t m = 0; m < modalities.size(); ++m) {
         auto& g = modalities_grad[m];
         const auto& s = sections.modalities[m];

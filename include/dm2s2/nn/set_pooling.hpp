@@ -40,7 +40,8 @@ struct element_mlp {
 
     /// `other` with its tensors moved by `transfer` (see `linear`).
     template <memory_space From, class Transfer>
-    element_mlp(const element_mlp<T, From>& other, Transfer&& transfer) : first(other.first, transfer), second(other.second, transfer)
+    element_mlp(const element_mlp<T, From>& other, Transfer&& transfer)
+        : first(other.first, transfer), second(other.second, transfer)
     {
     }
 
@@ -63,8 +64,8 @@ struct element_mlp {
 
     /// Backward of `forward` run with `cache`: dy → dx (both [rows, H]); gradients accumulate into `grad`.
     template <training_backend_in<T, Space> Backend>
-    void backward(const Backend& backend, const element_mlp_cache<T, Space>& cache, std::size_t rows, const_pointer dy, pointer dx,
-                  element_mlp& grad) const
+    void backward(const Backend& backend, const element_mlp_cache<T, Space>& cache, std::size_t rows, const_pointer dy,
+                  pointer dx, element_mlp& grad) const
     {
         tensor<T, Space> d_inner({rows, first.out_features()}, uninitialized);  // beta = 0: the product writes it
         second.backward(backend, cache.activation.data(), dy, rows, d_inner.data(), grad.second);

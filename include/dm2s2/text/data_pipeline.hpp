@@ -44,7 +44,8 @@ inline data_pipeline load_data_pipeline(const std::filesystem::path& dir)
     data_pipeline p;
     if (j.contains("lower_case")) {
         if (!j["lower_case"].is_boolean()) throw format_error(path.string() + ": 'lower_case' must be true or false");
-        p.tokenizer = std::make_unique<wordpiece_tokenizer>(wordpiece_tokenizer::from_file(dir / "vocab.txt", j["lower_case"].get<bool>()));
+        p.tokenizer =
+            std::make_unique<wordpiece_tokenizer>(wordpiece_tokenizer::from_file(dir / "vocab.txt", j["lower_case"].get<bool>()));
     }
     p.encoder.emplace(record_encoder::from_json(j, path.string(), p.tokenizer.get()));
     return p;

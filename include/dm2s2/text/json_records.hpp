@@ -179,7 +179,8 @@ public:
         if (!e.spec_.labels_given && e.spec_.task.type != task_type::regression) {
             e.spec_.task.labels.assign(labels.begin(), labels.end());
             if (e.spec_.task.type == task_type::binary && e.spec_.task.labels.size() != 2)
-                throw input_error("training data: a binary target needs exactly two values, found " + std::to_string(labels.size()));
+                throw input_error("training data: a binary target needs exactly two values, found " +
+                                  std::to_string(labels.size()));
             if (e.spec_.task.labels.empty()) throw input_error("training data: no labels");
         }
         for (std::size_t m = 0; m < e.spec_.modalities.size(); ++m) {
@@ -247,7 +248,8 @@ public:
                 for (std::size_t k = 0; k < v->size(); ++k) {
                     const auto& row = (*v)[k];
                     if (!row.is_array() || row.size() != s.dim)
-                        throw input_error(at(r, m) + "row " + std::to_string(k) + " must be an array of " + std::to_string(s.dim) + " numbers");
+                        throw input_error(at(r, m) + "row " + std::to_string(k) + " must be an array of " +
+                                          std::to_string(s.dim) + " numbers");
                     for (const auto& number : row) {
                         if (!number.is_number()) throw input_error(at(r, m) + "row " + std::to_string(k) + " holds a non-number");
                         values.push_back(number.get<float>());
@@ -267,7 +269,10 @@ public:
     }
 
     /// True when the record has a (non-null) target.
-    bool has_target(const json_record& r) const { return r.value.contains(spec_.task.target) && !r.value[spec_.task.target].is_null(); }
+    bool has_target(const json_record& r) const
+    {
+        return r.value.contains(spec_.task.target) && !r.value[spec_.task.target].is_null();
+    }
 
     /// Writes the record's target into `row` (one value: the class index for multiclass; otherwise
     /// num_outputs() values); throws input_error naming the line when it is missing or invalid.
@@ -365,7 +370,8 @@ public:
             const auto& s = spec_.modalities[m];
             if (s.kind == modality_kind::categorical) {
                 nlohmann::json values = nlohmann::json::array();
-                for (std::size_t id = 1; id < tables_[m].rows(); ++id) values.push_back(tables_[m].value(static_cast<std::int64_t>(id)));
+                for (std::size_t id = 1; id < tables_[m].rows(); ++id)
+                    values.push_back(tables_[m].value(static_cast<std::int64_t>(id)));
                 tables[s.name] = values;
             }
             if (s.kind == modality_kind::numeric) statistics[s.name] = {{"mean", s.mean}, {"stddev", s.stddev}};
@@ -434,7 +440,7 @@ private:
         if (!r.value.contains(s.name)) return nullptr;
         const auto& v = r.value[s.name];
         if (v.is_null()) return nullptr;
-        const bool fits = s.kind == modality_kind::text       ? v.is_string()
+        const bool fits = s.kind == modality_kind::text          ? v.is_string()
                           : s.kind == modality_kind::categorical ? v.is_string() || v.is_array()
                           : s.kind == modality_kind::numeric     ? v.is_number() || v.is_array()
                                                                  : v.is_array();
@@ -470,7 +476,8 @@ private:
     std::size_t binary_index(const nlohmann::json& v, const std::string& where) const
     {
         if (v.is_boolean()) return v.get<bool>() ? 1 : 0;
-        if (v.is_number_integer() && (v.get<std::int64_t>() == 0 || v.get<std::int64_t>() == 1)) return static_cast<std::size_t>(v.get<std::int64_t>());
+        if (v.is_number_integer() && (v.get<std::int64_t>() == 0 || v.get<std::int64_t>() == 1))
+            return static_cast<std::size_t>(v.get<std::int64_t>());
         if (v.is_string()) {
             const auto& labels = spec_.task.labels;
             const auto it = std::find(labels.begin(), labels.end(), v.get<std::string>());

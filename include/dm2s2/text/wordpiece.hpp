@@ -62,7 +62,10 @@ inline void append_utf8(std::string& out, char32_t code)
 /// Character classes of BERT's basic tokenizer.
 namespace bert_chars {
 
-inline utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
+inline utf8proc_category_t category(char32_t c)
+{
+    return utf8proc_category(static_cast<utf8proc_int32_t>(c));
+}
 
 /// Space, tab, newline, carriage return or a space separator (Zs).
 inline bool is_whitespace(char32_t c)
@@ -75,8 +78,8 @@ inline bool is_control(char32_t c)
 {
     if (c == U'\t' || c == U'\n' || c == U'\r') return false;
     const auto k = category(c);
-    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CN ||
-           k == UTF8PROC_CATEGORY_CO || k == UTF8PROC_CATEGORY_CS;
+    return k == UTF8PROC_CATEGORY_CC || k == UTF8PROC_CATEGORY_CF || k == UTF8PROC_CATEGORY_CN || k == UTF8PROC_CATEGORY_CO ||
+           k == UTF8PROC_CATEGORY_CS;
 }
 
 /// ASCII symbols and punctuation (BERT counts `$`, `+`, `^` … as punctuation) or a P* category.
@@ -164,7 +167,8 @@ public:
     const std::string& token(std::int64_t id) const
     {
         if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
-            throw input_error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(tokens_.size()));
+            throw input_error("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                              std::to_string(tokens_.size()));
         return tokens_[static_cast<std::size_t>(id)];
     }
 
@@ -261,7 +265,8 @@ private:
     }
 
     /// The basic tokenizer and WordPiece over chars [begin, end).
-    void tokenize_plain(const std::vector<char32_t>& chars, std::size_t begin, std::size_t end, std::vector<word_piece>& out) const
+    void tokenize_plain(const std::vector<char32_t>& chars, std::size_t begin, std::size_t end,
+                        std::vector<word_piece>& out) const
     {
         std::vector<located_char> word;
         const auto flush = [&] {
@@ -296,8 +301,9 @@ private:
             }
             std::array<utf8proc_int32_t, 8> decomposed{};
             int last_boundclass = 0;
-            const auto n = utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), decomposed.data(),
-                                                   static_cast<utf8proc_ssize_t>(decomposed.size()), UTF8PROC_DECOMPOSE, &last_boundclass);
+            const auto n =
+                utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), decomposed.data(),
+                                        static_cast<utf8proc_ssize_t>(decomposed.size()), UTF8PROC_DECOMPOSE, &last_boundclass);
             if (n < 0 || static_cast<std::size_t>(n) > decomposed.size()) {
                 word.push_back({static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))), origin});
                 continue;
@@ -318,7 +324,8 @@ private:
     }
 
     /// Greedy longest-match-first WordPiece of word[begin, end).
-    void word_pieces(const std::vector<located_char>& word, std::size_t begin, std::size_t end, std::vector<word_piece>& out) const
+    void word_pieces(const std::vector<located_char>& word, std::size_t begin, std::size_t end,
+                     std::vector<word_piece>& out) const
     {
         if (begin >= end) return;
         const word_piece unknown{unk_id_, word[begin].origin, word[end - 1].origin + 1};

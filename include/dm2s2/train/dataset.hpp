@@ -81,7 +81,8 @@ inline std::vector<std::vector<std::size_t>> epoch_batches(std::span<const std::
     const auto at = [&](std::size_t i) { return order.begin() + static_cast<std::ptrdiff_t>(i); };
     for (std::size_t first = 0; first < order.size(); first += bucket) {
         const std::size_t last = std::min(order.size(), first + bucket);
-        if (bucket_batches > 1) std::stable_sort(at(first), at(last), [&](std::size_t a, std::size_t b) { return lengths[a] < lengths[b]; });
+        if (bucket_batches > 1)
+            std::stable_sort(at(first), at(last), [&](std::size_t a, std::size_t b) { return lengths[a] < lengths[b]; });
         for (std::size_t b = first; b < last; b += batch_size) batches.emplace_back(at(b), at(std::min(last, b + batch_size)));
     }
     if (bucket_batches > 1) shuffle(batches);

@@ -50,12 +50,14 @@ void check_targets(task_type task, std::size_t batch, std::size_t outputs, const
         for (std::size_t b = 0; b < batch; ++b) {
             const double c = targets[b];
             if (!(c >= 0 && c < static_cast<double>(outputs) && c == std::floor(c)))
-                throw input_error(where(b) + "class " + std::to_string(c) + " is not an integer in [0, " + std::to_string(outputs) + ")");
+                throw input_error(where(b) + "class " + std::to_string(c) + " is not an integer in [0, " +
+                                  std::to_string(outputs) + ")");
         }
         return;
     }
     require_shape(targets, {batch, outputs}, std::string("loss: ") + std::string(to_string(task)) + " targets");
-    if (task == task_type::binary && outputs != 1) throw shape_error("loss: a binary task has one output, not " + std::to_string(outputs));
+    if (task == task_type::binary && outputs != 1)
+        throw shape_error("loss: a binary task has one output, not " + std::to_string(outputs));
     for (std::size_t i = 0; i < targets.size(); ++i) {
         const double y = targets[i];
         if (task == task_type::regression && !std::isfinite(y)) throw input_error(where(i / outputs) + "target is not finite");

@@ -20,7 +20,10 @@ namespace dm2s2 {
 
 namespace detail {
 
-inline double f1(double tp, double fp, double fn) { return tp == 0 ? 0.0 : 2 * tp / (2 * tp + fp + fn); }
+inline double f1(double tp, double fp, double fn)
+{
+    return tp == 0 ? 0.0 : 2 * tp / (2 * tp + fp + fn);
+}
 
 /// Area under the ROC curve as the Mann–Whitney statistic, ties counted half (average ranks).
 inline double roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive)

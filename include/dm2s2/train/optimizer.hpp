@@ -150,8 +150,12 @@ public:
                 found = moments_.emplace(name, moments{zeros<T>(backend, p.shape()), zeros<T>(backend, p.shape())}).first;
             auto& [m, v] = found->second;
             const double decay = exempt_from_weight_decay(name) ? 0.0 : options_.weight_decay;
-            const adamw_coefficients c{.keep = 1 - lr * decay, .beta1 = options_.beta1, .beta2 = options_.beta2,
-                                       .step_size = step_size, .sqrt_correction2 = sqrt_correction2, .eps = options_.eps};
+            const adamw_coefficients c{.keep = 1 - lr * decay,
+                                       .beta1 = options_.beta1,
+                                       .beta2 = options_.beta2,
+                                       .step_size = step_size,
+                                       .sqrt_correction2 = sqrt_correction2,
+                                       .eps = options_.eps};
             updates.push_back({p.data(), m.data(), v.data(), g.data(), p.size(), c});
         });
         backend.adamw_update(std::span<const adamw_buffers<pointer, const_pointer>>(updates), norm);

@@ -26,7 +26,8 @@ struct planted_cue_task {
     static constexpr const char* cue_word = "zebra";
     static constexpr const char* cue_tag = "gold";
     static constexpr std::size_t filler_words = 40, filler_tags = 12, region_dim = 8;
-    static constexpr const char* tag_names[filler_tags] = {"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11"};
+    static constexpr const char* tag_names[filler_tags] = {"t0", "t1", "t2", "t3", "t4",  "t5",
+                                                           "t6", "t7", "t8", "t9", "t10", "t11"};
 
     std::vector<nlohmann::json> records;
 

@@ -36,8 +36,8 @@ inline bool is_terminal(const std::ostream& out)
 class progress_meter {
 public:
     progress_meter(std::ostream& out, progress_style style)
-        : out_(out), style_(style == progress_style::automatic ? (is_terminal(out) ? progress_style::bar : progress_style::lines)
-                                                               : style)
+        : out_(out),
+          style_(style == progress_style::automatic ? (is_terminal(out) ? progress_style::bar : progress_style::lines) : style)
     {
     }
 

@@ -77,7 +77,8 @@ step_report train_step(model<T, Backend>& m, adamw<T, backend_space<Backend>>& o
         const std::size_t samples = batches[k].layout.batch;
         if (samples == 0) continue;
         check_targets(task, samples, outputs, targets[k]);
-        const auto batch = m.prepare(batches[k], targets[k].values(), options.offsets.empty() ? batch_offset{} : options.offsets[k]);
+        const auto batch =
+            m.prepare(batches[k], targets[k].values(), options.offsets.empty() ? batch_offset{} : options.offsets[k]);
         model_cache<T, space> cache;
         const tensor<T, space> logits = m.forward_logits(batch, &cache, dropout ? &*dropout : nullptr);
         tensor<T, space> grad_logits(logits.shape(), uninitialized);

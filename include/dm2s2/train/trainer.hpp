@@ -46,27 +46,30 @@ constexpr std::string_view default_monitor(task_type task) noexcept
 }
 
 /// True for metrics where smaller is better (`loss`, `rmse`, `mae`).
-inline bool lower_is_better(std::string_view metric) { return metric == "loss" || metric == "rmse" || metric == "mae"; }
+inline bool lower_is_better(std::string_view metric)
+{
+    return metric == "loss" || metric == "rmse" || metric == "mae";
+}
 
 /// Settings of a `trainer`.
 struct trainer_options {
     std::size_t epochs = 3;
     std::size_t batch_size = 32;
-    std::size_t accumulation = 1;       ///< micro-batches of `batch_size` per optimizer step
+    std::size_t accumulation = 1;  ///< micro-batches of `batch_size` per optimizer step
     std::size_t eval_batch_size = 64;
-    double learning_rate = 1e-3;        ///< peak, after warm-up
-    double warmup_fraction = 0.1;       ///< of all optimizer steps
-    double max_gradient_norm = 1.0;     ///< 0 disables clipping
+    double learning_rate = 1e-3;     ///< peak, after warm-up
+    double warmup_fraction = 0.1;    ///< of all optimizer steps
+    double max_gradient_norm = 1.0;  ///< 0 disables clipping
     adamw_options optimizer{};
-    std::uint64_t seed = 0;             ///< drives shuffling and dropout
-    std::size_t bucket_batches = 16;    ///< batches sorted by length together; 1 disables bucketing
-    std::string monitor{};              ///< validation metric or "loss"; empty: `default_monitor(task)`
-    std::size_t patience = 0;           ///< stop after this many epochs without improvement; 0 never stops
-    std::filesystem::path output_dir{};   ///< the best (or last) model and the training checkpoint; empty: none
-    std::size_t checkpoint_every = 0;   ///< optimizer steps between training checkpoints; 0: at epoch ends only
-    std::size_t stop_after_steps = 0;   ///< end the run after this many optimizer steps, checkpointed (0: no limit)
+    std::uint64_t seed = 0;              ///< drives shuffling and dropout
+    std::size_t bucket_batches = 16;     ///< batches sorted by length together; 1 disables bucketing
+    std::string monitor{};               ///< validation metric or "loss"; empty: `default_monitor(task)`
+    std::size_t patience = 0;            ///< stop after this many epochs without improvement; 0 never stops
+    std::filesystem::path output_dir{};  ///< the best (or last) model and the training checkpoint; empty: none
+    std::size_t checkpoint_every = 0;    ///< optimizer steps between training checkpoints; 0: at epoch ends only
+    std::size_t stop_after_steps = 0;    ///< end the run after this many optimizer steps, checkpointed (0: no limit)
     progress_style progress = progress_style::automatic;
-    std::ostream* log = &std::cout;     ///< where progress goes
+    std::ostream* log = &std::cout;  ///< where progress goes
 };
 
 /// One epoch of a run.
@@ -157,14 +160,13 @@ public:
         const std::size_t batches_per_epoch = (train.size() + options_.batch_size - 1) / options_.batch_size;
         const std::size_t steps_per_epoch = (batches_per_epoch + options_.accumulation - 1) / options_.accumulation;
         const std::size_t total_steps = steps_per_epoch * options_.epochs;
-        const auto warmup_steps = static_cast<std::size_t>(std::llround(options_.warmup_fraction * static_cast<double>(total_steps)));
+        const auto warmup_steps =
+            static_cast<std::size_t>(std::llround(options_.warmup_fraction * static_cast<double>(total_steps)));
 
         run_state state;
         state.dropout = random_generator(derived_seed(1));
-        if (!resume_from.empty())
-            state = resume(resume_from);
-        else
-            broadcast_parameters();
+        if (!resume_from.empty()) state = resume(resume_from);
+        else broadcast_parameters();
         training_result result;
         result.monitor = options_.monitor;
         progress_meter meter(options_.log ? *options_.log : std::cout, options_.progress);
@@ -192,8 +194,10 @@ public:
                 const double lr = options_.learning_rate * linear_schedule(optimizer_.steps(), warmup_steps, total_steps);
                 const auto report = train_step(model_, optimizer_, std::span<const packed_batch>(batches), task_,
                                                std::span<const tensor<T>>(targets),
-                                               {.learning_rate = lr, .max_gradient_norm = options_.max_gradient_norm,
-                                                .dropout_rng = &state.dropout, .global_records = records,
+                                               {.learning_rate = lr,
+                                                .max_gradient_norm = options_.max_gradient_norm,
+                                                .dropout_rng = &state.dropout,
+                                                .global_records = records,
                                                 .offsets = std::span<const batch_offset>(offsets)},
                                                gradients, comm_);
                 state.batch = end;
@@ -267,7 +271,8 @@ private:
         const auto share = indices.subspan(first, last - first);
         batches.push_back(share.empty() ? packed_batch{} : model_.pack(data.select_records(share)));
         targets.push_back(share.empty() ? tensor<T>{} : data.select_targets(share));
-        offsets.push_back(first == 0 ? batch_offset{} : model_.offset_after(model_.pack(data.select_records(indices.subspan(0, first)))));
+        offsets.push_back(first == 0 ? batch_offset{}
+                                     : model_.offset_after(model_.pack(data.select_records(indices.subspan(0, first)))));
     }
 
     /// Starts every rank from rank 0's parameters.
@@ -309,17 +314,13 @@ private:
     {
         nlohmann::json history = nlohmann::json::array();
         for (const auto& e : s.history) history.push_back(to_json(e));
-        const nlohmann::json j = {{"settings", run_settings()},
-                                  {"epoch", s.epoch},
-                                  {"batch", s.batch},
-                                  {"dropout_generator", s.dropout.state()},
-                                  {"loss_sum", s.loss_sum},
-                                  {"loss_records", s.loss_records},
-                                  {"seconds", s.seconds},
-                                  {"best_epoch", s.best_epoch ? nlohmann::json(*s.best_epoch) : nlohmann::json()},
-                                  {"best_value", s.best_value},
-                                  {"stale_epochs", s.stale_epochs},
-                                  {"history", history}};
+        const nlohmann::json j = {
+            {"settings", run_settings()}, {"epoch", s.epoch},
+            {"batch", s.batch},           {"dropout_generator", s.dropout.state()},
+            {"loss_sum", s.loss_sum},     {"loss_records", s.loss_records},
+            {"seconds", s.seconds},       {"best_epoch", s.best_epoch ? nlohmann::json(*s.best_epoch) : nlohmann::json()},
+            {"best_value", s.best_value}, {"stale_epochs", s.stale_epochs},
+            {"history", history}};
         if constexpr (host_accessible_space<space>) {
             save_training_checkpoint(checkpoint_path(), model_, optimizer_, j);
         } else {
@@ -333,20 +334,16 @@ private:
     template <class F>
     void with_host_model(F&& f) const
     {
-        if constexpr (host_accessible_space<space>)
-            f(std::as_const(model_));
-        else
-            f(model<T, reference_backend>(model_, reference_backend{}));
+        if constexpr (host_accessible_space<space>) f(std::as_const(model_));
+        else f(model<T, reference_backend>(model_, reference_backend{}));
     }
 
     run_state resume(const std::filesystem::path& path)
     {
         // Parse into host copies first: a malformed trainer section leaves the model and optimizer untouched.
         auto staged_model = [&] {
-            if constexpr (host_accessible_space<space>)
-                return model_;
-            else
-                return model<T, reference_backend>(model_, reference_backend{});
+            if constexpr (host_accessible_space<space>) return model_;
+            else return model<T, reference_backend>(model_, reference_backend{});
         }();
         adamw<T> staged_optimizer(options_.optimizer);
         const nlohmann::json j = load_training_checkpoint(path, staged_model, staged_optimizer);

@@ -44,7 +44,8 @@ inline std::string first_difference(const nlohmann::json& a, const nlohmann::jso
 inline const std::string& metadata_entry(const safetensors_file& file, const std::string& key)
 {
     const auto it = file.metadata().find(key);
-    if (it == file.metadata().end()) throw format_error(file.source() + ": no '" + key + "' metadata (not a dm2s2 training checkpoint)");
+    if (it == file.metadata().end())
+        throw format_error(file.source() + ": no '" + key + "' metadata (not a dm2s2 training checkpoint)");
     return it->second;
 }
 

@@ -6,8 +6,7 @@
 
 int main()
 {
-    dm2s2::schema schema({{"title", dm2s2::modality_kind::tokens, 8},
-                          {"price", dm2s2::modality_kind::numeric, 1}});
+    dm2s2::schema schema({{"title", dm2s2::modality_kind::tokens, 8}, {"price", dm2s2::modality_kind::numeric, 1}});
     dm2s2::model_config config;
     config.bert.vocab_size = 50;
     config.bert.hidden_size = 16;

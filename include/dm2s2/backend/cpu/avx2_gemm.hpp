@@ -65,7 +65,7 @@ __attribute__((target("avx2"))) inline void store_lanes(__m256 v, std::size_t fi
 /// benchmarks/README.md, step 20).
 template <operand_format F>
 __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
-                                               std::size_t units, std::size_t row, std::size_t unit) noexcept
+                                              std::size_t units, std::size_t row, std::size_t unit) noexcept
 {
     __m256 r[8], t[8];
 #pragma GCC unroll 8
@@ -120,7 +120,7 @@ __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, 
 
 /// The C tile [rows, cols ≤ 16] = alpha · acc (+ its old values when `add_to_c`), row stride ldc.
 __attribute__((target("avx2,fma"))) inline void store_tile(const __m256 (&acc)[mr][2], float alpha, float* c, std::size_t ldc,
-                                                                std::size_t rows, std::size_t cols, bool add_to_c) noexcept
+                                                           std::size_t rows, std::size_t cols, bool add_to_c) noexcept
 {
     const __m256 scale = _mm256_set1_ps(alpha);
     if (cols == 16) {
@@ -148,9 +148,9 @@ __attribute__((target("avx2,fma"))) inline void store_tile(const __m256 (&acc)[m
 /// The 6 × 16 micro-kernel (`micro_kernel_set`). `StreamB` asks for B's lines `b_ahead` units ahead,
 /// for a B read from memory.
 template <operand_format F, bool StreamB>
-__attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha,
-                                                       float* c, std::size_t ldc, std::size_t rows, std::size_t cols,
-                                                       bool add_to_c) noexcept
+__attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units,
+                                                      float alpha, float* c, std::size_t ldc, std::size_t rows, std::size_t cols,
+                                                      bool add_to_c) noexcept
 {
     static_assert(F != operand_format::bf16_pairs, "AVX2 has no bf16 dot products");
     constexpr std::size_t nr = blocked::nr, b_ahead = 16;
@@ -174,7 +174,10 @@ __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, co
 
 #else
 
-inline bool has_fp32_kernels() noexcept { return false; }
+inline bool has_fp32_kernels() noexcept
+{
+    return false;
+}
 
 #endif
 

@@ -152,9 +152,11 @@ __attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t
 /// as it goes: for a B read from memory rather than from a freshly packed slice in L2, where the hardware prefetcher alone keeps up with a fraction of
 /// the kernel's pace (benchmarks/README.md, step 15).
 template <operand_format F, bool StreamB = false>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
-void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc,
-                  std::size_t rows, std::size_t cols, bool add_to_c) noexcept
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void micro_kernel(const std::uint32_t* a,
+                                                                                      const std::uint32_t* b, std::size_t units,
+                                                                                      float alpha, float* c, std::size_t ldc,
+                                                                                      std::size_t rows, std::size_t cols,
+                                                                                      bool add_to_c) noexcept
 {
     constexpr std::size_t b_ahead = 32;  // 4 KiB: 16 and 64 were slower
     __m512 acc[mr][2];
@@ -192,12 +194,20 @@ void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t un
     }
 }
 
-
 #else
 
-inline bool has_fp32_kernels() noexcept { return false; }
-inline bool has_bf16_dot_products() noexcept { return false; }
-inline bool bf16_dot_products_pay() noexcept { return false; }
+inline bool has_fp32_kernels() noexcept
+{
+    return false;
+}
+inline bool has_bf16_dot_products() noexcept
+{
+    return false;
+}
+inline bool bf16_dot_products_pay() noexcept
+{
+    return false;
+}
 
 #endif
 

@@ -137,7 +137,8 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                     // the hardware prefetcher: ask L2 for the rows two blocks ahead (benchmarks/README.md,
                     // step 7).
                     if (r + 3 * block <= count)
-                        for (std::size_t q = r + 2 * block; q < r + 3 * block; ++q) __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
+                        for (std::size_t q = r + 2 * block; q < r + 3 * block; ++q)
+                            __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
                     K::template pack_block<F>(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
                 }
         }
@@ -180,7 +181,10 @@ void for_each_tile(std::size_t rows, std::size_t first_col, std::size_t end_col,
 }
 
 /// Where the B words of the tile whose first column is j start, in a packed slice of `units` k units.
-constexpr std::size_t panel_offset(std::size_t j, std::size_t units) noexcept { return j / nr * nr * units + j % nr; }
+constexpr std::size_t panel_offset(std::size_t j, std::size_t units) noexcept
+{
+    return j / nr * nr * units + j % nr;
+}
 
 /// C[m, n] = alpha op(A) op(B), plus C's old values when `add_to_c` (otherwise C is only written, so
 /// it need not be cleared first), on one thread; k > 0. The caller checks that the processor has K's
@@ -215,9 +219,8 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
 
 /// `gemm_accumulate<K, F>` with the format chosen at run time.
 template <micro_kernel_set K>
-void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
-                     float alpha, const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
-                     std::size_t ldc, bool add_to_c)
+void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+                     const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
 {
     switch (format) {
     case operand_format::fp32:
@@ -304,7 +307,8 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                     for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) {
                         const auto kernel = ir == 0 ? K::template micro_kernel<F, true> : K::template micro_kernel<F, false>;
                         float* const tile = c + (i0 + ir) * ldc + j;
-                        const std::size_t tile_rows = std::min(K::mr, rows - ir), tile_cols = std::min(K::tile_cols, pass_end - j);
+                        const std::size_t tile_rows = std::min(K::mr, rows - ir),
+                                          tile_cols = std::min(K::tile_cols, pass_end - j);
                         kernel(packed_a + ir * units, slice + panel_offset(j - j0, units), units, alpha, tile, ldc, tile_rows,
                                tile_cols, add_to_c || p0 > 0);
                         if (last_slice) tile_done(tile, tile_rows, tile_cols, j);

@@ -60,10 +60,10 @@ struct cpu_options {
 
 /// CPU backend: AVX-512, AVX2 or Eigen products, xsimd element-wise kernels, an owned thread pool.
 struct cpu_backend : portable_backward_kernels,
-                      host_memory_transfers,
-                      host_attention_operations<cpu_backend>,
-                      host_row_operations<cpu_backend>,
-                      host_training_operations<cpu_backend> {
+                     host_memory_transfers,
+                     host_attention_operations<cpu_backend>,
+                     host_row_operations<cpu_backend>,
+                     host_training_operations<cpu_backend> {
     static constexpr const char* name() noexcept { return "cpu"; }
 
     /// One thread.
@@ -71,7 +71,9 @@ struct cpu_backend : portable_backward_kernels,
 
     explicit cpu_backend(cpu_options options)
         : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads, options.binding) : nullptr),
-          precision_(options.precision), bf16_(options.bf16), kernels_(options.kernels)
+          precision_(options.precision),
+          bf16_(options.bf16),
+          kernels_(options.kernels)
     {
         if (options.threads == 0) throw config_error("cpu_backend: threads must be at least 1");
     }
@@ -123,16 +125,17 @@ struct cpu_backend : portable_backward_kernels,
     /// the work, so that no thread packs what another packs too (`gemm_with_shared_b`); the sums are
     /// the same bit for bit.
     template <scalar T>
-    void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
-              std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
+    void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+              const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if (m == 0 || n == 0) return;
         if constexpr (std::is_same_v<T, float>)
             if (gemm_with_shared_b(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
-        for_each_product_block<T>(m, n, k, product_split::longer_side, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
-            gemm_block(ta, tb, i1 - i0, j1 - j0, k, alpha, a + (ta == transpose::no ? i0 * lda : i0), lda,
-                       b + (tb == transpose::yes ? j0 * ldb : j0), ldb, beta, c + i0 * ldc + j0, ldc);
-        });
+        for_each_product_block<T>(
+            m, n, k, product_split::longer_side, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+                gemm_block(ta, tb, i1 - i0, j1 - j0, k, alpha, a + (ta == transpose::no ? i0 * lda : i0), lda,
+                           b + (tb == transpose::yes ? j0 * ldb : j0), ldb, beta, c + i0 * ldc + j0, ldc);
+            });
     }
 
     /// W [n, k] (row-major, contiguous) packed once for `gemm_packed`, where this backend's products
@@ -251,8 +254,8 @@ struct cpu_backend : portable_backward_kernels,
     }
 
     template <scalar T>
-    void layer_norm(const T* x, const T* residual, T* y, std::size_t rows, std::size_t cols, const T* gamma,
-                    const T* beta, T eps) const
+    void layer_norm(const T* x, const T* residual, T* y, std::size_t rows, std::size_t cols, const T* gamma, const T* beta,
+                    T eps) const
     {
         for_each_range(rows, row_grain(cols), [&](std::size_t first, std::size_t last) {
             for (std::size_t r = first; r < last; ++r) {
@@ -294,17 +297,16 @@ struct cpu_backend : portable_backward_kernels,
     template <scalar T>
     void add_column_sums(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, T* out) const
     {
-        for_each_range(cols, row_grain(rows), [&](std::size_t first, std::size_t last) {
-            add_column_sums_range(x, rows, ldx, first, last, out);
-        });
+        for_each_range(cols, row_grain(rows),
+                       [&](std::size_t first, std::size_t last) { add_column_sums_range(x, rows, ldx, first, last, out); });
     }
 
     /// `portable_backward_kernels::layer_norm_backward` cut among the threads: the row statistics by
     /// rows, dγ and dβ by columns (each column adding the rows' shares in row order, as there), then
     /// dv by rows (after dγ has read dy, which dv may be): the same numbers on any thread count.
     template <scalar T>
-    void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps,
-                             T* dgamma, T* dbeta) const
+    void layer_norm_backward(const T* v, const T* dy, T* dv, std::size_t rows, std::size_t cols, const T* gamma, T eps, T* dgamma,
+                             T* dbeta) const
     {
         std::vector<row_statistics> stats(rows);
         const auto by_rows = [&](auto&& row) {
@@ -317,7 +319,8 @@ struct cpu_backend : portable_backward_kernels,
             for (std::size_t r = 0; r < rows; ++r)
                 layer_norm_parameter_gradients(v + r * cols, dy + r * cols, first, last, stats[r], dgamma, dbeta);
         });
-        by_rows([&](std::size_t r) { layer_norm_input_gradient(v + r * cols, dy + r * cols, dv + r * cols, cols, gamma, stats[r]); });
+        by_rows(
+            [&](std::size_t r) { layer_norm_input_gradient(v + r * cols, dy + r * cols, dv + r * cols, cols, gamma, stats[r]); });
     }
 
     /// out[i] = a[i] + b[i] (out may alias a or b), in SIMD registers: the same sums as one at a time.
@@ -441,11 +444,12 @@ private:
                          const std::uint32_t* b, float beta, float* c, std::size_t ldc, TileDone&& tile_done) const
     {
         const bool add_to_c = beta != 0.0f;
-        for_each_product_block<float>(m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
-            if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
-            detail::blocked::gemm_accumulate_packed<K, F>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, b, n, k, c + i0 * ldc, ldc,
-                                                          add_to_c, tile_done);
-        });
+        for_each_product_block<float>(
+            m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+                if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
+                detail::blocked::gemm_accumulate_packed<K, F>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, b, n, k, c + i0 * ldc,
+                                                              ldc, add_to_c, tile_done);
+            });
     }
 
     /// op(B) packed once for all threads, at most this many words (16 MiB): the largest of BERT-base's
@@ -460,9 +464,8 @@ private:
     /// step 20). Returns false, having done nothing, where it does not apply: one thread, a small
     /// product, too few rows for a whole panel per thread, Aᵀ (packing A from columns is the slow
     /// direction either way), `vdpbf16ps`'s pairs format, or an op(B) over `max_shared_b_words`.
-    bool gemm_with_shared_b(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                            const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-                            std::size_t ldc) const
+    bool gemm_with_shared_b(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                            std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) const
     {
         const auto path = float_path();
         const std::size_t parts = threads();
@@ -473,10 +476,10 @@ private:
         const auto run = [&]<class K, operand_format F>() {
             using namespace detail::blocked;
             std::uint32_t* const packed_b = packing_buffer<2>(packed_layout::padded_columns(n) * k);
-            parallel_for(slice_count(n, k), [&](std::size_t slice) {
-                pack_slice<K, F>(b, ldb, tb == transpose::yes, n, k, slice, packed_b);
-            });
-            multiply_packed<K, F>(m, n, k, alpha, a, lda, packed_b, beta, c, ldc, [](float*, std::size_t, std::size_t, std::size_t) {});
+            parallel_for(slice_count(n, k),
+                         [&](std::size_t slice) { pack_slice<K, F>(b, ldb, tb == transpose::yes, n, k, slice, packed_b); });
+            multiply_packed<K, F>(m, n, k, alpha, a, lda, packed_b, beta, c, ldc,
+                                  [](float*, std::size_t, std::size_t, std::size_t) {});
         };
         with_kernel_set(path->isa, [&]<class K>(K) {
             if (path->format == operand_format::fp32) run.template operator()<K, operand_format::fp32>();
@@ -487,8 +490,8 @@ private:
 
     /// One thread's product: the library's kernels for float where present, else Eigen.
     template <scalar T>
-    void gemm_block(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
-                    std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
+    void gemm_block(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+                    const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if constexpr (std::is_same_v<T, float>) {
             if (const auto path = float_path(); path && k > 0) {
@@ -509,9 +512,8 @@ private:
     }
 
     /// bf16 products without the library's kernels: Eigen's product of copies rounded to bf16.
-    static void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                             const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-                             std::size_t ldc)
+    static void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                             std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
     {
         // A stored matrix of rows × cols with leading dimension ld, every value rounded.
         const auto rounded = [](const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
@@ -549,7 +551,8 @@ private:
         const_map B(b, rows(tb == transpose::yes ? n : k), rows(tb == transpose::yes ? k : n), Eigen::OuterStride<>(rows(ldb)));
         map C(c, rows(m), rows(n), Eigen::OuterStride<>(rows(ldc)));
         if (k == 0) {
-            if (beta == T(0)) C.setZero(); else C *= beta;
+            if (beta == T(0)) C.setZero();
+            else C *= beta;
             return;
         }
         const auto product = [&](const auto& opa, const auto& opb) {
@@ -615,7 +618,10 @@ private:
     }
 
     static constexpr std::size_t element_grain = 1 << 14;  // elements per thread worth a dispatch
-    static std::size_t row_grain(std::size_t cols) { return std::max<std::size_t>(1, element_grain / std::max<std::size_t>(cols, 1)); }
+    static std::size_t row_grain(std::size_t cols)
+    {
+        return std::max<std::size_t>(1, element_grain / std::max<std::size_t>(cols, 1));
+    }
 
     std::shared_ptr<thread_pool> pool_;
     matmul_precision precision_ = matmul_precision::fp32;

@@ -29,7 +29,10 @@ constexpr std::size_t kc = 256;   ///< k units per packed slice
 constexpr std::size_t nc = 1024;  ///< columns of B per block
 
 /// n rounded up to whole panels.
-constexpr std::size_t padded_columns(std::size_t n) noexcept { return (n + nr - 1) / nr * nr; }
+constexpr std::size_t padded_columns(std::size_t n) noexcept
+{
+    return (n + nr - 1) / nr * nr;
+}
 
 /// Where the slice of the block of columns starting at j0 and of depths starting at p0 (multiples of
 /// nc and kc) begins: the earlier blocks are whole, and each slice before it in the block is as wide
@@ -71,10 +74,10 @@ public:
     {
     }
 
-    std::size_t rows() const noexcept { return rows_; }  ///< n: W's rows, the product's columns
-    std::size_t cols() const noexcept { return cols_; }  ///< k: W's columns, the product's depth
+    std::size_t rows() const noexcept { return rows_; }              ///< n: W's rows, the product's columns
+    std::size_t cols() const noexcept { return cols_; }              ///< k: W's columns, the product's depth
     weight_rounding rounding() const noexcept { return rounding_; }  ///< how the values were rounded
-    std::size_t size() const noexcept { return values_.size(); }  ///< values held, padding included
+    std::size_t size() const noexcept { return values_.size(); }     ///< values held, padding included
     float* data() noexcept { return values_.data(); }
     const float* data() const noexcept { return values_.data(); }
 
@@ -108,7 +111,8 @@ public:
         for (std::size_t j = 0; j < rows; ++j)
             for (std::size_t p = 0; p < cols; ++p) {
                 const float v = w[j * ld + p];
-                packed.values_[packed_layout::index(rows, cols, j, p)] = rounding == weight_rounding::bf16 ? round_to_bfloat16(v) : v;
+                packed.values_[packed_layout::index(rows, cols, j, p)] =
+                    rounding == weight_rounding::bf16 ? round_to_bfloat16(v) : v;
             }
         return packed;
     }

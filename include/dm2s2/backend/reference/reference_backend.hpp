@@ -18,10 +18,10 @@ namespace dm2s2 {
 
 /// Plain-loop backend used as the reference in tests.
 struct reference_backend : portable_backward_kernels,
-                            host_memory_transfers,
-                            host_attention_operations<reference_backend>,
-                            host_row_operations<reference_backend>,
-                            host_training_operations<reference_backend> {
+                           host_memory_transfers,
+                           host_attention_operations<reference_backend>,
+                           host_row_operations<reference_backend>,
+                           host_training_operations<reference_backend> {
     static constexpr const char* name() noexcept { return "reference"; }
 
     /// One thread: tasks run in order.
@@ -35,8 +35,8 @@ struct reference_backend : portable_backward_kernels,
     using accumulator = std::conditional_t<std::is_same_v<T, float>, double, long double>;
 
     template <scalar T>
-    void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
-              std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
+    void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+              const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         for (std::size_t i = 0; i < m; ++i)
             for (std::size_t j = 0; j < n; ++j) {
@@ -92,8 +92,8 @@ struct reference_backend : portable_backward_kernels,
     }
 
     template <scalar T>
-    void layer_norm(const T* x, const T* residual, T* y, std::size_t rows, std::size_t cols, const T* gamma,
-                    const T* beta, T eps) const
+    void layer_norm(const T* x, const T* residual, T* y, std::size_t rows, std::size_t cols, const T* gamma, const T* beta,
+                    T eps) const
     {
         std::vector<accumulator<T>> v(cols);
         for (std::size_t r = 0; r < rows; ++r) {

@@ -162,8 +162,8 @@ struct staging_options {
 
 /// Transfers a `staging_backend` has made, counted since it was made or last reset.
 struct transfer_counts {
-    std::size_t uploads = 0;         ///< host → staging copies
-    std::size_t downloads = 0;       ///< staging → host copies
+    std::size_t uploads = 0;    ///< host → staging copies
+    std::size_t downloads = 0;  ///< staging → host copies
     std::size_t uploaded_bytes = 0;
     std::size_t downloaded_bytes = 0;
 
@@ -347,7 +347,8 @@ public:
     }
     template <scalar T, class Index>
     void add_type_and_position_rows(pointer<T> rows, std::size_t count, std::size_t width, pointer<const T> types,
-                                    pointer<const Index> type_ids, pointer<const T> positions, pointer<const Index> position_ids) const
+                                    pointer<const Index> type_ids, pointer<const T> positions,
+                                    pointer<const Index> position_ids) const
     {
         run([&](const Kernels& K) {
             K.add_type_and_position_rows(raw(rows), count, width, raw(types), raw(type_ids), raw(positions), raw(position_ids));
@@ -357,7 +358,9 @@ public:
     void scale_shift_rows(pointer<const T> values, pointer<const T> scale, pointer<const T> shift, pointer<T> to,
                           pointer<const ToIndex> to_rows, std::size_t count, std::size_t width) const
     {
-        run([&](const Kernels& K) { K.scale_shift_rows(raw(values), raw(scale), raw(shift), raw(to), raw(to_rows), count, width); });
+        run([&](const Kernels& K) {
+            K.scale_shift_rows(raw(values), raw(scale), raw(shift), raw(to), raw(to_rows), count, width);
+        });
     }
     template <scalar T, class FromIndex>
     void scale_shift_rows_backward(pointer<const T> values, pointer<const T> d_rows, pointer<const FromIndex> from_rows,
@@ -368,8 +371,8 @@ public:
         });
     }
     template <scalar T>
-    void segment_attention_pool(pointer<const T> rows, std::size_t width, pointer<const row_group> groups, std::size_t group_count,
-                                pointer<T> scores, pointer<const T> residual, pointer<T> pooled) const
+    void segment_attention_pool(pointer<const T> rows, std::size_t width, pointer<const row_group> groups,
+                                std::size_t group_count, pointer<T> scores, pointer<const T> residual, pointer<T> pooled) const
     {
         run([&](const Kernels& K) {
             K.segment_attention_pool(raw(rows), width, raw(groups), group_count, raw(scores), raw(residual), raw(pooled));
@@ -377,12 +380,13 @@ public:
     }
     template <scalar T>
     void segment_attention_pool_backward(pointer<const T> rows, std::size_t width, pointer<const row_group> groups,
-                                         std::size_t group_count, pointer<const T> weights, pointer<const T> residual, pointer<const T> d_pooled,
-                                         pointer<T> d_rows, pointer<T> d_scores, pointer<T> d_residual) const
+                                         std::size_t group_count, pointer<const T> weights, pointer<const T> residual,
+                                         pointer<const T> d_pooled, pointer<T> d_rows, pointer<T> d_scores,
+                                         pointer<T> d_residual) const
     {
         run([&](const Kernels& K) {
-            K.segment_attention_pool_backward(raw(rows), width, raw(groups), group_count, raw(weights), raw(residual), raw(d_pooled),
-                                              raw(d_rows), raw(d_scores), raw(d_residual));
+            K.segment_attention_pool_backward(raw(rows), width, raw(groups), group_count, raw(weights), raw(residual),
+                                              raw(d_pooled), raw(d_rows), raw(d_scores), raw(d_residual));
         });
     }
     template <scalar T>
@@ -392,8 +396,8 @@ public:
         run([&](const Kernels& K) { K.max_pool(raw(x), width, raw(groups), group_count, raw(out), raw(argmax)); });
     }
     template <scalar T>
-    void max_pool_backward(pointer<const T> d_out, std::size_t width, std::size_t group_count, pointer<const std::uint32_t> argmax,
-                           std::size_t rows, pointer<T> dx) const
+    void max_pool_backward(pointer<const T> d_out, std::size_t width, std::size_t group_count,
+                           pointer<const std::uint32_t> argmax, std::size_t rows, pointer<T> dx) const
     {
         run([&](const Kernels& K) { K.max_pool_backward(raw(d_out), width, group_count, raw(argmax), rows, raw(dx)); });
     }
@@ -402,7 +406,9 @@ public:
     void softmax_cross_entropy(pointer<const T> logits, pointer<const T> classes, std::size_t batch, std::size_t outputs,
                                pointer<T> grad, double weight, pointer<double> loss) const
     {
-        run([&](const Kernels& K) { K.softmax_cross_entropy(raw(logits), raw(classes), batch, outputs, raw(grad), weight, raw(loss)); });
+        run([&](const Kernels& K) {
+            K.softmax_cross_entropy(raw(logits), raw(classes), batch, outputs, raw(grad), weight, raw(loss));
+        });
     }
     template <scalar T>
     void binary_cross_entropy(pointer<const T> logits, pointer<const T> targets, std::size_t n, pointer<T> grad, double weight,
@@ -435,7 +441,8 @@ public:
         run([&](const Kernels& K) { K.clip_buffers(std::span<const buffer_view<T*>>(views), raw(norm), max_norm); });
     }
     template <scalar T>
-    void adamw_update(std::span<const adamw_buffers<pointer<T>, pointer<const T>>> parameters, pointer<const double> norm = nullptr) const
+    void adamw_update(std::span<const adamw_buffers<pointer<T>, pointer<const T>>> parameters,
+                      pointer<const double> norm = nullptr) const
     {
         std::vector<adamw_buffers<T*, const T*>> views;
         for (const auto& b : parameters) views.push_back({raw(b.p), raw(b.m), raw(b.v), raw(b.g), b.size, b.coefficients});
