@@ -66,7 +66,8 @@ class Dm2s2Conan(ConanFile):
         core.set_property("cmake_target_name", "dm2s2::dm2s2")
         core.bindirs = []
         core.libdirs = []
-        core.requires = ["eigen::eigen", "nlohmann_json::nlohmann_json"]
+        # ConanCenter's eigen declares its headers as the component eigen3; the others have none.
+        core.requires = ["eigen::eigen3", "nlohmann_json::nlohmann_json"]
         if self.options.with_xsimd:
             core.requires.append("xsimd::xsimd")
         else:
