@@ -61,8 +61,8 @@ __attribute__((target("avx512f,avx512bf16,fma"))) double chain_seconds(std::size
 }
 
 /// Whether `vdpbf16ps` gives more products per second than fp32 FMA on this processor. It does twice
-/// an FMA's products per instruction, but issue rates differ: measured at a quarter of the FMA's rate
-/// on Sapphire Rapids class cores (so half the products), it is the faster instruction elsewhere.
+/// an FMA's products per instruction, but issue rates differ: Sapphire Rapids class cores issue it at a
+/// fraction of the FMA's rate, Zen 5 cores at the FMA's rate (benchmarks/README.md, "What the processor allows").
 /// Timed once, in about a millisecond; the best of several alternating trials of each, and only a
 /// clear (25 %) advantage picks `vdpbf16ps`, so that noise does not flip the choice.
 inline bool bf16_dot_products_pay() noexcept
