@@ -19,12 +19,7 @@ set(CURRENT_PACKAGES_DIR ${WORK_DIR}/packages/${PORT}_${TARGET_TRIPLET})
 set(CURRENT_INSTALLED_DIR ${WORK_DIR}/installed/${TARGET_TRIPLET})
 set(port_dir ${SOURCE_DIR}/ports/${PORT})
 
-function(run_step)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT result EQUAL 0)
-    message(FATAL_ERROR "step failed (${result}): ${ARGN}\n${out}")
-  endif()
-endfunction()
+include(${here}/../run_step.cmake)
 
 # ---- the manifest --------------------------------------------------------------------------------
 file(READ ${port_dir}/vcpkg.json manifest)

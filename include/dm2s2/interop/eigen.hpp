@@ -104,8 +104,7 @@ Eigen::Map<const eigen_row_matrix<T>> beta_matrix(const attention_explanation<T>
 template <class T>
 Eigen::Map<const eigen_row_matrix<T>> modality_scores(const attribution<T>& a)
 {
-    return {a.modalities.data(), Eigen::Index(a.modalities.size() / (a.modality_count ? a.modality_count : 1)),
-            Eigen::Index(a.modality_count)};
+    return {a.modalities.data(), Eigen::Index(a.records()), Eigen::Index(a.modality_count)};
 }
 
 /// Sets the `dense` modality `m` (index or name) of `record` to the rows of `rows` (elements × dim, any
