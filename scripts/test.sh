@@ -36,14 +36,15 @@ run_suite clang clang++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON -DDM2S2_BUI
 bash scripts/newest_dependencies.sh build/newest-dependencies
 run_suite newest g++ "" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PWD}/build/newest-dependencies/usr" \
   -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF
-# sanitize: the library's own test program under the sanitizers, with line tables only (-g1), which
-# is what their reports print. Left to the lanes above: the tools and examples and their tests (the
+# sanitize: the library's own test program under the sanitizers, at -Og (half the build time of -O1
+# with the sanitizers' instrumentation, and tests as fast) with line tables only (-g1), which is what
+# their reports print. Left to the lanes above: the tools and examples and their tests (the
 # readers and pipelines they run are tested in the test program here), the planted-task training runs
 # (planted signal, planted cues, every baseline training; minutes under the sanitizers, their code
 # exercised here by the gradient, dropout, accumulation, trainer and attribution tests), the
 # benchmarks and the package tests.
 run_suite sanitize g++ "-E planted-signal|planted.cues|every.baseline.trains" -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DDM2S2_SANITIZE=ON -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF \
+  -DCMAKE_CXX_FLAGS_DEBUG="-Og -g1" -DDM2S2_SANITIZE=ON -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF \
   -DDM2S2_PACKAGE_TESTS=OFF
 
 printf '== %s\n' "${timings[@]}"

@@ -19,6 +19,15 @@
 
 namespace dm2s2::testing {
 
+/// True in the sanitizer build (DM2S2_SANITIZE), where arithmetic runs many times slower: the products'
+/// widest sweeps then pair their options instead of crossing them, still reaching every kernel, shape
+/// and option value.
+#ifdef DM2S2_SANITIZED
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 inline std::filesystem::path data_dir()
 {
     return DM2S2_TEST_DATA_DIR;
