@@ -267,6 +267,7 @@ nlohmann::json measure_faithfulness(const Model& model, const dm2s2::record_enco
 
 int main(int argc, char** argv)
 {
+    dm2s2::tools::fail_writes_past_file_size_limit();
     std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0", precision = "fp32", method_name,
                                                                   faithfulness_path, faithfulness_records = "500";
     dm2s2::tools::arguments args;

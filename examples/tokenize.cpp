@@ -20,6 +20,7 @@
 
 int main(int argc, char** argv)
 {
+    dm2s2::tools::fail_writes_past_file_size_limit();
     std::string vocab, max_length_text = "0";
     bool cased = false, pair = false;
     std::size_t max_length = 0;
@@ -59,6 +60,8 @@ int main(int argc, char** argv)
                 throw dm2s2::input_error(where + ": " + e.what());
             }
         }
+        // Output cut short (a full disk, the file size limit) is an error, not a shorter result.
+        if (!std::cout.flush()) throw dm2s2::error("standard output: write failed");
         return 0;
     } catch (const std::exception& e) {
         std::cout.flush();

@@ -1,8 +1,10 @@
 #pragma once
 // Command-line parsing shared by the tools: `--name value` options and `--name` switches, with
 // errors (std::invalid_argument) that name the argument. Usage errors end a tool with status 2.
+// And the tools' reaction to the file size limit.
 
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <map>
 #include <stdexcept>
@@ -10,6 +12,14 @@
 #include <vector>
 
 namespace dm2s2::tools {
+
+/// Makes a write past the file size limit (`ulimit -f`, RLIMIT_FSIZE; a full disk acts alike) fail
+/// with EFBIG, which the library's writers report naming the file, leaving the previous file in place,
+/// instead of SIGXFSZ killing the process part-way through a temporary file.
+inline void fail_writes_past_file_size_limit()
+{
+    std::signal(SIGXFSZ, SIG_IGN);
+}
 
 class arguments {
 public:

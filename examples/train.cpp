@@ -78,6 +78,7 @@ dm2s2::model_config default_config()
 
 int main(int argc, char** argv)
 {
+    dm2s2::tools::fail_writes_past_file_size_limit();
     const communicator ranks;
     std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1",
                                            threads = "1", vocab, init_bert, patience = "0";

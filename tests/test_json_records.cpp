@@ -114,6 +114,12 @@ TEST_CASE("targets of every task type")
     const auto reg = records("reg.jsonl", {R"({"year": 1, "label": 2.5})"});
     e = record_encoder::fit(parse_data_spec(film_schema("regression"), "s"), reg, &small_vocabulary());
     CHECK(e.encode_dataset<float>(reg).targets[0] == 2.5f);
+    // A target beyond float's range is refused when fitting and when encoding.
+    const auto huge = records("huge.jsonl", {R"({"year": 1, "label": 2.5})", R"({"year": 2, "label": -1e300})"});
+    CHECK_THROWS_WITH_AS(record_encoder::fit(parse_data_spec(film_schema("regression"), "s"), huge, &small_vocabulary()),
+                         doctest::Contains("huge.jsonl:2: target 'label': -1e+300 is beyond float's range"), input_error);
+    CHECK_THROWS_WITH_AS(e.encode_dataset<double>(huge),
+                         doctest::Contains("huge.jsonl:2: target 'label': -1e+300 is beyond float's range"), input_error);
 }
 
 TEST_CASE("bad schemas and records are refused, naming the file, line and field")
@@ -143,6 +149,20 @@ TEST_CASE("bad schemas and records are refused, naming the file, line and field"
     fails(R"({"genre_tags": [1], "label": "drama"})", "field 'genre_tags': categorical values must be strings");
     fails(R"({"year": ["x"], "label": "drama"})", "field 'year': numeric values must be numbers or null");
     fails(R"({"codes": [1.5], "label": "drama"})", "field 'codes': token ids must be integers");
+    // Numbers beyond float's range, which would become infinities (JSON has no NaN or infinity).
+    fails(R"({"poster": [[1, 2], [3, -4e38]], "label": "drama"})", "field 'poster': row 1: -4e+38 is beyond float's range");
+    fails(R"({"year": 1e39, "label": "drama"})", "field 'year': 1e+39 is beyond float's range");
+    fails(R"({"year": [1, null, 5e200], "label": "drama"})", "field 'year': 5e+200 is beyond float's range");
+    // A number within float's range that standardising takes beyond it: training years 0 and 1e-30
+    // have a standard deviation of 5e-31.
+    const auto tiny = records("tiny.jsonl", {R"({"year": 0, "label": "drama"})", R"({"year": 1e-30, "label": "war"})",
+                                             R"({"year": 1e10, "label": "war"})"});
+    const auto tiny_encoder = record_encoder::fit(spec, {tiny[0], tiny[1]}, &small_vocabulary());
+    CHECK_THROWS_WITH_AS(tiny_encoder.encode(tiny[2]),
+                         doctest::Contains("tiny.jsonl:3: field 'year': 10000000000.0 standardised with the training data's "
+                                           "mean and standard deviation is "),
+                         input_error);
+    CHECK_THROWS_WITH_AS(tiny_encoder.encode(tiny[2]), doctest::Contains("e+40, beyond float's range (±3.4e38)"), input_error);
     fails(R"({"year": 3})", "target 'label': missing (every training record needs one)");
     fails(R"({"year": 3, "label": ["drama"]})", "target 'label': must be a label string");
     fails(R"({"poster": null, "label": "drama"})", "no modality is present");

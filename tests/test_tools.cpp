@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <set>
@@ -197,6 +198,18 @@ TEST_CASE("dm2s2_tokenize names the line of bad input")
     CHECK(r.output.find("/nonexistent.txt: cannot open the vocabulary") != std::string::npos);
     r = run(std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " --bogus");
     CHECK(r.status == 2);
+    // Output cut short by the file size limit (8 KB, far below the ids of 4000 lines), as by a full
+    // disk, is an error rather than a shorter result.
+    {
+        std::ofstream many(dir / "many.jsonl");
+        for (int i = 0; i < 4000; ++i) many << "\"a line of text to tokenize\"\n";
+    }
+    r = run("(prlimit --fsize=8000 " + std::string(DM2S2_TOKENIZE) + " --vocab " + vocab + " < " + (dir / "many.jsonl").string() +
+            " 2> " + (dir / "error.txt").string() + ")");
+    CHECK(r.status == 1);
+    std::ifstream error_file(dir / "error.txt");
+    const std::string error_text((std::istreambuf_iterator<char>(error_file)), std::istreambuf_iterator<char>());
+    CHECK_MESSAGE(error_text.find("dm2s2_tokenize: standard output: write failed") != std::string::npos, error_text);
 }
 #endif
 
@@ -503,6 +516,37 @@ TEST_CASE("dm2s2_train and dm2s2_predict refuse bad input with the file, line an
     CHECK(r.status == 1);
     CHECK(r.output.find("data.json") != std::string::npos);
 }
+TEST_CASE("dm2s2_train past the file size limit ends with an error naming the file and leaves the earlier model as it was")
+{
+    const auto dir = dm2s2::testing::scratch_dir("movies_file_size_limit");
+    const auto schema = (dm2s2::testing::project_data_dir() / "movies" / "schema.json").string();
+    std::ofstream(dir / "small.json") << R"({"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64})";
+    const auto train = movies_subset(dir, "train", 40), model = dir / "model";
+    const auto command = std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --vocab " +
+                         dm2s2::testing::bert_vocab().string() + " --epochs 1 --config " + (dir / "small.json").string() +
+                         " --out " + model.string();
+    auto r = run(command);
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    const auto contents = [&] {
+        std::map<std::string, std::string> files;
+        for (const auto& e : fs::directory_iterator(model)) {
+            std::ifstream in(e.path(), std::ios::binary);
+            files[e.path().filename().string()] = std::string(std::istreambuf_iterator<char>(in), {});
+        }
+        return files;
+    };
+    const auto before = contents();
+    // A file size limit of 8 MB (prlimit, in bytes; an MPI build's start needs a few MB) is below the
+    // training checkpoint's 12 MB: its write fails, as on a full disk, and is reported instead of
+    // SIGXFSZ killing the process.
+    r = run("prlimit --fsize=8000000 " + command);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(
+        r.output.find((model / "training_state.safetensors").string() + ": write failed: File too large") != std::string::npos,
+        r.output);
+    CHECK(contents() == before);  // the same files, byte for byte: nothing half-written, no temporary left
+}
+
 #ifdef DM2S2_MPIEXEC
 TEST_CASE("dm2s2_train under mpirun -np 2 writes what one process writes, with the same training")
 {

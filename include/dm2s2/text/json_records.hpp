@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -252,14 +253,25 @@ public:
                                           std::to_string(s.dim) + " numbers");
                     for (const auto& number : row) {
                         if (!number.is_number()) throw input_error(at(r, m) + "row " + std::to_string(k) + " holds a non-number");
-                        values.push_back(number.get<float>());
+                        values.push_back(static_cast<float>(within_float(number, at(r, m) + "row " + std::to_string(k) + ": ")));
                     }
                 }
                 x.set_dense(m, std::move(values));
                 break;
             }
             case modality_kind::categorical: x.set_categorical(m, strings(r, m, *v), tables_[m]); break;
-            case modality_kind::numeric: x.set_numeric_with_nulls(m, numbers(r, m, *v)); break;
+            case modality_kind::numeric: {
+                auto values = numbers(r, m, *v);
+                for (const auto& number : values) {
+                    const double standardised = number ? (*number - s.mean) / s.stddev : 0.0;
+                    if (!(std::abs(standardised) <= static_cast<double>(std::numeric_limits<float>::max())))
+                        throw input_error(at(r, m) + nlohmann::json(*number).dump() +
+                                          " standardised with the training data's mean and standard deviation is " +
+                                          nlohmann::json(standardised).dump() + ", beyond float's range (±3.4e38)");
+                }
+                x.set_numeric_with_nulls(m, values);
+                break;
+            }
             }
         }
         bool any = false;
@@ -304,7 +316,7 @@ public:
             return;
         case task_type::regression:
             if (!v.is_number()) throw input_error(where + "must be a number");
-            row[0] = static_cast<T>(v.get<double>());
+            row[0] = static_cast<T>(within_float(v, where));
             return;
         }
     }
@@ -432,6 +444,17 @@ private:
 
     std::string at(const json_record& r, std::size_t m) const { return r.where + ": field '" + spec_.modalities[m].name + "': "; }
 
+    /// A record's number, refused (naming `where`) beyond float's finite range, where the model, the
+    /// numeric statistics and the float targets would turn it into an infinity. (JSON itself has no
+    /// NaN or infinity, and nlohmann_json refuses numbers that overflow a double.)
+    static double within_float(const nlohmann::json& v, const std::string& where)
+    {
+        const double x = v.get<double>();
+        if (!(std::abs(x) <= static_cast<double>(std::numeric_limits<float>::max())))
+            throw input_error(where + v.dump() + " is beyond float's range (±3.4e38)");
+        return x;
+    }
+
     /// The value of modality m, or null when it is missing (absent, null, empty string or array);
     /// throws when its JSON type does not fit the kind.
     const nlohmann::json* field(const json_record& r, std::size_t m) const
@@ -462,11 +485,11 @@ private:
 
     std::vector<std::optional<double>> numbers(const json_record& r, std::size_t m, const nlohmann::json& v) const
     {
-        if (v.is_number()) return {v.get<double>()};
+        if (v.is_number()) return {within_float(v, at(r, m))};
         std::vector<std::optional<double>> out;
         for (const auto& x : v) {
             if (x.is_null()) out.emplace_back();
-            else if (x.is_number()) out.emplace_back(x.get<double>());
+            else if (x.is_number()) out.emplace_back(within_float(x, at(r, m)));
             else throw input_error(at(r, m) + "numeric values must be numbers or null");
         }
         return out;
@@ -512,6 +535,7 @@ private:
             break;
         case task_type::regression:
             if (!v.is_number()) throw input_error(where + "must be a number");
+            within_float(v, where);
             break;
         }
     }
