@@ -264,7 +264,7 @@ public:
                 auto values = numbers(r, m, *v);
                 for (const auto& number : values) {
                     const double standardised = number ? (*number - s.mean) / s.stddev : 0.0;
-                    if (!(std::abs(standardised) <= static_cast<double>(std::numeric_limits<float>::max())))
+                    if (!fits_float(standardised))
                         throw input_error(at(r, m) + nlohmann::json(*number).dump() +
                                           " standardised with the training data's mean and standard deviation is " +
                                           nlohmann::json(standardised).dump() + ", beyond float's range (±3.4e38)");
@@ -444,14 +444,16 @@ private:
 
     std::string at(const json_record& r, std::size_t m) const { return r.where + ": field '" + spec_.modalities[m].name + "': "; }
 
+    /// True when `x` is within float's finite range (false for NaN).
+    static bool fits_float(double x) { return std::abs(x) <= static_cast<double>(std::numeric_limits<float>::max()); }
+
     /// A record's number, refused (naming `where`) beyond float's finite range, where the model, the
     /// numeric statistics and the float targets would turn it into an infinity. (JSON itself has no
     /// NaN or infinity, and nlohmann_json refuses numbers that overflow a double.)
     static double within_float(const nlohmann::json& v, const std::string& where)
     {
         const double x = v.get<double>();
-        if (!(std::abs(x) <= static_cast<double>(std::numeric_limits<float>::max())))
-            throw input_error(where + v.dump() + " is beyond float's range (±3.4e38)");
+        if (!fits_float(x)) throw input_error(where + v.dump() + " is beyond float's range (±3.4e38)");
         return x;
     }
 
