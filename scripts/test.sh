@@ -37,7 +37,7 @@ bash scripts/newest_dependencies.sh build/newest-dependencies
 run_suite newest g++ "" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PWD}/build/newest-dependencies/usr" \
   -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF
 # sanitize: the library's own test program under the sanitizers, at -Og (half the build time of -O1
-# with the sanitizers' instrumentation, and tests as fast) with line tables only (-g1), which is what
+# with the sanitizers' instrumentation, tests a little slower) with line tables only (-g1), which is what
 # their reports print. Left to the lanes above: the tools and examples and their tests (the
 # readers and pipelines they run are tested in the test program here), the planted-task training runs
 # (planted signal, planted cues, every baseline training; minutes under the sanitizers, their code
