@@ -13,7 +13,9 @@
 // for the predicted output (0 and [] for a missing modality). M holds the task's metrics (every record
 // needs its target). R is one self-contained HTML page showing each record's modality weights and its
 // elements shaded by γ, or by the attribution when a method is given. --show N prints the explanation
-// of the first N records: their three heaviest modalities and element weights.
+// of the first N records: their three heaviest modalities and element weights. Records stream through
+// in batches, so memory does not grow with the file (except for the page of --explain, which holds
+// every record, and the scores and targets --metrics keeps); P appears, whole, when every record is done.
 // --precision bf16 multiplies matrices in bf16 with fp32 sums, the encoder's weights rounded to bf16
 // once as they are packed (`weight_rounding::bf16`); scores then differ slightly from fp32 ones.
 // --faithfulness F.json measures every attribution method the model supports and a random ranking on
@@ -310,26 +312,46 @@ int main(int argc, char** argv)
         if (!backward_passes || bf16) model.pack_weights(bf16 ? dm2s2::weight_rounding::bf16 : dm2s2::weight_rounding::none);
         if (!(model.schema() == encoder.schema()))
             throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
-        const auto records = dm2s2::read_json_lines(data);
         const auto& task = encoder.task();
         const bool explained = dm2s2::explains(model.config().pooling);
         if (method && !dm2s2::supports(*method, model.config().pooling))
             throw dm2s2::config_error("--explain-method attention: " + std::string(dm2s2::to_string(model.config().pooling)) +
                                       " pooling has no attention weights; use occlusion, gradient or integrated-gradients");
         const std::size_t outputs = model.config().num_outputs;
-        dm2s2::tensor<float> all_logits({records.size(), outputs});
+        // Records stream through in batches: memory holds one batch, the output's lines go to a
+        // temporary file put in place at the end, and only what the options need is kept: each
+        // record's logits and target for --metrics, the first records for --faithfulness, the
+        // predictions for the page (--explain) or the first N for --show.
+        dm2s2::json_lines_reader reader(data);
+        dm2s2::atomic_file_writer lines(out);
+        std::vector<float> kept_logits, kept_targets;
+        const std::size_t target_width = task.type == dm2s2::task_type::multiclass ? 1 : encoder.num_outputs();
+        std::vector<dm2s2::json_record> measured;
         std::vector<prediction> predictions;
         constexpr std::size_t batch_size = 64;
-        for (std::size_t first = 0; first < records.size(); first += batch_size) {
+        std::string text;
+        for (bool more = true; more;) {
+            std::vector<dm2s2::json_record> records;
+            while (records.size() < batch_size) {
+                auto r = reader.next();
+                if (!r) break;
+                records.push_back(std::move(*r));
+            }
+            more = records.size() == batch_size;
+            if (records.empty()) break;
             std::vector<dm2s2::sequence_set> batch;
-            for (std::size_t i = first; i < std::min(records.size(), first + batch_size); ++i)
-                batch.push_back(encoder.encode(records[i]));
+            for (const auto& r : records) batch.push_back(encoder.encode(r));
             const auto result = model.forward(batch, explained);
             std::optional<dm2s2::attribution<float>> attribution;
             if (method) attribution = dm2s2::attribute(model, batch, *method, {.task = task.type});
+            text.clear();
             for (std::size_t b = 0; b < batch.size(); ++b) {
-                const auto& r = records[first + b];
-                std::copy_n(result.logits.row(b), outputs, all_logits.row(first + b));
+                const auto& r = records[b];
+                if (!metrics_path.empty()) {
+                    kept_logits.insert(kept_logits.end(), result.logits.row(b), result.logits.row(b) + outputs);
+                    kept_targets.resize(kept_targets.size() + target_width);
+                    encoder.encode_target(r, kept_targets.data() + kept_targets.size() - target_width);
+                }
                 prediction p;
                 p.line = {{"id", dm2s2::record_encoder::id_of(r)}};
                 score(task, result.logits.row(b), outputs, p.line);
@@ -359,22 +381,28 @@ int main(int argc, char** argv)
                     const auto& t = r.value[task.target];
                     p.truth = t.is_string() ? t.get<std::string>() : t.dump();
                 }
-                predictions.push_back(std::move(p));
+                (text += p.line.dump()) += '\n';
+                if (!explain_path.empty() || predictions.size() < show_count) predictions.push_back(std::move(p));
             }
+            lines.write(text);
+            if (!faithfulness_path.empty())
+                for (auto& r : records)
+                    if (measured.size() < faithfulness_count) measured.push_back(std::move(r));
         }
-        nlohmann::json metrics, faithfulness;  // computed first: a failure leaves nothing written
+        if (reader.records() == 0) throw dm2s2::input_error(data + ": no records");
+        const std::size_t count = reader.records();
+        nlohmann::json metrics, faithfulness;  // computed before any file is put in place: a failure leaves none
         if (!metrics_path.empty()) {
-            metrics = dm2s2::evaluate_metrics(task.type, all_logits, encoder.encode_dataset<float>(records).targets);
-            metrics["records"] = records.size();
+            dm2s2::tensor<float> logits({count, outputs}), targets;
+            std::copy(kept_logits.begin(), kept_logits.end(), logits.data());
+            targets = task.type == dm2s2::task_type::multiclass ? dm2s2::tensor<float>({count})
+                                                                : dm2s2::tensor<float>({count, target_width});
+            std::copy(kept_targets.begin(), kept_targets.end(), targets.data());
+            metrics = dm2s2::evaluate_metrics(task.type, logits, targets);
+            metrics["records"] = count;
         }
-        if (!faithfulness_path.empty()) {
-            const std::vector<dm2s2::json_record> measured(
-                records.begin(), records.begin() + static_cast<std::ptrdiff_t>(std::min(faithfulness_count, records.size())));
-            faithfulness = measure_faithfulness(model, encoder, measured);
-        }
-        std::string lines;
-        for (const auto& p : predictions) (lines += p.line.dump()) += '\n';
-        dm2s2::write_file_atomically(out, lines);
+        if (!faithfulness_path.empty()) faithfulness = measure_faithfulness(model, encoder, measured);
+        lines.commit();
         if (!metrics_path.empty()) dm2s2::write_file_atomically(metrics_path, metrics.dump(2) + "\n");
         if (!faithfulness_path.empty()) dm2s2::write_file_atomically(faithfulness_path, faithfulness.dump(2) + "\n");
         if (!explain_path.empty())
@@ -382,7 +410,7 @@ int main(int argc, char** argv)
                 explain_path, explanation_page(predictions, model.schema(),
                                                "dm2s2 explanations" + (method ? " (" + method_name + ")" : std::string()) + ": " +
                                                    std::filesystem::path(data).filename().string()));
-        std::cout << "dm2s2_predict: " << records.size() << " records → " << out << "\n";
+        std::cout << "dm2s2_predict: " << count << " records → " << out << "\n";
         if (!metrics_path.empty())
             for (const auto& [name, value] : metrics.items())
                 if (name != "records") std::cout << "  " << name << " " << value.get<double>() << "\n";

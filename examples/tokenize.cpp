@@ -16,6 +16,7 @@
 
 #include <dm2s2/text/wordpiece.hpp>
 
+#include "tokenize_line.hpp"
 #include "tool_arguments.hpp"
 
 int main(int argc, char** argv)
@@ -38,28 +39,10 @@ int main(int argc, char** argv)
     try {
         const auto tokenizer = dm2s2::wordpiece_tokenizer::from_file(vocab, !cased);
         std::size_t line_number = 0;
-        for (std::string line; std::getline(std::cin, line);) {
-            const std::string where = "stdin line " + std::to_string(++line_number);
-            nlohmann::json value;
-            try {
-                value = nlohmann::json::parse(line);
-            } catch (const nlohmann::json::exception& e) {
-                throw dm2s2::input_error(where + ": not JSON: " + e.what());
-            }
-            try {
-                if (pair) {
-                    if (!value.is_array() || value.size() != 2 || !value[0].is_string() || !value[1].is_string())
-                        throw dm2s2::input_error("expected an array of two strings");
-                    const auto e = tokenizer.encode_pair(value[0].get<std::string>(), value[1].get<std::string>(), max_length);
-                    std::cout << nlohmann::json{{"input_ids", e.ids}, {"token_type_ids", e.type_ids}}.dump() << '\n';
-                } else {
-                    if (!value.is_string()) throw dm2s2::input_error("expected a string");
-                    std::cout << nlohmann::json(tokenizer.encode(value.get<std::string>(), max_length).ids).dump() << '\n';
-                }
-            } catch (const dm2s2::error& e) {
-                throw dm2s2::input_error(where + ": " + e.what());
-            }
-        }
+        for (std::string line; std::getline(std::cin, line);)
+            std::cout << dm2s2::tools::tokenize_line(tokenizer, line, pair, max_length,
+                                                     "stdin line " + std::to_string(++line_number))
+                      << '\n';
         // Output cut short (a full disk, the file size limit) is an error, not a shorter result.
         if (!std::cout.flush()) throw dm2s2::error("standard output: write failed");
         return 0;

@@ -2,11 +2,15 @@
 //
 //   dm2s2_train --schema S --train T.jsonl [--valid V.jsonl] --out DIR [--pooling dm2s2|cls|mean|no_intra|no_inter|mid_fusion|dm2s]
 //               [--config model.json] [--epochs N] [--batch-size B] [--lr X] [--seed S] [--threads T]
-//               [--vocab FILE] [--cased] [--init-bert HF_DIR] [--patience P]
+//               [--vocab FILE] [--cased] [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume]
 //
 // Writes DIR/config.json and DIR/model.safetensors (the best epoch on --valid, else the last),
 // DIR/data.json and DIR/vocab.txt (what dm2s2_predict needs to read records), DIR/metrics.json (the
-// history and the validation metrics of the kept model) and DIR/training_state.safetensors.
+// history and the validation metrics of the kept model) and DIR/training_state.safetensors (at the end
+// of every epoch, and every N optimizer steps with --checkpoint-every). Every file is replaced
+// atomically. With --resume, a run killed at any point goes on from DIR's training checkpoint (the
+// same arguments and data) and ends with the files an uninterrupted run writes; without a checkpoint
+// there it starts afresh.
 
 #include <chrono>
 #include <cstdio>
@@ -81,13 +85,14 @@ int main(int argc, char** argv)
     dm2s2::tools::fail_writes_past_file_size_limit();
     const communicator ranks;
     std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1",
-                                           threads = "1", vocab, init_bert, patience = "0";
-    bool cased = false;
+                                           threads = "1", vocab, init_bert, patience = "0", checkpoint_every = "0";
+    bool cased = false, resume = false;
     dm2s2::tools::arguments args;
     args.option("--schema", schema, true).option("--train", train, true).option("--valid", valid).option("--out", out, true);
     args.option("--pooling", pooling).option("--config", config_file).option("--epochs", epochs).option("--batch-size", batch);
     args.option("--lr", lr).option("--seed", seed).option("--threads", threads).option("--vocab", vocab);
     args.option("--init-bert", init_bert).option("--patience", patience).flag("--cased", cased);
+    args.option("--checkpoint-every", checkpoint_every).flag("--resume", resume);
     dm2s2::trainer_options options;
     std::optional<dm2s2::pooling_kind> kind;
     std::size_t thread_count = 1;
@@ -99,13 +104,15 @@ int main(int argc, char** argv)
         options.batch_size = static_cast<std::size_t>(dm2s2::tools::parse_integer("--batch-size", batch, 1, 1 << 20));
         options.seed = static_cast<std::uint64_t>(dm2s2::tools::parse_integer("--seed", seed, 0, INT64_MAX));
         options.patience = static_cast<std::size_t>(dm2s2::tools::parse_integer("--patience", patience, 0, 100000));
+        options.checkpoint_every =
+            static_cast<std::size_t>(dm2s2::tools::parse_integer("--checkpoint-every", checkpoint_every, 0, INT64_MAX));
         thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         options.learning_rate = lr.empty() ? (init_bert.empty() ? 1e-3 : 5e-5) : dm2s2::tools::parse_positive("--lr", lr);
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_train: " << e.what()
                   << " (usage: --schema S --train T.jsonl [--valid V.jsonl] --out DIR [--pooling P] [--config model.json]"
                      " [--epochs N] [--batch-size B] [--lr X] [--seed S] [--threads T] [--vocab FILE] [--cased]"
-                     " [--init-bert HF_DIR] [--patience P])\n";
+                     " [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume])\n";
         return 2;
     }
     try {
@@ -116,14 +123,31 @@ int main(int argc, char** argv)
         if (!vocab.empty())
             pipeline.tokenizer =
                 std::make_unique<dm2s2::wordpiece_tokenizer>(dm2s2::wordpiece_tokenizer::from_file(vocab, !cased));
-        const auto train_records = dm2s2::read_json_lines(train);
-        const auto& encoder = pipeline.encoder.emplace(dm2s2::record_encoder::fit(spec, train_records, pipeline.tokenizer.get()));
-        const auto train_data = encoder.encode_dataset<float>(train_records);
+        // Two passes over the training file, one record in memory at a time: the first learns the
+        // encoder (categories, statistics, labels), the second keeps each record encoded, not its JSON.
+        dm2s2::record_encoder::fitter fitter(spec, pipeline.tokenizer.get());
+        {
+            dm2s2::json_lines_reader reader(train);
+            while (const auto r = reader.next()) fitter.add(*r);
+            if (reader.records() == 0) throw dm2s2::input_error(train + ": no records");
+        }
+        const auto& encoder = pipeline.encoder.emplace(std::move(fitter).finish());
+        dm2s2::json_lines_reader train_reader(train);
+        const auto train_data = encoder.encode_dataset<float>(train_reader);
         std::optional<dm2s2::dataset<float>> valid_data;
-        if (!valid.empty()) valid_data = encoder.encode_dataset<float>(dm2s2::read_json_lines(valid));
+        if (!valid.empty()) {
+            dm2s2::json_lines_reader valid_reader(valid);
+            valid_data = encoder.encode_dataset<float>(valid_reader);
+        }
 
         auto config = init_bert.empty() ? default_config() : dm2s2::model_config{};
-        if (!init_bert.empty()) config.bert = dm2s2::read_hf_bert_config(init_bert);
+        std::optional<dm2s2::hf_checkpoint> bert_checkpoint;
+        if (!init_bert.empty()) {
+            config.bert = dm2s2::read_hf_bert_config(init_bert);
+            bert_checkpoint.emplace(init_bert);
+            dm2s2::check_config_fits(config.bert, bert_checkpoint->tensor_bytes(),
+                                     (std::filesystem::path(init_bert) / "config.json").string(), bert_checkpoint->source());
+        }
         std::optional<std::size_t> vocab_size;
         if (!config_file.empty()) apply_config_file(config_file, config, vocab_size);
         if (const auto* t = pipeline.tokenizer.get()) {
@@ -144,17 +168,22 @@ int main(int argc, char** argv)
         config.pooling = *kind;
         config.num_outputs = encoder.num_outputs();
         dm2s2::model<float> model(encoder.schema(), config, options.seed, dm2s2::cpu_backend({.threads = thread_count}));
-        if (!init_bert.empty()) load_encoder(model, init_bert);
+        if (bert_checkpoint) load_encoder(model, init_bert, *bert_checkpoint);
 
         options.output_dir = out;
         dm2s2::trainer<float, dm2s2::cpu_backend, communicator> trainer(model, encoder.task().type, options, ranks);
         const bool writer = ranks.rank() == 0;  // rank 0 reports and writes the model directory
+        // What a killed run left half-written (never under the names the files are read by).
+        if (writer && std::filesystem::is_directory(out)) dm2s2::remove_abandoned_temporaries(out);
+        const auto resume_from =
+            resume && std::filesystem::exists(trainer.checkpoint_path()) ? trainer.checkpoint_path() : std::filesystem::path();
         if (writer)
-            std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s\n", train_data.size(),
+            std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s%s\n", train_data.size(),
                         valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
-                        config.num_outputs, pooling.c_str());
+                        config.num_outputs, pooling.c_str(),
+                        resume_from.empty() ? "" : ("; resuming from " + resume_from.string()).c_str());
         const auto start = std::chrono::steady_clock::now();
-        const auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr);
+        const auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr, resume_from);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (!writer) return 0;
         dm2s2::save_data_pipeline(out, encoder);

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(g++ clang cmake make ninja-build libeigen3-dev xtensor-dev libxsimd-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
-  libutf8proc-dev libopenmpi-dev openmpi-bin clang-format-19 "$@")
+  libutf8proc-dev libopenmpi-dev openmpi-bin clang-format-19 libclang-rt-14-dev "$@")
 
 missing=()
 for p in "${packages[@]}"; do

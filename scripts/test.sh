@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, checks the code's format, then builds and runs the test suite in four
+# Installs what is missing, checks the code's format, then builds and runs the test suite in five
 # lanes: g++ and clang++ with warnings as errors, g++ against the newest versions of the header
-# dependencies, and g++ with AddressSanitizer + UndefinedBehaviorSanitizer. Prints each lane's build
-# and test times at the end.
+# dependencies, g++ with AddressSanitizer + UndefinedBehaviorSanitizer, and the fuzz targets under
+# clang. Prints each lane's build and test times at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -46,5 +46,11 @@ run_suite newest g++ "" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="${PWD}/b
 run_suite sanitize g++ "-E planted-signal|planted.cues|every.baseline.trains" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_CXX_FLAGS_DEBUG="-Og -g1" -DDM2S2_SANITIZE=ON -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF \
   -DDM2S2_PACKAGE_TESTS=OFF
+# fuzz: the libFuzzer targets of the readers of outside data (tests/fuzz: safetensors, HF checkpoint
+# directories, model directories, training checkpoints, schema.json, JSON Lines records, the
+# tokenizer, dm2s2_tokenize's lines), built with clang under ASan and UBSan, each run from its seed
+# corpus for DM2S2_FUZZ_SECONDS (15). Longer campaigns: scripts/fuzz.sh.
+run_suite fuzz clang++ "" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1" -DDM2S2_FUZZ=ON \
+  -DDM2S2_BUILD_TESTS=OFF -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF -DDM2S2_INSTALL=OFF -DDM2S2_XTENSOR=OFF
 
 printf '== %s\n' "${timings[@]}"

@@ -66,6 +66,23 @@ TEST_CASE("damaged model directories are rejected naming the file and the tensor
     CHECK_THROWS_WITH_AS(load_model<float>(dir), doctest::Contains("field 'num_outputs'"), config_error);
     write_config("\"num_outputs\": 3", "\"num_outputs\": 4");
     CHECK_THROWS_WITH_AS(load_model<float>(dir), doctest::Contains("'head.weight' has shape [3, 16]"), shape_error);
+    // Numbers that a loose conversion would wrap or truncate, and sizes the tensors cannot back: refused
+    // before the model is built (nothing the size of the claim is allocated).
+    write_config("\"num_outputs\": 3", "\"num_outputs\": -1");
+    CHECK_THROWS_WITH_AS(load_model<float>(dir),
+                         doctest::Contains("field 'num_outputs' must be a non-negative integer (it is -1)"), config_error);
+    write_config("\"num_outputs\": 3", "\"num_outputs\": 1e30");
+    CHECK_THROWS_WITH_AS(load_model<float>(dir), doctest::Contains("field 'num_outputs' must be a non-negative integer"),
+                         config_error);
+    write_config("\"num_outputs\": 3", "\"num_outputs\": 1000000000000");
+    CHECK_THROWS_WITH_AS(load_model<float>(dir),
+                         doctest::Contains("num_outputs × modalities × hidden_size claims 64000000000000 parameters, more than"),
+                         config_error);
+    write_config("\"vocab_size\": 120", "\"vocab_size\": 18446744073709551615");
+    CHECK_THROWS_WITH_AS(load_model<float>(dir), doctest::Contains("vocab_size × hidden_size claims more than 2^64 parameters"),
+                         config_error);
+    write_config("\"num_outputs\": 3", "\"num_outputs\": " + std::string(100, '[') + std::string(100, ']'));
+    CHECK_THROWS_WITH_AS(load_model<float>(dir), doctest::Contains("nested deeper than 64 levels (the limit)"), format_error);
     std::ofstream(dir / "config.json") << config_text;
 
     safetensors_writer extra;

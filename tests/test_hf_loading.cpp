@@ -137,6 +137,18 @@ TEST_CASE("bad checkpoints are rejected with a message naming the tensor or file
     CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("hidden_act 'relu'"), config_error);
     std::ofstream(bad_config / "config.json") << R"({"hidden_size": )";
     CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("invalid JSON"), format_error);
+    // A size the checkpoint's tensors cannot back is refused before anything of that size is allocated.
+    std::ofstream(bad_config / "config.json")
+        << R"({"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1099511627776})";
+    CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config),
+                         doctest::Contains("vocab_size × hidden_size claims 70368744177664 parameters, more than"), config_error);
+    std::ofstream(bad_config / "config.json")
+        << R"({"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "num_hidden_layers": 100000000})";
+    CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("num_hidden_layers × hidden_size claims"),
+                         config_error);
+    std::ofstream(bad_config / "config.json") << R"({"vocab_size": 30522.5})";
+    CHECK_THROWS_WITH_AS(load_hf_bert<float>(bad_config), doctest::Contains("'vocab_size' must be a non-negative integer"),
+                         config_error);
 
     const auto empty = dm2s2::testing::scratch_dir("empty_checkpoint");
     fs::copy_file(dm2s2::testing::tiny_bert_dir() / "config.json", empty / "config.json");

@@ -168,6 +168,16 @@ TEST_CASE("bad schemas and records are refused, naming the file, line and field"
     fails(R"({"poster": null, "label": "drama"})", "no modality is present");
     CHECK_THROWS_WITH_AS(records("json.jsonl", {train_lines[0], "{\"title\": "}),
                          doctest::Contains("json.jsonl:2: not valid JSON"), input_error);
+    CHECK_THROWS_WITH_AS(records("deep.jsonl", {R"({"title": )" + std::string(100, '[') + std::string(100, ']') + "}"}),
+                         doctest::Contains("deep.jsonl:1: not valid JSON: arrays and objects nested deeper than 64 levels"),
+                         input_error);
+    // A line past the limit is refused before it is all in memory; the lines before it are read.
+    CHECK_THROWS_WITH_AS(
+        records("long.jsonl", {train_lines[0], "{\"title\": \"" + std::string(json_lines_reader::max_line_bytes, 'x')}),
+        doctest::Contains("long.jsonl:2: longer than 64 MiB (the limit for one record)"), input_error);
+    CHECK(records("crlf.jsonl", {train_lines[0] + "\r", "", train_lines[1] + "\r"}).size() == 2);
+    CHECK(records("crlf.jsonl", {train_lines[0] + "\r", "", train_lines[1] + "\r"})[1].where ==
+          (fs::path(DM2S2_TEST_SCRATCH_DIR) / "json_records" / "crlf.jsonl").string() + ":3");
     CHECK_THROWS_WITH_AS(records("array.jsonl", {"[1, 2]"}), doctest::Contains("array.jsonl:1: a record must be a JSON object"),
                          input_error);
     const auto e = record_encoder::fit(spec, records("ok.jsonl", train_lines), &small_vocabulary());

@@ -137,6 +137,8 @@ TEST_CASE("malformed files are rejected with a message naming the file and the d
         {"oversized header length", make_file(good, 8, 200'000'000), "exceeds the limit"},
         {"bad JSON", make_file(R"({"a":{"dtype":"F32",)", 0), "not valid JSON"},
         {"header not an object", make_file("[1,2]", 0), "not a JSON object"},
+        {"header nested too deep", make_file(R"({"__metadata__":)" + std::string(70, '[') + std::string(70, ']') + "}", 0),
+         "deeper than 64 levels (the limit)"},
         {"unknown dtype", make_file(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8), "unknown dtype 'F33'"},
         {"missing field", make_file(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8), "missing field 'shape'"},
         {"negative extent", make_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), "non-negative integer"},

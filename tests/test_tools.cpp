@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -10,6 +11,7 @@
 #include <sstream>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -546,6 +548,124 @@ TEST_CASE("dm2s2_train past the file size limit ends with an error naming the fi
         r.output);
     CHECK(contents() == before);  // the same files, byte for byte: nothing half-written, no temporary left
 }
+
+#ifdef DM2S2_KILL_SHIM
+namespace {
+
+/// `j` without the wall-clock times ("seconds", "train_seconds"), which differ between any two runs.
+nlohmann::json without_times(nlohmann::json j)
+{
+    if (j.is_object()) {
+        j.erase("seconds");
+        j.erase("train_seconds");
+        for (auto& [key, value] : j.items()) value = without_times(value);
+    } else if (j.is_array()) {
+        for (auto& value : j) value = without_times(value);
+    }
+    return j;
+}
+
+std::string file_bytes(const fs::path& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// Checks that the files of model directory `dir` are those of `reference`: the model, its config,
+/// the data pipeline and vocabulary byte for byte, the metrics and the training checkpoint (every
+/// tensor byte for byte) up to their wall-clock times; and that nothing else is there.
+void check_same_run(const fs::path& dir, const fs::path& reference)
+{
+    std::set<std::string> names, expected;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(reference)) expected.insert(e.path().filename().string());
+    CHECK(names == expected);
+    for (const char* name : {"model.safetensors", "config.json", "data.json", "vocab.txt"}) {
+        CAPTURE(name);
+        CHECK(file_bytes(dir / name) == file_bytes(reference / name));
+    }
+    CHECK(without_times(read_json(dir / "metrics.json")) == without_times(read_json(reference / "metrics.json")));
+    const auto a = safetensors_file::load(dir / "training_state.safetensors");
+    const auto b = safetensors_file::load(reference / "training_state.safetensors");
+    std::string differing;
+    for (const auto& entry : b.entries()) {
+        const auto y = b.raw(entry.name);
+        const auto x = a.contains(entry.name) ? a.raw(entry.name) : std::span<const std::byte>();
+        if (!std::equal(x.begin(), x.end(), y.begin(), y.end())) differing += " " + entry.name;
+    }
+    CHECK(a.entries().size() == b.entries().size());
+    CHECK_MESSAGE(differing.empty(), "tensors of training_state.safetensors that differ:" << differing);
+    for (const char* key : {"dm2s2.config", "dm2s2.optimizer"}) CHECK(a.metadata().at(key) == b.metadata().at(key));
+    CHECK(without_times(nlohmann::json::parse(a.metadata().at("dm2s2.trainer"))) ==
+          without_times(nlohmann::json::parse(b.metadata().at("dm2s2.trainer"))));
+}
+
+}  // namespace
+
+TEST_CASE("dm2s2_train killed at every write into its directory resumes to the files of an uninterrupted run")
+{
+    const auto dir = fs::canonical(dm2s2::testing::scratch_dir("movies_kill_resume"));
+    const auto schema = (dm2s2::testing::project_data_dir() / "movies" / "schema.json").string();
+    std::ofstream(dir / "small.json") << R"({"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,)"
+                                         R"( "intermediate_size": 32})";
+    const auto train = movies_subset(dir, "train", 40), valid = movies_subset(dir, "valid", 12);
+    // Three epochs of five steps, a checkpoint every second step and at each epoch's end, the best
+    // epoch's model on validation, then the data pipeline and the metrics.
+    const auto command = [&](const fs::path& out) {
+        return std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --valid " +
+               valid.string() + " --vocab " + dm2s2::testing::bert_vocab().string() + " --config " +
+               (dir / "small.json").string() + " --epochs 3 --batch-size 8 --checkpoint-every 2 --resume --out " + out.string();
+    };
+    const auto shim = [&](const fs::path& out, const std::string& settings) {
+        return "LD_PRELOAD=" DM2S2_KILL_SHIM " KILL_SHIM_DIR=" + out.string() + " " + settings + " ";
+    };
+
+    // The uninterrupted run, with its writes numbered.
+    const auto whole = dir / "whole";
+    auto r = run(shim(whole, "KILL_SHIM_LOG=" + (dir / "events.log").string()) + command(whole));
+    REQUIRE_MESSAGE(r.status == 0, r.output);
+    std::vector<std::string> events;
+    {
+        std::ifstream log(dir / "events.log");
+        for (std::string line; std::getline(log, line);) events.push_back(line.substr(line.find(' ') + 1));
+    }
+    INFO("the uninterrupted run's writes:\n" << file_bytes(dir / "events.log"));
+    REQUIRE(events.size() >= 20);
+
+    // Killed at each write, a write cut in half or a rename not made, then resumed to the end.
+    std::map<std::string, int> kills;  // by what was being written
+    for (std::size_t k = 1; k <= events.size(); ++k) {
+        CAPTURE(k);
+        CAPTURE(events[k - 1]);
+        const auto out = dir / ("killed_" + std::to_string(k));
+        r = run(shim(out, "KILL_SHIM_AT=" + std::to_string(k)) + command(out));
+        REQUIRE_MESSAGE(r.status == 128 + SIGKILL, r.output);  // the shell's status of a child killed by SIGKILL
+        for (const char* name : {"training_state.safetensors", "model.safetensors", "config.json", "metrics.json"})
+            if (events[k - 1].find(name) != std::string::npos) ++kills[name];
+
+        // Whatever is visible under its own name is whole: only temporary files are cut short.
+        for (const auto& e : fs::directory_iterator(out)) {
+            const auto name = e.path().filename().string();
+            CAPTURE(name);
+            if (name.front() == '.') continue;
+            if (e.path().extension() == ".safetensors") CHECK_NOTHROW(safetensors_file::load(e.path()));
+            else if (e.path().extension() == ".json") CHECK_NOTHROW(read_json(e.path()));
+            else CHECK(file_bytes(e.path()) == file_bytes(whole / name));
+        }
+        const bool checkpointed = fs::exists(out / "training_state.safetensors");
+        r = run(command(out));
+        REQUIRE_MESSAGE(r.status == 0, r.output);
+        CHECK((r.output.find("; resuming from") != std::string::npos) == checkpointed);
+        check_same_run(out, whole);
+        fs::remove_all(out);
+    }
+    // The kills fell in the checkpoint's writes and the model's, among the others.
+    CHECK(kills["training_state.safetensors"] >= 10);
+    CHECK(kills["model.safetensors"] >= 2);
+    CHECK(kills["config.json"] >= 2);
+    CHECK(kills["metrics.json"] == 2);
+}
+#endif
 
 #ifdef DM2S2_MPIEXEC
 TEST_CASE("dm2s2_train under mpirun -np 2 writes what one process writes, with the same training")

@@ -1,6 +1,8 @@
 // The trainer: batch plans (seeded, bucketed), progress display, early stopping with the best model
 // saved, training checkpoints that resume bit for bit, and refusal of checkpoints that do not fit.
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -228,12 +230,58 @@ TEST_CASE("a training checkpoint that does not fit is refused and changes nothin
     CHECK_THROWS_WITH_AS(resume(same, other_options, path), doctest::Contains("other trainer settings ('batch_size' differs)"),
                          config_error);
 
+    // The same settings on other data: the checkpoint records the data's size and fingerprint.
+    model<float> again(planted_task::modality_schema(), tiny_planted_config(0), 3);
+    CHECK_THROWS_WITH_AS(cpu_trainer(again, task_type::multiclass,
+                                     [&] {
+                                         auto o = options;
+                                         o.output_dir = dir / "resumed";
+                                         return o;
+                                     }())
+                             .fit(planted_data(40, 32), nullptr, path),
+                         doctest::Contains("other data ('data.training.fingerprint' differs)"), config_error);
+    const auto valid = planted_data(10, 33);
+    CHECK_THROWS_WITH_AS(cpu_trainer(again, task_type::multiclass,
+                                     [&] {
+                                         auto o = options;
+                                         o.output_dir = dir / "resumed";
+                                         return o;
+                                     }())
+                             .fit(train, &valid, path),
+                         doctest::Contains("other data ('data.validation' differs)"), config_error);
+
+    // Trainer metadata that is not a run's: numbers of the wrong kind, an inconsistent history.
+    const auto with_trainer_state = [&](const std::string& name, const auto& edit) {
+        const auto file = safetensors_file::load(path);
+        safetensors_writer w;
+        for (const auto& [key, value] : file.metadata()) w.set_metadata(key, value);
+        auto state = nlohmann::json::parse(file.metadata().at("dm2s2.trainer"));
+        edit(state);
+        w.set_metadata("dm2s2.trainer", state.dump());
+        for (const auto& e : file.entries()) {
+            const auto raw = file.raw(e.name);
+            w.add_raw(e.name, e.type, e.shape, std::vector<std::byte>(raw.begin(), raw.end()));
+        }
+        const auto edited = dir / (name + ".safetensors");
+        w.write(edited);
+        return edited;
+    };
+    CHECK_THROWS_WITH_AS(resume(same, options, with_trainer_state("epoch_float", [](auto& j) { j["epoch"] = 1e30; })),
+                         doctest::Contains("metadata 'dm2s2.trainer': field 'epoch' must be a non-negative integer"),
+                         format_error);
+    CHECK_THROWS_WITH_AS(resume(same, options, with_trainer_state("best_epoch", [](auto& j) { j["best_epoch"] = 9; })),
+                         doctest::Contains("best_epoch 9 is not among the 1 finished epochs"), format_error);
+    CHECK_THROWS_WITH_AS(
+        resume(same, options, with_trainer_state("history", [](auto& j) { j["history"].push_back(j["history"][0]); })),
+        doctest::Contains("2 epochs in the history, epoch 1 of 1 next"), format_error);
+
     const auto bytes = read_file(path);
     const auto truncated = dir / "truncated.safetensors";
     write_file_atomically(truncated, std::span<const std::byte>(bytes).first(bytes.size() - 100));
     CHECK_THROWS_AS(resume(same, options, truncated), format_error);
     // None of the refusals touched a parameter.
     CHECK(differing_parameters(same, model<float>(planted_task::modality_schema(), tiny_planted_config(0), 3)).empty());
+    CHECK(differing_parameters(again, model<float>(planted_task::modality_schema(), tiny_planted_config(0), 3)).empty());
     CHECK(differing_parameters(other, model<float>(planted_task::modality_schema(), other_config, 1)).empty());
 
     auto bad = train;
@@ -243,4 +291,48 @@ TEST_CASE("a training checkpoint that does not fit is refused and changes nothin
     bad.targets = tensor<float>({39});
     CHECK_THROWS_WITH_AS(cpu_trainer(same, task_type::multiclass, options).fit(bad),
                          doctest::Contains("training data: 39 targets for 40 records"), shape_error);
+}
+
+TEST_CASE("a run whose loss or gradients turn non-finite stops naming the step, and its last checkpoint holds finite values")
+{
+    const auto train = planted_data(64, 41);
+    for (const double clip : {1.0, 0.0}) {
+        CAPTURE(clip);
+        const auto dir = dm2s2::testing::scratch_dir("trainer_diverges");
+        // A learning rate of 1e30 from the first step: the parameters grow until the forward pass overflows.
+        model<float> m(planted_task::modality_schema(), tiny_planted_config(0), 4);
+        cpu_trainer t(m, task_type::multiclass,
+                      {.epochs = 4,
+                       .batch_size = 8,
+                       .learning_rate = 1e30,
+                       .warmup_fraction = 0,
+                       .max_gradient_norm = clip,
+                       .seed = 3,
+                       .output_dir = dir,
+                       .checkpoint_every = 1,
+                       .log = nullptr});
+        std::string message;
+        try {
+            t.fit(train);
+        } catch (const input_error& e) {
+            message = e.what();
+        }
+        INFO(message);
+        const std::string prefix = "training stopped at step ";
+        REQUIRE(message.starts_with(prefix));
+        const std::size_t step = std::stoul(message.substr(prefix.size()));
+        REQUIRE(step >= 2);
+        CHECK(message.find(t.checkpoint_path().string() + " holds step " + std::to_string(step - 1) + "): ") !=
+              std::string::npos);
+        CHECK((message.find("is not finite") != std::string::npos));
+        // The checkpoint is the step before: every parameter finite, and a run resumed from it stops again.
+        model<float> restored(planted_task::modality_schema(), tiny_planted_config(0), 9);
+        adamw<float> optimizer;
+        load_training_checkpoint(t.checkpoint_path(), restored, optimizer);
+        CHECK(optimizer.steps() == step - 1);
+        restored.for_each_parameter([&](const std::string& name, const tensor<float>& p) {
+            CAPTURE(name);
+            CHECK(std::all_of(p.values().begin(), p.values().end(), [](float v) { return std::isfinite(v); }));
+        });
+    }
 }

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dm2s2/core/json.hpp"
 #include "dm2s2/io/hf_bert.hpp"
 #include "dm2s2/io/safetensors.hpp"
 #include "dm2s2/model/dm2s2_model.hpp"
@@ -39,11 +40,11 @@ template <class T>
 void read_field(const nlohmann::json& j, const char* key, T& field, const std::string& where)
 {
     if (!j.contains(key)) return;
-    try {
-        field = j.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-        throw config_error(where + ": field '" + key + "' has the wrong type (" + j.at(key).dump() + ")");
-    }
+    const auto value = json_as<T>(j.at(key));
+    if (!value)
+        throw config_error(where + ": field '" + key + "' must be " + std::string(json_kind_name<T>()) + " (it is " +
+                           j.at(key).dump() + ")");
+    field = *value;
 }
 
 }  // namespace detail
@@ -177,6 +178,26 @@ void assign_parameters(Model& m, std::map<std::string, tensor<T>>& values)
 
 }  // namespace detail
 
+/// Throws config_error when the model of `c` and `s` has a tensor that `tensor_bytes` bytes of tensor
+/// data (in `holder`) cannot hold (see the `bert_config` overload): checked before the model is built.
+inline void check_config_fits(const model_config& c, const schema& s, std::size_t tensor_bytes, const std::string& source,
+                              const std::string& holder)
+{
+    auto bert = c.bert;
+    bert.type_vocab_size = s.size();
+    check_config_fits(bert, tensor_bytes, source, holder);
+    const auto claim = [&](const std::string& what, std::initializer_list<std::size_t> factors) {
+        detail::check_claim(source, what, factors, tensor_bytes, holder);
+    };
+    const std::size_t h = c.bert.hidden_size;
+    for (const auto& m : s.modalities()) {
+        claim("modality '" + m.name + "': categories × hidden_size", {m.categories, h});
+        claim("modality '" + m.name + "': dim × hidden_size", {m.dim, h});
+    }
+    claim("attention_dim × hidden_size", {c.mra.attention_dim, h});
+    claim("num_outputs × modalities × hidden_size", {c.num_outputs, std::max<std::size_t>(1, s.size()), h});
+}
+
 /// Reads a model written by `save_model`. Every parameter must be present with its shape, and the file
 /// may hold nothing else; errors name the file and the tensor.
 template <scalar T, host_backend_for<T> Backend = default_backend>
@@ -184,8 +205,10 @@ model<T, Backend> load_model(const std::filesystem::path& dir, Backend backend =
 {
     const auto config_path = dir / "config.json";
     const auto [config, s] = model_config_from_json(read_json_file(config_path), config_path.string());
+    const auto file = safetensors_file::load(dir / "model.safetensors");
+    check_config_fits(config, s, file.data_bytes(), config_path.string(), file.source());
     model<T, Backend> m(s, config, 0, std::move(backend));
-    auto values = detail::read_parameters<T>(safetensors_file::load(dir / "model.safetensors"), std::as_const(m));
+    auto values = detail::read_parameters<T>(file, std::as_const(m));
     detail::assign_parameters<T>(m, values);
     return m;
 }

@@ -9,6 +9,9 @@
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -16,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dm2s2/core/json.hpp"
 #include "dm2s2/io/safetensors.hpp"
 #include "dm2s2/model/bert_model.hpp"
 
@@ -33,13 +37,51 @@ struct hf_load_report {
 /// Reads and parses a JSON file; errors name the file.
 inline nlohmann::json read_json_file(const std::filesystem::path& path)
 {
-    std::ifstream in(path);
+    std::ifstream in(path, std::ios::binary);
     if (!in) throw format_error(path.string() + ": cannot open");
-    try {
-        return nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        throw format_error(path.string() + ": invalid JSON: " + e.what());
+    const std::string text(std::istreambuf_iterator<char>(in), {});
+    if (in.bad()) throw format_error(path.string() + ": read failed");
+    return parse_json_text<format_error>(path.string() + ": invalid JSON: ", text);
+}
+
+namespace detail {
+
+/// Throws config_error naming `source` and `what` unless the product of `factors` is at most
+/// `budget` (computed without overflow).
+inline void check_claim(const std::string& source, const std::string& what, std::initializer_list<std::size_t> factors,
+                        std::size_t budget, const std::string& holder)
+{
+    std::size_t product = 1;
+    bool overflow = false;
+    for (const std::size_t f : factors) {
+        if (f != 0 && product > std::numeric_limits<std::size_t>::max() / f) overflow = true;
+        else product *= f;
     }
+    if (overflow || product > budget)
+        throw config_error(source + ": " + what + " claims " +
+                           (overflow ? std::string("more than 2^64") : std::to_string(product)) + " parameters, more than " +
+                           holder + " holds (" + std::to_string(budget) +
+                           " bytes of tensors): the configuration does not belong to these tensors");
+}
+
+}  // namespace detail
+
+/// Throws config_error when a BERT of `c` has a tensor that `tensor_bytes` bytes of tensor data (in
+/// `holder`) cannot hold, at one byte per element at least. Checked before the model is built, so that
+/// a config.json cannot make a loader allocate more than a small multiple of the files it comes with.
+inline void check_config_fits(const bert_config& c, std::size_t tensor_bytes, const std::string& source,
+                              const std::string& holder)
+{
+    const auto claim = [&](const std::string& what, std::initializer_list<std::size_t> factors) {
+        detail::check_claim(source, what, factors, tensor_bytes, holder);
+    };
+    const std::size_t h = c.hidden_size;
+    claim("vocab_size × hidden_size", {c.vocab_size, h});
+    claim("max_position_embeddings × hidden_size", {c.max_position_embeddings, h});
+    claim("type_vocab_size × hidden_size", {c.type_vocab_size, h});
+    claim("hidden_size × intermediate_size", {h, c.intermediate_size});
+    claim("hidden_size × hidden_size", {h, h});
+    claim("num_hidden_layers × hidden_size", {c.num_hidden_layers, h});
 }
 
 /// The `bert_config` of a checkpoint directory's `config.json`.
@@ -71,8 +113,10 @@ public:
         const auto single = dir / "model.safetensors", index = dir / "model.safetensors.index.json";
         if (std::filesystem::exists(single)) {
             files_.push_back(safetensors_file::load(single));
+            source_ = single.string();
         } else if (std::filesystem::exists(index)) {
             load_shards(index);
+            source_ = index.string();
         } else {
             throw format_error(dir.string() +
                                ": no model.safetensors or model.safetensors.index.json "
@@ -92,6 +136,15 @@ public:
     }
 
     bool contains(const std::string& canonical) const { return by_name_.count(canonical) != 0; }
+    /// Bytes of tensor data in all the checkpoint's files.
+    std::size_t tensor_bytes() const
+    {
+        std::size_t bytes = 0;
+        for (const auto& f : files_) bytes += f.data_bytes();
+        return bytes;
+    }
+    /// The file (or index) the tensors come from, for messages.
+    const std::string& source() const noexcept { return source_; }
     const safetensors_file& file_of(const std::string& canonical) const { return files_[by_name_.at(canonical).file]; }
     const std::string& stored_name(const std::string& canonical) const { return by_name_.at(canonical).name; }
     const std::vector<std::string>& ignored() const { return ignored_; }
@@ -132,6 +185,7 @@ private:
     }
 
     std::filesystem::path dir_;
+    std::string source_;
     std::vector<safetensors_file> files_;
     std::map<std::string, location> by_name_;
     std::vector<std::string> ignored_;
@@ -184,8 +238,11 @@ hf_load_report load_bert_parameters(Model& model, const hf_checkpoint& checkpoin
 template <scalar T, host_backend_for<T> Backend = default_backend>
 bert_model<T, Backend> load_hf_bert(const std::filesystem::path& dir, hf_load_report* report = nullptr, Backend backend = {})
 {
-    bert_model<T, Backend> model(read_hf_bert_config(dir), std::move(backend));
-    auto r = load_bert_parameters<T>(model, hf_checkpoint(dir));
+    const auto config = read_hf_bert_config(dir);
+    const hf_checkpoint checkpoint(dir);
+    check_config_fits(config, checkpoint.tensor_bytes(), (dir / "config.json").string(), checkpoint.source());
+    bert_model<T, Backend> model(config, std::move(backend));
+    auto r = load_bert_parameters<T>(model, checkpoint);
     if (report != nullptr) *report = std::move(r);
     return model;
 }

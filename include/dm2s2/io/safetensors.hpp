@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dm2s2/core/error.hpp"
+#include "dm2s2/core/json.hpp"
 #include "dm2s2/core/scalar.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/io/atomic_file.hpp"
@@ -66,6 +67,8 @@ public:
     const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
 
     bool contains(const std::string& name) const { return index_.count(name) != 0; }
+    /// Bytes of the data section (every tensor's bytes).
+    std::size_t data_bytes() const noexcept { return bytes_.size() - data_offset_; }
 
     /// The entry called `name`; throws format_error naming the file when there is none.
     const safetensors_entry& entry(const std::string& name) const
@@ -146,6 +149,8 @@ private:
         std::set<std::string> seen;
         std::string duplicate;
         // nlohmann keeps the last of duplicated keys silently; the callback sees every top-level key.
+        if (json_nests_deeper_than({text, static_cast<std::size_t>(header_size)}, json_max_depth))
+            fail("header nests arrays and objects deeper than " + std::to_string(json_max_depth) + " levels (the limit)");
         const auto watch_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
             if (event == nlohmann::json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second)
                 duplicate = parsed.get<std::string>();

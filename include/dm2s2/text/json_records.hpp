@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dm2s2/core/json.hpp"
 #include "dm2s2/data/category_table.hpp"
 #include "dm2s2/data/schema.hpp"
 #include "dm2s2/data/sequence_set.hpp"
@@ -131,25 +132,72 @@ struct json_record {
     nlohmann::json value;
 };
 
-/// Reads a JSON Lines file: one object per line (blank lines skipped); errors name the file and line.
+/// Reads a JSON Lines file one record at a time (one object per line, blank lines skipped), so that
+/// memory holds one record however long the file; errors name the file and line.
+class json_lines_reader {
+public:
+    explicit json_lines_reader(const std::filesystem::path& path) : path_(path.string()), in_(path, std::ios::binary)
+    {
+        if (!in_) throw error(path_ + ": cannot open");
+    }
+
+    /// The longest line a record may take (64 MiB): a longer one is an error before it is all in memory.
+    static constexpr std::size_t max_line_bytes = std::size_t{64} << 20;
+
+    /// The next record, or nothing at the end of the file.
+    std::optional<json_record> next()
+    {
+        while (next_line()) {
+            ++line_;
+            if (line_text_.find_first_not_of(" \t\r") == std::string::npos) continue;
+            json_record r{path_ + ":" + std::to_string(line_), {}};
+            r.value = parse_json_text<input_error>(r.where + ": not valid JSON: ", line_text_);
+            if (!r.value.is_object()) throw input_error(r.where + ": a record must be a JSON object");
+            ++records_;
+            return r;
+        }
+        return std::nullopt;
+    }
+
+    /// Records returned so far.
+    std::size_t records() const noexcept { return records_; }
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    /// Reads the next line into `line_text_` (without its newline), in blocks; false at the end.
+    bool next_line()
+    {
+        line_text_.clear();
+        for (;;) {
+            const std::size_t newline = buffer_.find('\n', position_);
+            const std::size_t end = newline == std::string::npos ? buffer_.size() : newline;
+            line_text_.append(buffer_, position_, end - position_);
+            position_ = newline == std::string::npos ? buffer_.size() : newline + 1;
+            if (line_text_.size() > max_line_bytes)
+                throw input_error(path_ + ":" + std::to_string(line_ + 1) + ": longer than " +
+                                  std::to_string(max_line_bytes >> 20) + " MiB (the limit for one record)");
+            if (newline != std::string::npos) return true;
+            if (in_.eof()) return !line_text_.empty();
+            buffer_.resize(std::size_t{1} << 16);
+            in_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+            buffer_.resize(static_cast<std::size_t>(in_.gcount()));
+            position_ = 0;
+            if (in_.bad()) throw error(path_ + ": read failed after line " + std::to_string(line_));
+        }
+    }
+
+    std::string path_;
+    std::ifstream in_;
+    std::string buffer_, line_text_;
+    std::size_t position_ = 0, line_ = 0, records_ = 0;
+};
+
+/// Reads a whole JSON Lines file (see `json_lines_reader`); a file without records is an error.
 inline std::vector<json_record> read_json_lines(const std::filesystem::path& path)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw error(path.string() + ": cannot open");
+    json_lines_reader reader(path);
     std::vector<json_record> out;
-    std::size_t number = 0;
-    for (std::string line; std::getline(in, line);) {
-        ++number;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        json_record r{path.string() + ":" + std::to_string(number), {}};
-        try {
-            r.value = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception& e) {
-            throw input_error(r.where + ": not valid JSON: " + e.what());
-        }
-        if (!r.value.is_object()) throw input_error(r.where + ": a record must be a JSON object");
-        out.push_back(std::move(r));
-    }
+    while (auto r = reader.next()) out.push_back(std::move(*r));
     if (out.empty()) throw input_error(path.string() + ": no records");
     return out;
 }
@@ -158,43 +206,13 @@ inline std::vector<json_record> read_json_lines(const std::filesystem::path& pat
 /// category tables, numeric means and standard deviations, and the labels.
 class record_encoder {
 public:
-    /// Learns from `train` (checking every record) under `spec`. `tokenizer` is required when a
-    /// modality is text, and must outlive the encoder.
-    static record_encoder fit(data_spec spec, const std::vector<json_record>& train, const wordpiece_tokenizer* tokenizer)
-    {
-        record_encoder e(std::move(spec), tokenizer);
-        std::set<std::string> labels;
-        for (const auto& r : train) {
-            for (std::size_t m = 0; m < e.spec_.modalities.size(); ++m) {
-                const auto& s = e.spec_.modalities[m];
-                const auto* v = e.field(r, m);
-                if (v == nullptr) continue;
-                if (s.kind == modality_kind::categorical)
-                    for (const auto& value : e.strings(r, m, *v)) e.tables_[m].add(value);
-                if (s.kind == modality_kind::numeric)
-                    for (const auto& x : e.numbers(r, m, *v))
-                        if (x) e.sums_[m].add(*x);
-            }
-            e.collect_labels(r, labels);
-        }
-        if (!e.spec_.labels_given && e.spec_.task.type != task_type::regression) {
-            e.spec_.task.labels.assign(labels.begin(), labels.end());
-            if (e.spec_.task.type == task_type::binary && e.spec_.task.labels.size() != 2)
-                throw input_error("training data: a binary target needs exactly two values, found " +
-                                  std::to_string(labels.size()));
-            if (e.spec_.task.labels.empty()) throw input_error("training data: no labels");
-        }
-        for (std::size_t m = 0; m < e.spec_.modalities.size(); ++m) {
-            auto& s = e.spec_.modalities[m];
-            if (s.kind == modality_kind::categorical) s.categories = e.tables_[m].rows();
-            if (s.kind == modality_kind::numeric) {
-                s.mean = e.sums_[m].mean();
-                s.stddev = e.sums_[m].stddev();
-            }
-        }
-        e.schema_ = dm2s2::schema(e.spec_.modalities);
-        return e;
-    }
+    /// Learns an encoder from training records passed one at a time (so that they need not all be in
+    /// memory): category tables, numeric statistics and, unless the schema lists them, the labels.
+    class fitter;
+
+    /// Learns from `train` (checking every record) under `spec` (see `fitter`). `tokenizer` is required
+    /// when a modality is text, and must outlive the encoder.
+    static record_encoder fit(data_spec spec, const std::vector<json_record>& train, const wordpiece_tokenizer* tokenizer);
 
     const dm2s2::schema& schema() const noexcept { return schema_; }
     const task_spec& task() const noexcept { return spec_.task; }
@@ -319,6 +337,27 @@ public:
             row[0] = static_cast<T>(within_float(v, where));
             return;
         }
+    }
+
+    /// The records that `reader` has left, with their targets, as a training or evaluation data set:
+    /// each is encoded as it is read, so memory holds the encoded records, never their JSON. A reader
+    /// without records is an error.
+    template <scalar T>
+    dataset<T> encode_dataset(json_lines_reader& reader) const
+    {
+        dataset<T> out;
+        const std::size_t width = spec_.task.type == task_type::multiclass ? 1 : num_outputs();
+        std::vector<T> targets;
+        while (const auto r = reader.next()) {
+            out.records.push_back(encode(*r));
+            targets.resize(targets.size() + width);
+            encode_target(*r, targets.data() + targets.size() - width);
+        }
+        if (out.records.empty()) throw input_error(reader.path() + ": no records");
+        out.targets =
+            spec_.task.type == task_type::multiclass ? tensor<T>({out.records.size()}) : tensor<T>({out.records.size(), width});
+        std::copy(targets.begin(), targets.end(), out.targets.data());
+        return out;
     }
 
     /// The records and their targets as a training or evaluation data set.
@@ -548,5 +587,65 @@ private:
     std::vector<running_statistics> sums_;
     dm2s2::schema schema_;
 };
+
+/// Learns an encoder from training records passed one at a time: `record_encoder::fit` passes a
+/// vector's, `dm2s2_train` streams its training file through one, so that the file's JSON is never
+/// all in memory.
+class record_encoder::fitter {
+public:
+    /// `tokenizer` is required when a modality is text, and must outlive the encoder.
+    fitter(data_spec spec, const wordpiece_tokenizer* tokenizer) : e_(std::move(spec), tokenizer) {}
+
+    /// Learns from one training record, checking it.
+    void add(const json_record& r)
+    {
+        for (std::size_t m = 0; m < e_.spec_.modalities.size(); ++m) {
+            const auto& s = e_.spec_.modalities[m];
+            const auto* v = e_.field(r, m);
+            if (v == nullptr) continue;
+            if (s.kind == modality_kind::categorical)
+                for (const auto& value : e_.strings(r, m, *v)) e_.tables_[m].add(value);
+            if (s.kind == modality_kind::numeric)
+                for (const auto& x : e_.numbers(r, m, *v))
+                    if (x) e_.sums_[m].add(*x);
+        }
+        e_.collect_labels(r, labels_);
+    }
+
+    /// The encoder of the records added.
+    record_encoder finish() &&
+    {
+        auto& e = e_;
+        if (!e.spec_.labels_given && e.spec_.task.type != task_type::regression) {
+            e.spec_.task.labels.assign(labels_.begin(), labels_.end());
+            if (e.spec_.task.type == task_type::binary && e.spec_.task.labels.size() != 2)
+                throw input_error("training data: a binary target needs exactly two values, found " +
+                                  std::to_string(labels_.size()));
+            if (e.spec_.task.labels.empty()) throw input_error("training data: no labels");
+        }
+        for (std::size_t m = 0; m < e.spec_.modalities.size(); ++m) {
+            auto& s = e.spec_.modalities[m];
+            if (s.kind == modality_kind::categorical) s.categories = e.tables_[m].rows();
+            if (s.kind == modality_kind::numeric) {
+                s.mean = e.sums_[m].mean();
+                s.stddev = e.sums_[m].stddev();
+            }
+        }
+        e.schema_ = dm2s2::schema(e.spec_.modalities);
+        return std::move(e);
+    }
+
+private:
+    record_encoder e_;
+    std::set<std::string> labels_;
+};
+
+inline record_encoder record_encoder::fit(data_spec spec, const std::vector<json_record>& train,
+                                          const wordpiece_tokenizer* tokenizer)
+{
+    fitter f(std::move(spec), tokenizer);
+    for (const auto& r : train) f.add(r);
+    return std::move(f).finish();
+}
 
 }  // namespace dm2s2

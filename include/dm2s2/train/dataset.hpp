@@ -4,7 +4,10 @@
 /// batches bucketed by packed length).
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <numeric>
 #include <span>
 #include <string>
@@ -39,6 +42,30 @@ struct dataset {
         } catch (const error& e) {
             throw input_error(name + ": " + e.what());
         }
+    }
+
+    /// A 64-bit digest of the records (every modality's ids, dense values and numbers) and the targets,
+    /// as 16 hexadecimal digits: a training checkpoint records it, so that a run is resumed on the data
+    /// it started with.
+    std::string fingerprint() const
+    {
+        std::uint64_t h = 0x6a09e667f3bcc908ULL;
+        const auto mix = [&h](std::uint64_t word) {
+            h ^= word + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+            h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ULL;
+        };
+        mix(records.size());
+        for (const auto& r : records)
+            for (std::size_t m = 0; m < r.modality_count(); ++m) {
+                mix(r.length(m));
+                for (const auto id : r.ids(m)) mix(static_cast<std::uint64_t>(id));
+                for (const float v : r.dense(m)) mix(std::bit_cast<std::uint32_t>(v));
+                for (const double v : r.numbers(m)) mix(std::bit_cast<std::uint64_t>(v));
+            }
+        for (const T v : targets.values()) mix(std::bit_cast<std::uint64_t>(static_cast<double>(v)));
+        char text[17];
+        std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+        return text;
     }
 
     /// The records at `indices`, in that order.

@@ -31,7 +31,7 @@ struct step_options {
 /// What a `train_step` measured.
 struct step_report {
     double loss = 0;
-    double gradient_norm = 0;  ///< before clipping (0 when clipping is disabled)
+    double gradient_norm = 0;  ///< the gradients' global L2 norm, before clipping
 };
 
 /// Updates `m` once from micro-batches whose gradients are accumulated: the result equals one step on
@@ -43,8 +43,8 @@ struct step_report {
 ///
 /// Everything runs on the model's backend: each micro-batch and its targets move there in one upload,
 /// and the loss, the gradient norm and its finiteness stay there until one download at the end of the
-/// step. Non-finite gradients (with clipping on) throw input_error naming the first such parameter,
-/// with the parameters and the optimizer as they were.
+/// step. Non-finite gradients throw input_error naming the first such parameter, with the parameters
+/// and the optimizer as they were (without clipping too: their norm is summed for that alone).
 ///
 /// With a communicator of several ranks, each rank passes its share of every micro-batch and
 /// `options.global_records`; the gradients and the loss are summed over the ranks (in buckets, in a
@@ -98,20 +98,22 @@ step_report train_step(model<T, Backend>& m, adamw<T, backend_space<Backend>>& o
     }
     const bool clip = options.max_gradient_norm > 0;
     const auto norm = scalars.data() + std::size_t{1};
-    if (clip) clip_gradients<T>(grads, options.max_gradient_norm, backend, norm);
-    optimizer.step(m, grads, options.learning_rate, backend,
-                   clip ? space_pointer<const double, space>(norm) : space_pointer<const double, space>{});
+    if (clip) {
+        clip_gradients<T>(grads, options.max_gradient_norm, backend, norm);
+    } else {
+        const gradient_buffers<T, space, model_gradients<T, space>> g(grads);
+        backend.sum_of_squares(g.values(), norm);  // the norm and its finiteness, without clipping
+    }
+    optimizer.step(m, grads, options.learning_rate, backend, space_pointer<const double, space>(norm));
     const tensor<double> host = backend.download(scalars);
     step_report report;
     report.loss = host[0];
-    if (clip) {
-        if (!gradient_norm::finite(host.data() + 1)) {
-            optimizer.take_back_step();
-            const gradient_buffers<T, space, model_gradients<T, space>> g(grads);
-            throw input_error("gradient of '" + g.names[static_cast<std::size_t>(host[2])] + "' is not finite");
-        }
-        report.gradient_norm = gradient_norm::value(host.data() + 1);
+    if (!gradient_norm::finite(host.data() + 1)) {
+        optimizer.take_back_step();
+        const gradient_buffers<T, space, model_gradients<T, space>> g(grads);
+        throw input_error("gradient of '" + g.names[static_cast<std::size_t>(host[2])] + "' is not finite");
     }
+    report.gradient_norm = gradient_norm::value(host.data() + 1);
     return report;
 }
 

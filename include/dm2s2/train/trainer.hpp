@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dm2s2/backend/reference/reference_backend.hpp"
+#include "dm2s2/core/json.hpp"
 #include "dm2s2/io/checkpoint.hpp"
 #include "dm2s2/train/training_checkpoint.hpp"
 #include "dm2s2/train/dataset.hpp"
@@ -98,12 +99,37 @@ inline nlohmann::json to_json(const epoch_summary& e)
     return j;
 }
 
-inline epoch_summary epoch_summary_from_json(const nlohmann::json& j)
+namespace detail {
+
+/// Field `key` of object `j` as T (`json_as`); throws format_error naming `where` and the key.
+template <class T>
+T json_field(const nlohmann::json& j, const char* key, const std::string& where)
 {
-    epoch_summary e{j.at("epoch").get<std::size_t>(), j.at("train_loss").get<double>(), j.at("seconds").get<double>(), {}};
-    if (j.contains("validation"))
-        e.validation = evaluation{j["validation"].at("loss").get<double>(),
-                                  j["validation"].at("metrics").get<std::map<std::string, double>>()};
+    if (!j.is_object() || !j.contains(key)) throw format_error(where + ": missing field '" + key + "'");
+    const auto value = json_as<T>(j[key]);
+    if (!value) throw format_error(where + ": field '" + key + "' must be " + std::string(json_kind_name<T>()));
+    return *value;
+}
+
+}  // namespace detail
+
+/// Reads `to_json`'s object; errors (format_error) name `where`.
+inline epoch_summary epoch_summary_from_json(const nlohmann::json& j, const std::string& where = "epoch summary")
+{
+    using detail::json_field;
+    epoch_summary e{json_field<std::size_t>(j, "epoch", where),
+                    json_field<double>(j, "train_loss", where),
+                    json_field<double>(j, "seconds", where),
+                    {}};
+    if (j.is_object() && j.contains("validation")) {
+        const auto& v = j["validation"];
+        evaluation result{json_field<double>(v, "loss", where + ": validation"), {}};
+        if (!v.contains("metrics") || !v["metrics"].is_object())
+            throw format_error(where + ": validation: missing object 'metrics'");
+        for (const auto& [name, value] : v["metrics"].items())
+            result.metrics[name] = json_field<double>(v["metrics"], name.c_str(), where + ": validation: metrics");
+        e.validation = std::move(result);
+    }
     return e;
 }
 
@@ -148,7 +174,9 @@ public:
     std::filesystem::path checkpoint_path() const { return options_.output_dir / checkpoint_name; }
 
     /// Trains from the start, or from `resume_from` (a training checkpoint of a run with the same model
-    /// configuration and options), and returns the history.
+    /// configuration, options and data), and returns the history. A step whose loss or gradients are
+    /// not finite ends the run with input_error naming the step and the last checkpoint, which holds
+    /// the last good state.
     training_result fit(const dataset<T>& train, const dataset<T>* validation = nullptr,
                         const std::filesystem::path& resume_from = {})
     {
@@ -163,6 +191,11 @@ public:
         const auto warmup_steps =
             static_cast<std::size_t>(std::llround(options_.warmup_fraction * static_cast<double>(total_steps)));
 
+        data_identity_ = {{"training", {{"records", train.size()}, {"fingerprint", train.fingerprint()}}},
+                          {"validation", validation == nullptr ? nlohmann::json()
+                                                               : nlohmann::json{{"records", validation->size()},
+                                                                                {"fingerprint", validation->fingerprint()}}}};
+        last_checkpoint_step_.reset();
         run_state state;
         state.dropout = random_generator(derived_seed(1));
         if (!resume_from.empty()) state = resume(resume_from);
@@ -192,14 +225,21 @@ public:
                     records += plan[k].size();
                 }
                 const double lr = options_.learning_rate * linear_schedule(optimizer_.steps(), warmup_steps, total_steps);
-                const auto report = train_step(model_, optimizer_, std::span<const packed_batch>(batches), task_,
-                                               std::span<const tensor<T>>(targets),
-                                               {.learning_rate = lr,
-                                                .max_gradient_norm = options_.max_gradient_norm,
-                                                .dropout_rng = &state.dropout,
-                                                .global_records = records,
-                                                .offsets = std::span<const batch_offset>(offsets)},
-                                               gradients, comm_);
+                const std::size_t step = optimizer_.steps() + 1;
+                step_report report;
+                try {
+                    report = train_step(model_, optimizer_, std::span<const packed_batch>(batches), task_,
+                                        std::span<const tensor<T>>(targets),
+                                        {.learning_rate = lr,
+                                         .max_gradient_norm = options_.max_gradient_norm,
+                                         .dropout_rng = &state.dropout,
+                                         .global_records = records,
+                                         .offsets = std::span<const batch_offset>(offsets)},
+                                        gradients, comm_);
+                    if (!std::isfinite(report.loss)) throw input_error("the training loss is not finite");
+                } catch (const input_error& e) {
+                    throw input_error(stopped_at(step, state.epoch) + e.what());
+                }
                 state.batch = end;
                 state.loss_sum += report.loss * static_cast<double>(records);
                 state.loss_records += records;
@@ -295,10 +335,21 @@ private:
         std::vector<epoch_summary> history;
     };
 
-    /// The trainer settings a checkpoint must share with the run that resumes it.
+    /// "training stopped at step N (epoch E; <where the last checkpoint is>): ", the start of the
+    /// message of an error that ends a run.
+    std::string stopped_at(std::size_t step, std::size_t epoch) const
+    {
+        std::string where = "no training checkpoint written";
+        if (last_checkpoint_step_) where = checkpoint_path().string() + " holds step " + std::to_string(*last_checkpoint_step_);
+        return "training stopped at step " + std::to_string(step) + " (epoch " + std::to_string(epoch + 1) + "; " + where + "): ";
+    }
+
+    /// The trainer settings a checkpoint must share with the run that resumes it, the training and
+    /// validation data's size and fingerprint among them.
     nlohmann::json run_settings() const
     {
-        return {{"epochs", options_.epochs},
+        return {{"data", data_identity_},
+                {"epochs", options_.epochs},
                 {"batch_size", options_.batch_size},
                 {"accumulation", options_.accumulation},
                 {"learning_rate", options_.learning_rate},
@@ -310,7 +361,7 @@ private:
                 {"task", std::string(to_string(task_))}};
     }
 
-    void save_checkpoint(const run_state& s) const
+    void save_checkpoint(const run_state& s)
     {
         nlohmann::json history = nlohmann::json::array();
         for (const auto& e : s.history) history.push_back(to_json(e));
@@ -327,6 +378,7 @@ private:
             const adamw<T> optimizer(optimizer_, [this](const tensor<T, space>& t) { return model_.backend().download(t); });
             with_host_model([&](const auto& m) { save_training_checkpoint(checkpoint_path(), m, optimizer, j); });
         }
+        last_checkpoint_step_ = optimizer_.steps();
     }
 
     /// Calls `f` with the model's parameters on the host, for files: the model itself, or a copy
@@ -348,22 +400,35 @@ private:
         adamw<T> staged_optimizer(options_.optimizer);
         const nlohmann::json j = load_training_checkpoint(path, staged_model, staged_optimizer);
         run_state s;
-        try {
-            if (const auto d = detail::first_difference(j.at("settings"), run_settings()); !d.empty())
-                throw config_error(path.string() + ": written by a run with other trainer settings ('" + d + "' differs)");
-            s.epoch = j.at("epoch").get<std::size_t>();
-            s.batch = j.at("batch").get<std::size_t>();
-            s.dropout.set_state(j.at("dropout_generator").get<std::array<std::uint64_t, 4>>());
-            s.loss_sum = j.at("loss_sum").get<double>();
-            s.loss_records = j.at("loss_records").get<std::size_t>();
-            s.seconds = j.at("seconds").get<double>();
-            if (!j.at("best_epoch").is_null()) s.best_epoch = j["best_epoch"].get<std::size_t>();
-            s.best_value = j.at("best_value").get<double>();
-            s.stale_epochs = j.at("stale_epochs").get<std::size_t>();
-            for (const auto& e : j.at("history")) s.history.push_back(epoch_summary_from_json(e));
-        } catch (const nlohmann::json::exception& e) {
-            throw format_error(path.string() + ": metadata 'dm2s2.trainer': " + e.what());
-        }
+        const std::string where = path.string() + ": metadata 'dm2s2.trainer'";
+        using detail::json_field;
+        if (!j.is_object() || !j.contains("settings")) throw format_error(where + ": missing field 'settings'");
+        if (const auto d = detail::first_difference(j["settings"], run_settings()); !d.empty())
+            throw config_error(path.string() + ": written by a run with other " +
+                               (d.starts_with("data.") ? "data" : "trainer settings") + " ('" + d + "' differs)");
+        s.epoch = json_field<std::size_t>(j, "epoch", where);
+        s.batch = json_field<std::size_t>(j, "batch", where);
+        const auto& generator = j.contains("dropout_generator") ? j["dropout_generator"] : nlohmann::json();
+        if (!generator.is_array() || generator.size() != 4)
+            throw format_error(where + ": field 'dropout_generator' must be an array of four non-negative integers");
+        std::array<std::uint64_t, 4> words{};
+        for (std::size_t i = 0; i < 4; ++i) words[i] = json_field<std::uint64_t>({{"word", generator[i]}}, "word", where);
+        s.dropout.set_state(words);
+        s.loss_sum = json_field<double>(j, "loss_sum", where);
+        s.loss_records = json_field<std::size_t>(j, "loss_records", where);
+        s.seconds = json_field<double>(j, "seconds", where);
+        if (!j.contains("best_epoch") || !j["best_epoch"].is_null())
+            s.best_epoch = json_field<std::size_t>(j, "best_epoch", where);
+        s.best_value = json_field<double>(j, "best_value", where);
+        s.stale_epochs = json_field<std::size_t>(j, "stale_epochs", where);
+        if (!j.contains("history") || !j["history"].is_array()) throw format_error(where + ": missing array 'history'");
+        for (const auto& e : j["history"]) s.history.push_back(epoch_summary_from_json(e, where + ": history"));
+        if (s.history.size() != s.epoch || s.epoch > options_.epochs)
+            throw format_error(where + ": " + std::to_string(s.history.size()) + " epochs in the history, epoch " +
+                               std::to_string(s.epoch) + " of " + std::to_string(options_.epochs) + " next");
+        if (s.best_epoch && (*s.best_epoch == 0 || *s.best_epoch > s.history.size()))
+            throw format_error(where + ": best_epoch " + std::to_string(*s.best_epoch) + " is not among the " +
+                               std::to_string(s.history.size()) + " finished epochs");
         if constexpr (host_accessible_space<space>) {
             model_ = std::move(staged_model);
             optimizer_ = std::move(staged_optimizer);
@@ -372,6 +437,7 @@ private:
             model_ = model<T, Backend>(staged_model, backend);
             optimizer_ = adamw<T, space>(staged_optimizer, [&](const tensor<T>& t) { return backend.upload(t); });
         }
+        last_checkpoint_step_ = optimizer_.steps();
         return s;
     }
 
@@ -408,6 +474,8 @@ private:
     trainer_options options_;
     adamw<T, space> optimizer_;
     Communicator comm_;
+    nlohmann::json data_identity_;                     ///< the data of the run in `fit` (`run_settings`)
+    std::optional<std::size_t> last_checkpoint_step_;  ///< the step of the checkpoint written or resumed last
 };
 
 }  // namespace dm2s2

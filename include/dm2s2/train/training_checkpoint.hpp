@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dm2s2/core/json.hpp"
 #include "dm2s2/io/checkpoint.hpp"
 #include "dm2s2/train/optimizer.hpp"
 
@@ -51,11 +52,8 @@ inline const std::string& metadata_entry(const safetensors_file& file, const std
 
 inline nlohmann::json parse_metadata_json(const safetensors_file& file, const std::string& key)
 {
-    try {
-        return nlohmann::json::parse(metadata_entry(file, key));
-    } catch (const nlohmann::json::exception& e) {
-        throw format_error(file.source() + ": metadata '" + key + "' is not valid JSON: " + e.what());
-    }
+    return parse_json_text<format_error>(file.source() + ": metadata '" + key + "' is not valid JSON: ",
+                                         metadata_entry(file, key));
 }
 
 }  // namespace detail
@@ -89,13 +87,11 @@ nlohmann::json load_training_checkpoint(const std::filesystem::path& path, model
     if (const auto d = detail::first_difference(theirs, ours); !d.empty())
         throw config_error(file.source() + ": written for another model configuration ('" + d + "' differs)");
     const nlohmann::json saved_optimizer = detail::parse_metadata_json(file, "dm2s2.optimizer");
-    std::size_t steps = 0;
-    try {
-        steps = saved_optimizer.at("steps").get<std::size_t>();
-    } catch (const nlohmann::json::exception& e) {
-        throw format_error(file.source() + ": metadata 'dm2s2.optimizer': " + e.what());
-    }
-    if (const auto d = detail::first_difference(saved_optimizer, detail::adamw_to_json(optimizer.settings(), steps)); !d.empty())
+    const auto steps = saved_optimizer.is_object() && saved_optimizer.contains("steps")
+                           ? json_as<std::size_t>(saved_optimizer["steps"])
+                           : std::nullopt;
+    if (!steps) throw format_error(file.source() + ": metadata 'dm2s2.optimizer': 'steps' must be a non-negative integer");
+    if (const auto d = detail::first_difference(saved_optimizer, detail::adamw_to_json(optimizer.settings(), *steps)); !d.empty())
         throw config_error(file.source() + ": written with other optimizer settings ('" + d + "' differs)");
     auto trainer_state = detail::parse_metadata_json(file, "dm2s2.trainer");
 
@@ -105,7 +101,7 @@ nlohmann::json load_training_checkpoint(const std::filesystem::path& path, model
     for (const auto& [name, value] : values) {
         const std::string first = "optimizer." + name + ".exp_avg", second = first + "_sq";
         const bool has_first = file.contains(first), has_second = file.contains(second);
-        if (!has_first && !has_second && steps == 0) continue;
+        if (!has_first && !has_second && *steps == 0) continue;
         if (!has_first || !has_second) throw format_error(file.source() + ": no optimizer moments for '" + name + "'");
         auto& [m1, m2] = moments[name] = {file.template read<T>(first), file.template read<T>(second)};
         for (const auto* t : {&m1, &m2})
@@ -117,7 +113,7 @@ nlohmann::json load_training_checkpoint(const std::filesystem::path& path, model
     if (moment_tensors + values.size() != file.entries().size())
         throw format_error(file.source() + ": optimizer tensors that belong to no parameter of this model");
     detail::assign_parameters<T>(m, values);
-    optimizer.restore(steps, std::move(moments));
+    optimizer.restore(*steps, std::move(moments));
     return trainer_state;
 }
 
