@@ -97,8 +97,16 @@ TEST_CASE("a sharded checkpoint loads to the same model")
     const auto model = load_hf_bert<double>(dir);
     CHECK(max_abs_diff(model.forward(small_inputs()).last_hidden_state.values(), reference_output().values()) == 0.0);
 
-    std::ofstream(dir / "model.safetensors.index.json") << R"({"weight_map": {"pooler.dense.bias": "../evil.safetensors"}})";
-    CHECK_THROWS_WITH_AS(load_hf_bert<double>(dir), doctest::Contains("not a file in the checkpoint directory"), format_error);
+    // Names that are not a file of the directory: a parent, the directory itself, or one that a NUL
+    // would cut short to the directory's path.
+    for (const char* shard : {"../evil.safetensors", ".", "\\u0000model-00002-of-00002.safetensors"}) {
+        CAPTURE(shard);
+        std::ofstream(dir / "model.safetensors.index.json") << R"({"weight_map": {"pooler.dense.bias": ")" << shard << R"("}})";
+        CHECK_THROWS_WITH_AS(load_hf_bert<double>(dir), doctest::Contains("not a file in the checkpoint directory"),
+                             format_error);
+    }
+    // A directory is not read as a file (its stream's end lies at the largest offset).
+    CHECK_THROWS_WITH_AS(safetensors_file::load(dir), doctest::Contains("not a regular file"), error);
 }
 
 TEST_CASE("a checkpoint without a pooler loads and reports it")

@@ -133,6 +133,9 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path)
 {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw error(path.string() + ": cannot open: " + std::strerror(errno));
+    // A directory opens as a stream whose end lies at the largest offset: only a regular file is read.
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw error(path.string() + ": not a regular file");
     in.seekg(0, std::ios::end);
     const std::streamoff size = in.tellg();
     if (size < 0) throw error(path.string() + ": cannot determine the size");

@@ -170,9 +170,9 @@ private:
         for (const auto& [name, shard] : j["weight_map"].items()) {
             if (!shard.is_string()) throw format_error(index.string() + ": weight_map['" + name + "'] is not a string");
             const std::string file = shard.get<std::string>();
-            if (file.empty() || file.find('/') != std::string::npos || file.find('\\') != std::string::npos || file == "..")
-                throw format_error(index.string() + ": weight_map['" + name + "'] names '" + file +
-                                   "', which is not a file in the checkpoint directory");
+            if (file.empty() || file.find_first_of(std::string("/\\\0", 3)) != std::string::npos || file == "." || file == "..")
+                throw format_error(index.string() + ": weight_map['" + name + "'] names " + nlohmann::json(file).dump() +
+                                   " (JSON-quoted), which is not a file in the checkpoint directory");
             names_by_shard[file].push_back(name);
         }
         for (const auto& [file, names] : names_by_shard) {
