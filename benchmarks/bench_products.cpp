@@ -5,8 +5,10 @@
 // gradient dyᵀ·x, and the forward again with W packed once beforehand (`cpu_backend::pack_weight`, as
 // `model::pack_weights` holds it for inference; OpenBLAS then still gets the plain W). Rounds alternate
 // the two sides, each after a short rest (`settle`), and the ratio reported is the median of the
-// per-round ratios, so a slow spell of a shared machine falls on both. The results of the two sides
-// are also compared, so a wrong fast path cannot pass for a fast one.
+// per-round ratios, so a slow spell of a shared machine falls on both. dm2s2's bf16 products (on the
+// kernels `bf16_kernel::fastest` picks, with the packed weight rounded once) are timed in the same
+// rounds, and reported against its fp32 ones. The results of the sides are also compared, so a wrong
+// fast path cannot pass for a fast one.
 //
 // OpenBLAS is loaded at run time (libopenblas.so.0), so the build needs no BLAS; without it only the
 // dm2s2 figures are printed. OpenBLAS 0.3.21 mistakes some recent processors for Prescott and then
@@ -19,7 +21,9 @@
 // a product ran at one thread's speed round after round. OpenBLAS's OpenMP threads are started
 // before the binding (their own binding, OMP_PROC_BIND, is left as the environment sets it).
 //
-//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound]
+//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound] [--peaks-only]
+// --peaks-only prints the register-only peaks alone, and the kernels fp32 and bf16 products run on
+// (benchmarks/compare.py reads them).
 // DM2S2_BENCH_SCALE=tiny shrinks the shapes for CI's smoke run.
 
 #include <dlfcn.h>
@@ -168,10 +172,41 @@ double register_peak_gflops(const dm2s2::cpu_backend& backend)
 #endif
 }
 
+/// GFLOP/s of AMX `tdpbf16ps` on tiles held in registers, on all the backend's threads at once: the
+/// ceiling of bf16 products on tiles. Zero where the processor (or the operating system) offers none.
+double tile_peak_gflops(const dm2s2::cpu_backend& backend)
+{
+    namespace amx = dm2s2::detail::amx;
+#if DM2S2_HAS_AMX_KERNELS
+    if (!amx::has_bf16_tiles()) return 0.0;
+    constexpr std::size_t rounds = 20000;
+    std::vector<double> seconds(backend.threads(), 1e9);
+    for (int trial = 0; trial < 5; ++trial)
+        backend.parallel_for(seconds.size(),
+                             [&](std::size_t t) { seconds[t] = std::min(seconds[t], amx::tile_chain_seconds(rounds)); });
+    const double flop_per_round = 2.0 * 4 * 16 * 16 * 32;
+    return flop_per_round * double(rounds) * double(seconds.size()) / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+#else
+    (void)backend;
+    return 0.0;
+#endif
+}
+
+/// Prints the register-only peaks of fp32 FMA, `vdpbf16ps` and AMX tiles on the backend's threads.
+void print_peaks(const dm2s2::cpu_backend& backend, double fma_peak)
+{
+    std::printf(
+        "Register-only peak on %zu thread(s): fp32 FMA %.0f GFLOP/s, vdpbf16ps %.0f GFLOP/s, AMX tiles %.0f GFLOP/s "
+        "(0: not available)\n",
+        backend.threads(), fma_peak, register_peak_gflops<true>(backend), tile_peak_gflops(backend));
+    std::fflush(stdout);
+}
+
 int usage(const char* message)
 {
     std::fprintf(stderr,
-                 "dm2s2_bench_products: %s\nusage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound]\n",
+                 "dm2s2_bench_products: %s\n"
+                 "usage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound] [--peaks-only]\n",
                  message);
     return 2;
 }
@@ -183,10 +218,15 @@ int main(int argc, char** argv)
     const bool tiny = dm2s2_bench::tiny();
     std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15;
     auto binding = dm2s2::thread_binding::caller_and_workers;
+    bool peaks_only = false;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--unbound") {
             binding = dm2s2::thread_binding::none;
+            continue;
+        }
+        if (arg == "--peaks-only") {
+            peaks_only = true;
             continue;
         }
         std::size_t* target = arg == "--rows" ? &rows : arg == "--threads" ? &threads : arg == "--rounds" ? &rounds : nullptr;
@@ -198,17 +238,34 @@ int main(int argc, char** argv)
         *target = static_cast<std::size_t>(value);
     }
 
+    if (peaks_only) {  // without OpenBLAS, whose threads could take the processors' time
+        const dm2s2::cpu_backend backend({.threads = threads, .binding = binding});
+        const dm2s2::cpu_backend bf16_backend({.precision = dm2s2::matmul_precision::bf16});
+        std::printf("dm2s2 kernels: fp32 %s, bf16 %s\n", backend.float_kernels(), bf16_backend.float_kernels());
+        print_peaks(backend, register_peak_gflops<false>(backend));
+        return 0;
+    }
     const openblas blas(static_cast<int>(threads));
     blas.start_threads();  // before the main thread is bound: threads start with their creator's processors
+    // The bf16 backend's pool first: a pool that a bound caller makes finds only the caller's
+    // processor, and its worker would share it. Made before, its worker takes the processor after the
+    // caller's, as the fp32 backend's worker then does.
+    const dm2s2::cpu_backend bf16_backend(
+        {.threads = threads,
+         .precision = dm2s2::matmul_precision::bf16,
+         .binding = binding == dm2s2::thread_binding::none ? binding : dm2s2::thread_binding::workers});
     const dm2s2::cpu_backend backend({.threads = threads, .binding = binding});
     const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
-    std::printf("dm2s2 kernels: %s, threads %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round ratios\n\n",
-                backend.float_kernels(), backend.worker_cpus().empty() ? "unbound" : "bound to processors (the caller too)",
-                blas.core.c_str(), threads, rounds);
+    std::printf(
+        "dm2s2 kernels: %s (bf16: %s), threads %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round "
+        "ratios\n\n",
+        backend.float_kernels(), bf16_backend.float_kernels(),
+        backend.worker_cpus().empty() ? "unbound" : "bound to processors (the caller too)", blas.core.c_str(), threads, rounds);
     const double peak = register_peak_gflops<false>(backend);
     std::printf(
-        "| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | OpenBLAS GFLOP/s | dm2s2 / OpenBLAS |\n"
-        "| --- | --- | --- | --- | --- | --- |\n");
+        "| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | dm2s2 bf16 GFLOP/s | bf16 / fp32 | OpenBLAS GFLOP/s | dm2s2 / "
+        "OpenBLAS |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
 
     dm2s2::random_generator rng(11);
     int status = 0;
@@ -216,22 +273,34 @@ int main(int argc, char** argv)
         for (const auto& p : layer_products(rows, out, in)) {
             const std::size_t a_rows = p.ta == transpose::no ? p.m : p.k, a_cols = p.ta == transpose::no ? p.k : p.m;
             const std::size_t b_rows = p.tb == transpose::no ? p.k : p.n, b_cols = p.tb == transpose::no ? p.n : p.k;
-            std::vector<float> a(a_rows * a_cols), b(b_rows * b_cols), ours(p.m * p.n), theirs(p.m * p.n);
+            std::vector<float> a(a_rows * a_cols), b(b_rows * b_cols), ours(p.m * p.n), ours_bf16(p.m * p.n), theirs(p.m * p.n);
             for (auto& v : a) v = static_cast<float>(rng.normal());
             for (auto& v : b) v = static_cast<float>(rng.normal());
             const auto packed = p.packed_weight ? backend.pack_weight(b.data(), p.n, p.k) : std::nullopt;
             if (p.packed_weight && !packed) continue;  // this backend multiplies plain weights
+            // bf16 with the weight packed rounded where its products read it so (as a bf16 model's are).
+            const auto packed_bf16 =
+                p.packed_weight ? bf16_backend.pack_weight(b.data(), p.n, p.k, dm2s2::weight_rounding::bf16) : std::nullopt;
             const auto run_ours = [&] {
                 if (packed) backend.gemm_packed(p.m, 1.0f, a.data(), a_cols, *packed, 0.0f, ours.data(), p.n);
                 else backend.gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f, ours.data(), p.n);
             };
+            const auto run_bf16 = [&] {
+                if (packed_bf16) bf16_backend.gemm_packed(p.m, 1.0f, a.data(), a_cols, *packed_bf16, 0.0f, ours_bf16.data(), p.n);
+                else
+                    bf16_backend.gemm(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), a_cols, b.data(), b_cols, 0.0f, ours_bf16.data(),
+                                      p.n);
+            };
             const auto run_theirs = [&] {
                 blas(p.ta, p.tb, p.m, p.n, p.k, a.data(), a_cols, b.data(), b_cols, theirs.data(), p.n);
             };
-            std::vector<double> ours_s, theirs_s, ratios;
+            std::vector<double> ours_s, bf16_s, bf16_ratios, theirs_s, ratios;
             for (std::size_t r = 0; r < rounds; ++r) {
                 std::this_thread::sleep_for(settle);
                 ours_s.push_back(seconds_per_call(run_ours, 5));
+                std::this_thread::sleep_for(settle);
+                bf16_s.push_back(seconds_per_call(run_bf16, 5));
+                bf16_ratios.push_back(ours_s.back() / bf16_s.back());
                 if (blas.sgemm == nullptr) continue;
                 std::this_thread::sleep_for(settle);
                 theirs_s.push_back(seconds_per_call(run_theirs, 5));
@@ -239,8 +308,18 @@ int main(int argc, char** argv)
             }
             const double flop = 2.0 * double(p.m) * double(p.n) * double(p.k);
             const double gflops = flop / median(ours_s) / 1e9;
-            std::printf("| %s | %zu × %zu × %zu | %.1f | %s |", p.name.c_str(), p.m, p.n, p.k, gflops,
-                        peak > 0 ? std::to_string(int(std::lround(100 * gflops / peak))).append(" %").c_str() : "–");
+            std::printf("| %s | %zu × %zu × %zu | %.1f | %s | %.1f | %.2f |", p.name.c_str(), p.m, p.n, p.k, gflops,
+                        peak > 0 ? std::to_string(int(std::lround(100 * gflops / peak))).append(" %").c_str() : "–",
+                        flop / median(bf16_s) / 1e9, median(bf16_ratios));
+            // bf16 products against fp32 ones: the operands' rounding (2⁻⁹ relative), no more.
+            double worst_bf16 = 0.0;
+            for (std::size_t i = 0; i < ours.size(); ++i)
+                worst_bf16 = std::max(worst_bf16, std::abs(double(ours_bf16[i]) - double(ours[i])) / std::sqrt(double(p.k)));
+            if (!(worst_bf16 <= 3e-2)) {
+                std::fprintf(stderr, "dm2s2_bench_products: bf16 %s %zu × %zu × %zu differs from fp32 by %g·√k\n", p.name.c_str(),
+                             p.m, p.n, p.k, worst_bf16);
+                status = 1;
+            }
             if (blas.sgemm == nullptr) {
                 std::printf(" – | – |\n");
                 continue;
@@ -257,8 +336,7 @@ int main(int argc, char** argv)
             }
         }
     }
-    std::printf("\nRegister-only peak on %zu thread(s): fp32 FMA %.0f GFLOP/s, vdpbf16ps %.0f GFLOP/s (0: not available)\n",
-                threads, peak, register_peak_gflops<true>(backend));
-    std::fflush(stdout);
+    std::printf("\n");
+    print_peaks(backend, peak);
     return status;
 }

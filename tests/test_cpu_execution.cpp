@@ -52,8 +52,9 @@ std::vector<float> logits_of(const model<float>& m, const std::vector<sequence_s
 }
 
 /// Every distinct way this processor can run float products: 1 or 2 threads × the kernel sets it has
-/// (AVX-512, AVX2, Eigen) × fp32 or each bf16 kernel. Options that land on kernels already listed
-/// (AVX2 asked for where it is also the widest, or `vdpbf16ps` where there is none) are left out.
+/// (AVX-512, AVX2, Eigen) × fp32 or each bf16 kernel (AMX tiles, `vdpbf16ps`, FMA). Options that land
+/// on kernels already listed (AVX2 asked for where it is also the widest, or tiles or `vdpbf16ps`
+/// where there are none) are left out.
 std::vector<cpu_options> every_configuration()
 {
     std::vector<cpu_options> all;
@@ -61,7 +62,7 @@ std::vector<cpu_options> every_configuration()
     for (const std::size_t threads : {1, 2})
         for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2, simd_kernels::portable}) {
             std::vector<cpu_options> candidates{{.threads = threads, .precision = matmul_precision::fp32, .kernels = kernels}};
-            for (const auto kernel : {bf16_kernel::dot_product, bf16_kernel::rounded_fma})
+            for (const auto kernel : {bf16_kernel::tiles, bf16_kernel::dot_product, bf16_kernel::rounded_fma})
                 candidates.push_back(
                     {.threads = threads, .precision = matmul_precision::bf16, .bf16 = kernel, .kernels = kernels});
             for (const auto& options : candidates)
@@ -243,7 +244,8 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
 {
     // Shapes two threads split by rows with op(B) packed once for both (`gemm_with_shared_b`): partial
     // panels, a second block of columns, depths past one slice, W1's 485 rows; and Aᵀ, which keeps
-    // packing as it goes. Each is compared with one thread, which packs slice by slice. (Eigen's
+    // packing as it goes. Each is compared with one thread, which packs slice by slice. AMX tiles,
+    // which sum each block of C over the whole depth in one order, are held to the same. (Eigen's
     // products, where the processor has no AVX2, block by sizes and so are not held to this.) Under
     // the sanitizers W1's product is cut to a depth of a slice and a bit, and the transposed products
     // take one beta.
@@ -258,35 +260,39 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
             for (const auto tb : {transpose::no, transpose::yes})
                 for (const float beta : {-1.5f, 0.0f, 1.0f})
                     for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
-                        for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2}) {
-                            if (sanitized && beta != -1.5f && (ta == transpose::yes || tb == transpose::yes))
-                                continue;  // every beta once, untransposed
-                            const std::size_t m = dims[0], n = dims[1], k = dims[2];
-                            const cpu_options options{
-                                .precision = precision, .bf16 = bf16_kernel::rounded_fma, .kernels = kernels};
-                            cpu_options two_threads = options;
-                            two_threads.threads = 2;
-                            const cpu_backend one(options), two(two_threads);
-                            const std::string used = two.float_kernels();
-                            if (used.starts_with("eigen")) continue;
-                            CAPTURE(m);
-                            CAPTURE(n);
-                            CAPTURE(k);
-                            CAPTURE(beta);
-                            CAPTURE(used);
-                            CAPTURE(ta == transpose::yes);
-                            CAPTURE(tb == transpose::yes);
-                            const std::size_t lda = (ta == transpose::yes ? m : k) + 1, ldb = (tb == transpose::yes ? k : n) + 2,
-                                              ldc = n + 3;
-                            const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
-                            const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
-                            auto c1 = random_floats(m * ldc, rng);
-                            if (beta == 0.0f) std::fill(c1.begin(), c1.end(), std::numeric_limits<float>::quiet_NaN());
-                            auto c2 = c1;
-                            one.gemm(ta, tb, m, n, k, 0.75f, a.data(), lda, b.data(), ldb, beta, c1.data(), ldc);
-                            two.gemm(ta, tb, m, n, k, 0.75f, a.data(), lda, b.data(), ldb, beta, c2.data(), ldc);
-                            REQUIRE(same_bits(c1.data(), c2.data(), c1.size()));
-                        }
+                        for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2})
+                            for (const auto bf16 : {bf16_kernel::rounded_fma, bf16_kernel::tiles}) {
+                                if (sanitized && beta != -1.5f && (ta == transpose::yes || tb == transpose::yes))
+                                    continue;  // every beta once, untransposed
+                                if (bf16 == bf16_kernel::tiles &&
+                                    (precision != matmul_precision::bf16 || kernels != simd_kernels::widest ||
+                                     !detail::amx::has_bf16_tiles()))
+                                    continue;  // tiles where the processor has them, once
+                                const std::size_t m = dims[0], n = dims[1], k = dims[2];
+                                const cpu_options options{.precision = precision, .bf16 = bf16, .kernels = kernels};
+                                cpu_options two_threads = options;
+                                two_threads.threads = 2;
+                                const cpu_backend one(options), two(two_threads);
+                                const std::string used = two.float_kernels();
+                                if (used.starts_with("eigen")) continue;
+                                CAPTURE(m);
+                                CAPTURE(n);
+                                CAPTURE(k);
+                                CAPTURE(beta);
+                                CAPTURE(used);
+                                CAPTURE(ta == transpose::yes);
+                                CAPTURE(tb == transpose::yes);
+                                const std::size_t lda = (ta == transpose::yes ? m : k) + 1,
+                                                  ldb = (tb == transpose::yes ? k : n) + 2, ldc = n + 3;
+                                const auto a = random_floats((ta == transpose::yes ? k : m) * lda, rng);
+                                const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
+                                auto c1 = random_floats(m * ldc, rng);
+                                if (beta == 0.0f) std::fill(c1.begin(), c1.end(), std::numeric_limits<float>::quiet_NaN());
+                                auto c2 = c1;
+                                one.gemm(ta, tb, m, n, k, 0.75f, a.data(), lda, b.data(), ldb, beta, c1.data(), ldc);
+                                two.gemm(ta, tb, m, n, k, 0.75f, a.data(), lda, b.data(), ldb, beta, c2.data(), ldc);
+                                REQUIRE(same_bits(c1.data(), c2.data(), c1.size()));
+                            }
 }
 
 TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar rounding does", K, detail::avx512::avx512_kernels,
@@ -395,6 +401,42 @@ TEST_CASE("padding-free, padded and two-thread execution give the same logits an
         CHECK(relative_difference(padded_gradients, gradients) <= 1e-5);
         CHECK(relative_difference(threaded_gradients, gradients) <= 1e-5);
     }
+}
+
+TEST_CASE("the fastest bf16 kernel is chosen from the instructions' measured rates")
+{
+    // Injected rates (multiply-adds per second): each step up, to `vdpbf16ps` and then to tiles, needs
+    // a 25 % advantage over the best before it.
+    const auto chosen = [](double fma, double dot, double tiles) {
+        return fastest_bf16_kernel({.fma = fma, .dot_product = dot, .tiles = tiles});
+    };
+    CHECK(chosen(100e9, 55e9, 1000e9) == bf16_kernel::tiles);        // Sapphire Rapids class, AMX exposed
+    CHECK(chosen(100e9, 55e9, 0) == bf16_kernel::rounded_fma);       // the same without AMX
+    CHECK(chosen(100e9, 200e9, 0) == bf16_kernel::dot_product);      // Zen 4/5: `vdpbf16ps` at the FMA's rate
+    CHECK(chosen(100e9, 120e9, 0) == bf16_kernel::rounded_fma);      // within the margin: the simpler kernel
+    CHECK(chosen(100e9, 200e9, 240e9) == bf16_kernel::dot_product);  // tiles must beat the best, not FMA
+    CHECK(chosen(100e9, 200e9, 260e9) == bf16_kernel::tiles);
+    CHECK(chosen(100e9, 0, 130e9) == bf16_kernel::tiles);
+    CHECK(chosen(100e9, 0, 120e9) == bf16_kernel::rounded_fma);
+    CHECK(chosen(0, 0, 0) == bf16_kernel::rounded_fma);  // nothing measured (no AVX-512)
+
+    // On this processor: what was measured, what the choice made of it, and the kernels a backend that
+    // asks for the fastest then reports. Where AMX is usable its tiles do ten times an FMA's work: no
+    // noise in the measurement can hide that.
+    const auto rates = detail::measure_bf16_rates();
+    const bf16_kernel here = detail::fastest_bf16_kernel_here();
+    MESSAGE("bf16 multiply-adds per second: FMA " << rates.fma << ", vdpbf16ps " << rates.dot_product << ", tiles "
+                                                  << rates.tiles);
+    CHECK((rates.tiles > 0) == detail::amx::has_bf16_tiles());
+    CHECK((rates.dot_product > 0) == detail::avx512::has_bf16_dot_products());
+    if (detail::amx::has_bf16_tiles()) CHECK(here == bf16_kernel::tiles);
+    const std::string reported = cpu_backend({.precision = matmul_precision::bf16}).float_kernels();
+    CAPTURE(reported);
+    CHECK((reported == "amx-bf16") == (here == bf16_kernel::tiles));
+    CHECK((reported == "avx512-bf16-dot") == (here == bf16_kernel::dot_product));
+    const std::string asked_tiles =
+        cpu_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles}).float_kernels();
+    CHECK(asked_tiles == reported);  // tiles where present, otherwise the fastest
 }
 
 TEST_CASE("bf16 products keep the logits within 1e-2 of fp32")

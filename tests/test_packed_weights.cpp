@@ -65,12 +65,12 @@ bool kernels_read_packed(const cpu_backend& backend)
     return kernels == "avx512-fp32" || kernels == "avx2-fp32";
 }
 
-/// Whether a backend's products are bf16 by FMA, which round a weight once as they pack it when
-/// `weight_rounding::bf16` allows, from the kernels it reports.
+/// Whether a backend's products are bf16 by FMA or on AMX tiles, which round a weight once as they
+/// pack it when `weight_rounding::bf16` allows, from the kernels it reports.
 bool kernels_round_packed(const cpu_backend& backend)
 {
     const std::string kernels = backend.float_kernels();
-    return kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma";
+    return kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma" || kernels == "amx-bf16";
 }
 
 /// Every parameter of a model, by name.
@@ -132,6 +132,36 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
             CHECK(same_bits(packed->data(), rounded.data(), rounded.size()));
         }
 
+        // As bf16 tiles for AMX: each value's bf16 once and zeros for the padding, in half the words of
+        // the float forms; unpacked, the rounded weight. The tiles' own packing (register transposes)
+        // gives the same words, and only where rounding is allowed.
+        const auto tiles = packed_matrix::pack(w.data(), n, k, k, weight_rounding::none, packed_form::bf16_tiles);
+        CHECK(tiles.form() == packed_form::bf16_tiles);
+        CHECK(tiles.rounding() == weight_rounding::bf16);
+        REQUIRE(tiles.size() == tile_layout::size(n, k));
+        CHECK(tiles.size() <= (n + 15) * (k + 31) / 2);
+        std::map<std::uint16_t, std::size_t> halves, expected_halves;
+        for (std::size_t i = 0; i < tiles.size(); ++i) {
+            const auto word = std::bit_cast<std::uint32_t>(tiles.data()[i]);
+            ++halves[static_cast<std::uint16_t>(word)];
+            ++halves[static_cast<std::uint16_t>(word >> 16)];
+        }
+        for (const float v : w) ++expected_halves[to_bfloat16_bits(v)];
+        if (2 * tiles.size() > w.size()) expected_halves[0] += 2 * tiles.size() - w.size();
+        CHECK(halves == expected_halves);
+        tiles.unpack(back.data());
+        CHECK(same_bits(back.data(), rounded_w.data(), rounded_w.size()));
+        const cpu_backend tile_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles});
+        if (std::string(tile_backend.float_kernels()) == "amx-bf16") {
+            CHECK_FALSE(tile_backend.pack_weight(w.data(), n, k).has_value());
+            const auto packed = tile_backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
+            REQUIRE(packed.has_value());
+            CHECK(packed->form() == packed_form::bf16_tiles);
+            CHECK(std::bit_cast<std::uintptr_t>(packed->data()) % 64 == 0);
+            REQUIRE(packed->size() == tiles.size());
+            CHECK(same_bits(packed->data(), tiles.data(), tiles.size()));
+        }
+
         // The products' own packing (register transposes) gives the same words, exact even where
         // rounding is allowed: fp32 products do not round.
         for (const auto& backend : backends) {
@@ -165,7 +195,8 @@ TEST_CASE("products with packed weights, bias and GELU give the plain weights' n
                  {cpu_options{.threads = 1}, cpu_options{.threads = 2}, cpu_options{.threads = 2, .kernels = simd_kernels::avx2},
                   cpu_options{.threads = 2, .kernels = simd_kernels::portable},
                   cpu_options{.threads = 1, .precision = matmul_precision::bf16},
-                  cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma}})
+                  cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                  cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles}})
                 for (const weight_rounding rounding : {weight_rounding::none, weight_rounding::bf16})
                     for (const float beta : {-1.5f, 0.0f})
                         for (const activation act : {activation::identity, activation::gelu}) {
@@ -274,9 +305,11 @@ TEST_CASE("a linear layer with a packed weight computes, trains and reports the 
 TEST_CASE("weights packed rounded to bf16 give the bf16 products' numbers and stay rounded")
 {
     random_generator rng(8);
-    // bf16 products by FMA (on the widest kernels, on AVX2's, on two threads) round the weight once as it
-    // is packed; fp32 products pack it exactly; `vdpbf16ps` and Eigen's products leave it plain.
+    // bf16 products by FMA (on the widest kernels, on AVX2's, on two threads) and on AMX tiles round the
+    // weight once as it is packed; fp32 products pack it exactly; `vdpbf16ps` and Eigen's products
+    // leave it plain.
     for (const auto& options : {cpu_options{.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                                cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles},
                                 cpu_options{.precision = matmul_precision::bf16, .kernels = simd_kernels::avx2},
                                 cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
                                 cpu_options{.precision = matmul_precision::bf16, .kernels = simd_kernels::portable},
@@ -334,6 +367,7 @@ TEST_CASE("a bf16 model with weights packed rounded gives the same logits, and s
     const auto config = small_config();
     for (const auto& options : {cpu_options{.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
                                 cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                                cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles},
                                 cpu_options{.threads = 2}}) {
         const cpu_backend backend(options);
         const std::size_t threads = options.threads;

@@ -37,7 +37,10 @@ constexpr int timing_chains = 24;
 
 /// Seconds for `rounds` rounds of `timing_chains` independent `vdpbf16ps` (when `Dot`; needs
 /// AVX512_BF16) or fp32 FMA chains held in registers: the instruction's throughput, with no memory
-/// traffic. A round is 24 × 16 lanes × 1 (FMA) or 2 (`vdpbf16ps`) products.
+/// traffic. A round is 24 × 16 lanes × 1 (FMA) or 2 (`vdpbf16ps`) products. `vdpbf16ps` does twice an
+/// FMA's products per instruction, but issue rates differ: Sapphire Rapids class cores issue it at a
+/// fraction of the FMA's rate, Zen 5 cores at the FMA's rate (benchmarks/README.md, "What the
+/// processor allows"); `measure_bf16_rates` (amx_gemm.hpp) compares them.
 template <bool Dot>
 __attribute__((target("avx512f,avx512bf16,fma"))) double chain_seconds(std::size_t rounds) noexcept
 {
@@ -60,26 +63,6 @@ __attribute__((target("avx512f,avx512bf16,fma"))) double chain_seconds(std::size
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-/// Whether `vdpbf16ps` gives more products per second than fp32 FMA on this processor. It does twice
-/// an FMA's products per instruction, but issue rates differ: Sapphire Rapids class cores issue it at a
-/// fraction of the FMA's rate, Zen 5 cores at the FMA's rate (benchmarks/README.md, "What the processor allows").
-/// Timed once, in about a millisecond; the best of several alternating trials of each, and only a
-/// clear (25 %) advantage picks `vdpbf16ps`, so that noise does not flip the choice.
-inline bool bf16_dot_products_pay() noexcept
-{
-    static const bool yes = [] {
-        if (!has_bf16_dot_products()) return false;
-        constexpr std::size_t rounds = 4000;
-        double dot = 1e9, fma = 1e9;
-        for (int trial = 0; trial < 5; ++trial) {
-            fma = std::min(fma, chain_seconds<false>(rounds));
-            dot = std::min(dot, chain_seconds<true>(rounds));
-        }
-        return 2.0 / dot > 1.25 / fma;  // products per second, up to a common factor
-    }();
-    return yes;
-}
-
 /// Sixteen floats rounded to bf16 precision as `to_bfloat16_bits` rounds them (ties to even, subnormals
 /// kept, NaN kept NaN), in fp32 format.
 __attribute__((target("avx512f"))) inline __m512 round_to_bfloat16(__m512 x) noexcept
@@ -93,26 +76,15 @@ __attribute__((target("avx512f"))) inline __m512 round_to_bfloat16(__m512 x) noe
     return _mm512_castsi512_ps(_mm512_and_si512(rounded, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
-/// Packs 16 rows × 16 k units of a k-contiguous fp32 operand (`src` points at its first value, rows
-/// `ld` apart) into panels of `width` rows stored [unit][row] as words of format `F` (fp32 or
-/// rounded_bf16), transposing in registers: the scalar loop would cost more than the products on
-/// weight panels. `row` and `unit` place the block inside the packed slice of `units` units; its 16
-/// rows may straddle two or more panels, so each panel's share of a transposed column is written with
-/// a masked store. Each stage is unrolled explicitly: GCC at -O2 would otherwise keep the 32 vectors
-/// on the stack, packing far slower (benchmarks/README.md, step 12). The masked forms of the shuffles
-/// with a full mask are used because GCC 12 warns about the undefined pass-through operand of the
-/// unmasked ones (GCC bug 105593).
-template <operand_format F>
-__attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
-                                                   std::size_t units, std::size_t row, std::size_t unit) noexcept
+/// Transposes 16 × 16 32-bit values held in 16 registers: afterwards register u holds what lane u of
+/// every register held, lane q from register q. Each stage is unrolled explicitly: GCC at -O2 would
+/// otherwise keep the 32 vectors on the stack, packing far slower (benchmarks/README.md, step 12). The
+/// masked forms of the shuffles with a full mask are used because GCC 12 warns about the undefined
+/// pass-through operand of the unmasked ones (GCC bug 105593).
+__attribute__((target("avx512f"), always_inline)) inline void transpose_16x16(__m512 (&r)[16]) noexcept
 {
     constexpr __mmask16 all = 0xffff;
-    __m512 r[16], t[16];
-#pragma GCC unroll 16
-    for (int q = 0; q < 16; ++q) {
-        r[q] = _mm512_loadu_ps(src + q * ld);
-        if constexpr (F == operand_format::rounded_bf16) r[q] = round_to_bfloat16(r[q]);
-    }
+    __m512 t[16];
 #pragma GCC unroll 16
     for (int q = 0; q < 16; q += 2) {  // interleave row pairs
         t[q] = _mm512_mask_unpacklo_ps(r[q], all, r[q], r[q + 1]);
@@ -137,6 +109,25 @@ __attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t
         r[q] = _mm512_mask_shuffle_f32x4(t[q], all, t[q], t[q + 8], 0x88);
         r[q + 8] = _mm512_mask_shuffle_f32x4(t[q], all, t[q], t[q + 8], 0xdd);
     }
+}
+
+/// Packs 16 rows × 16 k units of a k-contiguous fp32 operand (`src` points at its first value, rows
+/// `ld` apart) into panels of `width` rows stored [unit][row] as words of format `F` (fp32 or
+/// rounded_bf16), transposing in registers: the scalar loop would cost more than the products on
+/// weight panels. `row` and `unit` place the block inside the packed slice of `units` units; its 16
+/// rows may straddle two or more panels, so each panel's share of a transposed column is written with
+/// a masked store.
+template <operand_format F>
+__attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
+                                                   std::size_t units, std::size_t row, std::size_t unit) noexcept
+{
+    __m512 r[16];
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; ++q) {
+        r[q] = _mm512_loadu_ps(src + q * ld);
+        if constexpr (F == operand_format::rounded_bf16) r[q] = round_to_bfloat16(r[q]);
+    }
+    transpose_16x16(r);
     for (std::size_t panel = row / width; panel * width < row + 16; ++panel) {
         const std::size_t first = std::max(row, panel * width) - row, last = std::min(row + 16, (panel + 1) * width) - row;
         const auto mask = static_cast<__mmask16>(((1u << last) - 1u) & ~((1u << first) - 1u));
@@ -201,10 +192,6 @@ inline bool has_fp32_kernels() noexcept
     return false;
 }
 inline bool has_bf16_dot_products() noexcept
-{
-    return false;
-}
-inline bool bf16_dot_products_pay() noexcept
 {
     return false;
 }

@@ -39,13 +39,14 @@
 
 namespace dm2s2 {
 
-/// How bf16 products are carried out on AVX-512 processors. Both multiply the operands rounded to
-/// bf16 (each product is exact in fp32) and sum in fp32; they differ in the order of the sums, and
-/// `vdpbf16ps` also treats subnormal values as zero.
+/// How bf16 products are carried out on AVX-512 processors. All multiply the operands rounded to bf16
+/// (each product is exact in fp32) and sum in fp32; they differ in the order of the sums, and
+/// `vdpbf16ps` and the tiles also treat subnormal values as zero.
 enum class bf16_kernel {
-    fastest,      ///< whichever a short measurement at first use finds faster on this processor
+    fastest,      ///< whichever a short measurement at first use finds fastest on this processor (`fastest_bf16_kernel`)
     dot_product,  ///< `vdpbf16ps` (AVX512_BF16): two products per lane and instruction
-    rounded_fma   ///< operands rounded while they are packed, then fp32 FMA (any AVX2 or AVX-512 processor)
+    rounded_fma,  ///< operands rounded while they are packed, then fp32 FMA (any AVX2 or AVX-512 processor)
+    tiles         ///< AMX tiles (AMX-BF16): a 16 × 16 block of C per instruction; `fastest` where the processor lacks them
 };
 
 namespace detail::blocked {
@@ -290,6 +291,12 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                             bool add_to_c, TileDone&& tile_done)
 {
     static_assert(F != operand_format::bf16_pairs, "the packed layout holds one value per word");
+    // A block of at most this many A panels meets each B panel with all of its panels in turn, rather
+    // than each A panel meeting all of B: the first panel reads B's panel from memory and the others
+    // find it in cache, so that the reads from memory spread over the whole pass instead of coming all
+    // in the first A panel's; single sequences ran faster (benchmarks/README.md, step 27). Larger
+    // blocks keep one A panel in L1 while B streams from L2.
+    constexpr std::size_t few_panels = 10;
     std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr));
     for (std::size_t p0 = 0; p0 < k; p0 += kc) {
         const std::size_t units = std::min(kc, k - p0);
@@ -304,15 +311,21 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                     const std::size_t pass_end = std::min(block_end, pass + K::nc);
                     // The first A panel brings W's columns into L2 (from memory, or for later row blocks from the
                     // last-level cache); the others find them there.
-                    for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) {
+                    const auto tile = [&](std::size_t ir, std::size_t j) {
                         const auto kernel = ir == 0 ? K::template micro_kernel<F, true> : K::template micro_kernel<F, false>;
-                        float* const tile = c + (i0 + ir) * ldc + j;
+                        float* const out = c + (i0 + ir) * ldc + j;
                         const std::size_t tile_rows = std::min(K::mr, rows - ir),
                                           tile_cols = std::min(K::tile_cols, pass_end - j);
-                        kernel(packed_a + ir * units, slice + panel_offset(j - j0, units), units, alpha, tile, ldc, tile_rows,
+                        kernel(packed_a + ir * units, slice + panel_offset(j - j0, units), units, alpha, out, ldc, tile_rows,
                                tile_cols, add_to_c || p0 > 0);
-                        if (last_slice) tile_done(tile, tile_rows, tile_cols, j);
-                    });
+                        if (last_slice) tile_done(out, tile_rows, tile_cols, j);
+                    };
+                    if (rows <= few_panels * K::mr) {
+                        for (std::size_t j = pass; j < pass_end; j += K::tile_cols)
+                            for (std::size_t ir = 0; ir < rows; ir += K::mr) tile(ir, j);
+                    } else {
+                        for_each_tile<K>(rows, pass, pass_end, tile);
+                    }
                 }
             }
         }

@@ -1,9 +1,10 @@
 #pragma once
 /// \file
 /// `cpu_backend`: float matrix products through the library's AVX-512 or AVX2 kernels where the
-/// processor has them (fp32, or bf16 with fp32 sums), Eigen otherwise and for double; element-wise
-/// kernels through xsimd (scalar loops when xsimd is disabled). Each element-wise kernel runs its SIMD
-/// body over whole registers and finishes the tail with the scalar loop, so every length is handled.
+/// processor has them (fp32, or bf16 with fp32 sums, on AMX tiles where present), Eigen otherwise and
+/// for double; element-wise kernels through xsimd (scalar loops when xsimd is disabled). Each
+/// element-wise kernel runs its SIMD body over whole registers and finishes the tail with the scalar
+/// loop, so every length is handled.
 ///
 /// The backend owns its threads: `cpu_backend({.threads = 2})` splits every large product and
 /// element-wise kernel over two threads, and models run attention heads in parallel on them. Copies
@@ -26,6 +27,7 @@
 #include "dm2s2/backend/backward_kernels.hpp"
 #include "dm2s2/backend/row_kernels.hpp"
 #include "dm2s2/backend/training_kernels.hpp"
+#include "dm2s2/backend/cpu/amx_gemm.hpp"
 #include "dm2s2/backend/cpu/avx2_gemm.hpp"
 #include "dm2s2/backend/cpu/avx512_gemm.hpp"
 #include "dm2s2/core/simd.hpp"
@@ -47,8 +49,9 @@ struct cpu_options {
     /// always double.
     matmul_precision precision = matmul_precision::fp32;
     /// How the kernels carry out bf16 products. `dot_product` needs AVX512_BF16 and falls back to
-    /// `rounded_fma` where the processor lacks it; all give the same numbers up to the order of the
-    /// sums (and `dot_product` treats subnormals as zero).
+    /// `rounded_fma` where the processor lacks it; `tiles` needs AMX-BF16 and falls back to `fastest`;
+    /// all give the same numbers up to the order of the sums (and `dot_product` and `tiles` treat
+    /// subnormals as zero).
     bf16_kernel bf16 = bf16_kernel::fastest;
     /// The kernels float products run on; Eigen's (with rounded operands for bf16) where the processor
     /// lacks the chosen ones.
@@ -87,13 +90,14 @@ struct cpu_backend : portable_backward_kernels,
     /// How float products are computed.
     matmul_precision precision() const noexcept { return precision_; }
 
-    /// The kernels float products use on this processor, for reports: "avx512-fp32", "avx512-bf16-dot"
-    /// (`vdpbf16ps`), "avx512-bf16-rounded-fma", "avx2-fp32", "avx2-bf16-rounded-fma", "eigen" or
-    /// "eigen-bf16-rounded".
+    /// The kernels float products use on this processor, for reports: "avx512-fp32", "amx-bf16" (AMX
+    /// tiles), "avx512-bf16-dot" (`vdpbf16ps`), "avx512-bf16-rounded-fma", "avx2-fp32",
+    /// "avx2-bf16-rounded-fma", "eigen" or "eigen-bf16-rounded".
     const char* float_kernels() const noexcept
     {
         const auto path = float_path();
         if (!path) return precision_ == matmul_precision::bf16 ? "eigen-bf16-rounded" : "eigen";
+        if (path->isa == kernel_isa::amx) return "amx-bf16";
         const bool wide = path->isa == kernel_isa::avx512;
         switch (path->format) {
         case operand_format::rounded_bf16: return wide ? "avx512-bf16-rounded-fma" : "avx2-bf16-rounded-fma";
@@ -104,10 +108,11 @@ struct cpu_backend : portable_backward_kernels,
 
     /// Whether `pack_weight` packs float weights for this backend's products, rather than leaving them
     /// as they are: exactly for fp32 products on the library's kernels, and, where `allowed` is
-    /// `weight_rounding::bf16`, rounded for bf16 products by FMA (`bf16_kernel::rounded_fma`).
+    /// `weight_rounding::bf16`, rounded for bf16 products by FMA (`bf16_kernel::rounded_fma`) or on AMX
+    /// tiles (as bf16, half the memory: `packed_form::bf16_tiles`).
     bool reads_packed_weights(weight_rounding allowed = weight_rounding::none) const noexcept
     {
-        return packed_weight_format(allowed).has_value();
+        return packed_weight_path(allowed).has_value();
     }
 
     template <class F>
@@ -123,14 +128,16 @@ struct cpu_backend : portable_backward_kernels,
     /// C = alpha op(A) op(B) + beta C, one block of C per thread (`for_each_product_block`). Where the
     /// threads can split C by rows, the library's kernels first pack op(B) once, the threads sharing
     /// the work, so that no thread packs what another packs too (`gemm_with_shared_b`); the sums are
-    /// the same bit for bit.
+    /// the same bit for bit. AMX tiles always pack op(B) once so (`gemm_on_tiles`).
     template <scalar T>
     void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
               const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
     {
         if (m == 0 || n == 0) return;
-        if constexpr (std::is_same_v<T, float>)
+        if constexpr (std::is_same_v<T, float>) {
+            if (gemm_on_tiles(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
             if (gemm_with_shared_b(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+        }
         for_each_product_block<T>(
             m, n, k, product_split::longer_side, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
                 gemm_block(ta, tb, i1 - i0, j1 - j0, k, alpha, a + (ta == transpose::no ? i0 * lda : i0), lda,
@@ -140,16 +147,22 @@ struct cpu_backend : portable_backward_kernels,
 
     /// W [n, k] (row-major, contiguous) packed once for `gemm_packed`, where this backend's products
     /// read packed weights (`reads_packed_weights(allowed)`): exactly for fp32 products, rounded to
-    /// bf16 for bf16 products where `allowed` says so. Elsewhere nothing, and the weight stays as it is.
+    /// bf16 for bf16 products where `allowed` says so (as bf16 tiles on AMX). Elsewhere nothing, and the
+    /// weight stays as it is.
     template <scalar T>
     std::optional<packed_matrix> pack_weight(const T* w, std::size_t n, std::size_t k,
                                              weight_rounding allowed = weight_rounding::none) const
     {
         if constexpr (std::is_same_v<T, float>) {
-            if (const auto format = packed_weight_format(allowed); format && n > 0 && k > 0) {
-                const bool rounded = *format == operand_format::rounded_bf16;
+            if (const auto path = packed_weight_path(allowed); path && n > 0 && k > 0) {
+                if (path->isa == kernel_isa::amx) {
+                    packed_matrix packed(n, k, weight_rounding::bf16, packed_form::bf16_tiles);
+                    pack_tiles(w, k, true, n, k, reinterpret_cast<std::uint32_t*>(packed.data()));
+                    return packed;
+                }
+                const bool rounded = path->format == operand_format::rounded_bf16;
                 packed_matrix packed(n, k, rounded ? weight_rounding::bf16 : weight_rounding::none);
-                with_kernel_set(float_path()->isa, [&]<class K>(K) {
+                with_kernel_set(path->isa, [&]<class K>(K) {
                     if (rounded) detail::blocked::pack_weight<K, operand_format::rounded_bf16>(w, n, k, k, packed);
                     else detail::blocked::pack_weight<K, operand_format::fp32>(w, n, k, k, packed);
                 });
@@ -164,18 +177,18 @@ struct cpu_backend : portable_backward_kernels,
     /// it was) followed by `add_row_vector` and `gelu`. Large products are cut among the threads by
     /// rows (W is packed already, so no thread packs what another packs too), and each tile of C is
     /// finished as soon as its sum is complete, while it is still in cache. A backend that cannot read
-    /// W as it is packed (another precision, bf16 products given an exact W, no SIMD kernels) unpacks
-    /// it first.
+    /// W as it is packed (another precision, bf16 products given an exact W, no SIMD kernels, the other
+    /// `packed_form`) unpacks it first.
     void gemm_packed(std::size_t m, float alpha, const float* a, std::size_t lda, const packed_matrix& w, float beta, float* c,
                      std::size_t ldc, product_epilogue<float> finish = {}) const
     {
         const std::size_t n = w.rows(), k = w.cols();
         if (m == 0 || n == 0) return;
         const bool finishing = finish.bias != nullptr || finish.act != activation::identity;
-        // fp32 products read either form as it is (rounded values are floats too); bf16 products need
-        // the values rounded.
-        const auto format = packed_weight_format(w.rounding());
-        if (!format) {
+        // fp32 products read either float form as it is (rounded values are floats too); bf16 products
+        // need the values rounded, and tiles need them as tiles.
+        const auto path = packed_weight_path(w.rounding());
+        if (!path || (path->isa == kernel_isa::amx) != (w.form() == packed_form::bf16_tiles)) {
             std::vector<float> plain(n * k);
             w.unpack(plain.data());
             gemm(transpose::no, transpose::yes, m, n, k, alpha, a, lda, plain.data(), k, beta, c, ldc);
@@ -190,8 +203,12 @@ struct cpu_backend : portable_backward_kernels,
         };
         // The kernels read B only through vector loads, which may alias the floats.
         const auto* words = reinterpret_cast<const std::uint32_t*>(w.data());
-        with_kernel_set(float_path()->isa, [&]<class K>(K) {
-            if (*format == operand_format::rounded_bf16)
+        if (path->isa == kernel_isa::amx) {
+            multiply_tiles(transpose::no, m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
+            return;
+        }
+        with_kernel_set(path->isa, [&]<class K>(K) {
+            if (path->format == operand_format::rounded_bf16)
                 multiply_packed<K, operand_format::rounded_bf16>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
             else multiply_packed<K, operand_format::fp32>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
         });
@@ -340,7 +357,7 @@ private:
     using operand_format = detail::blocked::operand_format;
 
     /// The instruction sets the library has kernels for.
-    enum class kernel_isa { avx512, avx2 };
+    enum class kernel_isa { amx, avx512, avx2 };
 
     /// Which kernels multiply floats for this backend, and how they pack the operands.
     struct kernel_path {
@@ -353,10 +370,11 @@ private:
     {
         if (kernels_ == simd_kernels::widest && detail::avx512::has_fp32_kernels()) {
             if (precision_ == matmul_precision::fp32) return kernel_path{kernel_isa::avx512, operand_format::fp32};
-            const bool dot = bf16_ == bf16_kernel::dot_product ? detail::avx512::has_bf16_dot_products()
-                             : bf16_ == bf16_kernel::fastest   ? detail::avx512::bf16_dot_products_pay()
-                                                               : false;
-            return kernel_path{kernel_isa::avx512, dot ? operand_format::bf16_pairs : operand_format::rounded_bf16};
+            switch (bf16_kernel_used()) {
+            case bf16_kernel::tiles: return kernel_path{kernel_isa::amx, operand_format::bf16_pairs};
+            case bf16_kernel::dot_product: return kernel_path{kernel_isa::avx512, operand_format::bf16_pairs};
+            default: return kernel_path{kernel_isa::avx512, operand_format::rounded_bf16};
+            }
         }
         if (kernels_ != simd_kernels::portable && detail::avx2::has_fp32_kernels())
             return kernel_path{kernel_isa::avx2,
@@ -364,26 +382,39 @@ private:
         return std::nullopt;
     }
 
-    /// The format in which this backend's products read packed weights whose values may be rounded as
-    /// `allowed` says: fp32 for fp32 products on the library's kernels; rounded_bf16 for bf16 products
-    /// by FMA where rounding is allowed. None where the products multiply plain weights (Eigen's,
-    /// `vdpbf16ps`'s pairs) or need values the packing may not round.
-    std::optional<operand_format> packed_weight_format(weight_rounding allowed) const noexcept
+    /// The bf16 kernel asked for, where the processor has it; otherwise what it falls back to.
+    bf16_kernel bf16_kernel_used() const noexcept
+    {
+        switch (bf16_) {
+        case bf16_kernel::tiles: return detail::amx::has_bf16_tiles() ? bf16_kernel::tiles : detail::fastest_bf16_kernel_here();
+        case bf16_kernel::dot_product:
+            return detail::avx512::has_bf16_dot_products() ? bf16_kernel::dot_product : bf16_kernel::rounded_fma;
+        case bf16_kernel::rounded_fma: return bf16_kernel::rounded_fma;
+        default: return detail::fastest_bf16_kernel_here();
+        }
+    }
+
+    /// The kernels that read packed weights whose values may be rounded as `allowed` says: fp32
+    /// products on the library's kernels; where rounding is allowed, bf16 products by FMA and on AMX
+    /// tiles. None where the products multiply plain weights (Eigen's, `vdpbf16ps`'s pairs) or need
+    /// values the packing may not round.
+    std::optional<kernel_path> packed_weight_path(weight_rounding allowed) const noexcept
     {
         const auto path = float_path();
         if (!path) return std::nullopt;
-        if (path->format == operand_format::fp32 ||
-            (path->format == operand_format::rounded_bf16 && allowed == weight_rounding::bf16))
-            return path->format;
+        if (path->format == operand_format::fp32) return path;
+        if (allowed == weight_rounding::bf16 && (path->format == operand_format::rounded_bf16 || path->isa == kernel_isa::amx))
+            return path;
         return std::nullopt;
     }
 
-    /// Calls f with the kernel set (`micro_kernel_set`) of `isa`, a value of an empty type.
+    /// Calls f with the kernel set (`micro_kernel_set`) of `isa` (AVX-512's for AMX, whose products
+    /// have their own functions), a value of an empty type.
     template <class F>
     static void with_kernel_set([[maybe_unused]] kernel_isa isa, [[maybe_unused]] F&& f)
     {
 #if DM2S2_HAS_X86_KERNELS
-        if (isa == kernel_isa::avx512) f(detail::avx512::avx512_kernels{});
+        if (isa != kernel_isa::avx2) f(detail::avx512::avx512_kernels{});
         else f(detail::avx2::avx2_kernels{});
 #endif
     }
@@ -391,8 +422,15 @@ private:
     /// How `for_each_product_block` cuts a product among the threads.
     enum class product_split {
         longer_side,  ///< along the longer side of C, so that each thread packs only its share of the wider operand
-        rows          ///< by rows where each thread gets a whole A panel (B is packed already: nothing is packed twice)
+        /// by rows where each thread gets at least `min_rows_per_thread` (B is packed already: nothing is
+        /// packed twice); with fewer rows, along the longer side, so that each thread reads only its share
+        /// of B from memory, which then costs more than packing all of the few rows of A
+        rows
     };
+
+    /// Rows each thread needs before `product_split::rows` cuts by rows. Short sequences ran faster cut by
+    /// columns (benchmarks/README.md, step 27).
+    static constexpr std::size_t min_rows_per_thread = 64;
 
     /// Rows and columns at which a float product may be cut: whole panels of the kernels that run it.
     template <scalar T>
@@ -400,8 +438,10 @@ private:
     {
         std::pair<std::size_t, std::size_t> align{8, 16};
         if constexpr (std::is_same_v<T, float>)
-            if (const auto path = float_path())
+            if (const auto path = float_path()) {
+                if (path->isa == kernel_isa::amx) return {detail::amx::block, detail::amx::block};
                 with_kernel_set(path->isa, [&]<class K>(K) { align = {K::mr, detail::blocked::nr}; });
+            }
         return align;
     }
 
@@ -425,7 +465,7 @@ private:
             return;
         }
         const auto [row_align, col_align] = block_alignment<T>();
-        const bool by_rows = (split == product_split::rows && m >= parts * row_align) || m >= n;
+        const bool by_rows = (split == product_split::rows && m >= parts * std::max(row_align, min_rows_per_thread)) || m >= n;
         const std::size_t extent = by_rows ? m : n, align = by_rows ? row_align : col_align;
         const std::size_t chunk = ((extent + parts - 1) / parts + align - 1) / align * align;
         parallel_for(parts, [&](std::size_t part) {
@@ -450,6 +490,57 @@ private:
                 detail::blocked::gemm_accumulate_packed<K, F>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, b, n, k, c + i0 * ldc,
                                                               ldc, add_to_c, tile_done);
             });
+    }
+
+    /// C[m, n] = alpha op(A) op(B) + beta C on AMX tiles with op(B) packed already in `tile_layout`
+    /// (`b`), cut among the threads by rows (by columns when there are too few rows for a block of 32
+    /// each); tile_done finishes each block of C as `amx::multiply` completes it.
+    template <class TileDone>
+    void multiply_tiles([[maybe_unused]] transpose ta, [[maybe_unused]] std::size_t m, [[maybe_unused]] std::size_t n,
+                        [[maybe_unused]] std::size_t k, [[maybe_unused]] float alpha, [[maybe_unused]] const float* a,
+                        [[maybe_unused]] std::size_t lda, [[maybe_unused]] const std::uint32_t* b, [[maybe_unused]] float beta,
+                        [[maybe_unused]] float* c, [[maybe_unused]] std::size_t ldc, [[maybe_unused]] TileDone&& tile_done) const
+    {
+#if DM2S2_HAS_AMX_KERNELS
+        const bool add_to_c = beta != 0.0f, transposed = ta == transpose::yes;
+        for_each_product_block<float>(m, n, k, product_split::rows,
+                                      [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+                                          if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
+                                          detail::amx::multiply(i1 - i0, j0, j1, alpha, transposed ? a + i0 : a + i0 * lda, lda,
+                                                                transposed, b, k, c + i0 * ldc, ldc, add_to_c, tile_done);
+                                      });
+#endif
+    }
+
+    /// C = alpha op(A) op(B) + beta C on AMX tiles, where this backend's products run on them (k > 0):
+    /// op(B) is packed into `tile_layout` first by all threads, a block of columns each, into the
+    /// calling thread's buffer (kept for later products), then multiplied as a packed weight is.
+    /// Returns false, having done nothing, elsewhere.
+    bool gemm_on_tiles(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                       std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) const
+    {
+        const auto path = float_path();
+        if (!path || path->isa != kernel_isa::amx || k == 0) return false;
+        std::uint32_t* const packed_b = detail::blocked::packing_buffer<2>(tile_layout::size(n, k));
+        pack_tiles(b, ldb, tb == transpose::yes, n, k, packed_b);
+        multiply_tiles(ta, m, n, k, alpha, a, lda, packed_b, beta, c, ldc, [](float*, std::size_t, std::size_t, std::size_t) {});
+        return true;
+    }
+
+    /// Packs op(B) [k, n] into `tile_layout` (`out`), the threads sharing its blocks of columns. Depth
+    /// p, column j of op(B) is b[j·ldb + p] when `k_contiguous`, else b[p·ldb + j].
+    void pack_tiles([[maybe_unused]] const float* b, [[maybe_unused]] std::size_t ldb, [[maybe_unused]] bool k_contiguous,
+                    [[maybe_unused]] std::size_t n, [[maybe_unused]] std::size_t k, [[maybe_unused]] std::uint32_t* out) const
+    {
+#if DM2S2_HAS_AMX_KERNELS
+        const std::size_t tiles = tile_layout::column_tiles(n);
+        const std::size_t parts = worth_splitting(n, k, 16) ? std::min(threads(), tiles) : 1;
+        const std::size_t chunk = (tiles + parts - 1) / parts;
+        parallel_for(parts, [&](std::size_t part) {
+            const std::size_t first = part * chunk, last = std::min(tiles, first + chunk);
+            if (first < last) detail::amx::pack_b(b, ldb, k_contiguous, n, k, first, last, out);
+        });
+#endif
     }
 
     /// op(B) packed once for all threads, at most this many words (16 MiB): the largest of BERT-base's

@@ -10,9 +10,15 @@
 /// weight. The layout is a permutation of W's values (plus zero columns that round n up to whole
 /// panels), so `unpack` gives back W exactly, unless the values were rounded to bfloat16 as they were
 /// packed (`weight_rounding::bf16`, for bf16 products, which round them on every call otherwise).
+///
+/// AMX tile products read another form (`packed_form::bf16_tiles`, `tile_layout`): W's values as
+/// bfloat16, two to a 32-bit word, in the 1 KiB blocks one tile instruction multiplies: half the
+/// memory of the float forms.
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "dm2s2/core/bfloat16.hpp"
@@ -51,6 +57,47 @@ constexpr std::size_t index(std::size_t n, std::size_t k, std::size_t j, std::si
 }
 }  // namespace packed_layout
 
+/// The blocks AMX tile products read B in (`packed_form::bf16_tiles`): op(B) [k deep, n columns] cut
+/// into tiles of 32 depths × 16 columns, each 16 rows of 16 32-bit words, the word of row r and column c
+/// holding the bfloat16 values of depths 2r (low half) and 2r + 1 (high half) of column c. The tiles of
+/// a block of 16 columns follow one another in depth order, and the blocks of columns follow one
+/// another; depths past k and columns past n are zero.
+namespace tile_layout {
+constexpr std::size_t columns = 16;                 ///< columns of a tile
+constexpr std::size_t depth = 32;                   ///< bfloat16 values of k per tile
+constexpr std::size_t words = columns * depth / 2;  ///< 32-bit words of a tile (1 KiB)
+
+/// Tiles along k.
+constexpr std::size_t depth_tiles(std::size_t k) noexcept
+{
+    return (k + depth - 1) / depth;
+}
+
+/// Blocks of 16 columns.
+constexpr std::size_t column_tiles(std::size_t n) noexcept
+{
+    return (n + columns - 1) / columns;
+}
+
+/// Words of the whole of op(B).
+constexpr std::size_t size(std::size_t n, std::size_t k) noexcept
+{
+    return column_tiles(n) * depth_tiles(k) * words;
+}
+
+/// The word holding (column j, depth p), which holds it in its low half when p is even.
+constexpr std::size_t index(std::size_t k, std::size_t j, std::size_t p) noexcept
+{
+    return (j / columns * depth_tiles(k) + p / depth) * words + p % depth / 2 * columns + j % columns;
+}
+}  // namespace tile_layout
+
+/// How a `packed_matrix` lays out its values.
+enum class packed_form {
+    fp32_panels,  ///< one float per word in `packed_layout` (exact, or rounded to bfloat16)
+    bf16_tiles    ///< bfloat16 pairs in `tile_layout`, for AMX tile products (always rounded)
+};
+
 /// Whether a packed weight holds W's values exactly or rounded to bfloat16; as an argument of
 /// `pack_weights`, the rounding it may apply.
 enum class weight_rounding {
@@ -62,22 +109,30 @@ enum class weight_rounding {
 };
 
 /// A float matrix W [rows = n, cols = k] (row-major, as PyTorch stores a linear layer's weight) held
-/// in `packed_layout`, in a 64-byte aligned tensor so that no vector load straddles cache lines. Made
-/// by `cpu_backend::pack_weight`; read by `cpu_backend::gemm_packed`.
+/// in `packed_layout` (or `tile_layout`, `packed_form::bf16_tiles`), in a 64-byte aligned tensor so
+/// that no vector load straddles cache lines. Made by `cpu_backend::pack_weight`; read by
+/// `cpu_backend::gemm_packed`.
 class packed_matrix {
 public:
     packed_matrix() = default;
 
-    /// Storage for W [rows, cols], every value zero, to hold W's values rounded as `rounding` says.
-    packed_matrix(std::size_t rows, std::size_t cols, weight_rounding rounding = weight_rounding::none)
-        : rows_(rows), cols_(cols), rounding_(rounding), values_({packed_layout::padded_columns(rows) * cols})
+    /// Storage for W [rows, cols], every value zero, to hold W's values rounded as `rounding` says, in
+    /// `form` (whose `bf16_tiles` are rounded whatever `rounding` says).
+    packed_matrix(std::size_t rows, std::size_t cols, weight_rounding rounding = weight_rounding::none,
+                  packed_form form = packed_form::fp32_panels)
+        : rows_(rows),
+          cols_(cols),
+          rounding_(form == packed_form::bf16_tiles ? weight_rounding::bf16 : rounding),
+          form_(form),
+          values_({form == packed_form::bf16_tiles ? tile_layout::size(rows, cols) : packed_layout::padded_columns(rows) * cols})
     {
     }
 
     std::size_t rows() const noexcept { return rows_; }              ///< n: W's rows, the product's columns
     std::size_t cols() const noexcept { return cols_; }              ///< k: W's columns, the product's depth
     weight_rounding rounding() const noexcept { return rounding_; }  ///< how the values were rounded
-    std::size_t size() const noexcept { return values_.size(); }     ///< values held, padding included
+    packed_form form() const noexcept { return form_; }              ///< how the values are laid out
+    std::size_t size() const noexcept { return values_.size(); }     ///< 32-bit words held, padding included
     float* data() noexcept { return values_.data(); }
     const float* data() const noexcept { return values_.data(); }
 
@@ -99,20 +154,33 @@ public:
     void unpack(float* w) const noexcept
     {
         for (std::size_t j = 0; j < rows_; ++j)
-            for (std::size_t p = 0; p < cols_; ++p) w[j * cols_ + p] = values_[packed_layout::index(rows_, cols_, j, p)];
+            for (std::size_t p = 0; p < cols_; ++p) {
+                if (form_ == packed_form::fp32_panels) {
+                    w[j * cols_ + p] = values_[packed_layout::index(rows_, cols_, j, p)];
+                } else {
+                    const std::uint32_t word = std::bit_cast<std::uint32_t>(values_[tile_layout::index(cols_, j, p)]);
+                    w[j * cols_ + p] = from_bfloat16_bits(static_cast<std::uint16_t>(p % 2 == 0 ? word : word >> 16));
+                }
+            }
     }
 
     /// Packs W [rows, cols] (row-major, leading dimension `ld`) value by value, rounded as `rounding`
-    /// says: the plain reference for the kernels' register-transpose packing.
+    /// says, in `form`: the plain reference for the kernels' register-transpose packing.
     static packed_matrix pack(const float* w, std::size_t rows, std::size_t cols, std::size_t ld,
-                              weight_rounding rounding = weight_rounding::none)
+                              weight_rounding rounding = weight_rounding::none, packed_form form = packed_form::fp32_panels)
     {
-        packed_matrix packed(rows, cols, rounding);
+        packed_matrix packed(rows, cols, rounding, form);
         for (std::size_t j = 0; j < rows; ++j)
             for (std::size_t p = 0; p < cols; ++p) {
                 const float v = w[j * ld + p];
-                packed.values_[packed_layout::index(rows, cols, j, p)] =
-                    rounding == weight_rounding::bf16 ? round_to_bfloat16(v) : v;
+                if (form == packed_form::fp32_panels) {
+                    packed.values_[packed_layout::index(rows, cols, j, p)] =
+                        rounding == weight_rounding::bf16 ? round_to_bfloat16(v) : v;
+                } else {
+                    float& slot = packed.values_[tile_layout::index(cols, j, p)];
+                    const std::uint32_t half = std::uint32_t(to_bfloat16_bits(v)) << (p % 2 == 0 ? 0 : 16);
+                    slot = std::bit_cast<float>(std::bit_cast<std::uint32_t>(slot) | half);
+                }
             }
         return packed;
     }
@@ -120,7 +188,8 @@ public:
 private:
     std::size_t rows_ = 0, cols_ = 0;
     weight_rounding rounding_ = weight_rounding::none;
-    tensor<float> values_;  ///< flat [padded_columns(rows) · cols]
+    packed_form form_ = packed_form::fp32_panels;
+    tensor<float> values_;  ///< flat: [padded_columns(rows) · cols] floats, or `tile_layout::size` words
 };
 
 }  // namespace dm2s2
