@@ -104,6 +104,19 @@ std::vector<product> layer_products(std::size_t rows, std::size_t out, std::size
             {"dyᵀ·x", transpose::yes, transpose::no, out, in, rows}};
 }
 
+/// Whether two results of product p differ by at most bound·√k anywhere; otherwise says by how much.
+bool agree(const std::vector<float>& x, const std::vector<float>& y, const product& p, double bound, const char* x_name,
+           const char* y_name)
+{
+    double worst = 0.0;
+    for (std::size_t i = 0; i < x.size(); ++i)
+        worst = std::max(worst, std::abs(double(x[i]) - double(y[i])) / std::sqrt(double(p.k)));
+    if (worst <= bound) return true;
+    std::fprintf(stderr, "dm2s2_bench_products: %s %s %zu × %zu × %zu differs from %s by %g·√k\n", x_name, p.name.c_str(), p.m,
+                 p.n, p.k, y_name, worst);
+    return false;
+}
+
 double median(std::vector<double> v)
 {
     std::sort(v.begin(), v.end());
@@ -312,28 +325,14 @@ int main(int argc, char** argv)
                         peak > 0 ? std::to_string(int(std::lround(100 * gflops / peak))).append(" %").c_str() : "–",
                         flop / median(bf16_s) / 1e9, median(bf16_ratios));
             // bf16 products against fp32 ones: the operands' rounding (2⁻⁹ relative), no more.
-            double worst_bf16 = 0.0;
-            for (std::size_t i = 0; i < ours.size(); ++i)
-                worst_bf16 = std::max(worst_bf16, std::abs(double(ours_bf16[i]) - double(ours[i])) / std::sqrt(double(p.k)));
-            if (!(worst_bf16 <= 3e-2)) {
-                std::fprintf(stderr, "dm2s2_bench_products: bf16 %s %zu × %zu × %zu differs from fp32 by %g·√k\n", p.name.c_str(),
-                             p.m, p.n, p.k, worst_bf16);
-                status = 1;
-            }
+            if (!agree(ours_bf16, ours, p, 3e-2, "bf16", "fp32")) status = 1;
             if (blas.sgemm == nullptr) {
                 std::printf(" – | – |\n");
                 continue;
             }
             std::printf(" %.1f | %.3f |\n", flop / median(theirs_s) / 1e9, median(ratios));
             // Both sides sum k products in float, in different orders: allow for that, no more.
-            double worst = 0.0;
-            for (std::size_t i = 0; i < ours.size(); ++i)
-                worst = std::max(worst, std::abs(double(ours[i]) - double(theirs[i])) / std::sqrt(double(p.k)));
-            if (!(worst <= 1e-4)) {
-                std::fprintf(stderr, "dm2s2_bench_products: %s %zu × %zu × %zu differs from OpenBLAS by %g·√k\n", p.name.c_str(),
-                             p.m, p.n, p.k, worst);
-                status = 1;
-            }
+            if (!agree(ours, theirs, p, 1e-4, "fp32", "OpenBLAS")) status = 1;
         }
     }
     std::printf("\n");

@@ -165,6 +165,25 @@ __attribute__((target("avx512f"))) inline __m512 pairs_of_lanes(__m512 lo, __m51
     return _mm512_castsi512_ps(_mm512_or_si512(low, high));
 }
 
+/// The 16 words of bf16 pairs of `depth` (at most 32) consecutive values from `src`, zeros after.
+__attribute__((target("avx512f,avx512bw"))) inline __m512 pairs_of_run(const float* src, std::size_t depth) noexcept
+{
+    return pairs_of_consecutive(load_rounded(src, depth), load_rounded(src + 16, depth > 16 ? depth - 16 : 0));
+}
+
+/// Sixteen registers of bf16 pairs from rows `ld` apart: register w holds rows 2w (low halves) and
+/// 2w + 1 (high halves) from `src`, `count` lanes of each; rows from `depth` on are zero.
+__attribute__((target("avx512f"))) inline void pairs_of_rows(const float* src, std::size_t ld, std::size_t depth,
+                                                             std::size_t count, __m512 (&words)[16]) noexcept
+{
+#pragma GCC unroll 16
+    for (std::size_t w = 0; w < 16; ++w) {
+        const __m512 lo = 2 * w < depth ? load_rounded(src + 2 * w * ld, count) : _mm512_setzero_ps();
+        const __m512 hi = 2 * w + 1 < depth ? load_rounded(src + (2 * w + 1) * ld, count) : _mm512_setzero_ps();
+        words[w] = pairs_of_lanes(lo, hi);
+    }
+}
+
 /// Packs rows [first, first + rows) of op(A) [m, k] as A tiles: tile (i, t) holds rows 16i … 16i + 15
 /// and depths 32t … 32t + 31, each row as 16 words of bf16 pairs (`pairs_of_consecutive`); a row
 /// block's tiles follow one another in depth order. Rows past `rows` and depths past k are zero. Row
@@ -179,31 +198,19 @@ __attribute__((target("avx512f,avx512bw"))) inline void pack_a(const float* a, s
         for (std::size_t t = 0; t < depth_tiles; ++t) {
             auto* const tile = reinterpret_cast<float*>(out + (i * depth_tiles + t) * tile_words);
             const std::size_t p = t * tile_layout::depth, depth = std::min(tile_layout::depth, k - p);
+            __m512 w[16];
             if (!transposed) {
-                for (std::size_t r = 0; r < tile_rows; ++r) {
-                    __m512 words = _mm512_setzero_ps();
-                    if (r < count) {
-                        const float* const src = a + (row0 + r) * lda + p;
-                        words =
-                            pairs_of_consecutive(load_rounded(src, depth), load_rounded(src + 16, depth > 16 ? depth - 16 : 0));
-                    }
-                    _mm512_storeu_ps(tile + r * 16, words);
-                }
+#pragma GCC unroll 16
+                for (std::size_t r = 0; r < tile_rows; ++r)
+                    w[r] = r < count ? pairs_of_run(a + (row0 + r) * lda + p, depth) : _mm512_setzero_ps();
             } else {
-                // Word register w holds depths 2w and 2w + 1 of the 16 rows, row q in lane q; the
-                // transpose turns them into the rows' words.
-                __m512 w[16];
-#pragma GCC unroll 16
-                for (std::size_t d = 0; d < 16; ++d) {
-                    const __m512 lo = 2 * d < depth ? load_rounded(a + (p + 2 * d) * lda + row0, count) : _mm512_setzero_ps();
-                    const __m512 hi =
-                        2 * d + 1 < depth ? load_rounded(a + (p + 2 * d + 1) * lda + row0, count) : _mm512_setzero_ps();
-                    w[d] = pairs_of_lanes(lo, hi);
-                }
+                // Register w holds depths 2w and 2w + 1 of the 16 rows, row q in lane q; the transpose
+                // turns them into the rows' words.
+                pairs_of_rows(a + p * lda + row0, lda, depth, count, w);
                 avx512::transpose_16x16(w);
-#pragma GCC unroll 16
-                for (std::size_t r = 0; r < tile_rows; ++r) _mm512_storeu_ps(tile + r * 16, w[r]);
             }
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < tile_rows; ++r) _mm512_storeu_ps(tile + r * 16, w[r]);
         }
     }
 }
@@ -225,21 +232,11 @@ __attribute__((target("avx512f,avx512bw"))) inline void pack_b(const float* b, s
             if (k_contiguous) {
                 // Register c holds column c's 16 words; the transpose turns them into the tile's rows.
 #pragma GCC unroll 16
-                for (std::size_t c = 0; c < 16; ++c) {
-                    const float* const src = b + (j0 + c) * ldb + p;
-                    w[c] = c < count ? pairs_of_consecutive(load_rounded(src, depth),
-                                                            load_rounded(src + 16, depth > 16 ? depth - 16 : 0))
-                                     : _mm512_setzero_ps();
-                }
+                for (std::size_t c = 0; c < 16; ++c)
+                    w[c] = c < count ? pairs_of_run(b + (j0 + c) * ldb + p, depth) : _mm512_setzero_ps();
                 avx512::transpose_16x16(w);
             } else {
-#pragma GCC unroll 16
-                for (std::size_t r = 0; r < 16; ++r) {
-                    const __m512 lo = 2 * r < depth ? load_rounded(b + (p + 2 * r) * ldb + j0, count) : _mm512_setzero_ps();
-                    const __m512 hi =
-                        2 * r + 1 < depth ? load_rounded(b + (p + 2 * r + 1) * ldb + j0, count) : _mm512_setzero_ps();
-                    w[r] = pairs_of_lanes(lo, hi);
-                }
+                pairs_of_rows(b + p * ldb + j0, ldb, depth, count, w);  // register r: the tile's row r
             }
 #pragma GCC unroll 16
             for (std::size_t r = 0; r < 16; ++r) _mm512_storeu_ps(tile + r * 16, w[r]);
