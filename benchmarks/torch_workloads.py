@@ -61,7 +61,7 @@ class Classifier(nn.Module):
         self.head = nn.Linear(h, shape["classes"])
 
     def forward(self, ids, mask):
-        x = self.norm(self.words(ids) + self.positions(torch.arange(ids.shape[1]))[None])
+        x = self.norm(self.words(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device))[None])
         return self.head(self.encoder(x, src_key_padding_mask=mask)[:, 0])
 
 

@@ -1,11 +1,13 @@
 // dm2s2_hf_forward: runs a HuggingFace BERT checkpoint on token inputs and writes its outputs.
 //
 //   dm2s2_hf_forward --model DIR --inputs IN.safetensors --output OUT.safetensors [--dtype f32|f64] [--attentions]
+//                    [--device cpu|cuda]
 //
 // IN holds input_ids, attention_mask, token_type_ids and optionally position_ids, integer [B, S].
 // OUT receives last_hidden_state [B, S, H], pooler_output [B, H] and hidden_states.{i} [B, S, H]
 // (i = 0 is the embedding output), and with --attentions also attentions.{i} [B, heads, S, S], all in
 // the requested precision. Any bad input ends the program with a one-line message and status 1.
+// `--device cuda` runs the encoder on the GPU (a build with -DDM2S2_CUDA=ON).
 
 #include <cstdint>
 #include <iostream>
@@ -14,11 +16,14 @@
 #include <vector>
 
 #include <dm2s2/dm2s2.hpp>
+#if defined(DM2S2_HAS_CUDA)
+#include <dm2s2/backend/cuda/cuda_backend.hpp>
+#endif
 
 namespace {
 
 struct arguments {
-    std::string model, inputs, output, dtype = "f32";
+    std::string model, inputs, output, dtype = "f32", device = "cpu";
     bool attentions = false;
 };
 
@@ -26,7 +31,7 @@ arguments parse_arguments(int argc, char** argv)
 {
     arguments a;
     std::map<std::string, std::string*> valued = {
-        {"--model", &a.model}, {"--inputs", &a.inputs}, {"--output", &a.output}, {"--dtype", &a.dtype}};
+        {"--model", &a.model}, {"--inputs", &a.inputs}, {"--output", &a.output}, {"--dtype", &a.dtype}, {"--device", &a.device}};
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         if (flag == "--attentions") {
@@ -41,6 +46,8 @@ arguments parse_arguments(int argc, char** argv)
     if (a.model.empty() || a.inputs.empty() || a.output.empty())
         throw std::invalid_argument("--model, --inputs and --output are required");
     if (a.dtype != "f32" && a.dtype != "f64") throw std::invalid_argument("--dtype must be f32 or f64, not '" + a.dtype + "'");
+    if (a.device != "cpu" && a.device != "cuda")
+        throw std::invalid_argument("--device must be cpu or cuda, not '" + a.device + "'");
     return a;
 }
 
@@ -77,7 +84,17 @@ void run(const arguments& args)
 {
     const auto inputs = read_inputs(dm2s2::safetensors_file::load(args.inputs));
     const auto model = dm2s2::load_hf_bert<T>(args.model);
-    const auto out = model.forward(inputs, true);
+    dm2s2::bert_outputs<T> out;
+    if (args.device == "cuda") {
+#if defined(DM2S2_HAS_CUDA)
+        const dm2s2::bert_model<T, dm2s2::cuda_backend> gpu(model, dm2s2::cuda_backend{});
+        out = gpu.forward(inputs, true);
+#else
+        throw dm2s2::error("--device cuda: this build has no CUDA backend (configure with -DDM2S2_CUDA=ON)");
+#endif
+    } else {
+        out = model.forward(inputs, true);
+    }
     dm2s2::safetensors_writer writer;
     writer.add("last_hidden_state", out.last_hidden_state);
     writer.add("pooler_output", out.pooler_output);
@@ -100,7 +117,8 @@ int main(int argc, char** argv)
         return 0;
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_hf_forward: " << e.what()
-                  << " (usage: --model DIR --inputs IN.safetensors --output OUT.safetensors [--dtype f32|f64] [--attentions])\n";
+                  << " (usage: --model DIR --inputs IN.safetensors --output OUT.safetensors [--dtype f32|f64] [--attentions] "
+                     "[--device cpu|cuda])\n";
         return 2;
     } catch (const std::exception& e) {
         std::cerr << "dm2s2_hf_forward: " << e.what() << "\n";

@@ -3,7 +3,7 @@
 //
 //   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]
 //                 [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]
-//                 [--faithfulness F.json] [--faithfulness-records N]
+//                 [--faithfulness F.json] [--faithfulness-records N] [--device cpu|cuda]
 //
 // P has one JSON line per record: "id", "prediction", "scores" (label → probability), "beta" (modality
 // → weight), "alpha" (modality → weights of its elements), "elements" (modality → printable elements:
@@ -22,6 +22,8 @@
 // the first N records (default 500): ERASER comprehensiveness and sufficiency, and, for records that
 // carry a "cue": {"modality", "element"} and are predicted correctly, how often the method's top
 // modality and top element are the cue.
+// --device cuda runs the model on the GPU (a build with -DDM2S2_CUDA=ON): predictions and the
+// attention explanation; fp32 only, and the attribution methods and faithfulness stay on the CPU.
 
 #include <algorithm>
 #include <chrono>
@@ -35,6 +37,9 @@
 #include <dm2s2/dm2s2.hpp>
 #include <dm2s2/explain/faithfulness.hpp>
 #include <dm2s2/text/data_pipeline.hpp>
+#if defined(DM2S2_HAS_CUDA)
+#include <dm2s2/backend/cuda/cuda_backend.hpp>
+#endif
 
 #include "tool_arguments.hpp"
 
@@ -271,12 +276,12 @@ int main(int argc, char** argv)
 {
     dm2s2::tools::fail_writes_past_file_size_limit();
     std::string model_dir, data, out, metrics_path, explain_path, threads = "1", shown = "0", precision = "fp32", method_name,
-                                                                  faithfulness_path, faithfulness_records = "500";
+                                                                  faithfulness_path, faithfulness_records = "500", device = "cpu";
     dm2s2::tools::arguments args;
     args.option("--model", model_dir, true).option("--data", data, true).option("--out", out, true);
     args.option("--metrics", metrics_path).option("--explain", explain_path).option("--threads", threads).option("--show", shown);
     args.option("--precision", precision).option("--explain-method", method_name).option("--faithfulness", faithfulness_path);
-    args.option("--faithfulness-records", faithfulness_records);
+    args.option("--faithfulness-records", faithfulness_records).option("--device", device);
     std::size_t show_count = 0, thread_count = 1, faithfulness_count = 0;
     std::optional<dm2s2::attribution_method> method;
     try {
@@ -287,6 +292,12 @@ int main(int argc, char** argv)
             static_cast<std::size_t>(dm2s2::tools::parse_integer("--faithfulness-records", faithfulness_records, 1, 1 << 30));
         if (precision != "fp32" && precision != "bf16")
             throw std::invalid_argument("--precision must be fp32 or bf16, not '" + precision + "'");
+        if (device != "cpu" && device != "cuda")
+            throw std::invalid_argument("--device must be cpu or cuda, not '" + device + "'");
+        if (device == "cuda" && (precision != "fp32" || !method_name.empty() || !faithfulness_path.empty()))
+            throw std::invalid_argument(
+                "--device cuda runs fp32 predictions and attention explanations; --precision bf16, --explain-method and "
+                "--faithfulness run on the CPU only");
         if (!method_name.empty() && !(method = dm2s2::parse_attribution_method(method_name)))
             throw std::invalid_argument("--explain-method must be attention, occlusion, gradient or integrated-gradients, not '" +
                                         method_name + "'");
@@ -295,7 +306,7 @@ int main(int argc, char** argv)
             << "dm2s2_predict: " << e.what()
             << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]"
                " [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]"
-               " [--faithfulness F.json] [--faithfulness-records N])\n";
+               " [--faithfulness F.json] [--faithfulness-records N] [--device cpu|cuda])\n";
         return 2;
     }
     try {
@@ -305,11 +316,19 @@ int main(int argc, char** argv)
         auto model = dm2s2::load_model<float>(
             model_dir, dm2s2::cpu_backend({.threads = thread_count,
                                            .precision = bf16 ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32}));
+#if defined(DM2S2_HAS_CUDA)
+        std::optional<dm2s2::model<float, dm2s2::cuda_backend>> gpu;  // one upload of the parameters
+        if (device == "cuda") gpu.emplace(model, dm2s2::cuda_backend{});
+#else
+        if (device == "cuda")
+            throw dm2s2::error("--device cuda: this build has no CUDA backend (configure with -DDM2S2_CUDA=ON)");
+#endif
         // Inference only: the encoder's weights in the products' layout, packed once (for bf16, rounded once).
         // The gradient methods run backward passes, which would unpack a copy of every weight each time.
         const bool backward_passes = !faithfulness_path.empty() || method == dm2s2::attribution_method::gradient ||
                                      method == dm2s2::attribution_method::integrated_gradients;
-        if (!backward_passes || bf16) model.pack_weights(bf16 ? dm2s2::weight_rounding::bf16 : dm2s2::weight_rounding::none);
+        if (device == "cpu" && (!backward_passes || bf16))
+            model.pack_weights(bf16 ? dm2s2::weight_rounding::bf16 : dm2s2::weight_rounding::none);
         if (!(model.schema() == encoder.schema()))
             throw dm2s2::format_error(model_dir + ": data.json and config.json describe different schemas");
         const auto& task = encoder.task();
@@ -341,7 +360,11 @@ int main(int argc, char** argv)
             if (records.empty()) break;
             std::vector<dm2s2::sequence_set> batch;
             for (const auto& r : records) batch.push_back(encoder.encode(r));
+#if defined(DM2S2_HAS_CUDA)
+            const auto result = gpu ? gpu->forward(batch, explained) : model.forward(batch, explained);
+#else
             const auto result = model.forward(batch, explained);
+#endif
             std::optional<dm2s2::attribution<float>> attribution;
             if (method) attribution = dm2s2::attribute(model, batch, *method, {.task = task.type});
             text.clear();

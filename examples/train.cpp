@@ -3,6 +3,7 @@
 //   dm2s2_train --schema S --train T.jsonl [--valid V.jsonl] --out DIR [--pooling dm2s2|cls|mean|no_intra|no_inter|mid_fusion|dm2s]
 //               [--config model.json] [--epochs N] [--batch-size B] [--lr X] [--seed S] [--threads T]
 //               [--vocab FILE] [--cased] [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume]
+//               [--device cpu|cuda]
 //
 // Writes DIR/config.json and DIR/model.safetensors (the best epoch on --valid, else the last),
 // DIR/data.json and DIR/vocab.txt (what dm2s2_predict needs to read records), DIR/metrics.json (the
@@ -10,7 +11,7 @@
 // of every epoch, and every N optimizer steps with --checkpoint-every). Every file is replaced
 // atomically. With --resume, a run killed at any point goes on from DIR's training checkpoint (the
 // same arguments and data) and ends with the files an uninterrupted run writes; without a checkpoint
-// there it starts afresh.
+// there it starts afresh. --device cuda trains on the GPU (a build with -DDM2S2_CUDA=ON; one process).
 
 #include <chrono>
 #include <cstdio>
@@ -18,6 +19,9 @@
 
 #include <dm2s2/dm2s2.hpp>
 #include <dm2s2/text/data_pipeline.hpp>
+#if defined(DM2S2_HAS_CUDA)
+#include <dm2s2/backend/cuda/cuda_backend.hpp>
+#endif
 
 #include "tool_arguments.hpp"
 
@@ -85,14 +89,15 @@ int main(int argc, char** argv)
     dm2s2::tools::fail_writes_past_file_size_limit();
     const communicator ranks;
     std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1",
-                                           threads = "1", vocab, init_bert, patience = "0", checkpoint_every = "0";
+                                           threads = "1", vocab, init_bert, patience = "0", checkpoint_every = "0",
+                                           device = "cpu";
     bool cased = false, resume = false;
     dm2s2::tools::arguments args;
     args.option("--schema", schema, true).option("--train", train, true).option("--valid", valid).option("--out", out, true);
     args.option("--pooling", pooling).option("--config", config_file).option("--epochs", epochs).option("--batch-size", batch);
     args.option("--lr", lr).option("--seed", seed).option("--threads", threads).option("--vocab", vocab);
     args.option("--init-bert", init_bert).option("--patience", patience).flag("--cased", cased);
-    args.option("--checkpoint-every", checkpoint_every).flag("--resume", resume);
+    args.option("--checkpoint-every", checkpoint_every).flag("--resume", resume).option("--device", device);
     dm2s2::trainer_options options;
     std::optional<dm2s2::pooling_kind> kind;
     std::size_t thread_count = 1;
@@ -108,11 +113,13 @@ int main(int argc, char** argv)
             static_cast<std::size_t>(dm2s2::tools::parse_integer("--checkpoint-every", checkpoint_every, 0, INT64_MAX));
         thread_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--threads", threads, 1, 1024));
         options.learning_rate = lr.empty() ? (init_bert.empty() ? 1e-3 : 5e-5) : dm2s2::tools::parse_positive("--lr", lr);
+        if (device != "cpu" && device != "cuda")
+            throw std::invalid_argument("--device must be cpu or cuda, not '" + device + "'");
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_train: " << e.what()
                   << " (usage: --schema S --train T.jsonl [--valid V.jsonl] --out DIR [--pooling P] [--config model.json]"
                      " [--epochs N] [--batch-size B] [--lr X] [--seed S] [--threads T] [--vocab FILE] [--cased]"
-                     " [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume])\n";
+                     " [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume] [--device cpu|cuda])\n";
         return 2;
     }
     try {
@@ -171,20 +178,37 @@ int main(int argc, char** argv)
         if (bert_checkpoint) load_encoder(model, init_bert, *bert_checkpoint);
 
         options.output_dir = out;
-        dm2s2::trainer<float, dm2s2::cpu_backend, communicator> trainer(model, encoder.task().type, options, ranks);
         const bool writer = ranks.rank() == 0;  // rank 0 reports and writes the model directory
         // What a killed run left half-written (never under the names the files are read by).
         if (writer && std::filesystem::is_directory(out)) dm2s2::remove_abandoned_temporaries(out);
-        const auto resume_from =
-            resume && std::filesystem::exists(trainer.checkpoint_path()) ? trainer.checkpoint_path() : std::filesystem::path();
-        if (writer)
-            std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s%s\n", train_data.size(),
-                        valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
-                        config.num_outputs, pooling.c_str(),
-                        resume_from.empty() ? "" : ("; resuming from " + resume_from.string()).c_str());
-        const auto start = std::chrono::steady_clock::now();
-        const auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr, resume_from);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        double seconds = 0;
+        const auto run = [&](auto& trainer) {
+            const auto resume_from = resume && std::filesystem::exists(trainer.checkpoint_path()) ? trainer.checkpoint_path()
+                                                                                                  : std::filesystem::path();
+            if (writer)
+                std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s%s%s\n", train_data.size(),
+                            valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
+                            config.num_outputs, pooling.c_str(), device == "cuda" ? ", on the GPU" : "",
+                            resume_from.empty() ? "" : ("; resuming from " + resume_from.string()).c_str());
+            const auto start = std::chrono::steady_clock::now();
+            auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr, resume_from);
+            seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            return result;
+        };
+        dm2s2::training_result result;
+        if (device == "cuda") {
+#if defined(DM2S2_HAS_CUDA)
+            if (ranks.size() > 1) throw dm2s2::config_error("--device cuda trains in one process, not under mpirun");
+            dm2s2::model<float, dm2s2::cuda_backend> gpu(model, dm2s2::cuda_backend{});  // one upload of the parameters
+            dm2s2::trainer<float, dm2s2::cuda_backend> trainer(gpu, encoder.task().type, options);
+            result = run(trainer);
+#else
+            throw dm2s2::error("--device cuda: this build has no CUDA backend (configure with -DDM2S2_CUDA=ON)");
+#endif
+        } else {
+            dm2s2::trainer<float, dm2s2::cpu_backend, communicator> trainer(model, encoder.task().type, options, ranks);
+            result = run(trainer);
+        }
         if (!writer) return 0;
         dm2s2::save_data_pipeline(out, encoder);
 

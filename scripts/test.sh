@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, checks the code's format, then builds and runs the test suite in five
-# lanes: g++ and clang++ with warnings as errors, g++ against the newest versions of the header
-# dependencies, g++ with AddressSanitizer + UndefinedBehaviorSanitizer, and the fuzz targets under
-# clang. Prints each lane's build and test times at the end.
+# lanes: g++ (with the CUDA backend where nvcc is installed) and clang++ with warnings as errors, g++
+# against the newest versions of the header dependencies, g++ with AddressSanitizer +
+# UndefinedBehaviorSanitizer, and the fuzz targets under clang. Prints each lane's build and test times at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,9 +24,19 @@ run_suite() {
   timings+=("${name}: build $((built - start)) s, test $((SECONDS - built)) s")
 }
 
-# gcc: everything, with the MPI target and its 2-rank tests (label mpi), the benchmarks' smoke runs
-# and the package tests (install tree, vcpkg port, Conan recipe).
-run_suite gcc g++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON
+# gcc: everything, with the MPI target and its 2-rank tests (label mpi), the benchmarks' smoke runs,
+# the package tests (install tree, vcpkg port, Conan recipe) and the CUDA backend: dm2s2::cuda built by
+# nvcc for sm_80 and sm_90 with warnings as errors, its test program and G1's timing program; the
+# GPU tests (label gpu) skip, saying why, where no device is usable.
+cuda=()
+nvcc=$(command -v nvcc || true)
+[[ -n ${nvcc} || ! -x /usr/local/cuda/bin/nvcc ]] || nvcc=/usr/local/cuda/bin/nvcc
+if [[ -n ${nvcc} ]]; then
+  cuda=(-DDM2S2_CUDA=ON -DCMAKE_CUDA_COMPILER="${nvcc}")
+else
+  echo "== gcc: no nvcc on this machine: dm2s2::cuda is not built"
+fi
+run_suite gcc g++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON "${cuda[@]}"
 # clang: the library, tests, tools and MPI under clang's warnings; the benchmarks and the package
 # tests, which the gcc lane runs, are left out.
 run_suite clang clang++ "" -DCMAKE_BUILD_TYPE=Release -DDM2S2_MPI=ON -DDM2S2_BUILD_BENCHMARKS=OFF -DDM2S2_PACKAGE_TESTS=OFF

@@ -1,6 +1,7 @@
 #pragma once
 // The backends every kernel test runs on, each with its tolerance per scalar type against the
 // plain-loop reference. A new backend joins the tests by being added to `DM2S2_BACKEND_CASES`.
+// Built with DM2S2_TEST_CUDA (the GPU test program, tests/cuda), the list is the CUDA backend's.
 
 #include <cstddef>
 #include <type_traits>
@@ -10,6 +11,9 @@
 #include "dm2s2/backend/cpu/cpu_backend.hpp"
 #include "dm2s2/backend/reference/reference_backend.hpp"
 #include "dm2s2/backend/staging/staging_backend.hpp"
+#if defined(DM2S2_TEST_CUDA)
+#include "dm2s2/backend/cuda/cuda_backend.hpp"
+#endif
 
 namespace dm2s2::testing {
 
@@ -47,6 +51,13 @@ struct backend_case {
 
 }  // namespace dm2s2::testing
 
+#if defined(DM2S2_TEST_CUDA)
+#define DM2S2_BACKEND_CASES                                                                    \
+    dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cuda_backend>, float>, \
+        dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cuda_backend>, double>
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cuda_backend>, float>);
+TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cuda_backend>, double>);
+#else
 #define DM2S2_BACKEND_CASES                                                                            \
     dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, float>,          \
         dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::cpu_backend>, double>,     \
@@ -63,3 +74,4 @@ TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s
 TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::default_options<dm2s2::staging_backend>, double>);
 TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::guarded, float>);
 TYPE_TO_STRING(dm2s2::testing::backend_case<dm2s2::testing::guarded, double>);
+#endif

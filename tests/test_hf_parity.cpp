@@ -17,29 +17,7 @@ namespace {
 template <class T, class Backend>
 void check_parity(double tolerance)
 {
-    const auto model = load_hf_bert<T, Backend>(dm2s2::testing::tiny_bert_dir());
-    for (const std::string variant : {"default", "restart"}) {
-        CAPTURE(variant);
-        const auto out = model.forward(golden_inputs(variant == "restart"), true);
-        const std::string prefix = "f64." + variant + ".";
-        CHECK(max_abs_diff(out.last_hidden_state.values(), golden().read<double>(prefix + "last_hidden_state").values()) <=
-              tolerance);
-        CHECK(max_abs_diff(out.pooler_output.values(), golden().read<double>(prefix + "pooler_output").values()) <= tolerance);
-        REQUIRE(out.trace.hidden_states.size() == 3);
-        for (std::size_t i = 0; i < 3; ++i) {
-            CAPTURE(i);
-            const auto expected = golden().read<double>(prefix + "hidden_states." + std::to_string(i));
-            CHECK(out.trace.hidden_states[i].shape() == expected.shape());
-            CHECK(max_abs_diff(out.trace.hidden_states[i].values(), expected.values()) <= tolerance);
-        }
-        REQUIRE(out.trace.attentions.size() == 2);
-        for (std::size_t i = 0; i < 2; ++i) {
-            CAPTURE(i);
-            const auto expected = golden().read<double>(prefix + "attentions." + std::to_string(i));
-            CHECK(out.trace.attentions[i].shape() == expected.shape());
-            CHECK(max_abs_diff(out.trace.attentions[i].values(), expected.values()) <= tolerance);
-        }
-    }
+    dm2s2::testing::check_hf_parity(load_hf_bert<T, Backend>(dm2s2::testing::tiny_bert_dir()), tolerance);
 }
 
 }  // namespace

@@ -109,4 +109,34 @@ double max_abs_diff(const A& a, const B& b)
     return worst;
 }
 
+/// Checks a BERT model holding tests/data/bert_tiny_a (on any backend) against the golden outputs of
+/// HuggingFace transformers in float64, for both position-id schemes: the last hidden state, the pooler
+/// output, every hidden state and every attention map within `tolerance`.
+template <class Model>
+void check_hf_parity(const Model& model, double tolerance)
+{
+    for (const std::string variant : {"default", "restart"}) {
+        CAPTURE(variant);
+        const auto out = model.forward(golden_inputs(variant == "restart"), true);
+        const std::string prefix = "f64." + variant + ".";
+        CHECK(max_abs_diff(out.last_hidden_state.values(), golden().read<double>(prefix + "last_hidden_state").values()) <=
+              tolerance);
+        CHECK(max_abs_diff(out.pooler_output.values(), golden().read<double>(prefix + "pooler_output").values()) <= tolerance);
+        REQUIRE(out.trace.hidden_states.size() == 3);
+        for (std::size_t i = 0; i < 3; ++i) {
+            CAPTURE(i);
+            const auto expected = golden().read<double>(prefix + "hidden_states." + std::to_string(i));
+            CHECK(out.trace.hidden_states[i].shape() == expected.shape());
+            CHECK(max_abs_diff(out.trace.hidden_states[i].values(), expected.values()) <= tolerance);
+        }
+        REQUIRE(out.trace.attentions.size() == 2);
+        for (std::size_t i = 0; i < 2; ++i) {
+            CAPTURE(i);
+            const auto expected = golden().read<double>(prefix + "attentions." + std::to_string(i));
+            CHECK(out.trace.attentions[i].shape() == expected.shape());
+            CHECK(max_abs_diff(out.trace.attentions[i].values(), expected.values()) <= tolerance);
+        }
+    }
+}
+
 }  // namespace dm2s2::testing

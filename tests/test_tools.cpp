@@ -67,6 +67,21 @@ std::string hf_forward(const fs::path& inputs, const fs::path& output, const std
            inputs.string() + " --output " + output.string() + " --dtype " + dtype;
 }
 
+/// What a tool run with --device cuda does where there is no usable GPU (or in a build without the CUDA
+/// backend): status 1, one line saying why, and no `output` written.
+void check_refused_without_gpu(const run_result& r, const fs::path& output)
+{
+    CAPTURE(r.output);
+    CHECK(r.status == 1);
+#if defined(DM2S2_TOOLS_HAVE_CUDA)
+    CHECK(r.output.find("cuda_backend: no usable CUDA device") != std::string::npos);
+#else
+    CHECK(r.output.find("this build has no CUDA backend") != std::string::npos);
+#endif
+    CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+    CHECK_FALSE(fs::exists(output));
+}
+
 }  // namespace
 
 TEST_CASE("dm2s2_hf_forward reproduces the HF golden outputs in both precisions")
@@ -120,6 +135,28 @@ TEST_CASE("dm2s2_hf_forward fails with one line and no output on bad input")
     std::ofstream(dir / "garbage.safetensors") << "not a safetensors file";
     expect_failure(hf_forward(dir / "garbage.safetensors", out_path, "f32"), "garbage.safetensors: header length");
     expect_failure(std::string(DM2S2_HF_FORWARD) + " --model x --bogus", "unknown argument '--bogus'");
+    expect_failure(hf_forward(write_inputs(dir, false), out_path, "f32") + " --device tpu", "--device must be cpu or cuda");
+}
+
+TEST_CASE("dm2s2_hf_forward --device cuda gives the golden outputs on a GPU, or one line saying why it cannot")
+{
+    const auto dir = dm2s2::testing::scratch_dir("hf_forward_cuda");
+    for (const std::string dtype : {"f64", "f32"}) {
+        CAPTURE(dtype);
+        const auto out_path = dir / ("out_" + dtype + ".safetensors");
+        fs::remove(out_path);
+        const auto r = run(hf_forward(write_inputs(dir, false), out_path, dtype) + " --device cuda");
+        if (r.status != 0) {
+            check_refused_without_gpu(r, out_path);
+            continue;
+        }
+        const auto out = safetensors_file::load(out_path);
+        for (const std::string name : {"last_hidden_state", "pooler_output", "hidden_states.2"}) {
+            CAPTURE(name);
+            CHECK(max_abs_diff(out.read<double>(name).values(), golden().read<double>("f64.default." + name).values()) <=
+                  (dtype == "f64" ? 1e-10 : 2e-5));
+        }
+    }
 }
 
 TEST_CASE("the quickstart runs and prints an explanation for every record")
@@ -313,6 +350,39 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
     CHECK(r.status == 2);
     CHECK(r.output.find("--precision must be fp32 or bf16, not 'fp16'") != std::string::npos);
     CHECK_FALSE(fs::exists(dir / "p_bad.jsonl"));
+    // On the GPU: the CPU's scores within 1e-5, or where there is none, one line saying why and no output.
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+            (dir / "p_cuda.jsonl").string() + " --device cuda");
+    if (r.status == 0) {
+        std::ifstream cpu_lines(dir / "p.jsonl"), gpu_lines(dir / "p_cuda.jsonl");
+        std::size_t same = 0;
+        for (std::string a, b; std::getline(cpu_lines, a) && std::getline(gpu_lines, b); ++same) {
+            const auto pa = nlohmann::json::parse(a), pb = nlohmann::json::parse(b);
+            for (const auto& [label, score] : pa["scores"].items())
+                CHECK(score.get<double>() == doctest::Approx(pb["scores"][label].get<double>()).epsilon(1e-5));
+        }
+        CHECK(same == 40);
+    } else {
+        check_refused_without_gpu(r, dir / "p_cuda.jsonl");
+    }
+    r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+            (dir / "p_bad.jsonl").string() + " --device cuda --precision bf16");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--precision bf16, --explain-method and --faithfulness run on the CPU only") != std::string::npos);
+
+    // Training on the GPU: the CPU run's validation metrics within 1e-4, or without a device, one line
+    // saying why and no model directory.
+    const auto gpu_model = dir / "model_cuda";
+    r = run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --valid " + valid.string() +
+            " --out " + gpu_model.string() + " --vocab " + dm2s2::testing::bert_vocab().string() + " --epochs 2 --config " +
+            (dir / "small.json").string() + " --device cuda");
+    if (r.status == 0) {
+        const auto on_gpu = read_json(gpu_model / "metrics.json");
+        CHECK(on_gpu["validation"]["loss"].get<double>() ==
+              doctest::Approx(trained["validation"]["loss"].get<double>()).epsilon(1e-4));
+    } else {
+        check_refused_without_gpu(r, gpu_model / "model.safetensors");
+    }
 
     std::ifstream page_file(dir / "r.html");
     const std::string page((std::istreambuf_iterator<char>(page_file)), std::istreambuf_iterator<char>());

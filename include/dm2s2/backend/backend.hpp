@@ -125,6 +125,32 @@ template <class B, class T>
 concept host_backend_for = backend_for<B, T> && host_accessible_space<backend_space<B>> &&
                            requires(const B& backend, std::size_t n) { backend.parallel_for(n, [](std::size_t) {}); };
 
+/// The tensor transfers of a backend `Backend` whose memory is `Space`, another than the host's, made of
+/// its raw ones (`upload(from, n, to)`, `download(from, n, to)`); an empty default tensor stays one,
+/// without a transfer. `Backend` derives from it and names both forms (`using ...::upload`).
+template <class Backend, class Space>
+struct device_tensor_transfers {
+    template <class T>
+    tensor<T, Space> upload(const tensor<T>& values) const
+    {
+        if (values.rank() == 0 && values.empty()) return {};
+        tensor<T, Space> out(values.shape(), uninitialized);
+        self().upload(values.data(), values.size(), out.data());
+        return out;
+    }
+    template <class T>
+    tensor<T> download(const tensor<T, Space>& values) const
+    {
+        if (values.rank() == 0 && values.empty()) return {};
+        tensor<T> out(values.shape(), uninitialized);
+        self().download(values.data(), values.size(), out.data());
+        return out;
+    }
+
+private:
+    const Backend& self() const noexcept { return static_cast<const Backend&>(*this); }
+};
+
 /// Transfers of a backend working in host memory: an upload or a download is a copy.
 struct host_memory_transfers {
     using memory_space = host_space;

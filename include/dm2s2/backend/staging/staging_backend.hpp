@@ -173,7 +173,7 @@ struct transfer_counts {
 /// A backend over `staging_space` running the kernels of host backend `Kernels` (plain loops by
 /// default). Copies share their transfer counts.
 template <class Kernels = reference_backend>
-class basic_staging_backend {
+class basic_staging_backend : public device_tensor_transfers<basic_staging_backend<Kernels>, staging_space> {
 public:
     using memory_space = staging_space;
     template <class T>
@@ -194,22 +194,8 @@ public:
     transfer_counts transfers() const noexcept { return *counts_; }
     void reset_transfers() const noexcept { *counts_ = {}; }
 
-    template <class T>
-    tensor<T, staging_space> upload(const tensor<T>& values) const
-    {
-        if (values.rank() == 0 && values.empty()) return {};  // a default (empty) tensor stays one, without a transfer
-        tensor<T, staging_space> out(values.shape(), uninitialized);
-        upload(values.data(), values.size(), out.data());
-        return out;
-    }
-    template <class T>
-    tensor<T> download(const tensor<T, staging_space>& values) const
-    {
-        if (values.rank() == 0 && values.empty()) return {};
-        tensor<T> out(values.shape(), uninitialized);
-        download(values.data(), values.size(), out.data());
-        return out;
-    }
+    using device_tensor_transfers<basic_staging_backend, staging_space>::upload;
+    using device_tensor_transfers<basic_staging_backend, staging_space>::download;
     template <class T>
     void upload(const T* from, std::size_t n, pointer<T> to) const
     {

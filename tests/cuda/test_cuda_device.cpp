@@ -1,0 +1,38 @@
+// How cuda_backend meets the machine: made on a usable device, refused with the runtime's reason
+// without one (as on every CI and development machine without a GPU).
+
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "dm2s2/backend/cuda/cuda_backend.hpp"
+#include "dm2s2/core/error.hpp"
+
+using namespace dm2s2;
+
+TEST_CASE("cuda_backend is made on a usable device and refused, naming the cause, without a device")
+{
+    const cuda_device_report devices = cuda_devices();
+    if (devices.count == 0) {
+        CHECK_FALSE(devices.reason.empty());
+        std::string message;
+        try {
+            const cuda_backend backend;
+        } catch (const error& e) {
+            message = e.what();
+        }
+        CAPTURE(message);
+        CHECK(message.find("cuda_backend: no usable CUDA device") == 0);
+        CHECK(message.find(devices.reason) != std::string::npos);
+        // Memory of the device is refused the same way, and so is every later attempt.
+        using device_tensor = tensor<float, cuda_space>;
+        CHECK_THROWS_AS(device_tensor({4}, uninitialized), error);
+        CHECK_THROWS_WITH_AS(cuda_backend(cuda_options{.device = 1}), doctest::Contains("no usable CUDA device"), error);
+    } else {
+        const cuda_backend backend;
+        CHECK(backend.device_name() == devices.name);
+        // One device per process: the first backend chose device 0.
+        CHECK_THROWS_WITH_AS(cuda_backend(cuda_options{.device = devices.count}),
+                             doctest::Contains("this process runs on device 0"), error);
+    }
+}
