@@ -1,8 +1,9 @@
 // The GPU workload G1 on the library side: DM²S² with a BERT-base encoder on cuda_backend, a batch of
-// 32 three-modality records of W1's schema (random lengths in every modality), timed as
-//   gpu-infer-fp32  inference: the batch uploaded, the forward pass, the logits downloaded;
-//   gpu-train-fp32  one training step: forward, cross-entropy, backward, clipping at 1.0, AdamW,
-//                   dropout 0.1, the loss downloaded.
+// 32 three-modality records of W1's schema (random lengths in every modality), timed in fp32 (TF32
+// off) and with bf16 products (`matmul_precision`) as
+//   gpu-infer-<p>  inference: the batch uploaded, the forward pass, the logits downloaded;
+//   gpu-train-<p>  one training step: forward, cross-entropy, backward, clipping at 1.0, AdamW,
+//                  dropout 0.1, the loss downloaded.
 // Each prints one JSON line: the median and every time in milliseconds (after `--warmup` untimed
 // runs), the real and padded lengths, and the device memory's high-water mark over the timed runs.
 // `--lengths FILE` writes G1's packed lengths and shapes for the PyTorch side (benchmarks/torch_gpu.py)
@@ -89,32 +90,37 @@ int run(const settings& s)
         std::printf("no usable CUDA device: %s\n", devices.reason.c_str());
         return 77;
     }
-    const dm2s2::cuda_backend gpu;
-    {
-        const dm2s2::model<float, dm2s2::cuda_backend> model(host, gpu);
-        gpu.reset_memory_high_water();
-        const auto times = time_runs(s, [&] { (void)model.forward(batch); });
-        print("gpu-infer-fp32", times, batch, gpu.memory_high_water());
+    std::string device_name;
+    for (const auto precision : {dm2s2::matmul_precision::fp32, dm2s2::matmul_precision::bf16}) {
+        const dm2s2::cuda_backend gpu(dm2s2::cuda_options{.precision = precision});
+        const std::string suffix(dm2s2::to_string(precision));
+        device_name = gpu.device_name();
+        {
+            const dm2s2::model<float, dm2s2::cuda_backend> model(host, gpu);
+            gpu.reset_memory_high_water();
+            const auto times = time_runs(s, [&] { (void)model.forward(batch); });
+            print(("gpu-infer-" + suffix).c_str(), times, batch, gpu.memory_high_water());
+        }
+        {
+            auto training_config = config;
+            training_config.bert.hidden_dropout_prob = training_config.bert.attention_probs_dropout_prob = 0.1;
+            const dm2s2::model<float> host_training(schema, training_config, 1);
+            dm2s2::model<float, dm2s2::cuda_backend> model(host_training, gpu);
+            dm2s2::adamw<float, dm2s2::cuda_space> optimizer;
+            dm2s2::random_generator dropout(3);
+            dm2s2::tensor<float> targets({g1_batch});
+            for (std::size_t i = 0; i < g1_batch; ++i) targets[i] = static_cast<float>(i % config.num_outputs);
+            auto gradients = model.zero_gradients();
+            gpu.reset_memory_high_water();
+            const auto times = time_runs(s, [&] {
+                (void)dm2s2::train_step(model, optimizer, std::span(&batch, 1), dm2s2::task_type::multiclass,
+                                        std::span<const dm2s2::tensor<float>>(&targets, 1),
+                                        {.learning_rate = 1e-5, .max_gradient_norm = 1.0, .dropout_rng = &dropout}, gradients);
+            });
+            print(("gpu-train-" + suffix).c_str(), times, batch, gpu.memory_high_water());
+        }
     }
-    {
-        auto training_config = config;
-        training_config.bert.hidden_dropout_prob = training_config.bert.attention_probs_dropout_prob = 0.1;
-        const dm2s2::model<float> host_training(schema, training_config, 1);
-        dm2s2::model<float, dm2s2::cuda_backend> model(host_training, gpu);
-        dm2s2::adamw<float, dm2s2::cuda_space> optimizer;
-        dm2s2::random_generator dropout(3);
-        dm2s2::tensor<float> targets({g1_batch});
-        for (std::size_t i = 0; i < g1_batch; ++i) targets[i] = static_cast<float>(i % config.num_outputs);
-        auto gradients = model.zero_gradients();
-        gpu.reset_memory_high_water();
-        const auto times = time_runs(s, [&] {
-            (void)dm2s2::train_step(model, optimizer, std::span(&batch, 1), dm2s2::task_type::multiclass,
-                                    std::span<const dm2s2::tensor<float>>(&targets, 1),
-                                    {.learning_rate = 1e-5, .max_gradient_norm = 1.0, .dropout_rng = &dropout}, gradients);
-        });
-        print("gpu-train-fp32", times, batch, gpu.memory_high_water());
-    }
-    std::printf("{\"device\": \"%s\"}\n", gpu.device_name().c_str());
+    std::printf("{\"device\": \"%s\"}\n", device_name.c_str());
     return 0;
 }
 

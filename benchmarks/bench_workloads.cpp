@@ -139,6 +139,29 @@ void W4_length(benchmark::State& state)
     report(state, batch);
 }
 
+/// W5: W1's encoder and batch size with no padding anywhere: W1_batch records of one text modality, each
+/// packed to W1's padded length, so that a padded run does the same work. Arguments: threads, bf16.
+void W5_equal_lengths(benchmark::State& state)
+{
+    const std::size_t length =
+        dm2s2::pack(w1_schema(), random_records(w1_schema(), w1_batch, w1_seed), {}).layout.length;  // W1's padded length
+    const dm2s2::schema schema({{.name = "text", .kind = dm2s2::modality_kind::tokens, .max_length = 512}});
+    dm2s2::model<float> model(schema, bert_base(), 1, backend_for_args(state));
+    model.pack_weights(dm2s2::weight_rounding::bf16);
+    std::vector<dm2s2::sequence_set> records;
+    for (std::size_t r = 0; r < w1_batch; ++r) {
+        dm2s2::sequence_set record(schema);
+        std::vector<std::int64_t> text(length - 2);  // with [CLS] and [SEP], `length` rows
+        for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<std::int64_t>(1000 + (37 * i + 101 * r) % 29000);
+        record.set_tokens("text", text);
+        records.push_back(std::move(record));
+    }
+    const auto batch = model.pack(records);
+    if (batch.layout.length != length) state.SkipWithError("W5: the records did not pack to W1's padded length");
+    time_warm(state, [&] { benchmark::DoNotOptimize(model.forward(batch).logits.data()); });
+    report(state, batch);
+}
+
 /// Building W1's model: allocating and initialising its 110 M BERT-base parameters (N(0, 0.02) draws
 /// for every weight) and the pooling. Argument: whether the encoder's weights are then packed.
 void W1_construction(benchmark::State& state)
@@ -208,6 +231,11 @@ BENCHMARK(W4_batch)
 BENCHMARK(W4_length)
     ->ArgNames({"threads", "length"})
     ->ArgsProduct({{2}, {32, 64, 128, 256, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(W5_equal_lengths)
+    ->ArgNames({"threads", "bf16"})
+    ->ArgsProduct({{1, 2}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(W1_construction)->ArgNames({"packed_weights"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -238,6 +238,9 @@ def main():
         "W1 PyTorch padded": lambda: torch_side(shapes, "w1-padded", t, args.repeats, env),
         "W1 PyTorch nested": lambda: torch_side(shapes, "w1-nested", t, args.repeats, env),
         "W1 ONNX Runtime padded": (lambda: onnx(lengths, t, args.repeats)) if onnx else None,
+        "W5 dm2s2 fp32": (lambda: ours(args.bench, "W5_equal_lengths", t, args.repeats, "/bf16:0")) if onnx else None,
+        "W5 dm2s2 bf16": (lambda: ours(args.bench, "W5_equal_lengths", t, args.repeats, "/bf16:1")) if onnx else None,
+        "W5 ONNX Runtime": (lambda: onnx([max(lengths)] * len(lengths), t, args.repeats)) if onnx else None,
         "W2 dm2s2 fp32": lambda: ours(args.bench, "W2_train_step", t, max(3, args.repeats - 2)),
         "W2 PyTorch fp32": lambda: torch_side(shapes, "w2", t, max(3, args.repeats - 2), env),
     }
@@ -260,6 +263,9 @@ def main():
     if onnx:
         print(f"W1 fp32 padded on both sides, speedup vs ONNX Runtime: "
               f"{median['W1 ONNX Runtime padded'] / median['W1 dm2s2 fp32 padded']:.2f}")
+        print(f"W5 ({len(lengths)} x {max(lengths)}, equal lengths: no padding anywhere) fp32 speedup vs ONNX Runtime: "
+              f"{median['W5 ONNX Runtime'] / median['W5 dm2s2 fp32']:.2f}; bf16 vs ONNX Runtime fp32: "
+              f"{median['W5 ONNX Runtime'] / median['W5 dm2s2 bf16']:.2f}")
     if peaks:
         efficiency_lines(lengths, shape, t, median, peaks, onnx)
     # The contract lines, last (benchmarks/README.md).

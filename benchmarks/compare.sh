@@ -2,8 +2,8 @@
 # Side-by-side timing of dm2s2, PyTorch and ONNX Runtime on the same machine and thread count
 # (benchmarks/README.md): builds the workload benchmark for this processor, installs PyTorch, OpenBLAS
 # and Node.js when missing and onnxruntime-node 1.30 (npm) into build/compare/onnxruntime, runs W1
-# (inference) on the three sides and W2 (training step) on the first two, interleaved over several
-# rounds, and ends with
+# (inference) on the three sides, W2 (training step) on the first two and W5 (W1's encoder on equal
+# lengths) on dm2s2 and ONNX Runtime, interleaved over several rounds, and ends with
 #   W1 fp32 speedup vs PyTorch: <x>
 #   W2 fp32 speedup vs PyTorch: <x>
 #   W1 bf16 speedup vs PyTorch fp32: <x>

@@ -2,7 +2,7 @@
 // from a model directory written by dm2s2_train.
 //
 //   dm2s2_predict --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]
-//                 [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]
+//                 [--precision fp32|tf32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]
 //                 [--faithfulness F.json] [--faithfulness-records N] [--device cpu|cuda]
 //
 // P has one JSON line per record: "id", "prediction", "scores" (label → probability), "beta" (modality
@@ -16,14 +16,15 @@
 // of the first N records: their three heaviest modalities and element weights. Records stream through
 // in batches, so memory does not grow with the file (except for the page of --explain, which holds
 // every record, and the scores and targets --metrics keeps); P appears, whole, when every record is done.
-// --precision bf16 multiplies matrices in bf16 with fp32 sums, the encoder's weights rounded to bf16
-// once as they are packed (`weight_rounding::bf16`); scores then differ slightly from fp32 ones.
+// --precision bf16 multiplies matrices in bf16 with fp32 sums, on the CPU with the encoder's weights
+// rounded to bf16 once as they are packed (`weight_rounding::bf16`); scores then differ slightly from
+// fp32 ones. --precision tf32 (the GPU's tensor-core mode) needs --device cuda.
 // --faithfulness F.json measures every attribution method the model supports and a random ranking on
 // the first N records (default 500): ERASER comprehensiveness and sufficiency, and, for records that
 // carry a "cue": {"modality", "element"} and are predicted correctly, how often the method's top
 // modality and top element are the cue.
 // --device cuda runs the model on the GPU (a build with -DDM2S2_CUDA=ON): predictions and the
-// attention explanation; fp32 only, and the attribution methods and faithfulness stay on the CPU.
+// attention explanation, in any precision; the attribution methods and faithfulness stay on the CPU.
 
 #include <algorithm>
 #include <chrono>
@@ -290,14 +291,16 @@ int main(int argc, char** argv)
         show_count = static_cast<std::size_t>(dm2s2::tools::parse_integer("--show", shown, 0, 1 << 30));
         faithfulness_count =
             static_cast<std::size_t>(dm2s2::tools::parse_integer("--faithfulness-records", faithfulness_records, 1, 1 << 30));
-        if (precision != "fp32" && precision != "bf16")
-            throw std::invalid_argument("--precision must be fp32 or bf16, not '" + precision + "'");
+        if (!dm2s2::parse_matmul_precision(precision))
+            throw std::invalid_argument("--precision must be fp32, tf32 or bf16, not '" + precision + "'");
         if (device != "cpu" && device != "cuda")
             throw std::invalid_argument("--device must be cpu or cuda, not '" + device + "'");
-        if (device == "cuda" && (precision != "fp32" || !method_name.empty() || !faithfulness_path.empty()))
+        if (device == "cpu" && precision == "tf32")
+            throw std::invalid_argument("--precision tf32 is the GPU's tensor-core mode: use it with --device cuda");
+        if (device == "cuda" && (!method_name.empty() || !faithfulness_path.empty()))
             throw std::invalid_argument(
-                "--device cuda runs fp32 predictions and attention explanations; --precision bf16, --explain-method and "
-                "--faithfulness run on the CPU only");
+                "--device cuda runs predictions and attention explanations; --explain-method and --faithfulness run on the "
+                "CPU only");
         if (!method_name.empty() && !(method = dm2s2::parse_attribution_method(method_name)))
             throw std::invalid_argument("--explain-method must be attention, occlusion, gradient or integrated-gradients, not '" +
                                         method_name + "'");
@@ -305,20 +308,21 @@ int main(int argc, char** argv)
         std::cerr
             << "dm2s2_predict: " << e.what()
             << " (usage: --model DIR --data D.jsonl --out P.jsonl [--metrics M.json] [--explain R.html] [--show N] [--threads T]"
-               " [--precision fp32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]"
+               " [--precision fp32|tf32|bf16] [--explain-method attention|occlusion|gradient|integrated-gradients]"
                " [--faithfulness F.json] [--faithfulness-records N] [--device cpu|cuda])\n";
         return 2;
     }
     try {
         const auto pipeline = dm2s2::load_data_pipeline(model_dir);
         const auto& encoder = *pipeline.encoder;
-        const bool bf16 = precision == "bf16";
+        const auto products = *dm2s2::parse_matmul_precision(precision);
+        const bool bf16 = device == "cpu" && products == dm2s2::matmul_precision::bf16;
         auto model = dm2s2::load_model<float>(
             model_dir, dm2s2::cpu_backend({.threads = thread_count,
                                            .precision = bf16 ? dm2s2::matmul_precision::bf16 : dm2s2::matmul_precision::fp32}));
 #if defined(DM2S2_HAS_CUDA)
         std::optional<dm2s2::model<float, dm2s2::cuda_backend>> gpu;  // one upload of the parameters
-        if (device == "cuda") gpu.emplace(model, dm2s2::cuda_backend{});
+        if (device == "cuda") gpu.emplace(model, dm2s2::cuda_backend(dm2s2::cuda_options{.precision = products}));
 #else
         if (device == "cuda")
             throw dm2s2::error("--device cuda: this build has no CUDA backend (configure with -DDM2S2_CUDA=ON)");

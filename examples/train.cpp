@@ -3,7 +3,7 @@
 //   dm2s2_train --schema S --train T.jsonl [--valid V.jsonl] --out DIR [--pooling dm2s2|cls|mean|no_intra|no_inter|mid_fusion|dm2s]
 //               [--config model.json] [--epochs N] [--batch-size B] [--lr X] [--seed S] [--threads T]
 //               [--vocab FILE] [--cased] [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume]
-//               [--device cpu|cuda]
+//               [--device cpu|cuda] [--precision fp32|tf32|bf16]
 //
 // Writes DIR/config.json and DIR/model.safetensors (the best epoch on --valid, else the last),
 // DIR/data.json and DIR/vocab.txt (what dm2s2_predict needs to read records), DIR/metrics.json (the
@@ -12,6 +12,8 @@
 // atomically. With --resume, a run killed at any point goes on from DIR's training checkpoint (the
 // same arguments and data) and ends with the files an uninterrupted run writes; without a checkpoint
 // there it starts afresh. --device cuda trains on the GPU (a build with -DDM2S2_CUDA=ON; one process).
+// --precision sets how matrices are multiplied (`matmul_precision`): fp32 (the default), bf16 (operands
+// rounded to bf16, fp32 sums, fp32 parameters and optimizer state), or tf32 on the GPU.
 
 #include <chrono>
 #include <cstdio>
@@ -90,7 +92,7 @@ int main(int argc, char** argv)
     const communicator ranks;
     std::string schema, train, valid, out, pooling = "dm2s2", config_file, epochs = "5", batch = "16", lr, seed = "1",
                                            threads = "1", vocab, init_bert, patience = "0", checkpoint_every = "0",
-                                           device = "cpu";
+                                           device = "cpu", precision = "fp32";
     bool cased = false, resume = false;
     dm2s2::tools::arguments args;
     args.option("--schema", schema, true).option("--train", train, true).option("--valid", valid).option("--out", out, true);
@@ -98,6 +100,7 @@ int main(int argc, char** argv)
     args.option("--lr", lr).option("--seed", seed).option("--threads", threads).option("--vocab", vocab);
     args.option("--init-bert", init_bert).option("--patience", patience).flag("--cased", cased);
     args.option("--checkpoint-every", checkpoint_every).flag("--resume", resume).option("--device", device);
+    args.option("--precision", precision);
     dm2s2::trainer_options options;
     std::optional<dm2s2::pooling_kind> kind;
     std::size_t thread_count = 1;
@@ -115,11 +118,16 @@ int main(int argc, char** argv)
         options.learning_rate = lr.empty() ? (init_bert.empty() ? 1e-3 : 5e-5) : dm2s2::tools::parse_positive("--lr", lr);
         if (device != "cpu" && device != "cuda")
             throw std::invalid_argument("--device must be cpu or cuda, not '" + device + "'");
+        if (!dm2s2::parse_matmul_precision(precision))
+            throw std::invalid_argument("--precision must be fp32, tf32 or bf16, not '" + precision + "'");
+        if (device == "cpu" && precision == "tf32")
+            throw std::invalid_argument("--precision tf32 is the GPU's tensor-core mode: use it with --device cuda");
     } catch (const std::invalid_argument& e) {
         std::cerr << "dm2s2_train: " << e.what()
                   << " (usage: --schema S --train T.jsonl [--valid V.jsonl] --out DIR [--pooling P] [--config model.json]"
                      " [--epochs N] [--batch-size B] [--lr X] [--seed S] [--threads T] [--vocab FILE] [--cased]"
-                     " [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume] [--device cpu|cuda])\n";
+                     " [--init-bert HF_DIR] [--patience P] [--checkpoint-every N] [--resume] [--device cpu|cuda]"
+                     " [--precision fp32|tf32|bf16])\n";
         return 2;
     }
     try {
@@ -174,7 +182,10 @@ int main(int argc, char** argv)
         }
         config.pooling = *kind;
         config.num_outputs = encoder.num_outputs();
-        dm2s2::model<float> model(encoder.schema(), config, options.seed, dm2s2::cpu_backend({.threads = thread_count}));
+        const auto products = *dm2s2::parse_matmul_precision(precision);
+        dm2s2::model<float> model(encoder.schema(), config, options.seed,
+                                  dm2s2::cpu_backend({.threads = thread_count,
+                                                      .precision = device == "cpu" ? products : dm2s2::matmul_precision::fp32}));
         if (bert_checkpoint) load_encoder(model, init_bert, *bert_checkpoint);
 
         options.output_dir = out;
@@ -188,7 +199,10 @@ int main(int argc, char** argv)
             if (writer)
                 std::printf("dm2s2_train: %zu training records%s, %zu outputs, pooling %s%s%s\n", train_data.size(),
                             valid_data ? (", " + std::to_string(valid_data->size()) + " validation records").c_str() : "",
-                            config.num_outputs, pooling.c_str(), device == "cuda" ? ", on the GPU" : "",
+                            config.num_outputs, pooling.c_str(),
+                            (std::string(device == "cuda" ? ", on the GPU" : "") +
+                             (precision == "fp32" ? "" : ", " + precision + " products"))
+                                .c_str(),
                             resume_from.empty() ? "" : ("; resuming from " + resume_from.string()).c_str());
             const auto start = std::chrono::steady_clock::now();
             auto result = trainer.fit(train_data, valid_data ? &*valid_data : nullptr, resume_from);
@@ -199,7 +213,8 @@ int main(int argc, char** argv)
         if (device == "cuda") {
 #if defined(DM2S2_HAS_CUDA)
             if (ranks.size() > 1) throw dm2s2::config_error("--device cuda trains in one process, not under mpirun");
-            dm2s2::model<float, dm2s2::cuda_backend> gpu(model, dm2s2::cuda_backend{});  // one upload of the parameters
+            // One upload of the parameters.
+            dm2s2::model<float, dm2s2::cuda_backend> gpu(model, dm2s2::cuda_backend(dm2s2::cuda_options{.precision = products}));
             dm2s2::trainer<float, dm2s2::cuda_backend> trainer(gpu, encoder.task().type, options);
             result = run(trainer);
 #else

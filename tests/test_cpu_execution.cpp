@@ -52,9 +52,9 @@ std::vector<float> logits_of(const model<float>& m, const std::vector<sequence_s
 }
 
 /// Every distinct way this processor can run float products: 1 or 2 threads × the kernel sets it has
-/// (AVX-512, AVX2, Eigen) × fp32 or each bf16 kernel (AMX tiles, `vdpbf16ps`, FMA). Options that land
-/// on kernels already listed (AVX2 asked for where it is also the widest, or tiles or `vdpbf16ps`
-/// where there are none) are left out.
+/// (AVX-512, AVX2, Eigen) × fp32 or each bf16 kernel (AMX tiles, `vdpbf16ps`, FMA), and tf32 (Eigen's,
+/// on rounded copies). Options that land on kernels already listed (AVX2 asked for where it is also
+/// the widest, tiles or `vdpbf16ps` where there are none, tf32 with any kernel set) are left out.
 std::vector<cpu_options> every_configuration()
 {
     std::vector<cpu_options> all;
@@ -65,6 +65,7 @@ std::vector<cpu_options> every_configuration()
             for (const auto kernel : {bf16_kernel::tiles, bf16_kernel::dot_product, bf16_kernel::rounded_fma})
                 candidates.push_back(
                     {.threads = threads, .precision = matmul_precision::bf16, .bf16 = kernel, .kernels = kernels});
+            candidates.push_back({.threads = threads, .precision = matmul_precision::tf32, .kernels = kernels});
             for (const auto& options : candidates)
                 if (seen.emplace(threads, cpu_backend(options).float_kernels()).second) all.push_back(options);
         }
@@ -209,7 +210,6 @@ TEST_CASE("float products match the reference in every backend configuration")
                     for (const auto& options : every_configuration()) {
                         if (sanitized && (beta == 0.0f) != (ta == tb)) continue;  // each beta, each transpose
                         const std::size_t m = dims[0], n = dims[1], k = dims[2];
-                        const bool bf16 = options.precision == matmul_precision::bf16;
                         const std::size_t threads = options.threads;
                         const cpu_backend backend(options);
                         const std::string kernels = backend.float_kernels();
@@ -225,11 +225,12 @@ TEST_CASE("float products match the reference in every backend configuration")
                         const auto b = random_floats((tb == transpose::yes ? n : k) * ldb, rng);
                         auto c = random_floats(m * ldc, rng), expected = c;
                         if (beta == 0.0f) std::fill(c.begin(), c.end(), std::numeric_limits<float>::quiet_NaN());
-                        // bf16 is compared with the exact product of the operands rounded to bf16.
+                        // bf16 and tf32 are compared with the exact product of the operands so rounded.
                         auto ra = a, rb = b;
-                        if (bf16) {
-                            for (auto& v : ra) v = round_to_bfloat16(v);
-                            for (auto& v : rb) v = round_to_bfloat16(v);
+                        if (options.precision != matmul_precision::fp32) {
+                            const auto round = options.precision == matmul_precision::bf16 ? round_to_bfloat16 : round_to_tf32;
+                            for (auto& v : ra) v = round(v);
+                            for (auto& v : rb) v = round(v);
                         }
                         backend.gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
                         reference.gemm(ta, tb, m, n, k, 0.5f, ra.data(), lda, rb.data(), ldb, beta, expected.data(), ldc);
@@ -439,18 +440,43 @@ TEST_CASE("the fastest bf16 kernel is chosen from the instructions' measured rat
     CHECK(asked_tiles == reported);  // tiles where present, otherwise the fastest
 }
 
-TEST_CASE("bf16 products keep the logits within 1e-2 of fp32")
+TEST_CASE("bf16 products keep the logits within 1e-2 of fp32, tf32 products within 2e-3")
 {
     for (const auto& options : every_configuration()) {
-        if (options.precision != matmul_precision::bf16 || options.threads != 1) continue;
+        if (options.precision == matmul_precision::fp32 || options.threads != 1) continue;
+        const bool tf32 = options.precision == matmul_precision::tf32;
         const model<float> fp32(four_modalities(), small_config(), 41, cpu_backend({.kernels = options.kernels}));
-        const model<float> bf16(four_modalities(), small_config(), 41, cpu_backend(options));
+        const model<float> rounded(four_modalities(), small_config(), 41, cpu_backend(options));
         const auto records = random_records(fp32.schema(), 16, 13);
-        const auto a = logits_of(fp32, records), b = logits_of(bf16, records);
+        const auto a = logits_of(fp32, records), b = logits_of(rounded, records);
         const double difference = relative_difference(b, a);
-        MESSAGE("bf16 logits differ from fp32 by " << difference << " of the largest logit ("
-                                                   << std::string(bf16.encoder().backend().float_kernels()) << ")");
-        CHECK(difference <= 1e-2);
+        MESSAGE(to_string(options.precision) << " logits differ from fp32 by " << difference << " of the largest logit ("
+                                             << std::string(rounded.encoder().backend().float_kernels()) << ")");
+        CHECK(difference <= (tf32 ? 2e-3 : 1e-2));
         CHECK(difference > 0);  // the products really were rounded
+    }
+}
+
+TEST_CASE("rounding to TF32 keeps 10 mantissa bits: nearest, ties to even, infinities and NaN kept")
+{
+    const auto bits = [](float x) { return std::bit_cast<std::uint32_t>(x); };
+    const auto from = [](std::uint32_t b) { return std::bit_cast<float>(b); };
+    CHECK(round_to_tf32(1.0f) == 1.0f);
+    CHECK(round_to_tf32(-2.5f) == -2.5f);
+    CHECK(round_to_tf32(from(0x3f800fffu)) == 1.0f);                      // below half an ulp: down
+    CHECK(bits(round_to_tf32(from(0x3f801001u))) == 0x3f802000u);         // above half: up
+    CHECK(bits(round_to_tf32(from(0x3f801000u))) == 0x3f800000u);         // a tie to the even value below
+    CHECK(bits(round_to_tf32(from(0x3f803000u))) == 0x3f804000u);         // a tie to the even value above
+    CHECK(bits(round_to_tf32(from(0xbf803000u))) == 0xbf804000u);         // the same, negative
+    CHECK(std::isinf(round_to_tf32(std::numeric_limits<float>::max())));  // past TF32's largest finite value
+    CHECK(round_to_tf32(std::numeric_limits<float>::infinity()) == std::numeric_limits<float>::infinity());
+    CHECK(std::isnan(round_to_tf32(std::numeric_limits<float>::quiet_NaN())));
+    CHECK(bits(round_to_tf32(from(0x7f801234u))) == 0x7f801234u);  // a signalling NaN's payload kept
+    CHECK(round_to_tf32(std::numeric_limits<float>::denorm_min()) == 0.0f);
+    CHECK(bits(round_to_tf32(from(0x00001000u | 0x00002000u))) == 0x00004000u);  // subnormals round alike
+    for (std::uint32_t b = 0x3f800000u; b < 0x3f900000u; b += 0x123u) {
+        const float x = from(b), r = round_to_tf32(x);
+        CHECK((bits(r) & 0x1fffu) == 0u);
+        CHECK(std::abs(r - x) <= std::ldexp(1.0f, -11));  // half an ulp of TF32 at 1
     }
 }

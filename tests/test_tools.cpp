@@ -348,27 +348,39 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
     r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
             (dir / "p_bad.jsonl").string() + " --precision fp16");
     CHECK(r.status == 2);
-    CHECK(r.output.find("--precision must be fp32 or bf16, not 'fp16'") != std::string::npos);
+    CHECK(r.output.find("--precision must be fp32, tf32 or bf16, not 'fp16'") != std::string::npos);
     CHECK_FALSE(fs::exists(dir / "p_bad.jsonl"));
-    // On the GPU: the CPU's scores within 1e-5, or where there is none, one line saying why and no output.
     r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
-            (dir / "p_cuda.jsonl").string() + " --device cuda");
-    if (r.status == 0) {
-        std::ifstream cpu_lines(dir / "p.jsonl"), gpu_lines(dir / "p_cuda.jsonl");
+            (dir / "p_bad.jsonl").string() + " --precision tf32");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--precision tf32 is the GPU's tensor-core mode: use it with --device cuda") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "p_bad.jsonl"));
+    // On the GPU: the CPU's fp32 scores within 1e-5 in fp32 and 1e-2 with bf16 products (as on the CPU), or
+    // where there is no GPU, one line saying why and no output.
+    for (const auto& mode : {std::pair<std::string, double>{"fp32", 1e-5}, {"bf16", 1e-2}}) {
+        const std::string& precision = mode.first;
+        const double tolerance = mode.second;
+        CAPTURE(precision);
+        const auto gpu_out = dir / ("p_cuda_" + precision + ".jsonl");
+        r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
+                gpu_out.string() + " --device cuda --precision " + precision);
+        if (r.status != 0) {
+            check_refused_without_gpu(r, gpu_out);
+            continue;
+        }
+        std::ifstream cpu_lines(dir / "p.jsonl"), gpu_lines(gpu_out);
         std::size_t same = 0;
         for (std::string a, b; std::getline(cpu_lines, a) && std::getline(gpu_lines, b); ++same) {
             const auto pa = nlohmann::json::parse(a), pb = nlohmann::json::parse(b);
             for (const auto& [label, score] : pa["scores"].items())
-                CHECK(score.get<double>() == doctest::Approx(pb["scores"][label].get<double>()).epsilon(1e-5));
+                CHECK(score.get<double>() == doctest::Approx(pb["scores"][label].get<double>()).epsilon(tolerance));
         }
         CHECK(same == 40);
-    } else {
-        check_refused_without_gpu(r, dir / "p_cuda.jsonl");
     }
     r = run(std::string(DM2S2_PREDICT_TOOL) + " --model " + model.string() + " --data " + test.string() + " --out " +
-            (dir / "p_bad.jsonl").string() + " --device cuda --precision bf16");
+            (dir / "p_bad.jsonl").string() + " --device cuda --explain-method occlusion");
     CHECK(r.status == 2);
-    CHECK(r.output.find("--precision bf16, --explain-method and --faithfulness run on the CPU only") != std::string::npos);
+    CHECK(r.output.find("--explain-method and --faithfulness run on the CPU only") != std::string::npos);
 
     // Training on the GPU: the CPU run's validation metrics within 1e-4, or without a device, one line
     // saying why and no model directory.
@@ -383,6 +395,34 @@ TEST_CASE("dm2s2_train and dm2s2_predict run the JSON Lines workflow on the movi
     } else {
         check_refused_without_gpu(r, gpu_model / "model.safetensors");
     }
+
+    // bf16 products in training, on the CPU and the GPU: fp32 parameters, the validation loss of the fp32
+    // run within 5e-2 after two epochs; tf32 is the GPU's mode alone.
+    const auto train_in = [&](const fs::path& out, const std::string& arguments) {
+        return run(std::string(DM2S2_TRAIN_TOOL) + " --schema " + schema + " --train " + train.string() + " --valid " +
+                   valid.string() + " --out " + out.string() + " --vocab " + dm2s2::testing::bert_vocab().string() +
+                   " --epochs 2 --config " + (dir / "small.json").string() + " " + arguments);
+    };
+    for (const std::string device : {"cpu", "cuda"}) {
+        CAPTURE(device);
+        const auto bf16_model = dir / ("model_bf16_" + device);
+        r = train_in(bf16_model, "--precision bf16 --device " + device);
+        if (r.status == 0) {
+            CHECK(r.output.find("bf16 products") != std::string::npos);
+            const double fp32_loss = trained["validation"]["loss"].get<double>(),
+                         bf16_loss = read_json(bf16_model / "metrics.json")["validation"]["loss"].get<double>();
+            MESSAGE(device << ": validation loss " << bf16_loss << " with bf16 products, " << fp32_loss << " with fp32");
+            CHECK(bf16_loss == doctest::Approx(fp32_loss).epsilon(5e-2));
+            CHECK(bf16_loss != fp32_loss);  // the products really were rounded
+        } else {
+            CHECK(device == "cuda");
+            check_refused_without_gpu(r, bf16_model / "model.safetensors");
+        }
+    }
+    r = train_in(dir / "model_tf32", "--precision tf32");
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--precision tf32 is the GPU's tensor-core mode: use it with --device cuda") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "model_tf32"));
 
     std::ifstream page_file(dir / "r.html");
     const std::string page((std::istreambuf_iterator<char>(page_file)), std::istreambuf_iterator<char>());

@@ -519,18 +519,66 @@ __global__ void row_statistics_kernel(const T* v, std::size_t cols, T eps, doubl
     }
 }
 
-/// dγ += dy x̂ and dβ += dy, one thread per column going down the rows in order.
+/// Rows a block of the column sums' first stage adds: a column's sum is the ordered sum of its chunks'
+/// sums, each summed in order, so every column has many threads, and the order is fixed by the shape.
+constexpr std::size_t column_chunk_rows = 32;
+
+std::size_t column_chunks(std::size_t rows)
+{
+    return (rows + column_chunk_rows - 1) / column_chunk_rows;
+}
+
+/// The first stage's grid: blocks of `threads` columns by chunks of rows.
+dim3 column_chunk_grid(std::size_t rows, std::size_t cols, const char* what)
+{
+    const std::size_t x = (cols + threads - 1) / threads, y = column_chunks(rows);
+    check_grid(x, y, what);
+    return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y));
+}
+
+/// First stage of dγ and dβ: for the chunk of rows of block y, Σ dy x̂ into partial[y·cols + j] and
+/// Σ dy into partial[(chunks + y)·cols + j], in row order.
 template <class T>
-__global__ void layer_norm_parameter_gradients_kernel(const T* v, const T* dy, std::size_t rows, std::size_t cols,
-                                                      const double* statistics, T* dgamma, T* dbeta)
+__global__ void layer_norm_partial_gradients_kernel(const T* v, const T* dy, std::size_t rows, std::size_t cols,
+                                                    const double* statistics, double* partial)
+{
+    const std::size_t j = blockIdx.x * static_cast<std::size_t>(threads) + threadIdx.x;
+    if (j >= cols) return;
+    const std::size_t first = blockIdx.y * column_chunk_rows,
+                      last = first + column_chunk_rows < rows ? first + column_chunk_rows : rows;
+    double gamma_sum = 0, beta_sum = 0;
+    for (std::size_t r = first; r < last; ++r) {
+        const double g = dy[r * cols + j];
+        gamma_sum += g * ((v[r * cols + j] - statistics[2 * r]) * statistics[2 * r + 1]);
+        beta_sum += g;
+    }
+    partial[blockIdx.y * cols + j] = gamma_sum;
+    partial[(gridDim.y + blockIdx.y) * cols + j] = beta_sum;
+}
+
+/// First stage of the column sums of x [rows, cols] (row stride ldx): the chunk of rows of block y
+/// into partial[y·cols + j], in row order.
+template <class T>
+__global__ void column_partial_sums_kernel(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, double* partial)
+{
+    const std::size_t j = blockIdx.x * static_cast<std::size_t>(threads) + threadIdx.x;
+    if (j >= cols) return;
+    const std::size_t first = blockIdx.y * column_chunk_rows,
+                      last = first + column_chunk_rows < rows ? first + column_chunk_rows : rows;
+    double sum = 0;
+    for (std::size_t i = first; i < last; ++i) sum += x[i * ldx + j];
+    partial[blockIdx.y * cols + j] = sum;
+}
+
+/// Second stage: out[j] += Σ over the chunks of partial[c·cols + j], in chunk order.
+template <class T>
+__global__ void add_partial_sums_kernel(const double* partial, std::size_t chunks, std::size_t cols, T* out)
 {
     DM2S2_GRID_STRIDE(j, cols)
     {
-        for (std::size_t r = 0; r < rows; ++r) {
-            const double xhat = (v[r * cols + j] - statistics[2 * r]) * statistics[2 * r + 1];
-            dgamma[j] += static_cast<T>(dy[r * cols + j] * xhat);
-            dbeta[j] += dy[r * cols + j];
-        }
+        double sum = 0;
+        for (std::size_t c = 0; c < chunks; ++c) sum += partial[c * cols + j];
+        out[j] += static_cast<T>(sum);
     }
 }
 
@@ -555,17 +603,6 @@ __global__ void layer_norm_input_gradient_kernel(const T* v, const T* dy, T* dv,
         const double xhat = (vr[j] - mean) * inv_sigma;
         dv[r * cols + j] =
             static_cast<T>(inv_sigma * (static_cast<double>(dyr[j]) * gamma[j] - mean_dxhat - xhat * mean_dxhat_xhat));
-    }
-}
-
-template <class T>
-__global__ void add_column_sums_kernel(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, T* out)
-{
-    DM2S2_GRID_STRIDE(j, cols)
-    {
-        double sum = 0;
-        for (std::size_t i = 0; i < rows; ++i) sum += x[i * ldx + j];
-        out[j] += static_cast<T>(sum);
     }
 }
 
@@ -1025,9 +1062,16 @@ void kernels<T>::layer_norm_backward(context& c, const T* v, const T* dy, T* dv,
     row_statistics_kernel<T><<<blocks_of(rows, "rows"), threads, 0, c.stream()>>>(v, cols, eps, statistics.as<double>());
     check_launch("layer_norm_backward (statistics)");
     // dγ and dβ read dy before dv, which may be dy, is written.
-    layer_norm_parameter_gradients_kernel<T>
-        <<<blocks_for(cols), threads, 0, c.stream()>>>(v, dy, rows, cols, statistics.as<const double>(), dgamma, dbeta);
+    const std::size_t chunks = column_chunks(rows);
+    const device_buffer partial(c, 2 * chunks * cols * sizeof(double));
+    layer_norm_partial_gradients_kernel<T>
+        <<<column_chunk_grid(rows, cols, "layer_norm_backward (parameters)"), threads, 0, c.stream()>>>(
+            v, dy, rows, cols, statistics.as<const double>(), partial.as<double>());
     check_launch("layer_norm_backward (parameters)");
+    add_partial_sums_kernel<T><<<blocks_for(cols), threads, 0, c.stream()>>>(partial.as<const double>(), chunks, cols, dgamma);
+    add_partial_sums_kernel<T>
+        <<<blocks_for(cols), threads, 0, c.stream()>>>(partial.as<const double>() + chunks * cols, chunks, cols, dbeta);
+    check_launch("layer_norm_backward (parameter sums)");
     layer_norm_input_gradient_kernel<T>
         <<<blocks_of(rows, "rows"), threads, 0, c.stream()>>>(v, dy, dv, cols, gamma, statistics.as<const double>());
     check_launch("layer_norm_backward (input)");
@@ -1036,8 +1080,13 @@ void kernels<T>::layer_norm_backward(context& c, const T* v, const T* dy, T* dv,
 template <class T>
 void kernels<T>::add_column_sums(context& c, const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, T* out)
 {
-    if (cols == 0) return;
-    add_column_sums_kernel<T><<<blocks_for(cols), threads, 0, c.stream()>>>(x, rows, cols, ldx, out);
+    if (cols == 0 || rows == 0) return;  // out += 0
+    const std::size_t chunks = column_chunks(rows);
+    const device_buffer partial(c, chunks * cols * sizeof(double));
+    column_partial_sums_kernel<T>
+        <<<column_chunk_grid(rows, cols, "add_column_sums"), threads, 0, c.stream()>>>(x, rows, cols, ldx, partial.as<double>());
+    check_launch("add_column_sums (chunks)");
+    add_partial_sums_kernel<T><<<blocks_for(cols), threads, 0, c.stream()>>>(partial.as<const double>(), chunks, cols, out);
     check_launch("add_column_sums");
 }
 

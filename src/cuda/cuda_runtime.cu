@@ -175,9 +175,21 @@ device_buffer::~device_buffer()
     if (data_ != nullptr) cudaFreeAsync(data_, stream_);
 }
 
+namespace {
+
+/// The compute type of a float product in `precision` (tf32 or bf16): the tensor cores' TF32 or
+/// bfloat16 rounding of the fp32 operands, with fp32 sums.
+cublasComputeType_t rounded_compute_type(matmul_precision precision)
+{
+    return precision == matmul_precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_FAST_16BF;
+}
+
+}  // namespace
+
 template <class T>
-void kernels<T>::gemm(context& c, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
-                      std::size_t lda, const T* b, std::size_t ldb, T beta, T* out, std::size_t ldc)
+void kernels<T>::gemm(context& c, matmul_precision precision, transpose ta, transpose tb, std::size_t m, std::size_t n,
+                      std::size_t k, T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* out,
+                      std::size_t ldc)
 {
     if (m == 0 || n == 0) return;
     if (k == 0) {  // nothing to sum: C = beta C, or 0 when beta is 0 (whatever C held)
@@ -189,15 +201,23 @@ void kernels<T>::gemm(context& c, transpose ta, transpose tb, std::size_t m, std
     const cublasOperation_t op_a = ta == transpose::yes ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int in = checked_int(n, "n"), im = checked_int(m, "m"), ik = checked_int(k, "k");
     const int ilda = checked_int(lda, "lda"), ildb = checked_int(ldb, "ldb"), ildc = checked_int(ldc, "ldc");
-    if constexpr (std::is_same_v<T, float>)
-        check_blas(cublasSgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasSgemm");
-    else check_blas(cublasDgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasDgemm");
+    if constexpr (std::is_same_v<T, float>) {
+        if (precision == matmul_precision::fp32)
+            check_blas(cublasSgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasSgemm");
+        else
+            check_blas(cublasGemmEx(c.blas(), op_b, op_a, in, im, ik, &alpha, b, CUDA_R_32F, ildb, a, CUDA_R_32F, ilda, &beta,
+                                    out, CUDA_R_32F, ildc, rounded_compute_type(precision), CUBLAS_GEMM_DEFAULT),
+                       precision == matmul_precision::tf32 ? "cublasGemmEx (tf32)" : "cublasGemmEx (bf16)");
+    } else {
+        (void)precision;  // double products are double in every mode
+        check_blas(cublasDgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasDgemm");
+    }
 }
 
-template void kernels<float>::gemm(context&, transpose, transpose, std::size_t, std::size_t, std::size_t, float, const float*,
-                                   std::size_t, const float*, std::size_t, float, float*, std::size_t);
-template void kernels<double>::gemm(context&, transpose, transpose, std::size_t, std::size_t, std::size_t, double, const double*,
-                                    std::size_t, const double*, std::size_t, double, double*, std::size_t);
+template void kernels<float>::gemm(context&, matmul_precision, transpose, transpose, std::size_t, std::size_t, std::size_t, float,
+                                   const float*, std::size_t, const float*, std::size_t, float, float*, std::size_t);
+template void kernels<double>::gemm(context&, matmul_precision, transpose, transpose, std::size_t, std::size_t, std::size_t,
+                                    double, const double*, std::size_t, const double*, std::size_t, double, double*, std::size_t);
 
 }  // namespace detail::cuda
 

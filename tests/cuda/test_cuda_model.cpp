@@ -1,11 +1,15 @@
 // The CUDA backend on whole models, beyond the kernel and model tests it shares with every backend
-// (test_backends.cpp, test_device_model.cpp): HuggingFace parity of the encoder on the device, the
-// same bits from run to run for logits, explanations and gradients, and a training run resumed from a
-// checkpoint ending where an uninterrupted one does.
+// (test_backends.cpp, test_device_model.cpp): HuggingFace parity of the encoder on the device, tf32
+// and bf16 products within their bounds of the CPU's fp32 model, the same bits from run to run for
+// logits, explanations and gradients, and a training run resumed from a checkpoint ending where an
+// uninterrupted one does.
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -41,12 +45,41 @@ bool same_bits(const std::vector<T>& a, const std::vector<T>& b)
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
-/// Every parameter of a model on the GPU, by name, on the host.
-std::map<std::string, tensor<float>> parameters_of(model<float, cuda_backend>& m)
+/// Every parameter (or gradient) of a model on the GPU, by name, on the host.
+template <class Visitable>
+std::map<std::string, tensor<float>> parameters_of(const cuda_backend& backend, Visitable& m)
 {
     std::map<std::string, tensor<float>> out;
-    m.for_each_parameter(
-        [&](const std::string& name, tensor<float, cuda_space>& t) { out.emplace(name, m.backend().download(t)); });
+    m.for_each_parameter([&](const std::string& name, tensor<float, cuda_space>& t) { out.emplace(name, backend.download(t)); });
+    return out;
+}
+
+std::map<std::string, tensor<float>> parameters_of(model<float, cuda_backend>& m)
+{
+    return parameters_of(m.backend(), m);
+}
+
+/// The largest |got − expected| over the values of two equally long ranges, relative to the largest
+/// |expected|; NaN counts as infinitely far.
+template <class Got, class Expected>
+double relative_difference(const Got& got, const Expected& expected)
+{
+    REQUIRE(std::size(got) == std::size(expected));
+    double worst = 0, scale = 0;
+    auto g = std::begin(got);
+    for (const auto e : expected) {
+        const double d = std::abs(static_cast<double>(*g++) - static_cast<double>(e));
+        worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+        scale = std::max(scale, std::abs(static_cast<double>(e)));
+    }
+    return scale > 0 ? worst / scale : worst;
+}
+
+/// Every value of a name → tensor map, in name order.
+std::vector<float> flattened(const std::map<std::string, tensor<float>>& tensors)
+{
+    std::vector<float> out;
+    for (const auto& entry : tensors) out.insert(out.end(), entry.second.values().begin(), entry.second.values().end());
     return out;
 }
 
@@ -58,41 +91,117 @@ TEST_CASE("HF BertModel parity on the GPU: double within 1e-10, float within 2e-
     check_parity_on_gpu<float>(2e-5);
 }
 
-TEST_CASE_TEMPLATE("a model on the GPU gives the same bits from run to run: logits, explanations, gradients", T, float, double)
+TEST_CASE(
+    "tf32 and bf16 products on the GPU stay within 5e-3 and 5e-2 of the CPU's fp32 model: logits, explanations, "
+    "gradients, three training steps")
 {
-    const auto records = random_records(four_modalities(), 7, 31);
-    for (const auto& variant : pooling_variants()) {
-        CAPTURE(variant.first);
-        const model<T, cpu_backend> host(four_modalities(), variant.second, 5);
-        const model<T, cuda_backend> device(host, cuda_backend{});
-        const auto batch = host.pack(records);
-        const bool explain = explains(variant.second.pooling);
+    const auto records = random_records(four_modalities(), 7, 17);
+    for (const auto precision : {matmul_precision::tf32, matmul_precision::bf16}) {
+        // bf16's bound is 5e-2: on the CPU, whose bf16 mode rounds the attention's and the poolings'
+        // products too, the logits of the no_intra and no_inter poolings move by more than 2e-2.
+        const double bound = precision == matmul_precision::tf32 ? 5e-3 : 5e-2;
+        CAPTURE(to_string(precision));
+        const cuda_backend rounded_backend(cuda_options{.precision = precision});
+        REQUIRE(rounded_backend.precision() == precision);
+        for (const auto& variant : pooling_variants()) {
+            CAPTURE(variant.first);
+            const model<float, cpu_backend> host(four_modalities(), variant.second, 5);
+            const model<float, cuda_backend> exact(host, cuda_backend{}), rounded(host, rounded_backend);
+            const auto batch = host.pack(records);
+            const bool explain = explains(variant.second.pooling);
 
-        std::vector<model_output<T>> outputs;
-        std::vector<std::vector<tensor<T>>> gradients;
-        for (int run = 0; run < 2; ++run) {
-            model_cache<T, cuda_space> cache;
-            outputs.push_back(device.forward(batch, explain, &cache));
-            tensor<T> probe(outputs.back().logits.shape());
-            random_generator rng(6);
-            for (auto& v : probe.values()) v = static_cast<T>(rng.normal());
-            auto grads = device.zero_gradients();
-            device.backward(cache, device.backend().upload(probe), grads);
-            std::vector<tensor<T>> on_host;
-            grads.for_each_parameter(
-                [&](const std::string&, tensor<T, cuda_space>& g) { on_host.push_back(device.backend().download(g)); });
-            gradients.push_back(std::move(on_host));
+            model_cache<float> host_cache;
+            model_cache<float, cuda_space> cache;
+            const auto expected = host.forward(batch, explain, &host_cache);
+            const auto got = rounded.forward(batch, explain, &cache);
+            const double logits = relative_difference(got.logits.values(), expected.logits.values());
+            MESSAGE(to_string(precision) << " logits (" << variant.first << ") differ from the CPU's fp32 by " << logits
+                                         << " of the largest");
+            CHECK(logits <= bound);
+            // The products really were rounded: the exact mode on the same device gives other logits.
+            CHECK(relative_difference(got.logits.values(), exact.forward(batch).logits.values()) > 0);
+            if (explain) {
+                CHECK(relative_difference(got.explanation.alpha, expected.explanation.alpha) <= bound);
+                CHECK(relative_difference(got.explanation.beta, expected.explanation.beta) <= bound);
+                CHECK(relative_difference(got.explanation.gamma, expected.explanation.gamma) <= bound);
+            }
+
+            tensor<float> probe(expected.logits.shape());
+            random_generator rng(18);
+            for (auto& v : probe.values()) v = static_cast<float>(rng.normal());
+            auto host_grads = host.zero_gradients();
+            auto grads = rounded.zero_gradients();
+            host.backward(host_cache, probe, host_grads);
+            rounded.backward(cache, rounded.backend().upload(probe), grads);
+            std::map<std::string, tensor<float>> expected_grads;
+            host_grads.for_each_parameter([&](const std::string& name, tensor<float>& t) { expected_grads.emplace(name, t); });
+            // One scale for the whole model, as the fp32 model tests use. DM²S's max-pool sends each
+            // gradient to the largest element, which rounding may change: its gradients are not compared.
+            if (variant.second.pooling != pooling_kind::dm2s)
+                CHECK(relative_difference(flattened(parameters_of(rounded.backend(), grads)), flattened(expected_grads)) <=
+                      bound);
         }
-        CHECK(same_bits(outputs[0].logits, outputs[1].logits));
-        CHECK(same_bits(outputs[0].explanation.alpha, outputs[1].explanation.alpha));
-        CHECK(same_bits(outputs[0].explanation.beta, outputs[1].explanation.beta));
-        CHECK(same_bits(outputs[0].explanation.gamma, outputs[1].explanation.gamma));
-        REQUIRE(gradients[0].size() == gradients[1].size());
-        for (std::size_t i = 0; i < gradients[0].size(); ++i) {
-            CAPTURE(i);
-            CHECK(same_bits(gradients[0][i], gradients[1][i]));
+
+        const model_config config = small_config();
+        model<float, cpu_backend> host(four_modalities(), config, 9);
+        model<float, cuda_backend> device(host, rounded_backend);
+        adamw<float> host_optimizer;
+        adamw<float, cuda_space> device_optimizer;
+        const auto batch = host.pack(records);
+        tensor<float> targets({records.size()});
+        for (std::size_t i = 0; i < records.size(); ++i) targets[i] = static_cast<float>(i % config.num_outputs);
+        for (int step = 0; step < 3; ++step) {
+            CAPTURE(step);
+            const auto a = train_step(host, host_optimizer, batch, task_type::multiclass, targets, {.learning_rate = 1e-3});
+            const auto b = train_step(device, device_optimizer, batch, task_type::multiclass, targets, {.learning_rate = 1e-3});
+            CHECK(std::abs(b.loss - a.loss) <= bound * std::abs(a.loss));
+            CHECK(std::abs(b.gradient_norm - a.gradient_norm) <= bound * a.gradient_norm);
         }
     }
+}
+
+TEST_CASE_TEMPLATE(
+    "a model on the GPU gives the same bits from run to run: logits, explanations, gradients (float in each "
+    "precision)",
+    T, float, double)
+{
+    const auto records = random_records(four_modalities(), 7, 31);
+    std::vector<matmul_precision> precisions{matmul_precision::fp32};
+    if constexpr (std::is_same_v<T, float>) precisions = {std::begin(all_matmul_precisions), std::end(all_matmul_precisions)};
+    for (const auto precision : precisions)
+        for (const auto& variant : pooling_variants()) {
+            CAPTURE(to_string(precision));
+            CAPTURE(variant.first);
+            const model<T, cpu_backend> host(four_modalities(), variant.second, 5);
+            const model<T, cuda_backend> device(host, cuda_backend(cuda_options{.precision = precision}));
+            const auto batch = host.pack(records);
+            const bool explain = explains(variant.second.pooling);
+
+            std::vector<model_output<T>> outputs;
+            std::vector<std::vector<tensor<T>>> gradients;
+            for (int run = 0; run < 2; ++run) {
+                model_cache<T, cuda_space> cache;
+                outputs.push_back(device.forward(batch, explain, &cache));
+                tensor<T> probe(outputs.back().logits.shape());
+                random_generator rng(6);
+                for (auto& v : probe.values()) v = static_cast<T>(rng.normal());
+                auto grads = device.zero_gradients();
+                device.backward(cache, device.backend().upload(probe), grads);
+                std::vector<tensor<T>> on_host;
+                grads.for_each_parameter(
+                    [&](const std::string&, tensor<T, cuda_space>& g) { on_host.push_back(device.backend().download(g)); });
+                gradients.push_back(std::move(on_host));
+            }
+            CHECK(same_bits(outputs[0].logits, outputs[1].logits));
+            CHECK(same_bits(outputs[0].explanation.alpha, outputs[1].explanation.alpha));
+            CHECK(same_bits(outputs[0].explanation.beta, outputs[1].explanation.beta));
+            CHECK(same_bits(outputs[0].explanation.gamma, outputs[1].explanation.gamma));
+            REQUIRE(gradients[0].size() == gradients[1].size());
+            for (std::size_t i = 0; i < gradients[0].size(); ++i) {
+                CAPTURE(i);
+                CHECK(same_bits(gradients[0][i], gradients[1][i]));
+            }
+        }
 }
 
 TEST_CASE("a GPU training run resumed from a mid-epoch checkpoint ends bit-identical to an uninterrupted one")

@@ -45,8 +45,9 @@ enum class simd_kernels {
 /// Settings of a `cpu_backend`.
 struct cpu_options {
     std::size_t threads = 1;  ///< threads that run each kernel, the caller included
-    /// Float products in fp32, or with operands rounded to bf16 (fp32 sums). Double products are
-    /// always double.
+    /// Float products in fp32, or with operands rounded to bf16 (fp32 sums), or to TF32 (Eigen's
+    /// products of rounded copies: a reference for GPUs, not a fast path). Double products are always
+    /// double.
     matmul_precision precision = matmul_precision::fp32;
     /// How the kernels carry out bf16 products. `dot_product` needs AVX512_BF16 and falls back to
     /// `rounded_fma` where the processor lacks it; `tiles` needs AMX-BF16 and falls back to `fastest`;
@@ -92,11 +93,17 @@ struct cpu_backend : portable_backward_kernels,
 
     /// The kernels float products use on this processor, for reports: "avx512-fp32", "amx-bf16" (AMX
     /// tiles), "avx512-bf16-dot" (`vdpbf16ps`), "avx512-bf16-rounded-fma", "avx2-fp32",
-    /// "avx2-bf16-rounded-fma", "eigen" or "eigen-bf16-rounded".
+    /// "avx2-bf16-rounded-fma", "eigen", "eigen-bf16-rounded" or "eigen-tf32-rounded".
     const char* float_kernels() const noexcept
     {
         const auto path = float_path();
-        if (!path) return precision_ == matmul_precision::bf16 ? "eigen-bf16-rounded" : "eigen";
+        if (!path) {
+            switch (precision_) {
+            case matmul_precision::bf16: return "eigen-bf16-rounded";
+            case matmul_precision::tf32: return "eigen-tf32-rounded";
+            default: return "eigen";
+            }
+        }
         if (path->isa == kernel_isa::amx) return "amx-bf16";
         const bool wide = path->isa == kernel_isa::avx512;
         switch (path->format) {
@@ -368,6 +375,7 @@ private:
     /// The kernels float products run on; none where Eigen's are used.
     std::optional<kernel_path> float_path() const noexcept
     {
+        if (precision_ == matmul_precision::tf32) return std::nullopt;  // Eigen's products of rounded copies
         if (kernels_ == simd_kernels::widest && detail::avx512::has_fp32_kernels()) {
             if (precision_ == matmul_precision::fp32) return kernel_path{kernel_isa::avx512, operand_format::fp32};
             switch (bf16_kernel_used()) {
@@ -594,22 +602,25 @@ private:
                 });
                 return;
             }
-            if (precision_ == matmul_precision::bf16) {
-                rounded_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            if (precision_ != matmul_precision::fp32) {
+                rounded_gemm(precision_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 return;
             }
         }
         eigen_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
 
-    /// bf16 products without the library's kernels: Eigen's product of copies rounded to bf16.
-    static void rounded_gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                             std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
+    /// bf16 or tf32 products without the library's kernels: Eigen's product of copies rounded to
+    /// `precision`.
+    static void rounded_gemm(matmul_precision precision, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
+                             float alpha, const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+                             std::size_t ldc)
     {
+        const auto round = precision == matmul_precision::tf32 ? round_to_tf32 : round_to_bfloat16;
         // A stored matrix of rows × cols with leading dimension ld, every value rounded.
-        const auto rounded = [](const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
+        const auto rounded = [round](const float* x, std::size_t rows, std::size_t cols, std::size_t ld) {
             std::vector<float> copy(rows == 0 ? 0 : (rows - 1) * ld + cols);
-            for (std::size_t i = 0; i < copy.size(); ++i) copy[i] = round_to_bfloat16(x[i]);
+            for (std::size_t i = 0; i < copy.size(); ++i) copy[i] = round(x[i]);
             return copy;
         };
         const bool at = ta == transpose::yes, bt = tb == transpose::yes;

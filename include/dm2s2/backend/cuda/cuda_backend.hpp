@@ -9,15 +9,16 @@
 /// - one non-blocking stream per process carries every kernel, copy, allocation and release in order
 ///   (`cudaMallocAsync`/`cudaFreeAsync`: stream-ordered, no managed memory), with cuBLAS bound to it;
 ///   the host waits only when a result is downloaded (or `synchronize` is called);
-/// - fp32 products are fp32 (TF32 off), double products double;
+/// - float products follow `cuda_options::precision`: fp32 (TF32 off, the default), tf32 or bf16
+///   (tensor cores, fp32 sums); double products are double;
 /// - every reduction runs in a fixed order, without atomics, so the same inputs give the same bits from
 ///   run to run;
 /// - constructing a backend where there is no usable device throws `dm2s2::error` naming the cause.
 ///
 /// The kernels follow the host backends' definitions (`reference_backend`, `row_kernels.hpp`,
 /// `backward_kernels.hpp`, `training_kernels.hpp`) operation for operation; sums accumulate in double.
-/// Row operations whose targets could repeat (`add_rows`, the column sums of the backward passes) sum
-/// each target in the order of the index array, as on the host.
+/// `add_rows`, whose targets could repeat, sums each target in the order of the index array, as on the
+/// host; column sums (bias gradients, dγ, dβ) add chunks of rows, then the chunks, in a fixed order.
 
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +30,7 @@
 
 #include "dm2s2/backend/backend.hpp"
 #include "dm2s2/backend/backward_kernels.hpp"
+#include "dm2s2/backend/precision.hpp"
 #include "dm2s2/backend/training_kernels.hpp"
 #include "dm2s2/core/memory_space.hpp"
 #include "dm2s2/core/tensor.hpp"
@@ -54,6 +56,10 @@ struct cuda_options {
     /// when a tensor of `cuda_space` is made before any backend), and a later one naming another is
     /// refused.
     int device = 0;
+    /// How float products are computed: fp32 (exact fp32 products, for parity), tf32 or bf16 (cuBLAS
+    /// rounds the fp32 operands to TF32 or bfloat16 for the tensor cores and sums in fp32). The
+    /// backend's other kernels compute in fp32 in every mode, as the CPU backend's do.
+    matmul_precision precision = matmul_precision::fp32;
 };
 
 /// What the CUDA runtime reports about the devices of this machine.
@@ -106,8 +112,9 @@ struct sequence_extent {
 /// in the library). The `cuda_backend` members below forward to them.
 template <class T>
 struct kernels {
-    static void gemm(context&, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a,
-                     std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc);
+    static void gemm(context&, matmul_precision precision, transpose ta, transpose tb, std::size_t m, std::size_t n,
+                     std::size_t k, T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c,
+                     std::size_t ldc);
     static void add_row_vector(context&, T* x, std::size_t rows, std::size_t cols, std::size_t ldx, const T* v);
     static void gelu(context&, T* x, std::size_t n);
     static void tanh(context&, T* x, std::size_t n);
@@ -190,7 +197,13 @@ public:
 
     /// The backend on device 0; throws `dm2s2::error` when no usable device is there, naming why.
     cuda_backend() : cuda_backend(cuda_options{}) {}
-    explicit cuda_backend(cuda_options options) : context_(&detail::cuda::process_context(options.device)) {}
+    explicit cuda_backend(cuda_options options)
+        : context_(&detail::cuda::process_context(options.device)), precision_(options.precision)
+    {
+    }
+
+    /// How float products are computed.
+    matmul_precision precision() const noexcept { return precision_; }
 
     /// The device's name, as the driver reports it.
     std::string device_name() const { return detail::cuda::device_name(*context_); }
@@ -218,7 +231,7 @@ public:
     void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, pointer<const T> a,
               std::size_t lda, pointer<const T> b, std::size_t ldb, T beta, pointer<T> c, std::size_t ldc) const
     {
-        K<T>::gemm(*context_, ta, tb, m, n, k, alpha, raw(a), lda, raw(b), ldb, beta, raw(c), ldc);
+        K<T>::gemm(*context_, precision_, ta, tb, m, n, k, alpha, raw(a), lda, raw(b), ldb, beta, raw(c), ldc);
     }
     template <scalar T>
     void add_row_vector(pointer<T> x, std::size_t rows, std::size_t cols, std::size_t ldx, pointer<const T> v) const
@@ -465,6 +478,7 @@ private:
     }
 
     detail::cuda::context* context_;
+    matmul_precision precision_ = matmul_precision::fp32;
 };
 
 static_assert(optimizing_backend_for<cuda_backend, float> && optimizing_backend_for<cuda_backend, double>);
