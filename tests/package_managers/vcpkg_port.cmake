@@ -6,8 +6,11 @@
 # port, no absolute build paths in installed files), the package is copied into an installed tree
 # laid out as vcpkg's (installed/<triplet>/...), and a consumer is built and run against it with
 # find_package, with the dependencies found in DEPENDENCY_PREFIX (the newest versions in that lane).
+# With CUDA_COMPILER (nvcc), the feature "cuda" is asked for too, as vcpkg's cuda port would find that
+# toolkit, and built for sm_90 as a triplet's VCPKG_CMAKE_CONFIGURE_OPTIONS would ask; without it, every
+# other feature.
 #   cmake -DSOURCE_DIR=<repo> -DWORK_DIR=<scratch> -DCXX_COMPILER=<c++> -DGENERATOR=<generator>
-#         "-DDEPENDENCY_PREFIX=<prefixes>" -P tests/package_managers/vcpkg_port.cmake
+#         "-DDEPENDENCY_PREFIX=<prefixes>" [-DCUDA_COMPILER=<nvcc>] -P tests/package_managers/vcpkg_port.cmake
 cmake_minimum_required(VERSION 3.20)
 file(REMOVE_RECURSE ${WORK_DIR})
 set(here ${CMAKE_CURRENT_LIST_DIR})
@@ -37,8 +40,13 @@ foreach(i RANGE ${last})
   string(JSON feature MEMBER "${manifest}" features ${i})
   list(APPEND manifest_features ${feature})
 endforeach()
-# Every feature, as vcpkg install dm2s2[simd,text,xtensor] asks for them.
+# Every feature, as vcpkg install dm2s2[simd,text,xtensor,cuda] asks for them; "cuda" only with a toolkit.
 set(FEATURES core ${manifest_features})
+if(CUDA_COMPILER)
+  set(VCPKG_CMAKE_CONFIGURE_OPTIONS -DCMAKE_CUDA_ARCHITECTURES=90)
+else()
+  list(REMOVE_ITEM FEATURES cuda)
+endif()
 
 # ---- vcpkg's helpers, emulated -------------------------------------------------------------------
 function(vcpkg_check_features)
@@ -57,6 +65,17 @@ function(vcpkg_check_features)
   set(${arg_OUT_FEATURE_OPTIONS} ${options} PARENT_SCOPE)
 endfunction()
 
+function(vcpkg_find_cuda)  # the cuda port's helper: NVCC and the toolkit's root, or an error
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "OUT_CUDA_TOOLKIT_ROOT" "")
+  if(NOT CUDA_COMPILER)
+    message(FATAL_ERROR "Could not find CUDA")
+  endif()
+  set(NVCC ${CUDA_COMPILER} PARENT_SCOPE)
+  get_filename_component(bin ${CUDA_COMPILER} DIRECTORY)
+  get_filename_component(root ${bin} DIRECTORY)
+  set(${arg_OUT_CUDA_TOOLKIT_ROOT} ${root} PARENT_SCOPE)
+endfunction()
+
 function(vcpkg_cmake_configure)
   cmake_parse_arguments(PARSE_ARGV 0 arg "" "SOURCE_PATH" "OPTIONS;OPTIONS_RELEASE;OPTIONS_DEBUG")
   set(configurations rel)
@@ -73,7 +92,7 @@ function(vcpkg_cmake_configure)
     string(REPLACE ";" "\\;" prefix_path "${CURRENT_INSTALLED_DIR};${DEPENDENCY_PREFIX}")
     run_step(${CMAKE_COMMAND} -S ${arg_SOURCE_PATH} -B ${CURRENT_BUILDTREES_DIR}/${TARGET_TRIPLET}-${configuration}
       -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${type} -DCMAKE_INSTALL_PREFIX=${prefix}
-      "-DCMAKE_PREFIX_PATH=${prefix_path}" ${arg_OPTIONS})
+      "-DCMAKE_PREFIX_PATH=${prefix_path}" ${arg_OPTIONS} ${VCPKG_CMAKE_CONFIGURE_OPTIONS})
     set_property(GLOBAL APPEND PROPERTY configured_builds ${CURRENT_BUILDTREES_DIR}/${TARGET_TRIPLET}-${configuration})
   endforeach()
 endfunction()
@@ -114,7 +133,7 @@ if(NOT mapped STREQUAL manifest_features)
   message(FATAL_ERROR "vcpkg.json declares features '${manifest_features}', the portfile maps '${mapped}'")
 endif()
 
-# ---- vcpkg's post-build rules for a header-only CMake port ---------------------------------------
+# ---- vcpkg's post-build rules for a header-only CMake port (with "cuda", one static library) -----
 set(share ${CURRENT_PACKAGES_DIR}/share/${PORT})
 foreach(required include/dm2s2/dm2s2.hpp include/dm2s2/interop/xtensor.hpp share/${PORT}/dm2s2Config.cmake
                  share/${PORT}/dm2s2ConfigVersion.cmake share/${PORT}/dm2s2Targets.cmake share/${PORT}/copyright share/${PORT}/usage)
@@ -124,7 +143,13 @@ foreach(required include/dm2s2/dm2s2.hpp include/dm2s2/interop/xtensor.hpp share
 endforeach()
 file(GLOB top RELATIVE ${CURRENT_PACKAGES_DIR} ${CURRENT_PACKAGES_DIR}/*)
 list(SORT top)
-if(NOT top STREQUAL "include;share")
+if("cuda" IN_LIST FEATURES)
+  file(GLOB_RECURSE libraries RELATIVE ${CURRENT_PACKAGES_DIR} ${CURRENT_PACKAGES_DIR}/lib/*)
+  if(NOT top STREQUAL "include;lib;share" OR NOT libraries STREQUAL "lib/libdm2s2_cuda.a")
+    message(FATAL_ERROR "with cuda, the package holds include/, share/ and lib/libdm2s2_cuda.a only, not: ${top} (lib: "
+      "${libraries})")
+  endif()
+elseif(NOT top STREQUAL "include;share")
   message(FATAL_ERROR "a header-only package holds include/ and share/ only, not: ${top}")
 endif()
 file(GLOB share_entries RELATIVE ${CURRENT_PACKAGES_DIR}/share ${CURRENT_PACKAGES_DIR}/share/*)
@@ -157,6 +182,10 @@ foreach(f IN LISTS installed_files)
 endforeach()
 
 string(REPLACE ";" "," exported_targets "${exported}")  # one argument through run_step
+set(consumer_cuda -DWITH_CUDA=OFF)
+if("cuda" IN_LIST FEATURES)
+  set(consumer_cuda -DWITH_CUDA=ON -DCMAKE_CUDA_COMPILER=${CUDA_COMPILER})
+endif()
 
 # ---- installed/<triplet>, and a consumer -----------------------------------------------------------
 file(COPY ${CURRENT_PACKAGES_DIR}/ DESTINATION ${CURRENT_INSTALLED_DIR})
@@ -164,8 +193,12 @@ file(REMOVE_RECURSE ${CURRENT_PACKAGES_DIR})  # the consumer must not find the p
 run_step(${CMAKE_COMMAND} -E env "CMAKE_PREFIX_PATH=${DEPENDENCY_PREFIX}"
   ${CMAKE_COMMAND} -S ${here}/vcpkg_consumer -B ${WORK_DIR}/consumer -G ${GENERATOR}
   -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_PREFIX_PATH=${CURRENT_INSTALLED_DIR}
-  -DSOURCE_DIR=${SOURCE_DIR} -DEXPECTED_TARGETS=${exported_targets})
+  -DSOURCE_DIR=${SOURCE_DIR} -DEXPECTED_TARGETS=${exported_targets} ${consumer_cuda})
 run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
 run_step(${WORK_DIR}/consumer/test_package)
 run_step(${WORK_DIR}/consumer/xtensor_features)
-message(STATUS "vcpkg port: features ${manifest_features}; targets ${exported}; consumer built and ran against ${CURRENT_INSTALLED_DIR}")
+if("cuda" IN_LIST FEATURES)
+  run_step(${WORK_DIR}/consumer/cuda_consumer)
+endif()
+list(REMOVE_ITEM FEATURES core)
+message(STATUS "vcpkg port: features ${FEATURES}; targets ${exported}; consumer built and ran against ${CURRENT_INSTALLED_DIR}")
