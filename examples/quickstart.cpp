@@ -1,15 +1,30 @@
 // Quickstart: a small random DM²S² model over four modalities, run on three records (the second
 // without an image, the third with only a title and a price), printing the logits and the
 // explanation: β per modality and α per element.
+//
+//   dm2s2_quickstart [--device cpu|cuda]
+//
+// --device cuda runs the same model on the GPU (a build with -DDM2S2_CUDA=ON): one upload of its
+// parameters, then the forward pass there; the logits and the explanation come back to the host.
 
 #include <cstdio>
+#include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include <dm2s2/dm2s2.hpp>
+#if defined(DM2S2_HAS_CUDA)
+#include <dm2s2/backend/cuda/cuda_backend.hpp>
+#endif
 
-int main()
+int main(int argc, char** argv)
 {
+    const bool on_gpu = argc == 3 && std::strcmp(argv[1], "--device") == 0 && std::strcmp(argv[2], "cuda") == 0;
+    if (argc != 1 && !on_gpu && !(argc == 3 && std::strcmp(argv[1], "--device") == 0 && std::strcmp(argv[2], "cpu") == 0)) {
+        std::fprintf(stderr, "usage: dm2s2_quickstart [--device cpu|cuda]\n");
+        return 2;
+    }
     using dm2s2::modality_kind;
     const dm2s2::schema schema({
         {.name = "title", .kind = modality_kind::tokens, .max_length = 16},
@@ -51,7 +66,25 @@ int main()
         .set_numeric("price", {9.99});  // no image; "gifts" is an unknown category
     records[2].set_tokens("title", {250, 251, 252, 253, 254}).set_numeric("price", {120.0});
 
-    const auto out = model.forward(records, /*explain=*/true);
+    dm2s2::model_output<float> out;
+    if (on_gpu) {
+#if defined(DM2S2_HAS_CUDA)
+        try {
+            const dm2s2::model<float, dm2s2::cuda_backend> gpu(model, dm2s2::cuda_backend{});  // one upload
+            out = gpu.forward(gpu.pack(records), /*explain=*/true);
+            std::printf("on %s\n", gpu.backend().device_name().c_str());
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "dm2s2_quickstart: %s\n", e.what());
+            return 1;
+        }
+#else
+        std::fprintf(stderr,
+                     "dm2s2_quickstart: --device cuda: this build has no CUDA backend (configure with -DDM2S2_CUDA=ON)\n");
+        return 1;
+#endif
+    } else {
+        out = model.forward(records, /*explain=*/true);
+    }
     const auto& e = out.explanation;
     for (std::size_t b = 0; b < records.size(); ++b) {
         std::printf("record %zu  logits:", b);

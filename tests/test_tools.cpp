@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <set>
 #include <string>
@@ -165,6 +166,29 @@ TEST_CASE("the quickstart runs and prints an explanation for every record")
     REQUIRE_MESSAGE(r.status == 0, r.output);
     CHECK(r.output.find("record 2  logits:") != std::string::npos);
     CHECK(r.output.find("(missing)") != std::string::npos);
+    // On the GPU: the same lines after the device's name, each number within a unit of its last printed
+    // digit (the GPU's sums round differently), or without a GPU, one line saying why.
+    const auto gpu = run(std::string(DM2S2_QUICKSTART) + " --device cuda");
+    if (gpu.status == 0) {
+        CAPTURE(gpu.output);
+        CHECK(gpu.output.starts_with("on "));
+        const auto numbers = [](const std::string& text) {
+            std::vector<double> out;
+            const std::regex number("[-+]?[0-9]+\\.[0-9]+");
+            for (auto it = std::sregex_iterator(text.begin(), text.end(), number); it != std::sregex_iterator(); ++it)
+                out.push_back(std::stod(it->str()));
+            return out;
+        };
+        const std::string lines = gpu.output.substr(gpu.output.find('\n') + 1);
+        const auto on_cpu = numbers(r.output), on_device = numbers(lines);
+        REQUIRE(on_device.size() == on_cpu.size());
+        for (std::size_t i = 0; i < on_cpu.size(); ++i) CHECK(std::abs(on_device[i] - on_cpu[i]) <= 1.01e-3);
+        const std::regex digits("[-+0-9]");  // signs too: a logit near 0 may print as -0.0000 on one side
+        CHECK(std::regex_replace(lines, digits, "#") == std::regex_replace(r.output, digits, "#"));
+    } else {
+        check_refused_without_gpu(gpu, dm2s2::testing::scratch_dir("quickstart_gpu") / "none");
+    }
+    CHECK(run(std::string(DM2S2_QUICKSTART) + " --device tpu").status == 2);
 }
 
 TEST_CASE("the training example trains, saves, reloads and explains")
