@@ -11,7 +11,7 @@
 # Steps: the machine (nvidia-smi, nvcc); the build (dm2s2::cuda for sm_90, its tests and G1's timing
 # program, with every core); the kernel tests against the plain-loop reference and the model tests
 # against the CPU model (every pooling's logits, α/β/γ and gradients, training steps and a short fit,
-# fp32 within 1e-5 relative, f64 within 1e-12; tf32 and bf16 products within 5e-3 and 2e-2 of the
+# fp32 within 1e-5 relative, f64 within 1e-12; tf32 and bf16 products within 5e-3 and 5e-2 of the
 # CPU's fp32 model); HF parity on tests/data/bert_tiny_a (f64 ≤ 1e-10, f32 ≤ 2e-5); run-to-run bit
 # identity in every precision; then G1's speed in fp32 and bf16 against PyTorch on the same machine,
 # ending with the three speedup lines of the CUDA issue (x = PyTorch's median / ours).

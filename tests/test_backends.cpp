@@ -191,50 +191,60 @@ TEST_CASE_TEMPLATE("backend row kernels match the reference: biases, layer norm,
     const auto backend = C::make_backend();
     const reference_backend reference;
     random_generator rng(13);
-    for (const std::size_t cols : {std::size_t{1}, std::size_t{17}, std::size_t{64}}) {
-        const std::size_t rows = 5;
-        CAPTURE(cols);
-        const auto x = random_vector<T>(rows * cols, rng, 2.0), residual = random_vector<T>(rows * cols, rng);
-        const auto gamma = random_vector<T>(cols, rng), beta = random_vector<T>(cols, rng),
-                   dy = random_vector<T>(rows * cols, rng);
-        const auto dx = on_device(backend, x), dres = on_device(backend, residual), dgamma_in = on_device(backend, gamma),
-                   dbeta_in = on_device(backend, beta), ddy = on_device(backend, dy);
+    // Rows past one and several chunks of 32, the GPU's column sums' blocks, with a partial last one.
+    for (const std::size_t rows : {std::size_t{5}, std::size_t{33}, std::size_t{100}})
+        for (const std::size_t cols : {std::size_t{1}, std::size_t{17}, std::size_t{64}}) {
+            CAPTURE(rows);
+            CAPTURE(cols);
+            const auto x = random_vector<T>(rows * cols, rng, 2.0), residual = random_vector<T>(rows * cols, rng);
+            const auto gamma = random_vector<T>(cols, rng), beta = random_vector<T>(cols, rng),
+                       dy = random_vector<T>(rows * cols, rng);
+            const auto dx = on_device(backend, x), dres = on_device(backend, residual), dgamma_in = on_device(backend, gamma),
+                       dbeta_in = on_device(backend, beta), ddy = on_device(backend, dy);
 
-        auto expected = x;
-        reference.add_row_vector(expected.data(), rows, cols, cols, gamma.data());
-        auto y = on_device(backend, x);
-        backend.add_row_vector(y.data(), rows, cols, cols, dgamma_in.data());
-        CHECK(max_difference(on_host(backend, y), expected) <= C::tolerance * 4);
+            auto expected = x;
+            reference.add_row_vector(expected.data(), rows, cols, cols, gamma.data());
+            auto y = on_device(backend, x);
+            backend.add_row_vector(y.data(), rows, cols, cols, dgamma_in.data());
+            CHECK(max_difference(on_host(backend, y), expected) <= C::tolerance * 4);
 
-        for (const bool with_residual : {false, true}) {
-            CAPTURE(with_residual);
-            std::vector<T> normed(rows * cols);
-            reference.layer_norm(x.data(), with_residual ? residual.data() : nullptr, normed.data(), rows, cols, gamma.data(),
-                                 beta.data(), T(1e-5));
-            tensor<T, backend_space<typename C::backend>> out({rows, cols}, uninitialized);
-            backend.layer_norm(dx.data(), with_residual ? dres.data() : decltype(dres.data()){}, out.data(), rows, cols,
-                               dgamma_in.data(), dbeta_in.data(), T(1e-5));
-            CHECK(max_difference(on_host(backend, out), normed) <= C::tolerance * 20);
+            for (const bool with_residual : {false, true}) {
+                CAPTURE(with_residual);
+                std::vector<T> normed(rows * cols);
+                reference.layer_norm(x.data(), with_residual ? residual.data() : nullptr, normed.data(), rows, cols, gamma.data(),
+                                     beta.data(), T(1e-5));
+                tensor<T, backend_space<typename C::backend>> out({rows, cols}, uninitialized);
+                backend.layer_norm(dx.data(), with_residual ? dres.data() : decltype(dres.data()){}, out.data(), rows, cols,
+                                   dgamma_in.data(), dbeta_in.data(), T(1e-5));
+                CHECK(max_difference(on_host(backend, out), normed) <= C::tolerance * 20);
+            }
+
+            std::vector<T> dv(rows * cols), dgamma(cols, T(0.5)), dbeta(cols, T(-0.25));
+            reference.layer_norm_backward(x.data(), dy.data(), dv.data(), rows, cols, gamma.data(), T(1e-5), dgamma.data(),
+                                          dbeta.data());
+            tensor<T, backend_space<typename C::backend>> d_dv({rows, cols}, uninitialized);
+            auto d_dgamma = on_device(backend, std::vector<T>(cols, T(0.5))),
+                 d_dbeta = on_device(backend, std::vector<T>(cols, T(-0.25)));
+            backend.layer_norm_backward(dx.data(), ddy.data(), d_dv.data(), rows, cols, dgamma_in.data(), T(1e-5),
+                                        d_dgamma.data(), d_dbeta.data());
+            CHECK(max_difference(on_host(backend, d_dv), dv) <= C::tolerance * 50);
+            CHECK(max_difference(on_host(backend, d_dgamma), dgamma) <= C::tolerance * 50);
+            CHECK(max_difference(on_host(backend, d_dbeta), dbeta) <= C::tolerance * 50);
+
+            std::vector<T> sums(cols, T(1));
+            reference.add_column_sums(dy.data(), rows, cols, cols, sums.data());
+            auto d_sums = on_device(backend, std::vector<T>(cols, T(1)));
+            backend.add_column_sums(ddy.data(), rows, cols, cols, d_sums.data());
+            CHECK(max_difference(on_host(backend, d_sums), sums) <= C::tolerance * 10);
+            // The first cols − 1 columns of the same rows, read with the full row stride.
+            if (cols > 1) {
+                std::vector<T> narrow(cols - 1, T(1));
+                reference.add_column_sums(dy.data(), rows, cols - 1, cols, narrow.data());
+                auto d_narrow = on_device(backend, std::vector<T>(cols - 1, T(1)));
+                backend.add_column_sums(ddy.data(), rows, cols - 1, cols, d_narrow.data());
+                CHECK(max_difference(on_host(backend, d_narrow), narrow) <= C::tolerance * 10);
+            }
         }
-
-        std::vector<T> dv(rows * cols), dgamma(cols, T(0.5)), dbeta(cols, T(-0.25));
-        reference.layer_norm_backward(x.data(), dy.data(), dv.data(), rows, cols, gamma.data(), T(1e-5), dgamma.data(),
-                                      dbeta.data());
-        tensor<T, backend_space<typename C::backend>> d_dv({rows, cols}, uninitialized);
-        auto d_dgamma = on_device(backend, std::vector<T>(cols, T(0.5))),
-             d_dbeta = on_device(backend, std::vector<T>(cols, T(-0.25)));
-        backend.layer_norm_backward(dx.data(), ddy.data(), d_dv.data(), rows, cols, dgamma_in.data(), T(1e-5), d_dgamma.data(),
-                                    d_dbeta.data());
-        CHECK(max_difference(on_host(backend, d_dv), dv) <= C::tolerance * 50);
-        CHECK(max_difference(on_host(backend, d_dgamma), dgamma) <= C::tolerance * 50);
-        CHECK(max_difference(on_host(backend, d_dbeta), dbeta) <= C::tolerance * 50);
-
-        std::vector<T> sums(cols, T(1));
-        reference.add_column_sums(dy.data(), rows, cols, cols, sums.data());
-        auto d_sums = on_device(backend, std::vector<T>(cols, T(1)));
-        backend.add_column_sums(ddy.data(), rows, cols, cols, d_sums.data());
-        CHECK(max_difference(on_host(backend, d_sums), sums) <= C::tolerance * 10);
-    }
 }
 
 TEST_CASE_TEMPLATE("backend batched attention matches the reference, forward and backward", C, DM2S2_BACKEND_CASES)

@@ -13,6 +13,7 @@ vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
     cuda DM2S2_CUDA
 )
 if("cuda" IN_LIST FEATURES)
+  vcpkg_check_linkage(ONLY_STATIC_LIBRARY)  # dm2s2::cuda is a static library on every triplet
   # The toolkit the cuda port found; the architectures are the project's (80 and 90) unless a triplet
   # sets CMAKE_CUDA_ARCHITECTURES through VCPKG_CMAKE_CONFIGURE_OPTIONS.
   vcpkg_find_cuda(OUT_CUDA_TOOLKIT_ROOT cuda_toolkit_root)

@@ -1,7 +1,9 @@
 // The kernels of `cuda_backend` (all but the products, which are cuBLAS's: cuda_runtime.cu). Each
 // follows the host definition of its operation (reference_backend, row_kernels.hpp,
 // backward_kernels.hpp, training_kernels.hpp): the same roundings to T at the same points, sums in
-// double. Every reduction is a fixed tree or a fixed sequence: no atomics, so results repeat bit for bit.
+// double, except the column sums of dγ and dβ, which add in double and round to T once where the host
+// rounds each row's term. Every reduction is a fixed tree or a fixed sequence: no atomics, so results
+// repeat bit for bit.
 
 #include <cuda_runtime.h>
 
@@ -519,13 +521,18 @@ __global__ void row_statistics_kernel(const T* v, std::size_t cols, T eps, doubl
     }
 }
 
-/// Rows a block of the column sums' first stage adds: a column's sum is the ordered sum of its chunks'
-/// sums, each summed in order, so every column has many threads, and the order is fixed by the shape.
-constexpr std::size_t column_chunk_rows = 32;
+/// Rows a block of the column sums' first stage adds: 32, or more where 65 535 chunks (a grid's height)
+/// would not cover the rows. A column's sum is the ordered sum of its chunks' sums, each summed in
+/// order, so every column has many threads, and the order is fixed by the shape.
+std::size_t column_chunk_rows(std::size_t rows)
+{
+    constexpr std::size_t least = 32, most_chunks = 65535;
+    return std::max(least, (rows + most_chunks - 1) / most_chunks);
+}
 
 std::size_t column_chunks(std::size_t rows)
 {
-    return (rows + column_chunk_rows - 1) / column_chunk_rows;
+    return (rows + column_chunk_rows(rows) - 1) / column_chunk_rows(rows);
 }
 
 /// The first stage's grid: blocks of `threads` columns by chunks of rows.
@@ -540,12 +547,11 @@ dim3 column_chunk_grid(std::size_t rows, std::size_t cols, const char* what)
 /// Σ dy into partial[(chunks + y)·cols + j], in row order.
 template <class T>
 __global__ void layer_norm_partial_gradients_kernel(const T* v, const T* dy, std::size_t rows, std::size_t cols,
-                                                    const double* statistics, double* partial)
+                                                    std::size_t chunk_rows, const double* statistics, double* partial)
 {
     const std::size_t j = blockIdx.x * static_cast<std::size_t>(threads) + threadIdx.x;
     if (j >= cols) return;
-    const std::size_t first = blockIdx.y * column_chunk_rows,
-                      last = first + column_chunk_rows < rows ? first + column_chunk_rows : rows;
+    const std::size_t first = blockIdx.y * chunk_rows, last = first + chunk_rows < rows ? first + chunk_rows : rows;
     double gamma_sum = 0, beta_sum = 0;
     for (std::size_t r = first; r < last; ++r) {
         const double g = dy[r * cols + j];
@@ -559,12 +565,12 @@ __global__ void layer_norm_partial_gradients_kernel(const T* v, const T* dy, std
 /// First stage of the column sums of x [rows, cols] (row stride ldx): the chunk of rows of block y
 /// into partial[y·cols + j], in row order.
 template <class T>
-__global__ void column_partial_sums_kernel(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx, double* partial)
+__global__ void column_partial_sums_kernel(const T* x, std::size_t rows, std::size_t cols, std::size_t ldx,
+                                           std::size_t chunk_rows, double* partial)
 {
     const std::size_t j = blockIdx.x * static_cast<std::size_t>(threads) + threadIdx.x;
     if (j >= cols) return;
-    const std::size_t first = blockIdx.y * column_chunk_rows,
-                      last = first + column_chunk_rows < rows ? first + column_chunk_rows : rows;
+    const std::size_t first = blockIdx.y * chunk_rows, last = first + chunk_rows < rows ? first + chunk_rows : rows;
     double sum = 0;
     for (std::size_t i = first; i < last; ++i) sum += x[i * ldx + j];
     partial[blockIdx.y * cols + j] = sum;
@@ -1066,7 +1072,7 @@ void kernels<T>::layer_norm_backward(context& c, const T* v, const T* dy, T* dv,
     const device_buffer partial(c, 2 * chunks * cols * sizeof(double));
     layer_norm_partial_gradients_kernel<T>
         <<<column_chunk_grid(rows, cols, "layer_norm_backward (parameters)"), threads, 0, c.stream()>>>(
-            v, dy, rows, cols, statistics.as<const double>(), partial.as<double>());
+            v, dy, rows, cols, column_chunk_rows(rows), statistics.as<const double>(), partial.as<double>());
     check_launch("layer_norm_backward (parameters)");
     add_partial_sums_kernel<T><<<blocks_for(cols), threads, 0, c.stream()>>>(partial.as<const double>(), chunks, cols, dgamma);
     add_partial_sums_kernel<T>
@@ -1083,8 +1089,8 @@ void kernels<T>::add_column_sums(context& c, const T* x, std::size_t rows, std::
     if (cols == 0 || rows == 0) return;  // out += 0
     const std::size_t chunks = column_chunks(rows);
     const device_buffer partial(c, chunks * cols * sizeof(double));
-    column_partial_sums_kernel<T>
-        <<<column_chunk_grid(rows, cols, "add_column_sums"), threads, 0, c.stream()>>>(x, rows, cols, ldx, partial.as<double>());
+    column_partial_sums_kernel<T><<<column_chunk_grid(rows, cols, "add_column_sums"), threads, 0, c.stream()>>>(
+        x, rows, cols, ldx, column_chunk_rows(rows), partial.as<double>());
     check_launch("add_column_sums (chunks)");
     add_partial_sums_kernel<T><<<blocks_for(cols), threads, 0, c.stream()>>>(partial.as<const double>(), chunks, cols, out);
     check_launch("add_column_sums");

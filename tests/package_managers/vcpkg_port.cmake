@@ -65,6 +65,12 @@ function(vcpkg_check_features)
   set(${arg_OUT_FEATURE_OPTIONS} ${options} PARENT_SCOPE)
 endfunction()
 
+function(vcpkg_check_linkage)  # x64-linux links statically already: only the argument is checked
+  if(NOT ARGN STREQUAL "ONLY_STATIC_LIBRARY")
+    message(FATAL_ERROR "vcpkg_check_linkage(${ARGN}): this emulation knows ONLY_STATIC_LIBRARY")
+  endif()
+endfunction()
+
 function(vcpkg_find_cuda)  # the cuda port's helper: NVCC and the toolkit's root, or an error
   cmake_parse_arguments(PARSE_ARGV 0 arg "" "OUT_CUDA_TOOLKIT_ROOT" "")
   if(NOT CUDA_COMPILER)

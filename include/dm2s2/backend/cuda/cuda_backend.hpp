@@ -18,7 +18,8 @@
 /// The kernels follow the host backends' definitions (`reference_backend`, `row_kernels.hpp`,
 /// `backward_kernels.hpp`, `training_kernels.hpp`) operation for operation; sums accumulate in double.
 /// `add_rows`, whose targets could repeat, sums each target in the order of the index array, as on the
-/// host; column sums (bias gradients, dγ, dβ) add chunks of rows, then the chunks, in a fixed order.
+/// host; column sums (bias gradients, dγ, dβ) add chunks of rows, then the chunks, in a fixed order
+/// (dγ and dβ in double, rounded once: the host rounds each row's term, so their last bits differ).
 
 #include <cstddef>
 #include <cstdint>
