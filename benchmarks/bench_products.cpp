@@ -21,7 +21,9 @@
 // a product ran at one thread's speed round after round. OpenBLAS's OpenMP threads are started
 // before the binding (their own binding, OMP_PROC_BIND, is left as the environment sets it).
 //
-//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound] [--peaks-only]
+//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--l2-kib S] [--unbound] [--peaks-only]
+// --l2-kib blocks dm2s2's products for a level 2 cache of S KiB instead of the processor's own
+// (`cpu_options::caches`): what the blocking derived for another processor costs on this one.
 // --peaks-only prints the register-only peaks alone, and the kernels fp32 and bf16 products run on
 // (benchmarks/compare.py reads them).
 // DM2S2_BENCH_SCALE=tiny shrinks the shapes for CI's smoke run.
@@ -205,6 +207,17 @@ double tile_peak_gflops(const dm2s2::cpu_backend& backend)
 #endif
 }
 
+/// "L1d 48 KiB, L2 2048 KiB; blocks of 504 rows of A, passes of 1024 columns" for the backend's
+/// products (no blocking where they are not the library's AVX-512 or AVX2 kernels).
+std::string describe_blocking(const dm2s2::cpu_backend& backend)
+{
+    const auto& caches = backend.cache_sizes();
+    std::string out = "L1d " + std::to_string(caches.l1d >> 10) + " KiB, L2 " + std::to_string(caches.l2 >> 10) + " KiB";
+    if (const auto b = backend.product_blocking())
+        out += "; blocks of " + std::to_string(b->mc) + " rows of A, passes of " + std::to_string(b->nc) + " columns";
+    return out;
+}
+
 /// Prints the register-only peaks of fp32 FMA, `vdpbf16ps` and AMX tiles on the backend's threads.
 void print_peaks(const dm2s2::cpu_backend& backend, double fma_peak)
 {
@@ -219,7 +232,7 @@ int usage(const char* message)
 {
     std::fprintf(stderr,
                  "dm2s2_bench_products: %s\n"
-                 "usage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--unbound] [--peaks-only]\n",
+                 "usage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--l2-kib S] [--unbound] [--peaks-only]\n",
                  message);
     return 2;
 }
@@ -229,7 +242,7 @@ int usage(const char* message)
 int main(int argc, char** argv)
 {
     const bool tiny = dm2s2_bench::tiny();
-    std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15;
+    std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15, l2_kib = 0;
     auto binding = dm2s2::thread_binding::caller_and_workers;
     bool peaks_only = false;
     for (int i = 1; i < argc; ++i) {
@@ -242,7 +255,11 @@ int main(int argc, char** argv)
             peaks_only = true;
             continue;
         }
-        std::size_t* target = arg == "--rows" ? &rows : arg == "--threads" ? &threads : arg == "--rounds" ? &rounds : nullptr;
+        std::size_t* target = arg == "--rows"      ? &rows
+                              : arg == "--threads" ? &threads
+                              : arg == "--rounds"  ? &rounds
+                              : arg == "--l2-kib"  ? &l2_kib
+                                                   : nullptr;
         if (target == nullptr) return usage(("unknown argument " + std::string(arg)).c_str());
         if (i + 1 == argc) return usage(("missing value after " + std::string(arg)).c_str());
         char* end = nullptr;
@@ -250,11 +267,14 @@ int main(int argc, char** argv)
         if (*end != '\0' || value == 0 || value > 100000) return usage(("bad value for " + std::string(arg)).c_str());
         *target = static_cast<std::size_t>(value);
     }
+    std::optional<dm2s2::cpu_cache_sizes> caches;
+    if (l2_kib != 0) caches = dm2s2::cpu_cache_sizes{.l1d = dm2s2::detected_cpu_cache_sizes().l1d, .l2 = l2_kib << 10};
 
     if (peaks_only) {  // without OpenBLAS, whose threads could take the processors' time
-        const dm2s2::cpu_backend backend({.threads = threads, .binding = binding});
-        const dm2s2::cpu_backend bf16_backend({.precision = dm2s2::matmul_precision::bf16});
+        const dm2s2::cpu_backend backend({.threads = threads, .binding = binding, .caches = caches});
+        const dm2s2::cpu_backend bf16_backend({.precision = dm2s2::matmul_precision::bf16, .caches = caches});
         std::printf("dm2s2 kernels: fp32 %s, bf16 %s\n", backend.float_kernels(), bf16_backend.float_kernels());
+        std::printf("dm2s2 blocking: %s\n", describe_blocking(backend).c_str());
         print_peaks(backend, register_peak_gflops<false>(backend));
         return 0;
     }
@@ -266,14 +286,16 @@ int main(int argc, char** argv)
     const dm2s2::cpu_backend bf16_backend(
         {.threads = threads,
          .precision = dm2s2::matmul_precision::bf16,
-         .binding = binding == dm2s2::thread_binding::none ? binding : dm2s2::thread_binding::workers});
-    const dm2s2::cpu_backend backend({.threads = threads, .binding = binding});
+         .binding = binding == dm2s2::thread_binding::none ? binding : dm2s2::thread_binding::workers,
+         .caches = caches});
+    const dm2s2::cpu_backend backend({.threads = threads, .binding = binding, .caches = caches});
     const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
     std::printf(
-        "dm2s2 kernels: %s (bf16: %s), threads %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of per-round "
-        "ratios\n\n",
+        "dm2s2 kernels: %s (bf16: %s), threads %s; %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of "
+        "per-round ratios\n\n",
         backend.float_kernels(), bf16_backend.float_kernels(),
-        backend.worker_cpus().empty() ? "unbound" : "bound to processors (the caller too)", blas.core.c_str(), threads, rounds);
+        backend.worker_cpus().empty() ? "unbound" : "bound to processors (the caller too)", describe_blocking(backend).c_str(),
+        blas.core.c_str(), threads, rounds);
     const double peak = register_peak_gflops<false>(backend);
     std::printf(
         "| product | m × n × k | dm2s2 GFLOP/s | of FMA peak | dm2s2 bf16 GFLOP/s | bf16 / fp32 | OpenBLAS GFLOP/s | dm2s2 / "

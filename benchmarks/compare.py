@@ -76,15 +76,16 @@ class OnnxRuntime:
 
 def register_peaks(products, threads):
     """The register-only peaks (GFLOP/s) of fp32 FMA, vdpbf16ps and AMX tiles on `threads` threads, as
-    dm2s2_bench_products measures them (0 where the instruction is missing), and the kernels dm2s2's
-    bf16 products run on."""
+    dm2s2_bench_products measures them (0 where the instruction is missing), the kernels dm2s2's
+    bf16 products run on, and the caches and blocking of its fp32 products."""
     out = run([products, "--threads", str(threads), "--peaks-only"])[0]
     found = re.search(r"fp32 FMA ([\d.]+) GFLOP/s, vdpbf16ps ([\d.]+) GFLOP/s, AMX tiles ([\d.]+) GFLOP/s", out)
     if found is None:
         sys.exit(f"compare: no register-only peaks in the output of {products}:\n{out}")
     kernels = re.search(r"bf16 (\S+)", out)
+    blocking = re.search(r"dm2s2 blocking: (.*)", out)
     return {"fma": float(found[1]), "dot": float(found[2]), "tiles": float(found[3]),
-            "bf16_kernels": kernels[1] if kernels else "unknown"}
+            "bf16_kernels": kernels[1] if kernels else "unknown", "blocking": blocking[1] if blocking else "unknown"}
 
 
 def secondary_tables(bench, products, shapes, threads, repeats, env, onnx=None):
@@ -176,6 +177,7 @@ def efficiency_lines(lengths, shape, threads, median, peaks, onnx):
         return (f"{gflops:.1f} GFLOP/s{kind}, {100 * gflops / peak:.0f} % of the {name} register peak "
                 f"({peak:.0f} GFLOP/s on {threads} threads)")
 
+    print(f"dm2s2 products: {peaks['blocking']}")
     print(f"W1 fp32 efficiency (dm2s2): {share(useful / median['W1 dm2s2 fp32'] * 1e3, fma, 'fp32 FMA')}")
     # bf16 products are measured against the instruction they run on: AMX tiles, vdpbf16ps, or fp32
     # FMA on rounded operands.

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -191,8 +193,9 @@ TEST_CASE("float products match the reference in every backend configuration")
     // packed block of A, columns past one packed slice of B, depth past one slice (and odd, for bf16
     // pairs: a bf16 slice holds twice as many values), and a product large enough for two threads to
     // split its columns.
-    constexpr std::size_t kc = detail::blocked::kc, wide_mc = detail::avx512::avx512_kernels::mc,
-                          narrow_mc = detail::avx2::avx2_kernels::mc, nc = packed_layout::nc;
+    constexpr std::size_t kc = detail::blocked::kc, nc = packed_layout::nc;
+    const std::size_t wide_mc = detail::blocked::derive_gemm_blocking(detail::avx512::mr, detected_cpu_cache_sizes()).mc,
+                      narrow_mc = detail::blocked::derive_gemm_blocking(detail::avx2::mr, detected_cpu_cache_sizes()).mc;
     for (const auto& dims : {std::array<std::size_t, 3>{1, 1, 1},
                              {5, 3, 7},
                              {37, 45, 19},
@@ -325,6 +328,134 @@ TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar ro
             CAPTURE(std::bit_cast<std::uint32_t>(value));
             REQUIRE(packed[unit * 16 + row] == std::uint32_t(to_bfloat16_bits(value)) << 16);
         }
+}
+#endif
+
+TEST_CASE("cache sizes are read as sysfs writes them, and nothing else")
+{
+    CHECK(parse_cache_size("48K") == std::size_t{48} << 10);
+    CHECK(parse_cache_size(" 2048K\n") == std::size_t{2} << 20);
+    CHECK(parse_cache_size("1M") == std::size_t{1} << 20);
+    CHECK(parse_cache_size("32768") == std::size_t{32768});
+    for (const char* bad : {"", "K", "0K", "-1K", "48 K", "48KB", "4x", "1e3", "2048G", "99999999999999999999"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_cache_size(bad).has_value());
+    }
+
+    // A directory laid out as /sys/devices/system/cpu/cpu0/cache: instruction caches are skipped,
+    // malformed entries are ignored, and an empty or missing directory lists nothing.
+    const auto dir = scratch_dir("cache_sizes");
+    const auto entry = [&](const std::string& name, const std::string& level, const std::string& type, const std::string& size) {
+        std::filesystem::create_directories(dir / name);
+        std::ofstream(dir / name / "level") << level << "\n";
+        std::ofstream(dir / name / "type") << type << "\n";
+        std::ofstream(dir / name / "size") << size << "\n";
+    };
+    CHECK_FALSE(read_listed_cache_sizes(dir).l1d.has_value());
+    CHECK_FALSE(read_listed_cache_sizes(dir / "missing").l2.has_value());
+    entry("index0", "1", "Instruction", "64K");
+    entry("index1", "2", "Unified", "lots");
+    CHECK_FALSE(read_listed_cache_sizes(dir).l1d.has_value());
+    CHECK_FALSE(read_listed_cache_sizes(dir).l2.has_value());
+    entry("index2", "1", "Data", "32K");
+    entry("index3", "2", "Unified", "1024K");
+    entry("index4", "3", "Unified", "32M");
+    entry("other", "2", "Unified", "4M");
+    const auto listed = read_listed_cache_sizes(dir);
+    CHECK(listed.l1d == std::size_t{32} << 10);
+    CHECK(listed.l2 == std::size_t{1} << 20);
+
+    const auto& here = detected_cpu_cache_sizes();
+    CHECK(here.l1d > 0);
+    CHECK(here.l2 > 0);
+}
+
+TEST_CASE("the products' blocking follows the level 2 cache")
+{
+    using detail::blocked::derive_gemm_blocking;
+    using detail::blocked::gemm_blocking;
+    const auto with_l2 = [](std::size_t bytes) { return cpu_cache_sizes{.l1d = std::size_t{32} << 10, .l2 = bytes}; };
+    constexpr std::size_t wide = detail::avx512::mr, narrow = detail::avx2::mr;
+    CHECK(derive_gemm_blocking(wide, with_l2(std::size_t{2} << 20)) == gemm_blocking{.mc = 504, .nc = 1024});
+    CHECK(derive_gemm_blocking(wide, with_l2(std::size_t{1} << 20)) == gemm_blocking{.mc = 252, .nc = 512});
+    CHECK(derive_gemm_blocking(narrow, with_l2(std::size_t{512} << 10)) == gemm_blocking{.mc = 126, .nc = 256});
+    // Far larger caches: passes stop at the packed layout's blocks; far smaller: one panel each.
+    CHECK(derive_gemm_blocking(wide, with_l2(std::size_t{64} << 20)) == gemm_blocking{.mc = 16380, .nc = 1024});
+    CHECK(derive_gemm_blocking(wide, with_l2(std::size_t{16} << 10)) == gemm_blocking{.mc = wide, .nc = detail::blocked::nr});
+    CHECK(derive_gemm_blocking(narrow, with_l2(1)) == gemm_blocking{.mc = narrow, .nc = detail::blocked::nr});
+    for (std::size_t l2 = 1; l2 <= (std::size_t{64} << 20); l2 = l2 * 3 + 1)
+        for (const std::size_t mr : {wide, narrow}) {
+            const auto b = derive_gemm_blocking(mr, with_l2(l2));
+            CAPTURE(l2);
+            CAPTURE(mr);
+            CHECK(b.mc % mr == 0);
+            CHECK(b.mc >= mr);
+            CHECK(b.nc % detail::blocked::nr == 0);
+            CHECK(packed_layout::nc % b.nc == 0);
+        }
+
+    const cpu_backend here, small({.caches = with_l2(std::size_t{256} << 10)});
+    CHECK(here.cache_sizes() == detected_cpu_cache_sizes());
+    CHECK(small.cache_sizes().l2 == std::size_t{256} << 10);
+#if DM2S2_HAS_X86_KERNELS
+    if (detail::avx2::has_fp32_kernels()) {
+        REQUIRE(here.product_blocking().has_value());
+        const std::size_t mr = detail::avx512::has_fp32_kernels() ? wide : narrow;
+        CHECK(*here.product_blocking() == derive_gemm_blocking(mr, detected_cpu_cache_sizes()));
+        CHECK(*small.product_blocking() == derive_gemm_blocking(mr, with_l2(std::size_t{256} << 10)));
+    }
+#endif
+    CHECK_FALSE(cpu_backend({.kernels = simd_kernels::portable}).product_blocking().has_value());
+}
+
+#if DM2S2_HAS_X86_KERNELS
+TEST_CASE("products give the same sums bit for bit whatever caches their blocking is derived from")
+{
+    // Small caches cut the products into many blocks of A and many passes over B; every cut must
+    // leave each sum's order as it was, for plain and packed weights, on one thread and two.
+    random_generator rng(11);
+    constexpr std::size_t kc = detail::blocked::kc;
+    const std::size_t depth = sanitized ? kc + 9 : 2 * kc + 9;
+    for (const auto& dims : {std::array<std::size_t, 3>{300, 700, depth}, {61, 1100, 40}, {5, 3, 7}})
+        for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2})
+            for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
+                for (const std::size_t threads : {std::size_t{1}, std::size_t{2}}) {
+                    const std::size_t m = dims[0], n = dims[1], k = dims[2];
+                    const cpu_options options{
+                        .threads = threads, .precision = precision, .bf16 = bf16_kernel::rounded_fma, .kernels = kernels};
+                    const cpu_backend usual(options);
+                    if (std::string(usual.float_kernels()).starts_with("eigen")) continue;
+                    const auto a = random_floats(m * k, rng), w = random_floats(n * k, rng);
+                    std::vector<float> expected(m * n), expected_packed(m * n);
+                    usual.gemm(transpose::no, transpose::yes, m, n, k, 1.0f, a.data(), k, w.data(), k, 0.0f, expected.data(), n);
+                    const auto usual_weights = usual.pack_weight(w.data(), n, k, weight_rounding::bf16);
+                    REQUIRE(usual_weights.has_value());
+                    usual.gemm_packed(m, 1.0f, a.data(), k, *usual_weights, 0.0f, expected_packed.data(), n,
+                                      product_epilogue<float>{});
+                    CHECK(same_bits(expected.data(), expected_packed.data(), expected.size()));
+                    for (const std::size_t l2 : {std::size_t{64} << 10, std::size_t{300} << 10, std::size_t{1} << 20}) {
+                        cpu_options cut = options;
+                        cut.caches = cpu_cache_sizes{.l1d = std::size_t{32} << 10, .l2 = l2};
+                        const cpu_backend backend(cut);
+                        const std::string used = backend.float_kernels();
+                        const auto blocking = backend.product_blocking();
+                        REQUIRE(blocking.has_value());
+                        const std::size_t mc = blocking->mc, nc = blocking->nc;
+                        CAPTURE(m);
+                        CAPTURE(n);
+                        CAPTURE(k);
+                        CAPTURE(threads);
+                        CAPTURE(used);
+                        CAPTURE(mc);
+                        CAPTURE(nc);
+                        std::vector<float> c(m * n, std::numeric_limits<float>::quiet_NaN()), c_packed = c;
+                        backend.gemm(transpose::no, transpose::yes, m, n, k, 1.0f, a.data(), k, w.data(), k, 0.0f, c.data(), n);
+                        CHECK(same_bits(c.data(), expected.data(), c.size()));
+                        backend.gemm_packed(m, 1.0f, a.data(), k, *usual_weights, 0.0f, c_packed.data(), n,
+                                            product_epilogue<float>{});
+                        CHECK(same_bits(c_packed.data(), expected.data(), c.size()));
+                    }
+                }
 }
 #endif
 

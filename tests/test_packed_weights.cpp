@@ -190,7 +190,9 @@ TEST_CASE("products with packed weights, bias and GELU give the plain weights' n
 {
     random_generator rng(4);
     for (const auto& shape : weight_shapes)
-        for (const std::size_t m : {std::size_t{1}, std::size_t{29}, detail::avx512::avx512_kernels::mc + 23})
+        for (const std::size_t m :
+             {std::size_t{1}, std::size_t{29},
+              detail::blocked::derive_gemm_blocking(detail::avx512::mr, detected_cpu_cache_sizes()).mc + 23})
             for (const auto& options :
                  {cpu_options{.threads = 1}, cpu_options{.threads = 2}, cpu_options{.threads = 2, .kernels = simd_kernels::avx2},
                   cpu_options{.threads = 2, .kernels = simd_kernels::portable},

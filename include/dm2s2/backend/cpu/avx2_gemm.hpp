@@ -181,17 +181,15 @@ inline bool has_fp32_kernels() noexcept
 
 #endif
 
-/// The AVX2 kernel set for `blocked_gemm.hpp`, blocked for cores with 32 KiB L1 and 512 KiB L2 (AMD
-/// Zen 3 here): a 6-row A panel (6 KiB) stays in L1 while a pass of 256 columns of the B slice
-/// (kc × 256, 256 KiB) streams past it from L2, next to the packed A block (kc × mc, 144 KiB). In a
+/// The AVX2 kernel set for `blocked_gemm.hpp`: 6 × 16 tiles. On cores with 32 KiB L1 and 512 KiB L2
+/// (AMD Zen 3) a 6-row A panel (6 KiB) stays in L1 while a pass of 256 columns of the B slice (kc ×
+/// 256, 256 KiB) streams past it from L2, next to the packed A block (`derive_gemm_blocking`). In a
 /// model of the product's loops this order ran faster than the transposed one (half a B panel kept in
 /// L1, the A block streaming past it), where the B half panel's lines, every other one, crowd half of
 /// L1's sets (benchmarks/README.md, step 18).
 struct avx2_kernels {
     static constexpr std::size_t mr = avx2::mr;
     static constexpr std::size_t tile_cols = 16;
-    static constexpr std::size_t mc = 24 * mr;
-    static constexpr std::size_t nc = 256;
     static constexpr std::size_t block = 8;
     static constexpr bool bf16_dot_products = false;
 

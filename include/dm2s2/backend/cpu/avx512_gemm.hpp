@@ -198,15 +198,13 @@ inline bool has_bf16_dot_products() noexcept
 
 #endif
 
-/// The AVX-512 kernel set for `blocked_gemm.hpp`. The blocking was chosen by measurement against
-/// OpenBLAS on the encoder's products (Sapphire Rapids class cores: 48 KiB L1, 2 MiB L2): a 14-row A
-/// panel (14 KiB) stays in L1 while the packed B slice (kc × 1024 columns, 1 MiB) streams from L2, and
-/// the packed A block (kc × mc, 490 KiB) shares L2 with it.
+/// The AVX-512 kernel set for `blocked_gemm.hpp`: 14 × 32 tiles. On Sapphire Rapids class cores (48 KiB
+/// L1, 2 MiB L2) a 14-row A panel (14 KiB) stays in L1 while a pass of the packed B slice (kc × 1024
+/// columns, 1 MiB) streams from L2, and the packed A block shares L2 with it (`derive_gemm_blocking`);
+/// that blocking was chosen by measurement against OpenBLAS on the encoder's products.
 struct avx512_kernels {
     static constexpr std::size_t mr = avx512::mr;
     static constexpr std::size_t tile_cols = nr;
-    static constexpr std::size_t mc = 35 * mr;
-    static constexpr std::size_t nc = packed_layout::nc;
     static constexpr std::size_t block = 16;
     static constexpr bool bf16_dot_products = true;
 

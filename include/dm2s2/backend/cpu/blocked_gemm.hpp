@@ -11,8 +11,9 @@
 /// `vdpbf16ps` multiplies and adds into fp32.
 ///
 /// What depends on the instruction set (the micro-kernel, a register-transpose packing of square
-/// blocks, the tile's shape and the cache blocking) comes from a `micro_kernel_set`: `avx512_kernels` and
-/// `avx2_kernels`. Their functions are compiled for their instruction set through target attributes,
+/// blocks, the tile's shape) comes from a `micro_kernel_set`: `avx512_kernels` and `avx2_kernels`. The
+/// cache blocking (`gemm_blocking`: rows of A per packed block, columns of B per pass) is derived from
+/// the tile's rows and the running processor's level 2 cache (`derive_gemm_blocking`). Their functions are compiled for their instruction set through target attributes,
 /// whatever flags the program is built with, and `cpu_backend` calls them only after asking the
 /// processor at run time, so one binary runs everywhere and uses the widest kernels it finds.
 
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "dm2s2/backend/backend.hpp"
+#include "dm2s2/backend/cpu/cache_sizes.hpp"
 #include "dm2s2/backend/cpu/packed_matrix.hpp"
 #include "dm2s2/backend/precision.hpp"
 #include "dm2s2/core/bfloat16.hpp"
@@ -63,11 +65,9 @@ enum class operand_format {
 };
 
 /// An instruction set's kernels for the blocked product.
-///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it);
-///    `mc`: rows of A packed at once, a multiple of mr; `nc`: columns of C a pass over one packed A
-///    block covers, a divisor of `packed_layout::nc` (within a pass, each A panel meets every B
-///    panel before the next A panel starts); `block`: the side of the square blocks `pack_block`
-///    transposes; `bf16_dot_products`: whether the micro-kernel takes `bf16_pairs`.
+///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it); `block`: the
+///    side of the square blocks `pack_block` transposes; `bf16_dot_products`: whether the
+///    micro-kernel takes `bf16_pairs`.
 ///  - `micro_kernel<F, StreamB>(a, b, units, alpha, c, ldc, rows, cols, add_to_c)`: the C tile (rows ×
 ///    cols ≤ mr × tile_cols, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
 ///    plus what the tile held when `add_to_c` (otherwise C is not read: it may hold anything). B's
@@ -80,15 +80,42 @@ template <class K>
 concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
     { K::mr } -> std::convertible_to<std::size_t>;
     { K::tile_cols } -> std::convertible_to<std::size_t>;
-    { K::mc } -> std::convertible_to<std::size_t>;
-    { K::nc } -> std::convertible_to<std::size_t>;
     { K::block } -> std::convertible_to<std::size_t>;
     { K::bf16_dot_products } -> std::convertible_to<bool>;
     K::template micro_kernel<operand_format::fp32, false>(packed, packed, n, 1.0f, c, n, n, n, true);
     K::template micro_kernel<operand_format::fp32, true>(packed, packed, n, 1.0f, c, n, n, n, true);
     K::template pack_block<operand_format::fp32>(x, n, out, n, n, n, n);
     K::template pack_block<operand_format::rounded_bf16>(x, n, out, n, n, n, n);
-} && K::mc % K::mr == 0 && packed_layout::nc % K::nc == 0 && K::nc % nr == 0 && nr % K::tile_cols == 0;
+} && nr % K::tile_cols == 0;
+
+/// The cache blocking of a product's loops: `mc` rows of A packed at once (a multiple of the tile's
+/// rows) and `nc` columns of C per pass over one packed A block (a multiple of nr dividing
+/// `packed_layout::nc`; within a pass, each A panel meets every B panel before the next A panel
+/// starts). The depth of a slice, kc, is fixed: it is part of the packed weights' layout, and an A
+/// panel of kc units (mr · kc words, 14 KiB for AVX-512's 14 rows) stays within half of any level 1
+/// data cache of 32 KiB or more. The blocking decides where the loops cut, not the order of any
+/// sum: every blocking gives the same products bit for bit.
+struct gemm_blocking {
+    std::size_t mc = 0;
+    std::size_t nc = 0;
+
+    friend bool operator==(const gemm_blocking&, const gemm_blocking&) = default;
+};
+
+/// The blocking for tiles of `mr` rows on a core whose level 2 cache holds `caches.l2` bytes: a pass of
+/// B's slice (kc × nc words) takes at most half of L2 (the widest such nc, down to one panel), and the
+/// packed A block (kc × mc words) at most a quarter (at least one panel), the rest left to C's tiles
+/// and what streams through. On 2 MiB (Sapphire Rapids class cores) this gives AVX-512's 14-row
+/// tiles passes of 1024 columns and blocks of 504 rows; on 512 KiB (AMD Zen 3) AVX2's 6-row tiles
+/// passes of 256 columns and blocks of 126 rows; on 1 MiB (AMD Zen 4 and 5) AVX-512's 512 and 252.
+constexpr gemm_blocking derive_gemm_blocking(std::size_t mr, const cpu_cache_sizes& caches) noexcept
+{
+    constexpr std::size_t slice_bytes_per_column = kc * sizeof(std::uint32_t);
+    std::size_t nc = packed_layout::nc;
+    while (nc > nr && nc * slice_bytes_per_column > caches.l2 / 2) nc /= 2;
+    const std::size_t panels = caches.l2 / 4 / slice_bytes_per_column / mr;
+    return {(panels > 0 ? panels : 1) * mr, nc};
+}
 
 /// A float's word in a one-value format.
 template <operand_format F>
@@ -188,15 +215,17 @@ constexpr std::size_t panel_offset(std::size_t j, std::size_t units) noexcept
 }
 
 /// C[m, n] = alpha op(A) op(B), plus C's old values when `add_to_c` (otherwise C is only written, so
-/// it need not be cleared first), on one thread; k > 0. The caller checks that the processor has K's
-/// instructions (and, for `bf16_pairs`, AVX512_BF16).
+/// it need not be cleared first), on one thread, blocked as `blocking` says (made for K::mr); k > 0.
+/// The caller checks that the processor has K's instructions (and, for `bf16_pairs`, AVX512_BF16).
 template <micro_kernel_set K, operand_format F>
 void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
+                     std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c,
+                     const gemm_blocking& blocking)
 {
     const std::size_t k_units = F == operand_format::bf16_pairs ? (k + 1) / 2 : k;
     constexpr std::size_t nc = packed_layout::nc;
-    const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr);
+    const std::size_t mc = blocking.mc;
+    const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(mc, (m + K::mr - 1) / K::mr * K::mr);
     std::uint32_t* const packed_b = packing_buffer<0>(kc * b_cols);
     std::uint32_t* const packed_a = packing_buffer<1>(kc * a_rows);
     for (std::size_t j0 = 0; j0 < n; j0 += nc) {
@@ -204,11 +233,11 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
         for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
             const std::size_t units = std::min(kc, k_units - p0);
             pack_panels<K, F>(b, ldb, tb == transpose::yes, j0, cols, p0, units, k, nr, packed_b);
-            for (std::size_t i0 = 0; i0 < m; i0 += K::mc) {
-                const std::size_t rows = std::min(K::mc, m - i0);
+            for (std::size_t i0 = 0; i0 < m; i0 += mc) {
+                const std::size_t rows = std::min(mc, m - i0);
                 pack_panels<K, F>(a, lda, ta == transpose::no, i0, rows, p0, units, k, K::mr, packed_a);
-                for (std::size_t pass = 0; pass < cols; pass += K::nc)
-                    for_each_tile<K>(rows, pass, std::min(cols, pass + K::nc), [&](std::size_t ir, std::size_t j) {
+                for (std::size_t pass = 0; pass < cols; pass += blocking.nc)
+                    for_each_tile<K>(rows, pass, std::min(cols, pass + blocking.nc), [&](std::size_t ir, std::size_t j) {
                         K::template micro_kernel<F, false>(packed_a + ir * units, packed_b + panel_offset(j, units), units, alpha,
                                                            c + (i0 + ir) * ldc + j0 + j, ldc, std::min(K::mr, rows - ir),
                                                            std::min(K::tile_cols, cols - j), add_to_c || p0 > 0);
@@ -221,16 +250,19 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
 /// `gemm_accumulate<K, F>` with the format chosen at run time.
 template <micro_kernel_set K>
 void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                     const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c)
+                     const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c,
+                     const gemm_blocking& blocking)
 {
     switch (format) {
     case operand_format::fp32:
-        return gemm_accumulate<K, operand_format::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+        return gemm_accumulate<K, operand_format::fp32>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c, blocking);
     case operand_format::rounded_bf16:
-        return gemm_accumulate<K, operand_format::rounded_bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+        return gemm_accumulate<K, operand_format::rounded_bf16>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c,
+                                                                blocking);
     case operand_format::bf16_pairs:
         if constexpr (K::bf16_dot_products)
-            return gemm_accumulate<K, operand_format::bf16_pairs>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+            return gemm_accumulate<K, operand_format::bf16_pairs>(ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c,
+                                                                  blocking);
         break;
     }
 }
@@ -277,8 +309,9 @@ void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, p
 
 /// Columns [col_begin, col_end) of C[m, n] = alpha A op(B) (plus C's old values when `add_to_c`), A
 /// [m, k] with row stride lda, op(B) [k, n] packed already in `packed_layout` as F's words (`b`);
-/// col_begin is a multiple of nr. Only A is packed, once per k slice for all of the columns, which
-/// then stream past it from the packed B, K::nc columns per pass over the A block. The k slices are
+/// col_begin is a multiple of nr; blocked as `blocking` says (made for K::mr). Only A is packed, once
+/// per k slice for all of the columns, which then stream past it from the packed B, `blocking.nc`
+/// columns per pass over the A block. The k slices are
 /// the outer loop, as in `gemm_accumulate`, so each block of A's rows finds the slice of B that the
 /// block before it read still in the last-level cache. With the row blocks outermost, every block
 /// streamed all of B from memory (W1's 485 × 768 × 3072 product: 9 MiB, four times), and that
@@ -288,7 +321,7 @@ void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, p
 template <micro_kernel_set K, operand_format F, class TileDone>
 void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
                             std::size_t lda, const std::uint32_t* b, std::size_t n, std::size_t k, float* c, std::size_t ldc,
-                            bool add_to_c, TileDone&& tile_done)
+                            bool add_to_c, const gemm_blocking& blocking, TileDone&& tile_done)
 {
     static_assert(F != operand_format::bf16_pairs, "the packed layout holds one value per word");
     // A block of at most this many A panels meets each B panel with all of its panels in turn, rather
@@ -297,18 +330,19 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
     // in the first A panel's; single sequences ran faster (benchmarks/README.md, step 27). Larger
     // blocks keep one A panel in L1 while B streams from L2.
     constexpr std::size_t few_panels = 10;
-    std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(K::mc, (m + K::mr - 1) / K::mr * K::mr));
+    const std::size_t mc = blocking.mc;
+    std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(mc, (m + K::mr - 1) / K::mr * K::mr));
     for (std::size_t p0 = 0; p0 < k; p0 += kc) {
         const std::size_t units = std::min(kc, k - p0);
         const bool last_slice = p0 + units == k;
-        for (std::size_t i0 = 0; i0 < m; i0 += K::mc) {
-            const std::size_t rows = std::min(K::mc, m - i0);
+        for (std::size_t i0 = 0; i0 < m; i0 += mc) {
+            const std::size_t rows = std::min(mc, m - i0);
             pack_panels<K, F>(a, lda, true, i0, rows, p0, units, k, K::mr, packed_a);
             for (std::size_t j0 = col_begin / packed_layout::nc * packed_layout::nc; j0 < col_end; j0 += packed_layout::nc) {
                 const std::size_t block_end = std::min({n, j0 + packed_layout::nc, col_end});
                 const std::uint32_t* const slice = b + packed_layout::slice_offset(n, k, j0, p0);
-                for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += K::nc) {
-                    const std::size_t pass_end = std::min(block_end, pass + K::nc);
+                for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += blocking.nc) {
+                    const std::size_t pass_end = std::min(block_end, pass + blocking.nc);
                     // The first A panel brings W's columns into L2 (from memory, or for later row blocks from the
                     // last-level cache); the others find them there.
                     const auto tile = [&](std::size_t ir, std::size_t j) {

@@ -30,6 +30,7 @@
 #include "dm2s2/backend/cpu/amx_gemm.hpp"
 #include "dm2s2/backend/cpu/avx2_gemm.hpp"
 #include "dm2s2/backend/cpu/avx512_gemm.hpp"
+#include "dm2s2/backend/cpu/cache_sizes.hpp"
 #include "dm2s2/core/simd.hpp"
 #include "dm2s2/core/thread_pool.hpp"
 
@@ -60,6 +61,10 @@ struct cpu_options {
     /// Which of the pool's threads are bound to processors (`thread_binding`; Linux only): steadier
     /// timings where other thread pools share the process.
     thread_binding binding = thread_binding::none;
+    /// The caches the products' blocking is derived from (`derive_gemm_blocking`): the running
+    /// processor's (`detected_cpu_cache_sizes`) unless given. Any sizes give the same numbers; they
+    /// change only the speed.
+    std::optional<cpu_cache_sizes> caches = std::nullopt;
 };
 
 /// CPU backend: AVX-512, AVX2 or Eigen products, xsimd element-wise kernels, an owned thread pool.
@@ -77,7 +82,8 @@ struct cpu_backend : portable_backward_kernels,
         : pool_(options.threads > 1 ? std::make_shared<thread_pool>(options.threads, options.binding) : nullptr),
           precision_(options.precision),
           bf16_(options.bf16),
-          kernels_(options.kernels)
+          kernels_(options.kernels),
+          caches_(options.caches.value_or(detected_cpu_cache_sizes()))
     {
         if (options.threads == 0) throw config_error("cpu_backend: threads must be at least 1");
     }
@@ -111,6 +117,19 @@ struct cpu_backend : portable_backward_kernels,
         case operand_format::bf16_pairs: return "avx512-bf16-dot";
         default: return wide ? "avx512-fp32" : "avx2-fp32";
         }
+    }
+
+    /// The caches the products' blocking is derived from.
+    const cpu_cache_sizes& cache_sizes() const noexcept { return caches_; }
+
+    /// The blocking of float products on the library's AVX-512 or AVX2 kernels (`gemm_blocking`);
+    /// nothing where they run elsewhere (Eigen's products, AMX tiles).
+    std::optional<detail::blocked::gemm_blocking> product_blocking() const noexcept
+    {
+        std::optional<detail::blocked::gemm_blocking> blocking;
+        if (const auto path = float_path(); path && path->isa != kernel_isa::amx)
+            with_kernel_set(path->isa, [&]<class K>(K) { blocking = blocking_for<K>(); });
+        return blocking;
     }
 
     /// Whether `pack_weight` packs float weights for this backend's products, rather than leaving them
@@ -427,6 +446,13 @@ private:
 #endif
     }
 
+    /// The blocking of products on kernel set K for this backend's caches.
+    template <class K>
+    detail::blocked::gemm_blocking blocking_for() const noexcept
+    {
+        return detail::blocked::derive_gemm_blocking(K::mr, caches_);
+    }
+
     /// How `for_each_product_block` cuts a product among the threads.
     enum class product_split {
         longer_side,  ///< along the longer side of C, so that each thread packs only its share of the wider operand
@@ -496,7 +522,7 @@ private:
             m, n, k, product_split::rows, [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
                 if (add_to_c) scale_matrix(c + i0 * ldc + j0, i1 - i0, j1 - j0, ldc, beta);
                 detail::blocked::gemm_accumulate_packed<K, F>(i1 - i0, j0, j1, alpha, a + i0 * lda, lda, b, n, k, c + i0 * ldc,
-                                                              ldc, add_to_c, tile_done);
+                                                              ldc, add_to_c, blocking_for<K>(), tile_done);
             });
     }
 
@@ -598,7 +624,8 @@ private:
                 const bool add_to_c = beta != 0.0f;
                 if (add_to_c) scale_matrix(c, m, n, ldc, beta);
                 with_kernel_set(path->isa, [&]<class K>(K) {
-                    detail::blocked::gemm_accumulate<K>(path->format, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c);
+                    detail::blocked::gemm_accumulate<K>(path->format, ta, tb, m, n, k, alpha, a, lda, b, ldb, c, ldc, add_to_c,
+                                                        blocking_for<K>());
                 });
                 return;
             }
@@ -729,6 +756,7 @@ private:
     matmul_precision precision_ = matmul_precision::fp32;
     bf16_kernel bf16_ = bf16_kernel::fastest;
     simd_kernels kernels_ = simd_kernels::widest;
+    cpu_cache_sizes caches_ = detected_cpu_cache_sizes();
 
     template <scalar T>
     static void scale(T* x, std::size_t n, T factor)
