@@ -2,7 +2,9 @@
 # A fuzzing campaign: builds the libFuzzer targets (tests/fuzz) under build/fuzz and runs each for
 # SECONDS (default 600) on one core, keeping its corpus in build/fuzz/campaign/<target> between
 # campaigns and any failing input there as crash-*, leak-*, timeout-* or oom-*. Prints each target's
-# executions, coverage and corpus at the end.
+# executions, coverage and corpus at the end. The file readers' targets write each input to files in
+# a scratch directory under TMPDIR; where TMPDIR is unset it is /dev/shm (memory) when that exists,
+# which spares them the file system's journal (docs/reliability.md).
 #
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]     (targets: safetensors hf_checkpoint model_directory
 #                                                    training_checkpoint schema json_records wordpiece
@@ -18,6 +20,9 @@ cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYP
   -DDM2S2_FUZZ=ON -DDM2S2_BUILD_TESTS=OFF -DDM2S2_BUILD_EXAMPLES=OFF -DDM2S2_BUILD_BENCHMARKS=OFF -DDM2S2_INSTALL=OFF \
   -DDM2S2_XTENSOR=OFF >/dev/null
 cmake --build build/fuzz -j"$(nproc)"
+if [[ -z ${TMPDIR:-} && -d /dev/shm && -w /dev/shm ]]; then
+  export TMPDIR=/dev/shm
+fi
 summary=()
 status=0
 for target in "${targets[@]}"; do

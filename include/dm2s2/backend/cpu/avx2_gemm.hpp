@@ -12,6 +12,7 @@
 
 namespace dm2s2::detail::avx2 {
 
+using blocked::b_stream;
 using blocked::operand_format;
 
 /// Rows of a C tile.
@@ -145,21 +146,31 @@ __attribute__((target("avx2,fma"))) inline void store_tile(const __m256 (&acc)[m
     }
 }
 
-/// The 6 × 16 micro-kernel (`micro_kernel_set`). `StreamB` asks for B's lines `b_ahead` units ahead,
-/// for a B read from memory.
-template <operand_format F, bool StreamB>
+/// The 6 × 16 micro-kernel (`micro_kernel_set`). `b_stream::own` asks for B's lines `b_ahead` units
+/// ahead, for a B read from memory; `b_stream::given` asks for the line of a unit at `ahead` each
+/// `ahead_every` units.
+template <operand_format F, b_stream Stream>
 __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units,
                                                       float alpha, float* c, std::size_t ldc, std::size_t rows, std::size_t cols,
-                                                      bool add_to_c) noexcept
+                                                      bool add_to_c, const std::uint32_t* ahead, std::size_t ahead_every) noexcept
 {
     static_assert(F != operand_format::bf16_pairs, "AVX2 has no bf16 dot products");
     constexpr std::size_t nr = blocked::nr, b_ahead = 16;
     __m256 acc[mr][2];
 #pragma GCC unroll 6
     for (std::size_t r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    std::size_t countdown = ahead_every;
 #pragma GCC unroll 4
     for (std::size_t u = 0; u < units; ++u, a += mr, b += nr) {
-        if constexpr (StreamB) __builtin_prefetch(b + b_ahead * nr, 0, 3);
+        if constexpr (Stream == b_stream::own) {
+            __builtin_prefetch(b + b_ahead * nr, 0, 3);
+        } else if constexpr (Stream == b_stream::given) {
+            if (--countdown == 0) {
+                countdown = ahead_every;
+                __builtin_prefetch(ahead, 0, 2);
+                ahead += nr;
+            }
+        }
         const __m256 b0 = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
         const __m256 b1 = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 8)));
 #pragma GCC unroll 6
@@ -194,8 +205,8 @@ struct avx2_kernels {
     static constexpr bool bf16_dot_products = false;
 
 #if DM2S2_HAS_X86_KERNELS
-    template <operand_format F, bool StreamB>
-    static constexpr auto micro_kernel = &avx2::micro_kernel<F, StreamB>;
+    template <operand_format F, b_stream Stream>
+    static constexpr auto micro_kernel = &avx2::micro_kernel<F, Stream>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_8x8<F>;
 #endif

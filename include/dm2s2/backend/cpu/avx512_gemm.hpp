@@ -12,6 +12,7 @@
 
 namespace dm2s2::detail::avx512 {
 
+using blocked::b_stream;
 using blocked::operand_format;
 
 /// Rows of a C tile: 28 of the 32 vector registers hold a 14 × 32 tile.
@@ -139,24 +140,31 @@ __attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t
     }
 }
 
-/// The 14 × 32 micro-kernel (`micro_kernel_set`). `StreamB` asks for B's words `b_ahead` units ahead
-/// as it goes: for a B read from memory rather than from a freshly packed slice in L2, where the hardware prefetcher alone keeps up with a fraction of
-/// the kernel's pace (benchmarks/README.md, step 15).
-template <operand_format F, bool StreamB = false>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void micro_kernel(const std::uint32_t* a,
-                                                                                      const std::uint32_t* b, std::size_t units,
-                                                                                      float alpha, float* c, std::size_t ldc,
-                                                                                      std::size_t rows, std::size_t cols,
-                                                                                      bool add_to_c) noexcept
+/// The 14 × 32 micro-kernel (`micro_kernel_set`). `b_stream::own` asks for B's words `b_ahead` units
+/// ahead as it goes: for a B read from memory rather than from a freshly packed slice in L2, where the
+/// hardware prefetcher alone keeps up with a fraction of the kernel's pace (benchmarks/README.md, step
+/// 15). `b_stream::given` asks for the two lines of a unit at `ahead` each `ahead_every` units.
+template <operand_format F, b_stream Stream = b_stream::none>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void micro_kernel(
+    const std::uint32_t* a, const std::uint32_t* b, std::size_t units, float alpha, float* c, std::size_t ldc, std::size_t rows,
+    std::size_t cols, bool add_to_c, const std::uint32_t* ahead, std::size_t ahead_every) noexcept
 {
     constexpr std::size_t b_ahead = 32;  // 4 KiB: 16 and 64 were slower
     __m512 acc[mr][2];
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    std::size_t countdown = ahead_every;
     for (std::size_t u = 0; u < units; ++u, a += mr, b += nr) {
-        if constexpr (StreamB) {
+        if constexpr (Stream == b_stream::own) {
             __builtin_prefetch(b + b_ahead * nr, 0, 3);
             __builtin_prefetch(b + b_ahead * nr + 16, 0, 3);
+        } else if constexpr (Stream == b_stream::given) {
+            if (--countdown == 0) {
+                countdown = ahead_every;
+                __builtin_prefetch(ahead, 0, 2);
+                __builtin_prefetch(ahead + 16, 0, 2);
+                ahead += nr;
+            }
         }
         const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
 #pragma GCC unroll 16
@@ -209,8 +217,8 @@ struct avx512_kernels {
     static constexpr bool bf16_dot_products = true;
 
 #if DM2S2_HAS_X86_KERNELS
-    template <operand_format F, bool StreamB>
-    static constexpr auto micro_kernel = &avx512::micro_kernel<F, StreamB>;
+    template <operand_format F, b_stream Stream>
+    static constexpr auto micro_kernel = &avx512::micro_kernel<F, Stream>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_16x16<F>;
 #endif

@@ -64,15 +64,26 @@ enum class operand_format {
     bf16_pairs     ///< the bf16 values of two consecutive k, the lower k in the low half, for `vdpbf16ps`
 };
 
+/// What a micro-kernel asks the memory for while it multiplies. Asking changes no sum.
+enum class b_stream {
+    none,  ///< nothing: B is in cache (a slice packed by the product itself, or a panel asked for before)
+    own,   ///< its own B words a fixed number of units ahead of use: B comes from memory as it goes
+    /// the tile's width of B words of one unit each `ahead_every` units, starting at `ahead` (whose
+    /// next unit is nr words on), into L2: a share of the B words of the tile that comes next, so that
+    /// they arrive while this tile multiplies
+    given
+};
+
 /// An instruction set's kernels for the blocked product.
 ///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it); `block`: the
 ///    side of the square blocks `pack_block` transposes; `bf16_dot_products`: whether the
 ///    micro-kernel takes `bf16_pairs`.
-///  - `micro_kernel<F, StreamB>(a, b, units, alpha, c, ldc, rows, cols, add_to_c)`: the C tile (rows ×
-///    cols ≤ mr × tile_cols, leading dimension ldc) = alpha · Apanel · Bpanel over `units` k units,
-///    plus what the tile held when `add_to_c` (otherwise C is not read: it may hold anything). B's
-///    words for a k unit start at b and the next unit's are nr words on. `StreamB` asks for B ahead
-///    of use: B then comes from memory rather than from a slice packed into cache.
+///  - `micro_kernel<F, Stream>(a, b, units, alpha, c, ldc, rows, cols, add_to_c, ahead, ahead_every)`:
+///    the C tile (rows × cols ≤ mr × tile_cols, leading dimension ldc) = alpha · Apanel · Bpanel over
+///    `units` k units, plus what the tile held when `add_to_c` (otherwise C is not read: it may hold
+///    anything). B's words for a k unit start at b and the next unit's are nr words on. `Stream`
+///    (`b_stream`) says what the kernel asks the memory for as it goes; `ahead` and `ahead_every`
+///    are read by `b_stream::given` only.
 ///  - `pack_block<F>(src, ld, out, width, units, row, unit)`: block × block values of a k-contiguous
 ///    operand (rows `ld` apart) into panels of `width` rows stored [unit][row], at row `row` and unit
 ///    `unit` of a packed slice of `units` units (F is fp32 or rounded_bf16).
@@ -82,8 +93,9 @@ concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const st
     { K::tile_cols } -> std::convertible_to<std::size_t>;
     { K::block } -> std::convertible_to<std::size_t>;
     { K::bf16_dot_products } -> std::convertible_to<bool>;
-    K::template micro_kernel<operand_format::fp32, false>(packed, packed, n, 1.0f, c, n, n, n, true);
-    K::template micro_kernel<operand_format::fp32, true>(packed, packed, n, 1.0f, c, n, n, n, true);
+    K::template micro_kernel<operand_format::fp32, b_stream::none>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
+    K::template micro_kernel<operand_format::fp32, b_stream::own>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
+    K::template micro_kernel<operand_format::fp32, b_stream::given>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
     K::template pack_block<operand_format::fp32>(x, n, out, n, n, n, n);
     K::template pack_block<operand_format::rounded_bf16>(x, n, out, n, n, n, n);
 } && nr % K::tile_cols == 0;
@@ -238,9 +250,9 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
                 pack_panels<K, F>(a, lda, ta == transpose::no, i0, rows, p0, units, k, K::mr, packed_a);
                 for (std::size_t pass = 0; pass < cols; pass += blocking.nc)
                     for_each_tile<K>(rows, pass, std::min(cols, pass + blocking.nc), [&](std::size_t ir, std::size_t j) {
-                        K::template micro_kernel<F, false>(packed_a + ir * units, packed_b + panel_offset(j, units), units, alpha,
-                                                           c + (i0 + ir) * ldc + j0 + j, ldc, std::min(K::mr, rows - ir),
-                                                           std::min(K::tile_cols, cols - j), add_to_c || p0 > 0);
+                        K::template micro_kernel<F, b_stream::none>(
+                            packed_a + ir * units, packed_b + panel_offset(j, units), units, alpha, c + (i0 + ir) * ldc + j0 + j,
+                            ldc, std::min(K::mr, rows - ir), std::min(K::tile_cols, cols - j), add_to_c || p0 > 0, nullptr, 1);
                     });
             }
         }
@@ -343,22 +355,45 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                 const std::uint32_t* const slice = b + packed_layout::slice_offset(n, k, j0, p0);
                 for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += blocking.nc) {
                     const std::size_t pass_end = std::min(block_end, pass + blocking.nc);
-                    // The first A panel brings W's columns into L2 (from memory, or for later row blocks from the
-                    // last-level cache); the others find them there.
-                    const auto tile = [&](std::size_t ir, std::size_t j) {
-                        const auto kernel = ir == 0 ? K::template micro_kernel<F, true> : K::template micro_kernel<F, false>;
+                    // The tile of A panel ir and columns from j. Without `ahead`, the first A panel brings W's
+                    // columns into L2 (from memory, or for later row blocks from the last-level cache) and the
+                    // others find them there; with it, the kernel asks for a share of the next tile's instead.
+                    const auto tile = [&](std::size_t ir, std::size_t j, const std::uint32_t* ahead, std::size_t every) {
                         float* const out = c + (i0 + ir) * ldc + j;
+                        const std::uint32_t* const b_tile = slice + panel_offset(j - j0, units);
                         const std::size_t tile_rows = std::min(K::mr, rows - ir),
                                           tile_cols = std::min(K::tile_cols, pass_end - j);
-                        kernel(packed_a + ir * units, slice + panel_offset(j - j0, units), units, alpha, out, ldc, tile_rows,
-                               tile_cols, add_to_c || p0 > 0);
+                        const bool add = add_to_c || p0 > 0;
+                        if (ahead != nullptr)
+                            K::template micro_kernel<F, b_stream::given>(packed_a + ir * units, b_tile, units, alpha, out, ldc,
+                                                                         tile_rows, tile_cols, add, ahead, every);
+                        else if (ir == 0)
+                            K::template micro_kernel<F, b_stream::own>(packed_a + ir * units, b_tile, units, alpha, out, ldc,
+                                                                       tile_rows, tile_cols, add, nullptr, 1);
+                        else
+                            K::template micro_kernel<F, b_stream::none>(packed_a + ir * units, b_tile, units, alpha, out, ldc,
+                                                                        tile_rows, tile_cols, add, nullptr, 1);
                         if (last_slice) tile_done(out, tile_rows, tile_cols, j);
                     };
                     if (rows <= few_panels * K::mr) {
-                        for (std::size_t j = pass; j < pass_end; j += K::tile_cols)
-                            for (std::size_t ir = 0; ir < rows; ir += K::mr) tile(ir, j);
+                        // With two A panels or more, while a tile's panels multiply, each asks for its share
+                        // of the next tile's B words, so that the reads from memory run all along rather
+                        // than in one panel's kernel (benchmarks/README.md, step 30). The first panel of a
+                        // pass's first tile, and a lone panel throughout, ask for their own B words ahead
+                        // instead (the tiles of a slice lie one after another, so a lone panel's stream
+                        // runs on into the next tile).
+                        const std::size_t a_panels = (rows + K::mr - 1) / K::mr;
+                        for (std::size_t j = pass; j < pass_end; j += K::tile_cols) {
+                            const std::uint32_t* const next =
+                                j + K::tile_cols < pass_end ? slice + panel_offset(j + K::tile_cols - j0, units) : nullptr;
+                            const std::size_t own = j == pass ? 1 : 0, shares = a_panels - own;
+                            for (std::size_t panel = 0; panel < a_panels; ++panel) {
+                                const bool shared = next != nullptr && a_panels > 1 && panel >= own;
+                                tile(panel * K::mr, j, shared ? next + (panel - own) * units / shares * nr : nullptr, shares);
+                            }
+                        }
                     } else {
-                        for_each_tile<K>(rows, pass, pass_end, tile);
+                        for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) { tile(ir, j, nullptr, 1); });
                     }
                 }
             }
