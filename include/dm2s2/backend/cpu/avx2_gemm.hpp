@@ -147,7 +147,7 @@ __attribute__((target("avx2,fma"))) inline void store_tile(const __m256 (&acc)[m
 }
 
 /// The 6 × 16 micro-kernel (`micro_kernel_set`). `b_stream::own` asks for B's lines `b_ahead` units
-/// ahead, for a B read from memory; `b_stream::given` asks for the line of a unit at `ahead` each
+/// ahead, for a B read from memory; `b_stream::given` asks for the two lines at `ahead` each
 /// `ahead_every` units.
 template <operand_format F, b_stream Stream>
 __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, const std::uint32_t* b, std::size_t units,
@@ -168,6 +168,7 @@ __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, co
             if (--countdown == 0) {
                 countdown = ahead_every;
                 __builtin_prefetch(ahead, 0, 2);
+                __builtin_prefetch(ahead + 16, 0, 2);
                 ahead += nr;
             }
         }

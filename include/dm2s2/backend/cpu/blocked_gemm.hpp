@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "dm2s2/backend/backend.hpp"
@@ -68,9 +69,9 @@ enum class operand_format {
 enum class b_stream {
     none,  ///< nothing: B is in cache (a slice packed by the product itself, or a panel asked for before)
     own,   ///< its own B words a fixed number of units ahead of use: B comes from memory as it goes
-    /// the tile's width of B words of one unit each `ahead_every` units, starting at `ahead` (whose
-    /// next unit is nr words on), into L2: a share of the B words of the tile that comes next, so that
-    /// they arrive while this tile multiplies
+    /// nr words (two cache lines) each `ahead_every` units, starting at `ahead` and nr words on each
+    /// time, into L2: a share of the B words that a later tile or pass reads, so that they arrive while
+    /// this tile multiplies
     given
 };
 
@@ -355,6 +356,27 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                 const std::uint32_t* const slice = b + packed_layout::slice_offset(n, k, j0, p0);
                 for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += blocking.nc) {
                     const std::size_t pass_end = std::min(block_end, pass + blocking.nc);
+                    // Where the pass after this one, in the loops' order, reads its B, and how many words:
+                    // the next pass of this block, else the first of the next block of columns, else, after
+                    // the last block of rows, the first pass of the next slice; nothing where the next pass
+                    // reads this slice again (another block of rows) or there is none.
+                    const auto next_pass = [&](std::size_t start) -> std::pair<const std::uint32_t*, std::size_t> {
+                        std::size_t depth = p0, block = j0;
+                        if (start >= block_end) {
+                            block = j0 + packed_layout::nc;
+                            if (block >= col_end) {
+                                if (i0 + mc < m || last_slice) return {nullptr, 0};
+                                depth = p0 + kc;
+                                block = col_begin / packed_layout::nc * packed_layout::nc;
+                            }
+                            start = std::max(block, col_begin);
+                        }
+                        const std::size_t next_units = std::min(kc, k - depth),
+                                          end = std::min({n, block + packed_layout::nc, col_end}),
+                                          cols = std::min(end, start + blocking.nc) - start;
+                        return {b + packed_layout::slice_offset(n, k, block, depth) + panel_offset(start - block, next_units),
+                                next_units * packed_layout::padded_columns(cols)};
+                    };
                     // The tile of A panel ir and columns from j. Without `ahead`, the first A panel brings W's
                     // columns into L2 (from memory, or for later row blocks from the last-level cache) and the
                     // others find them there; with it, the kernel asks for a share of the next tile's instead.
@@ -393,7 +415,21 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                             }
                         }
                     } else {
-                        for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) { tile(ir, j, nullptr, 1); });
+                        // The first A panel brings this pass's B into L2 as it goes; the others, which find it
+                        // there, ask for shares of the B words the next pass reads from memory, spread over
+                        // all of their tiles (benchmarks/README.md, step 31).
+                        const auto next_region = next_pass(pass_end);
+                        const std::uint32_t* const next = next_region.first;
+                        const std::size_t chunks = next_region.second / nr,
+                                          calls = (rows - 1) / K::mr * ((pass_end - pass + K::tile_cols - 1) / K::tile_cols);
+                        // Rounded up, so that no kernel asks for words past its share.
+                        const std::size_t every =
+                            chunks == 0 ? 1 : std::max<std::size_t>(1, (units * calls + chunks - 1) / chunks);
+                        std::size_t call = 0;
+                        for_each_tile<K>(rows, pass, pass_end, [&](std::size_t ir, std::size_t j) {
+                            if (ir == 0 || next == nullptr) return tile(ir, j, nullptr, 1);
+                            tile(ir, j, next + call++ * chunks / calls * nr, every);
+                        });
                     }
                 }
             }
