@@ -11,11 +11,12 @@
 /// `vdpbf16ps` multiplies and adds into fp32.
 ///
 /// What depends on the instruction set (the micro-kernel, a register-transpose packing of square
-/// blocks, the tile's shape) comes from a `micro_kernel_set`: `avx512_kernels` and `avx2_kernels`. The
-/// cache blocking (`gemm_blocking`: rows of A per packed block, columns of B per pass) is derived from
-/// the tile's rows and the running processor's level 2 cache (`derive_gemm_blocking`). Their functions are compiled for their instruction set through target attributes,
-/// whatever flags the program is built with, and `cpu_backend` calls them only after asking the
-/// processor at run time, so one binary runs everywhere and uses the widest kernels it finds.
+/// blocks, the tile's shape) comes from a `micro_kernel_set`: `avx512_kernels` and `avx2_kernels`.
+/// Their functions are compiled for their instruction set through target attributes, whatever flags
+/// the program is built with, and `cpu_backend` calls them only after asking the processor at run
+/// time, so one binary runs everywhere and uses the widest kernels it finds. The cache blocking
+/// (`gemm_blocking`: rows of A per packed block, columns of B per pass) is derived from the tile's
+/// rows and the running processor's level 2 cache (`derive_gemm_blocking`).
 
 #include <algorithm>
 #include <bit>
@@ -324,13 +325,11 @@ void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, p
 /// [m, k] with row stride lda, op(B) [k, n] packed already in `packed_layout` as F's words (`b`);
 /// col_begin is a multiple of nr; blocked as `blocking` says (made for K::mr). Only A is packed, once
 /// per k slice for all of the columns, which then stream past it from the packed B, `blocking.nc`
-/// columns per pass over the A block. The k slices are
-/// the outer loop, as in `gemm_accumulate`, so each block of A's rows finds the slice of B that the
-/// block before it read still in the last-level cache. With the row blocks outermost, every block
-/// streamed all of B from memory (W1's 485 × 768 × 3072 product: 9 MiB, four times), and that
-/// product ran at 0.87-0.94 of OpenBLAS on one thread, against 0.92-0.99 this way. Each tile of C,
-/// once its last k slice is added, is handed to tile_done(tile, rows, cols, first_column) while it is
-/// still in L1. The sums are those of `gemm_accumulate<K, F>`, bit for bit.
+/// columns per pass over the A block. The k slices are the outer loop, as in `gemm_accumulate`, so
+/// each block of A's rows finds the slice of B that the block before it read still in the last-level
+/// cache; with the row blocks outermost, every block streamed all of B from memory (benchmarks/README.md,
+/// step 25). Each tile of C, once its last k slice is added, is handed to tile_done(tile, rows, cols,
+/// first_column) while it is still in L1. The sums are those of `gemm_accumulate<K, F>`, bit for bit.
 template <micro_kernel_set K, operand_format F, class TileDone>
 void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t col_end, float alpha, const float* a,
                             std::size_t lda, const std::uint32_t* b, std::size_t n, std::size_t k, float* c, std::size_t ldc,
