@@ -1,8 +1,12 @@
 // Packing records into the encoder layout of docs/design.md §3, checked slot by slot, and the errors for
 // records that cannot be packed.
 
+#include <algorithm>
+#include <span>
 #include <vector>
 
+#include "dm2s2/core/random.hpp"
+#include "dm2s2/data/encoded_records.hpp"
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/data/sequence_set.hpp"
 #include "test_support.hpp"
@@ -29,6 +33,52 @@ std::vector<std::int64_t> row(const std::vector<std::int64_t>& v, const packed_b
     return {v.begin() + static_cast<std::ptrdiff_t>(b * p.layout.length),
             v.begin() + static_cast<std::ptrdiff_t>((b + 1) * p.layout.length)};
 }
+
+/// `count` records of `three_modalities()` with random lengths (0 to beyond max_length) and values;
+/// every third record has only its numbers.
+std::vector<sequence_set> random_three_modality_records(std::size_t count, std::uint64_t seed)
+{
+    const auto s = three_modalities();
+    random_generator rng(seed);
+    std::vector<sequence_set> out;
+    for (std::size_t r = 0; r < count; ++r) {
+        sequence_set x(s);
+        const auto length = [&](std::size_t max) { return static_cast<std::size_t>(rng.below(max + 1)); };
+        std::vector<double> price(1 + length(3));
+        for (auto& v : price) v = rng.normal(10, 3);
+        x.set_numeric("price", price);
+        if (r % 3 != 0) {
+            std::vector<std::int64_t> text(length(6)), tags(length(7));
+            for (auto& t : text) t = static_cast<std::int64_t>(1 + rng.below(199));
+            for (auto& t : tags) t = static_cast<std::int64_t>(rng.below(4));
+            std::vector<float> image(length(6) * 2);
+            for (auto& v : image) v = static_cast<float>(rng.normal());
+            x.set_tokens("text", text).set_dense("image", image).set_categorical("tags", tags);
+        }
+        out.push_back(std::move(x));
+    }
+    return out;
+}
+
+bool same_values(const auto& a, const auto& b)
+{
+    return std::ranges::equal(a, b);
+}
+
+/// A record type of a user's own: ids in one vector for every id modality, read through the concept.
+struct user_record {
+    std::size_t modalities = 4;
+    std::vector<std::size_t> lengths;
+    std::vector<std::vector<std::int64_t>> id_values;
+    std::vector<std::vector<float>> dense_values;
+    std::vector<std::vector<double>> number_values;
+
+    std::size_t modality_count() const { return modalities; }
+    std::size_t length(std::size_t m) const { return lengths[m]; }
+    std::span<const std::int64_t> ids(std::size_t m) const { return id_values[m]; }
+    std::span<const float> dense(std::size_t m) const { return dense_values[m]; }
+    std::span<const double> numbers(std::size_t m) const { return number_values[m]; }
+};
 
 }  // namespace
 
@@ -127,4 +177,106 @@ TEST_CASE("schemas reject unusable modality definitions")
     CHECK_THROWS_AS(schema({{.name = "x", .kind = modality_kind::dense}}), config_error);
     CHECK_THROWS_AS(schema({{.name = "x", .kind = modality_kind::categorical}}), config_error);
     CHECK_THROWS_AS(schema({{.name = "x", .kind = modality_kind::numeric, .stddev = 0}}), config_error);
+}
+
+TEST_CASE("encoded records give back every record's values, and pack as the sequence_sets they came from")
+{
+    const auto s = three_modalities();
+    const auto records = random_three_modality_records(300, 17);
+    const encoded_records store(records);
+    REQUIRE(store.size() == records.size());
+    CHECK(store.schema() == s);
+    CHECK(std::ranges::distance(store.begin(), store.end()) == 300);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        const record_view v = store[i];
+        CHECK(v.index() == i);
+        REQUIRE(v.modality_count() == 4);
+        for (std::size_t m = 0; m < 4; ++m) {
+            CHECK(v.length(m) == records[i].length(m));
+            CHECK(v.present(m) == records[i].present(m));
+            CHECK(same_values(v.ids(m), records[i].ids(m)));
+            CHECK(same_values(v.dense(m), records[i].dense(m)));
+            CHECK(same_values(v.numbers(m), records[i].numbers(m)));
+        }
+        const auto copy = store.to_sequence_set(i);
+        for (std::size_t m = 0; m < 4; ++m) {
+            CHECK(copy.length(m) == records[i].length(m));
+            CHECK(same_values(copy.ids(m), records[i].ids(m)));
+            CHECK(same_values(copy.dense(m), records[i].dense(m)));
+            CHECK(same_values(copy.numbers(m), records[i].numbers(m)));
+        }
+    }
+    for (const auto mode : {position_mode::global, position_mode::per_modality}) {
+        const auto a = pack(s, records, options(mode));
+        const auto b = pack(s, store, options(mode));
+        CHECK(a.lengths == b.lengths);
+        CHECK(a.mask == b.mask);
+        CHECK(a.type_ids == b.type_ids);
+        CHECK(a.position_ids == b.position_ids);
+        CHECK(a.sources == b.sources);
+        CHECK(a.modality == b.modality);
+        CHECK(a.ids == b.ids);
+        CHECK(a.numbers == b.numbers);
+        CHECK(a.dense_rows == b.dense_rows);
+        CHECK(a.dense_slots == b.dense_slots);
+        REQUIRE(a.spans.size() == b.spans.size());
+        for (std::size_t k = 0; k < a.spans.size(); ++k)
+            CHECK((a.spans[k].begin == b.spans[k].begin && a.spans[k].length == b.spans[k].length));
+    }
+    // Views of some records, in another order, pack as those records do.
+    std::vector<record_view> chosen;
+    std::vector<sequence_set> same;
+    for (std::size_t i = records.size(); i-- > 0;)
+        if (i % 7 == 2) chosen.push_back(store.begin()[static_cast<std::ptrdiff_t>(i)]), same.push_back(records[i]);
+    CHECK(pack(s, chosen, options()).ids == pack(s, same, options()).ids);
+    for (std::size_t i = 0; i < records.size(); ++i) CHECK(packed_length(s, store[i]) == packed_length(s, records[i]));
+}
+
+TEST_CASE("encoded records refuse a record that disagrees with their schema, keeping none of it")
+{
+    const auto s = three_modalities();
+    encoded_records store(s);
+    sequence_set good(s);
+    good.set_tokens("text", {4, 5}).set_dense("image", {1, 2}).set_numeric("price", {3.0});
+    store.push_back(good);
+
+    sequence_set other(schema({{.name = "text", .kind = modality_kind::tokens}}));
+    other.set_tokens("text", {1});
+    CHECK_THROWS_WITH_AS(store.push_back(other), "record 1: its schema is not that of the records before it", shape_error);
+
+    user_record r{.lengths = {2, 2, 0, 1},
+                  .id_values = {{7, 8}, {}, {}, {}},
+                  .dense_values = {{}, {1, 2, 3}, {}, {}},
+                  .number_values = {{}, {}, {}, {4.0}}};
+    CHECK_THROWS_WITH_AS(store.push_back(r), "record 1: modality 'image': 3 values for 2 rows of dim 2", shape_error);
+    r.dense_values[1] = {1, 2, 3, 4};
+    r.lengths[3] = 2;
+    CHECK_THROWS_WITH_AS(store.push_back(r), "record 1: modality 'price': 1 numbers for a length of 2", shape_error);
+    r.lengths[3] = 1;
+    r.lengths[0] = 3;
+    CHECK_THROWS_WITH_AS(store.push_back(r), "record 1: modality 'text': 2 ids for a length of 3", shape_error);
+    r.modalities = 3;
+    CHECK_THROWS_WITH_AS(store.push_back(r), "record 1: has 3 modalities, the schema 4", shape_error);
+    REQUIRE(store.size() == 1);
+
+    r.modalities = 4;
+    r.lengths[0] = 1;  // a user's record may hold more ids than its length: only the first are kept
+    store.push_back(r);
+    REQUIRE(store.size() == 2);
+    CHECK(same_values(store[0].ids(0), good.ids(0)));
+    CHECK(same_values(store[0].dense(1), good.dense(1)));
+    CHECK(same_values(store[0].numbers(3), good.numbers(3)));
+    CHECK(same_values(store[1].ids(0), std::vector<std::int64_t>{7}));
+    CHECK(store[1].length(1) == 2);
+    CHECK(same_values(store[1].dense(1), std::vector<float>{1, 2, 3, 4}));
+    CHECK(same_values(store[1].numbers(3), std::vector<double>{4.0}));
+    CHECK_FALSE(store[1].present(2));
+    CHECK(store[1].ids(1).empty());  // the columns a modality's kind does not use are empty
+
+    CHECK_THROWS_WITH_AS(store.at(2), "record 2 of 2 encoded records does not exist", input_error);
+    CHECK_THROWS_WITH_AS(store[1].length(4), "modality index 4 is outside the schema of 4 modalities", input_error);
+    CHECK_THROWS_WITH_AS(store.to_sequence_set(5), "record 5 of 2 encoded records does not exist", input_error);
+    const encoded_records none(std::vector<sequence_set>{});
+    CHECK(none.empty());
+    CHECK_THROWS_AS(none.front(), input_error);
 }

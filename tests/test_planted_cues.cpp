@@ -68,7 +68,7 @@ cue_result train_on_cues(model_config config, const std::vector<attribution_meth
     }
     r.accuracy = double(correct) / double(test.records.size());
     r.positives = explained.size();
-    std::vector<sequence_set> positives;
+    std::vector<record_view> positives;
     for (const auto b : explained) positives.push_back(test.records[b]);
     for (const auto method : methods) {
         if (!supports(method, config.pooling) || positives.empty()) continue;

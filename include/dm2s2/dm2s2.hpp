@@ -10,6 +10,7 @@
 #include "dm2s2/core/random.hpp"
 #include "dm2s2/core/tensor.hpp"
 #include "dm2s2/data/category_table.hpp"
+#include "dm2s2/data/encoded_records.hpp"
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/data/schema.hpp"
 #include "dm2s2/data/sequence_set.hpp"

@@ -186,8 +186,12 @@ int main(int argc, char** argv)
         auto options = options_for(dir);
         model<float, cpu_backend> m(four_modalities(), config_for(true), 3);
         if (mode == "--fault") {  // rank 1's records hold a category its table lacks: it fails, rank 0 waits
-            if (comm.rank() == 1)
-                for (auto& r : train.records) r.set_categorical("tags", {5, 99});
+            if (comm.rank() == 1) {
+                std::vector<sequence_set> faulty;
+                for (std::size_t i = 0; i < train.size(); ++i)
+                    faulty.push_back(train.records.to_sequence_set(i).set_categorical("tags", {5, 99}));
+                train.records = faulty;
+            }
         } else if (mode == "--unwritable") {  // rank 0 cannot write its first checkpoint; rank 1 waits
             options.checkpoint_every = 1;
         } else if (mode == "--kill") {

@@ -89,6 +89,7 @@ public:
 
     bool operator==(const schema& other) const
     {
+        if (modalities_ == other.modalities_) return true;  // copies of one schema
         if (size() != other.size()) return false;
         for (std::size_t m = 0; m < size(); ++m) {
             const auto &a = (*this)[m], &b = other[m];

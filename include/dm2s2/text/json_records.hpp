@@ -345,7 +345,7 @@ public:
     template <scalar T>
     dataset<T> encode_dataset(json_lines_reader& reader) const
     {
-        dataset<T> out;
+        dataset<T> out{encoded_records(schema()), {}};
         const std::size_t width = spec_.task.type == task_type::multiclass ? 1 : num_outputs();
         std::vector<T> targets;
         while (const auto r = reader.next()) {
@@ -364,7 +364,8 @@ public:
     template <scalar T>
     dataset<T> encode_dataset(const std::vector<json_record>& records) const
     {
-        dataset<T> out;
+        dataset<T> out{encoded_records(schema()), {}};
+        out.records.reserve(records.size());
         const std::size_t width = spec_.task.type == task_type::multiclass ? 1 : num_outputs();
         out.targets = spec_.task.type == task_type::multiclass ? tensor<T>({records.size()}) : tensor<T>({records.size(), width});
         for (std::size_t i = 0; i < records.size(); ++i) {

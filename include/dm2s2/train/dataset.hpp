@@ -14,17 +14,19 @@
 #include <vector>
 
 #include "dm2s2/core/random.hpp"
+#include "dm2s2/data/encoded_records.hpp"
 #include "dm2s2/data/packing.hpp"
 #include "dm2s2/data/sequence_set.hpp"
 #include "dm2s2/train/losses.hpp"
 
 namespace dm2s2 {
 
-/// Records and their targets: `targets` is [records] of class indices (multiclass) or
-/// [records, outputs] (binary, multilabel, regression), as `compute_loss` reads them.
+/// Records and their targets: `records` encoded column-wise (a `std::vector<sequence_set>` converts);
+/// `targets` is [records] of class indices (multiclass) or [records, outputs] (binary, multilabel,
+/// regression), as `compute_loss` reads them.
 template <scalar T>
 struct dataset {
-    std::vector<sequence_set> records;
+    encoded_records records;
     tensor<T> targets;
 
     std::size_t size() const noexcept { return records.size(); }
@@ -68,12 +70,12 @@ struct dataset {
         return text;
     }
 
-    /// The records at `indices`, in that order.
-    std::vector<sequence_set> select_records(std::span<const std::size_t> indices) const
+    /// Views of the records at `indices`, in that order (valid while `records` is unchanged).
+    std::vector<record_view> select_records(std::span<const std::size_t> indices) const
     {
-        std::vector<sequence_set> out;
+        std::vector<record_view> out;
         out.reserve(indices.size());
-        for (const auto i : indices) out.push_back(records[i]);
+        for (const auto i : indices) out.push_back(records.at(i));
         return out;
     }
 
