@@ -165,12 +165,7 @@ __attribute__((target("avx2,fma"))) void micro_kernel(const std::uint32_t* a, co
         if constexpr (Stream == b_stream::own) {
             __builtin_prefetch(b + b_ahead * nr, 0, 3);
         } else if constexpr (Stream == b_stream::given) {
-            if (--countdown == 0) {
-                countdown = ahead_every;
-                __builtin_prefetch(ahead, 0, 2);
-                __builtin_prefetch(ahead + 16, 0, 2);
-                ahead += nr;
-            }
+            blocked::request_given_b(ahead, countdown, ahead_every);
         }
         const __m256 b0 = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
         const __m256 b1 = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 8)));

@@ -159,12 +159,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void micro_k
             __builtin_prefetch(b + b_ahead * nr, 0, 3);
             __builtin_prefetch(b + b_ahead * nr + 16, 0, 3);
         } else if constexpr (Stream == b_stream::given) {
-            if (--countdown == 0) {
-                countdown = ahead_every;
-                __builtin_prefetch(ahead, 0, 2);
-                __builtin_prefetch(ahead + 16, 0, 2);
-                ahead += nr;
-            }
+            blocked::request_given_b(ahead, countdown, ahead_every);
         }
         const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
 #pragma GCC unroll 16

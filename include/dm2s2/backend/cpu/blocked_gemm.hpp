@@ -76,6 +76,18 @@ enum class b_stream {
     given
 };
 
+/// A micro-kernel's `b_stream::given` request at one k unit: every `every` units, asks for the nr words
+/// at `ahead` (two cache lines, into L2) and moves `ahead` on by nr. `countdown` starts at `every`.
+inline void request_given_b(const std::uint32_t*& ahead, std::size_t& countdown, std::size_t every) noexcept
+{
+    if (--countdown == 0) {
+        countdown = every;
+        __builtin_prefetch(ahead, 0, 2);
+        __builtin_prefetch(ahead + 16, 0, 2);
+        ahead += nr;
+    }
+}
+
 /// An instruction set's kernels for the blocked product.
 ///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it); `block`: the
 ///    side of the square blocks `pack_block` transposes; `bf16_dot_products`: whether the

@@ -5,9 +5,9 @@
 ///
 /// A product's kernels read B (a linear layer's weight W [n, k], multiplied as x·Wᵀ) in slices: the
 /// columns of C in blocks of `packed_layout::nc`, k in slices of `packed_layout::kc`, and each slice as
-/// panels of `packed_layout::nr` columns stored [k][column]. Packing costs as much as a tenth of a
-/// product at W1's 485 rows and a quarter at batch 1's 49, and it is the same on every call for a
-/// weight. The layout is a permutation of W's values (plus zero columns that round n up to whole
+/// panels of `packed_layout::nr` columns stored [k][column]. Packing is a share of every product, the
+/// larger the fewer the rows (docs/performance.md), and it is the same on every call for a weight.
+/// The layout is a permutation of W's values (plus zero columns that round n up to whole
 /// panels), so `unpack` gives back W exactly, unless the values were rounded to bfloat16 as they were
 /// packed (`weight_rounding::bf16`, for bf16 products, which round them on every call otherwise).
 ///
