@@ -14,17 +14,9 @@
 using namespace dm2s2;
 using dm2s2::testing::golden;
 using dm2s2::testing::golden_inputs;
+using dm2s2::testing::max_relative_diff;
 
 namespace {
-
-/// Largest |a − b| relative to the largest |b|.
-template <class A, class B>
-double relative_error(const A& a, const B& b)
-{
-    double scale = 0;
-    for (std::size_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::abs(static_cast<double>(b[i])));
-    return dm2s2::testing::max_abs_diff(a, b) / std::max(scale, 1e-300);
-}
 
 /// Gradients of loss = Σ last_hidden_state · R · mask, computed by the library.
 template <class T>
@@ -54,7 +46,7 @@ void check_hf_gradients(double tolerance)
             tensor<T> ours(rows.shape());
             for (std::size_t r = 0; r < ids.size(); ++r)
                 std::copy_n(g.row(static_cast<std::size_t>(ids[r])), g.dim(1), ours.row(r));
-            CHECK(relative_error(ours.values(), rows.values()) <= tolerance);
+            CHECK(max_relative_diff(ours.values(), rows.values()) <= tolerance);
             ++compared;
         } else if (name.ends_with("attention.self.key.bias")) {
             // Zero in exact arithmetic (softmax ignores a shift shared by all keys); HF's values are
@@ -62,7 +54,7 @@ void check_hf_gradients(double tolerance)
             CHECK(dm2s2::testing::max_abs_diff(g.values(), tensor<double>(g.shape()).values()) <= tolerance);
             ++compared;
         } else if (golden().contains("f64.grad." + name)) {
-            CHECK(relative_error(g.values(), golden().read<double>("f64.grad." + name).values()) <= tolerance);
+            CHECK(max_relative_diff(g.values(), golden().read<double>("f64.grad." + name).values()) <= tolerance);
             ++compared;
         }
     });

@@ -39,14 +39,6 @@ using namespace dm2s2::testing;
 
 namespace {
 
-/// Largest |x - y| relative to the largest |y|.
-double relative_difference(const std::vector<float>& x, const std::vector<float>& y)
-{
-    double scale = 0;
-    for (const float v : y) scale = std::max(scale, std::abs(static_cast<double>(v)));
-    return max_abs_diff(x, y) / std::max(scale, 1e-30);
-}
-
 std::vector<float> logits_of(const model<float>& m, const std::vector<sequence_set>& records)
 {
     const auto output = m.forward(records);
@@ -528,10 +520,10 @@ TEST_CASE("padding-free, padded and two-thread execution give the same logits an
         const auto [logits, gradients] = run(free_1);
         const auto [padded_logits, padded_gradients] = run(padded_1);
         const auto [threaded_logits, threaded_gradients] = run(free_2);
-        CHECK(relative_difference(padded_logits, logits) <= 1e-6);
-        CHECK(relative_difference(threaded_logits, logits) <= 1e-6);
-        CHECK(relative_difference(padded_gradients, gradients) <= 1e-5);
-        CHECK(relative_difference(threaded_gradients, gradients) <= 1e-5);
+        CHECK(max_relative_diff(padded_logits, logits) <= 1e-6);
+        CHECK(max_relative_diff(threaded_logits, logits) <= 1e-6);
+        CHECK(max_relative_diff(padded_gradients, gradients) <= 1e-5);
+        CHECK(max_relative_diff(threaded_gradients, gradients) <= 1e-5);
     }
 }
 
@@ -580,7 +572,7 @@ TEST_CASE("bf16 products keep the logits within 1e-2 of fp32, tf32 products with
         const model<float> rounded(four_modalities(), small_config(), 41, cpu_backend(options));
         const auto records = random_records(fp32.schema(), 16, 13);
         const auto a = logits_of(fp32, records), b = logits_of(rounded, records);
-        const double difference = relative_difference(b, a);
+        const double difference = max_relative_diff(b, a);
         MESSAGE(to_string(options.precision) << " logits differ from fp32 by " << difference << " of the largest logit ("
                                              << std::string(rounded.encoder().backend().float_kernels()) << ")");
         CHECK(difference <= (tf32 ? 2e-3 : 1e-2));

@@ -17,34 +17,12 @@
 #include "backend_cases.hpp"
 #include "dm2s2/train/trainer.hpp"
 #include "model_fixtures.hpp"
+#include "test_support.hpp"
 
 using namespace dm2s2;
 using namespace dm2s2::testing;
 
 namespace {
-
-/// The largest |a − b| over two host tensors relative to the largest finite |b| (equal values, infinities
-/// included, differ by 0; NaN is infinitely far).
-template <class T>
-double model_difference(const tensor<T>& a, const tensor<T>& b)
-{
-    REQUIRE(a.shape() == b.shape());
-    double worst = 0, scale = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const double d = a[i] == b[i] ? 0.0 : std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
-        worst = std::isnan(d) ? INFINITY : std::max(worst, d);
-        if (std::isfinite(static_cast<double>(b[i]))) scale = std::max(scale, std::abs(static_cast<double>(b[i])));
-    }
-    return scale > 0 ? worst / scale : worst;
-}
-
-template <class T>
-tensor<T> as_tensor(const std::vector<T>& v)
-{
-    tensor<T> t({v.size()}, uninitialized);
-    std::copy(v.begin(), v.end(), t.data());
-    return t;
-}
 
 /// How far a model on backend case C may be from the CPU model: the design's bounds, 1e-6 relative in
 /// float and 1e-12 in double (the staging backend runs the plain loops, the CPU backend its own
@@ -149,13 +127,11 @@ TEST_CASE_TEMPLATE("a model in a backend's memory gives the CPU model's logits, 
         model_cache<T, space> device_cache;
         const auto expected = cpu.forward(batch, explain, &cpu_cache);
         const auto got = device.forward(batch, explain, &device_cache);
-        CHECK(model_difference(got.logits, expected.logits) <= model_tolerance<C>);
+        CHECK(max_relative_diff(got.logits.values(), expected.logits.values()) <= model_tolerance<C>);
         if (explain) {
-            CHECK(model_difference(as_tensor(got.explanation.alpha), as_tensor(expected.explanation.alpha)) <=
-                  model_tolerance<C>);
-            CHECK(model_difference(as_tensor(got.explanation.beta), as_tensor(expected.explanation.beta)) <= model_tolerance<C>);
-            CHECK(model_difference(as_tensor(got.explanation.gamma), as_tensor(expected.explanation.gamma)) <=
-                  model_tolerance<C>);
+            CHECK(max_relative_diff(got.explanation.alpha, expected.explanation.alpha) <= model_tolerance<C>);
+            CHECK(max_relative_diff(got.explanation.beta, expected.explanation.beta) <= model_tolerance<C>);
+            CHECK(max_relative_diff(got.explanation.gamma, expected.explanation.gamma) <= model_tolerance<C>);
         }
 
         tensor<T> probe(expected.logits.shape());
@@ -172,8 +148,8 @@ TEST_CASE_TEMPLATE("a model in a backend's memory gives the CPU model's logits, 
             model<T, reference_backend> host(cpu, reference_backend{});
             model_cache<T> host_cache;
             const auto same = host.forward(batch, explain, &host_cache);
-            CHECK(model_difference(got.logits, same.logits) == 0.0);
-            if (explain) CHECK(model_difference(as_tensor(got.explanation.gamma), as_tensor(same.explanation.gamma)) == 0.0);
+            CHECK(max_relative_diff(got.logits.values(), same.logits.values()) == 0.0);
+            if (explain) CHECK(max_relative_diff(got.explanation.gamma, same.explanation.gamma) == 0.0);
             auto host_grads = host.zero_gradients();
             host.backward(host_cache, probe, host_grads);
             check_same(on_host_by_name<T, space>(device.backend(), device_grads),

@@ -109,6 +109,23 @@ double max_abs_diff(const A& a, const B& b)
     return worst;
 }
 
+/// Largest |a − b| over two equally sized ranges relative to the largest finite |b| (absolute when no b
+/// is finite and nonzero). Equal values, infinities included, differ by 0; a NaN, an infinity against
+/// another value, or ranges of different sizes give infinity.
+template <class A, class B>
+double max_relative_diff(const A& a, const B& b)
+{
+    if (a.size() != b.size()) return INFINITY;
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const double x = static_cast<double>(a[i]), y = static_cast<double>(b[i]);
+        const double d = x == y ? 0.0 : std::abs(x - y);
+        worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+        if (std::isfinite(y)) scale = std::max(scale, std::abs(y));
+    }
+    return scale > 0 ? worst / scale : worst;
+}
+
 /// Checks a BERT model holding tests/data/bert_tiny_a (on any backend) against the golden outputs of
 /// HuggingFace transformers in float64, for both position-id schemes: the last hidden state, the pooler
 /// output, every hidden state and every attention map within `tolerance`.

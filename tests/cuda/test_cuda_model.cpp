@@ -22,6 +22,7 @@
 #include "test_support.hpp"
 
 using namespace dm2s2;
+using dm2s2::testing::max_relative_diff;
 using namespace dm2s2::testing;
 
 namespace {
@@ -59,22 +60,6 @@ std::map<std::string, tensor<float>> parameters_of(model<float, cuda_backend>& m
     return parameters_of(m.backend(), m);
 }
 
-/// The largest |got − expected| over the values of two equally long ranges, relative to the largest
-/// |expected|; NaN counts as infinitely far.
-template <class Got, class Expected>
-double relative_difference(const Got& got, const Expected& expected)
-{
-    REQUIRE(std::size(got) == std::size(expected));
-    double worst = 0, scale = 0;
-    auto g = std::begin(got);
-    for (const auto e : expected) {
-        const double d = std::abs(static_cast<double>(*g++) - static_cast<double>(e));
-        worst = std::isnan(d) ? INFINITY : std::max(worst, d);
-        scale = std::max(scale, std::abs(static_cast<double>(e)));
-    }
-    return scale > 0 ? worst / scale : worst;
-}
-
 /// Every value of a name → tensor map, in name order.
 std::vector<float> flattened(const std::map<std::string, tensor<float>>& tensors)
 {
@@ -109,7 +94,7 @@ TEST_CASE("tf32 and bf16 products on the GPU round their operands: 256³ product
         gpu.upload(a.data(), a.size(), da.data());
         gpu.upload(b.data(), b.size(), db.data());
         gpu.gemm<float>(transpose::no, transpose::no, n, n, n, 1.0f, da.data(), n, db.data(), n, 0.0f, dc.data(), n);
-        const double difference = relative_difference(gpu.download(dc).values(), exact);
+        const double difference = max_relative_diff(gpu.download(dc).values(), exact);
         MESSAGE(to_string(precision) << " product differs from the exact one by " << difference << " of the largest value");
         switch (precision) {
         case matmul_precision::fp32: CHECK(difference <= 1e-6); break;
@@ -142,14 +127,14 @@ TEST_CASE(
             model_cache<float, cuda_space> cache;
             const auto expected = host.forward(batch, explain, &host_cache);
             const auto got = rounded.forward(batch, explain, &cache);
-            const double logits = relative_difference(got.logits.values(), expected.logits.values());
+            const double logits = max_relative_diff(got.logits.values(), expected.logits.values());
             MESSAGE(to_string(precision) << " logits (" << variant.first << ") differ from the CPU's fp32 by " << logits
                                          << " of the largest");
             CHECK(logits <= bound);
             if (explain) {
-                CHECK(relative_difference(got.explanation.alpha, expected.explanation.alpha) <= bound);
-                CHECK(relative_difference(got.explanation.beta, expected.explanation.beta) <= bound);
-                CHECK(relative_difference(got.explanation.gamma, expected.explanation.gamma) <= bound);
+                CHECK(max_relative_diff(got.explanation.alpha, expected.explanation.alpha) <= bound);
+                CHECK(max_relative_diff(got.explanation.beta, expected.explanation.beta) <= bound);
+                CHECK(max_relative_diff(got.explanation.gamma, expected.explanation.gamma) <= bound);
             }
 
             tensor<float> probe(expected.logits.shape());
@@ -164,8 +149,7 @@ TEST_CASE(
             // One scale for the whole model, as the fp32 model tests use. DM²S's max-pool sends each
             // gradient to the largest element, which rounding may change: its gradients are not compared.
             if (variant.second.pooling != pooling_kind::dm2s)
-                CHECK(relative_difference(flattened(parameters_of(rounded.backend(), grads)), flattened(expected_grads)) <=
-                      bound);
+                CHECK(max_relative_diff(flattened(parameters_of(rounded.backend(), grads)), flattened(expected_grads)) <= bound);
         }
 
         const model_config config = small_config();
