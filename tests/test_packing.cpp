@@ -230,6 +230,15 @@ TEST_CASE("encoded records give back every record's values, and pack as the sequ
         if (i % 7 == 2) chosen.push_back(store.begin()[static_cast<std::ptrdiff_t>(i)]), same.push_back(records[i]);
     CHECK(pack(s, chosen, options()).ids == pack(s, same, options()).ids);
     for (std::size_t i = 0; i < records.size(); ++i) CHECK(packed_length(s, store[i]) == packed_length(s, records[i]));
+
+    // The store holds the values and one offset per record and modality (plus one per column), no more
+    // than twice over (the vectors' growth).
+    std::size_t values = 0;
+    for (const auto& r : records)
+        for (std::size_t m = 0; m < 4; ++m) values += r.ids(m).size_bytes() + r.dense(m).size_bytes() + r.numbers(m).size_bytes();
+    const std::size_t needed = values + (records.size() * 4 + 3) * sizeof(std::uint64_t);
+    CHECK(store.allocated_bytes() >= needed);
+    CHECK(store.allocated_bytes() <= 2 * needed + 4 * sizeof(std::size_t));
 }
 
 TEST_CASE("encoded records refuse a record that disagrees with their schema, keeping none of it")
