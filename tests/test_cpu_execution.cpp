@@ -321,6 +321,50 @@ TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar ro
             REQUIRE(packed[unit * 16 + row] == std::uint32_t(to_bfloat16_bits(value)) << 16);
         }
 }
+
+TEST_CASE("packing bf16 pairs in registers gives the scalar words, k contiguous or not")
+{
+    if (!detail::avx512::has_fp32_kernels() || !__builtin_cpu_supports("avx512bw")) {
+        MESSAGE("this processor lacks AVX-512 BW: bf16 pairs are not packed here");
+        return;
+    }
+    using K = detail::avx512::avx512_kernels;
+    using detail::blocked::operand_format;
+    const std::uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu, 0x00000001u, 0x80008000u,
+                                     0x80000000u, 0x7f800000u, 0xff800000u, 0x7f800001u, 0xffc00001u, 0x7fbfffffu};
+    random_generator rng(10);
+    // 45 rows in panels of 14 (whole register blocks, panels straddling them, a short last panel) and
+    // an odd k, so that the last unit holds one value and a zero.
+    constexpr std::size_t rows = 45, k = 75, width = 14;
+    const auto random = random_floats(rows * k, rng);
+    std::vector<float> row_major(rows * k), k_major(k * (rows + 3));  // the second: rows contiguous, ld rows + 3
+    for (std::size_t i = 0; i < row_major.size(); ++i)
+        row_major[i] = i % 5 == 0 ? std::bit_cast<float>(special[i / 5 % 12]) : random[i] * 1e3f;
+    for (std::size_t q = 0; q < rows; ++q)
+        for (std::size_t kk = 0; kk < k; ++kk) k_major[kk * (rows + 3) + q] = row_major[q * k + kk];
+    const std::size_t panels = (rows + width - 1) / width;
+    for (const std::size_t p0 : {std::size_t{0}, std::size_t{5}})  // units from the first, or from the sixth
+        for (const bool k_contiguous : {true, false}) {
+            CAPTURE(p0);
+            CAPTURE(k_contiguous);
+            const std::size_t units = (k + 1) / 2 - p0;
+            std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
+            detail::blocked::pack_panels<K, operand_format::bf16_pairs>(k_contiguous ? row_major.data() : k_major.data(),
+                                                                        k_contiguous ? k : rows + 3, k_contiguous, 0, rows, p0,
+                                                                        units, k, width, packed.data());
+            for (std::size_t q = 0; q < panels * width; ++q)
+                for (std::size_t u = 0; u < units; ++u) {
+                    const std::size_t kk = 2 * (p0 + u);
+                    const std::uint32_t expected =
+                        q >= rows
+                            ? 0u
+                            : detail::blocked::word_of(row_major[q * k + kk], kk + 1 < k ? row_major[q * k + kk + 1] : 0.0f);
+                    CAPTURE(q);
+                    CAPTURE(u);
+                    REQUIRE(packed[q / width * width * units + u * width + q % width] == expected);
+                }
+        }
+}
 #endif
 
 TEST_CASE("cache sizes are read as sysfs writes them, and nothing else")

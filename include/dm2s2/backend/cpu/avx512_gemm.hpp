@@ -112,20 +112,35 @@ __attribute__((target("avx512f"), always_inline)) inline void transpose_16x16(__
     }
 }
 
+/// Sixteen `bf16_pairs` words from 32 consecutive k of one row (`lo` holds the first 16 values, `hi` the
+/// next 16): word u holds values 2u and 2u + 1 rounded to bf16 (ties to even, NaN kept NaN), the lower
+/// k in the low half, as `blocked::word_of(lo, hi)` makes it.
+__attribute__((target("avx512f,avx512bw"))) inline __m512i bf16_pairs_of(__m512 lo, __m512 hi) noexcept
+{
+    // 16-bit word 2i + 1 of the 32 rounded floats is float i's bf16 value.
+    const __m512i odd_halves = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                                23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_permutex2var_epi16(_mm512_castps_si512(round_to_bfloat16(lo)), odd_halves,
+                                     _mm512_castps_si512(round_to_bfloat16(hi)));
+}
+
 /// Packs 16 rows × 16 k units of a k-contiguous fp32 operand (`src` points at its first value, rows
-/// `ld` apart) into panels of `width` rows stored [unit][row] as words of format `F` (fp32 or
-/// rounded_bf16), transposing in registers: the scalar loop would cost more than the products on
-/// weight panels. `row` and `unit` place the block inside the packed slice of `units` units; its 16
-/// rows may straddle two or more panels, so each panel's share of a transposed column is written with
-/// a masked store.
+/// `ld` apart) into panels of `width` rows stored [unit][row] as words of format `F` (a unit is one
+/// value, or for `bf16_pairs` two consecutive values, so that a row reads 32), transposing in
+/// registers: the scalar loop would cost more than the products on weight panels. `row` and `unit`
+/// place the block inside the packed slice of `units` units; its 16 rows may straddle two or more
+/// panels, so each panel's share of a transposed column is written with a masked store.
 template <operand_format F>
-__attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t ld, std::uint32_t* out, std::size_t width,
-                                                   std::size_t units, std::size_t row, std::size_t unit) noexcept
+__attribute__((target("avx512f,avx512bw"))) void pack_16x16(const float* src, std::size_t ld, std::uint32_t* out,
+                                                            std::size_t width, std::size_t units, std::size_t row,
+                                                            std::size_t unit) noexcept
 {
     __m512 r[16];
 #pragma GCC unroll 16
     for (int q = 0; q < 16; ++q) {
-        r[q] = _mm512_loadu_ps(src + q * ld);
+        if constexpr (F == operand_format::bf16_pairs)
+            r[q] = _mm512_castsi512_ps(bf16_pairs_of(_mm512_loadu_ps(src + q * ld), _mm512_loadu_ps(src + q * ld + 16)));
+        else r[q] = _mm512_loadu_ps(src + q * ld);
         if constexpr (F == operand_format::rounded_bf16) r[q] = round_to_bfloat16(r[q]);
     }
     transpose_16x16(r);
@@ -137,6 +152,22 @@ __attribute__((target("avx512f"))) void pack_16x16(const float* src, std::size_t
         float* lane0 = reinterpret_cast<float*>(out + panel * width * units + unit * width + row - panel * width);
 #pragma GCC unroll 16
         for (std::size_t u = 0; u < 16; ++u) _mm512_mask_storeu_ps(lane0 + u * width, mask, r[u]);
+    }
+}
+
+/// One k unit of `count` rows of an operand whose rows are contiguous (k is not) as `bf16_pairs`
+/// words: word q holds lo[q] and, where `hi` is not null, hi[q] (the next k; zero past k's end).
+__attribute__((target("avx512f,avx512bw"))) inline void pack_pairs_of_rows(const float* lo, const float* hi, std::uint32_t* out,
+                                                                           std::size_t count) noexcept
+{
+    for (std::size_t q = 0; q < count; q += 16) {
+        const auto mask = static_cast<__mmask16>(count - q >= 16 ? 0xffffu : (1u << (count - q)) - 1u);
+        // A rounded float holds its bf16 value in its high half and zero in its low half.
+        const __m512i low =  // GCC bug 105593: the masked form
+            _mm512_maskz_srli_epi32(0xffff, _mm512_castps_si512(round_to_bfloat16(_mm512_maskz_loadu_ps(mask, lo + q))), 16);
+        const __m512i high =
+            hi != nullptr ? _mm512_castps_si512(round_to_bfloat16(_mm512_maskz_loadu_ps(mask, hi + q))) : _mm512_setzero_si512();
+        _mm512_mask_storeu_epi32(out + q, mask, _mm512_or_si512(low, high));
     }
 }
 
@@ -216,6 +247,7 @@ struct avx512_kernels {
     static constexpr auto micro_kernel = &avx512::micro_kernel<F, Stream>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_16x16<F>;
+    static constexpr auto pack_pairs_row = &pack_pairs_of_rows;
 #endif
 };
 #if DM2S2_HAS_X86_KERNELS

@@ -88,6 +88,16 @@ inline void request_given_b(const std::uint32_t*& ahead, std::size_t& countdown,
     }
 }
 
+/// What a kernel set with `vdpbf16ps` adds (`micro_kernel_set`): its micro-kernel on `bf16_pairs`, the
+/// pair packing of square blocks, and `pack_pairs_row(lo, hi, out, count)`: one k unit of `count` rows
+/// of an operand whose rows are contiguous, as bf16_pairs words (hi: the next k's values, or null).
+template <class K>
+concept bf16_pair_kernels = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
+    K::template micro_kernel<operand_format::bf16_pairs, b_stream::none>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
+    K::template pack_block<operand_format::bf16_pairs>(x, n, out, n, n, n, n);
+    K::pack_pairs_row(x, x, out, n);
+};
+
 /// An instruction set's kernels for the blocked product.
 ///  - `mr`, `tile_cols`: rows and columns of a C tile (tile_cols is nr, or half of it); `block`: the
 ///    side of the square blocks `pack_block` transposes; `bf16_dot_products`: whether the
@@ -98,9 +108,11 @@ inline void request_given_b(const std::uint32_t*& ahead, std::size_t& countdown,
 ///    anything). B's words for a k unit start at b and the next unit's are nr words on. `Stream`
 ///    (`b_stream`) says what the kernel asks the memory for as it goes; `ahead` and `ahead_every`
 ///    are read by `b_stream::given` only.
-///  - `pack_block<F>(src, ld, out, width, units, row, unit)`: block × block values of a k-contiguous
-///    operand (rows `ld` apart) into panels of `width` rows stored [unit][row], at row `row` and unit
-///    `unit` of a packed slice of `units` units (F is fp32 or rounded_bf16).
+///  - `pack_block<F>(src, ld, out, width, units, row, unit)`: block rows × block k units of a
+///    k-contiguous operand (rows `ld` apart) into panels of `width` rows stored [unit][row], at row
+///    `row` and unit `unit` of a packed slice of `units` units (F is fp32 or rounded_bf16, and
+///    bf16_pairs where `bf16_dot_products`).
+///  - where `bf16_dot_products`, what `bf16_pair_kernels` asks for.
 template <class K>
 concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
     { K::mr } -> std::convertible_to<std::size_t>;
@@ -112,7 +124,7 @@ concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const st
     K::template micro_kernel<operand_format::fp32, b_stream::given>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
     K::template pack_block<operand_format::fp32>(x, n, out, n, n, n, n);
     K::template pack_block<operand_format::rounded_bf16>(x, n, out, n, n, n, n);
-} && nr % K::tile_cols == 0;
+} && nr % K::tile_cols == 0 && (!K::bf16_dot_products || bf16_pair_kernels<K>);
 
 /// The cache blocking of a product's loops: `mc` rows of A packed at once (a multiple of the tile's
 /// rows) and `nc` columns of C per pass over one packed A block (a multiple of nr dividing
@@ -177,29 +189,36 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                  std::size_t units, std::size_t k, std::size_t width, std::uint32_t* out) noexcept
 {
     constexpr bool pairs = F == operand_format::bf16_pairs;
-    constexpr std::size_t block = K::block;
-    // One value per word with k contiguous: whole square blocks go through register transposes, and
-    // the loops below fill in the rest.
+    constexpr std::size_t block = K::block, values_per_unit = pairs ? 2 : 1;
+    // With k contiguous, whole square blocks of rows × units go through register transposes, and the
+    // loops below fill in the rest (the units whose values run past k's end among them).
     std::size_t fast_rows = 0, fast_units = 0;
-    if constexpr (!pairs) {
-        if (k_contiguous) {
-            fast_rows = count / block * block;
-            fast_units = units / block * block;
-            for (std::size_t r = 0; r < fast_rows; r += block)
-                for (std::size_t u = 0; u < fast_units; u += block) {
-                    // Weight rows come from memory on every call, in runs of kc values, too short for
-                    // the hardware prefetcher: ask L2 for the rows two blocks ahead (benchmarks/README.md,
-                    // step 7).
-                    if (r + 3 * block <= count)
-                        for (std::size_t q = r + 2 * block; q < r + 3 * block; ++q)
-                            __builtin_prefetch(x + (q0 + q) * ld + p0 + u, 0, 1);
-                    K::template pack_block<F>(x + (q0 + r) * ld + p0 + u, ld, out, width, units, r, u);
-                }
-        }
+    if (k_contiguous) {
+        fast_rows = count / block * block;
+        fast_units = std::min(units, (k - values_per_unit * p0) / values_per_unit) / block * block;
+        for (std::size_t r = 0; r < fast_rows; r += block)
+            for (std::size_t u = 0; u < fast_units; u += block) {
+                const float* const src = x + (q0 + r) * ld + values_per_unit * (p0 + u);
+                // Weight rows come from memory on every call, in runs of kc values, too short for the
+                // hardware prefetcher: ask L2 for the rows two blocks ahead (benchmarks/README.md, step 7).
+                if (r + 3 * block <= count)
+                    for (std::size_t q = 2 * block; q < 3 * block; ++q) {
+                        __builtin_prefetch(src + q * ld, 0, 1);
+                        if constexpr (pairs) __builtin_prefetch(src + q * ld + block, 0, 1);
+                    }
+                K::template pack_block<F>(src, ld, out, width, units, r, u);
+            }
     }
     for (std::size_t first = 0; first < count; first += width, out += width * units) {
         const std::size_t rows = std::min(width, count - first);
-        if (k_contiguous) {
+        if (pairs && !k_contiguous) {
+            if constexpr (pairs)
+                for (std::size_t u = 0; u < units; ++u) {
+                    const std::size_t kk = 2 * (p0 + u);
+                    const float* src = x + kk * ld + q0 + first;
+                    K::pack_pairs_row(src, kk + 1 < k ? src + ld : nullptr, out + u * width, rows);
+                }
+        } else if (k_contiguous) {
             for (std::size_t q = 0; q < rows; ++q) {
                 const float* src = x + (q0 + first + q) * ld;
                 for (std::size_t u = first + q < fast_rows ? fast_units : 0; u < units; ++u) {
@@ -210,13 +229,8 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
             }
         } else {
             for (std::size_t u = 0; u < units; ++u) {
-                const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
-                const float* src = x + kk * ld + q0 + first;
-                const float* next = pairs && kk + 1 < k ? src + ld : nullptr;
-                for (std::size_t q = 0; q < rows; ++q) {
-                    if constexpr (pairs) out[u * width + q] = word_of(src[q], next ? next[q] : 0.0f);
-                    else out[u * width + q] = word_of<F>(src[q]);
-                }
+                const float* src = x + (p0 + u) * ld + q0 + first;
+                for (std::size_t q = 0; q < rows; ++q) out[u * width + q] = word_of<F>(src[q]);
             }
         }
         if (rows < width)
