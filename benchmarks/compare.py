@@ -145,18 +145,23 @@ def openblas_environment():
         core = lib.openblas_get_corename().decode()
     except OSError:
         return env, "OpenBLAS core for PyTorch: unknown (libopenblas.so.0 not found)"
-    if "OPENBLAS_CORETYPE" in env:
-        return env, f"OpenBLAS core for PyTorch: {core} (OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} from the environment)"
     cpuinfo = Path("/proc/cpuinfo")
     flags = set()
     for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else []):
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             break
-    if core.lower() in ("prescott", "haswell") and "avx512f" in flags:
-        env["OPENBLAS_CORETYPE"] = "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
-        return env, (f"OpenBLAS core for PyTorch: {env['OPENBLAS_CORETYPE']} (OpenBLAS detected {core} on an AVX-512 "
-                     f"processor; set OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']})")
+    best = "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
+    narrow = core.lower() in ("prescott", "haswell") and "avx512f" in flags
+    if "OPENBLAS_CORETYPE" in env:
+        line = f"OpenBLAS core for PyTorch: {core} (OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} from the environment)"
+        if narrow:  # kept, since the environment asked for it, but PyTorch is then not at its best
+            line += f"; on this AVX-512 processor {best} would be faster: unset OPENBLAS_CORETYPE to use it"
+        return env, line
+    if narrow:
+        env["OPENBLAS_CORETYPE"] = best
+        return env, (f"OpenBLAS core for PyTorch: {best} (OpenBLAS detected {core} on an AVX-512 processor; "
+                     f"set OPENBLAS_CORETYPE={best})")
     return env, f"OpenBLAS core for PyTorch: {core} (detected)"
 
 

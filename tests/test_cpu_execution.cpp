@@ -240,8 +240,9 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
 {
     // Shapes two threads split by rows with op(B) packed once for both (`gemm_with_shared_b`): partial
     // panels, a second block of columns, depths past one slice, W1's 485 rows; and Aᵀ, which keeps
-    // packing as it goes. Each is compared with one thread, which packs slice by slice. AMX tiles,
-    // which sum each block of C over the whole depth in one order, are held to the same. (Eigen's
+    // packing as it goes. Each is compared with one thread, which packs slice by slice, in fp32 and in
+    // each bf16 kernel the processor has. AMX tiles, which sum each block of C over the whole depth in
+    // one order, are held to the same. (Eigen's
     // products, where the processor has no AVX2, block by sizes and so are not held to this.) Under
     // the sanitizers W1's product is cut to a depth of a slice and a bit, and the transposed products
     // take one beta.
@@ -257,13 +258,14 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
                 for (const float beta : {-1.5f, 0.0f, 1.0f})
                     for (const auto precision : {matmul_precision::fp32, matmul_precision::bf16})
                         for (const auto kernels : {simd_kernels::widest, simd_kernels::avx2})
-                            for (const auto bf16 : {bf16_kernel::rounded_fma, bf16_kernel::tiles}) {
+                            for (const auto bf16 : {bf16_kernel::rounded_fma, bf16_kernel::dot_product, bf16_kernel::tiles}) {
                                 if (sanitized && beta != -1.5f && (ta == transpose::yes || tb == transpose::yes))
                                     continue;  // every beta once, untransposed
-                                if (bf16 == bf16_kernel::tiles &&
-                                    (precision != matmul_precision::bf16 || kernels != simd_kernels::widest ||
-                                     !detail::amx::has_bf16_tiles()))
-                                    continue;  // tiles where the processor has them, once
+                                const bool here = bf16 == bf16_kernel::tiles ? detail::amx::has_bf16_tiles()
+                                                                             : detail::avx512::has_bf16_dot_products();
+                                if (bf16 != bf16_kernel::rounded_fma &&
+                                    (precision != matmul_precision::bf16 || kernels != simd_kernels::widest || !here))
+                                    continue;  // `vdpbf16ps` and tiles where the processor has them, once
                                 const std::size_t m = dims[0], n = dims[1], k = dims[2];
                                 const cpu_options options{.precision = precision, .bf16 = bf16, .kernels = kernels};
                                 cpu_options two_threads = options;

@@ -65,12 +65,25 @@ bool kernels_read_packed(const cpu_backend& backend)
     return kernels == "avx512-fp32" || kernels == "avx2-fp32";
 }
 
-/// Whether a backend's products are bf16 by FMA or on AMX tiles, which round a weight once as they
-/// pack it when `weight_rounding::bf16` allows, from the kernels it reports.
+/// Whether a backend's products are bf16 by FMA, by `vdpbf16ps` or on AMX tiles, which round a weight
+/// once as they pack it when `weight_rounding::bf16` allows, from the kernels it reports.
 bool kernels_round_packed(const cpu_backend& backend)
 {
     const std::string kernels = backend.float_kernels();
-    return kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma" || kernels == "amx-bf16";
+    return kernels == "avx512-bf16-rounded-fma" || kernels == "avx2-bf16-rounded-fma" || kernels == "avx512-bf16-dot" ||
+           kernels == "amx-bf16";
+}
+
+/// How often each bfloat16 value occurs in the halves of a packed matrix's words.
+std::map<std::uint16_t, std::size_t> bf16_halves(const packed_matrix& packed)
+{
+    std::map<std::uint16_t, std::size_t> halves;
+    for (std::size_t i = 0; i < packed.size(); ++i) {
+        const auto word = std::bit_cast<std::uint32_t>(packed.data()[i]);
+        ++halves[static_cast<std::uint16_t>(word)];
+        ++halves[static_cast<std::uint16_t>(word >> 16)];
+    }
+    return halves;
 }
 
 /// Every parameter of a model, by name.
@@ -140,15 +153,13 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
         CHECK(tiles.rounding() == weight_rounding::bf16);
         REQUIRE(tiles.size() == tile_layout::size(n, k));
         CHECK(tiles.size() <= (n + 15) * (k + 31) / 2);
-        std::map<std::uint16_t, std::size_t> halves, expected_halves;
-        for (std::size_t i = 0; i < tiles.size(); ++i) {
-            const auto word = std::bit_cast<std::uint32_t>(tiles.data()[i]);
-            ++halves[static_cast<std::uint16_t>(word)];
-            ++halves[static_cast<std::uint16_t>(word >> 16)];
-        }
-        for (const float v : w) ++expected_halves[to_bfloat16_bits(v)];
-        if (2 * tiles.size() > w.size()) expected_halves[0] += 2 * tiles.size() - w.size();
-        CHECK(halves == expected_halves);
+        const auto expected_halves = [&](std::size_t words) {
+            std::map<std::uint16_t, std::size_t> expected_halves;
+            for (const float v : w) ++expected_halves[to_bfloat16_bits(v)];
+            if (2 * words > w.size()) expected_halves[0] += 2 * words - w.size();
+            return expected_halves;
+        };
+        CHECK(bf16_halves(tiles) == expected_halves(tiles.size()));
         tiles.unpack(back.data());
         CHECK(same_bits(back.data(), rounded_w.data(), rounded_w.size()));
         const cpu_backend tile_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles});
@@ -160,6 +171,27 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
             CHECK(std::bit_cast<std::uintptr_t>(packed->data()) % 64 == 0);
             REQUIRE(packed->size() == tiles.size());
             CHECK(same_bits(packed->data(), tiles.data(), tiles.size()));
+        }
+
+        // As bf16 pairs for `vdpbf16ps`: the float layout over pairs of depths, half its words; the
+        // products' own packing gives the same words, and only where rounding is allowed.
+        const auto pairs = packed_matrix::pack(w.data(), n, k, k, weight_rounding::none, packed_form::bf16_pairs);
+        CHECK(pairs.form() == packed_form::bf16_pairs);
+        CHECK(pairs.rounding() == weight_rounding::bf16);
+        REQUIRE(pairs.size() == packed_layout::padded_columns(n) * ((k + 1) / 2));
+        CHECK(bf16_halves(pairs) == expected_halves(pairs.size()));
+        std::fill(back.begin(), back.end(), std::numeric_limits<float>::quiet_NaN());
+        pairs.unpack(back.data());
+        CHECK(same_bits(back.data(), rounded_w.data(), rounded_w.size()));
+        const cpu_backend dot_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::dot_product});
+        if (std::string(dot_backend.float_kernels()) == "avx512-bf16-dot") {
+            CHECK_FALSE(dot_backend.pack_weight(w.data(), n, k).has_value());
+            const auto packed = dot_backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
+            REQUIRE(packed.has_value());
+            CHECK(packed->form() == packed_form::bf16_pairs);
+            CHECK(std::bit_cast<std::uintptr_t>(packed->data()) % 64 == 0);
+            REQUIRE(packed->size() == pairs.size());
+            CHECK(same_bits(packed->data(), pairs.data(), pairs.size()));
         }
 
         // The products' own packing (register transposes) gives the same words, exact even where
@@ -198,6 +230,7 @@ TEST_CASE("products with packed weights, bias and GELU give the plain weights' n
                   cpu_options{.threads = 2, .kernels = simd_kernels::portable},
                   cpu_options{.threads = 1, .precision = matmul_precision::bf16},
                   cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
+                  cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::dot_product},
                   cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles}})
                 for (const weight_rounding rounding : {weight_rounding::none, weight_rounding::bf16})
                     for (const float beta : {-1.5f, 0.0f})
@@ -307,11 +340,12 @@ TEST_CASE("a linear layer with a packed weight computes, trains and reports the 
 TEST_CASE("weights packed rounded to bf16 give the bf16 products' numbers and stay rounded")
 {
     random_generator rng(8);
-    // bf16 products by FMA (on the widest kernels, on AVX2's, on two threads) and on AMX tiles round the
-    // weight once as it is packed; fp32 products pack it exactly; `vdpbf16ps` and Eigen's products
+    // bf16 products by FMA (on the widest kernels, on AVX2's, on two threads), by `vdpbf16ps` and on AMX
+    // tiles round the weight once as it is packed; fp32 products pack it exactly; Eigen's products
     // leave it plain.
     for (const auto& options : {cpu_options{.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
                                 cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles},
+                                cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::dot_product},
                                 cpu_options{.precision = matmul_precision::bf16, .kernels = simd_kernels::avx2},
                                 cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
                                 cpu_options{.precision = matmul_precision::bf16, .kernels = simd_kernels::portable},
@@ -370,6 +404,7 @@ TEST_CASE("a bf16 model with weights packed rounded gives the same logits, and s
     for (const auto& options : {cpu_options{.precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
                                 cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::rounded_fma},
                                 cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles},
+                                cpu_options{.threads = 2, .precision = matmul_precision::bf16, .bf16 = bf16_kernel::dot_product},
                                 cpu_options{.threads = 2}}) {
         const cpu_backend backend(options);
         const std::size_t threads = options.threads;

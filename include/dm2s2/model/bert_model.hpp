@@ -152,14 +152,15 @@ public:
     /// Packs the encoder's and the pooler's weights into the layout this model's backend multiplies
     /// (`linear::pack_weights`), for inference: products no longer repack them on every call, the
     /// outputs stay the same and so does the memory. Returns how many weights it packed: none where the
-    /// backend multiplies plain weights (double, Eigen's products, `vdpbf16ps`, any device), and none
-    /// for bf16 products unless `allowed` is `weight_rounding::bf16`. Training and checkpoints work as
-    /// before: whatever needs the plain weights unpacks them.
+    /// backend multiplies plain weights (double, Eigen's products, any device), and none for bf16
+    /// products unless `allowed` is `weight_rounding::bf16`. Training and checkpoints work as before:
+    /// whatever needs the plain weights unpacks them.
     ///
-    /// With `weight_rounding::bf16`, a backend with bf16 products by FMA packs the weights rounded to
-    /// bf16 once, instead of rounding them in every product: the same outputs on that backend, at the
-    /// fp32 products' speed, but the weights stay rounded (unpacking, saving and training see bf16
-    /// values). Meant for a model that only serves bf16 inference.
+    /// With `weight_rounding::bf16`, a backend with bf16 products packs the weights rounded to bf16
+    /// once, instead of rounding them in every product: the same outputs on that backend, but the
+    /// weights stay rounded (unpacking, saving and training see bf16 values). For `vdpbf16ps` and AMX
+    /// tiles they are stored as bf16, in half the memory. Meant for a model that only serves bf16
+    /// inference.
     std::size_t pack_weights(weight_rounding allowed = weight_rounding::none)
     {
         if constexpr (host_backend_for<Backend, T>)

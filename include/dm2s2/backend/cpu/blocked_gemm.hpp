@@ -155,6 +155,13 @@ constexpr gemm_blocking derive_gemm_blocking(std::size_t mr, const cpu_cache_siz
     return {(panels > 0 ? panels : 1) * mr, nc};
 }
 
+/// k units of a product k deep in format F: pairs of depths for `bf16_pairs`, values otherwise.
+template <operand_format F>
+constexpr std::size_t units_of(std::size_t k) noexcept
+{
+    return F == operand_format::bf16_pairs ? depth_pairs(k) : k;
+}
+
 /// A float's word in a one-value format.
 template <operand_format F>
 std::uint32_t word_of(float x) noexcept
@@ -262,7 +269,7 @@ void gemm_accumulate(transpose ta, transpose tb, std::size_t m, std::size_t n, s
                      std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, bool add_to_c,
                      const gemm_blocking& blocking)
 {
-    const std::size_t k_units = F == operand_format::bf16_pairs ? (k + 1) / 2 : k;
+    const std::size_t k_units = units_of<F>(k);
     constexpr std::size_t nc = packed_layout::nc;
     const std::size_t mc = blocking.mc;
     const std::size_t b_cols = std::min(nc, (n + nr - 1) / nr * nr), a_rows = std::min(mc, (m + K::mr - 1) / K::mr * K::mr);
@@ -307,48 +314,50 @@ void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::siz
     }
 }
 
-/// How many packed slices op(B) [k deep, n columns] has in `packed_layout`: for each block of nc
-/// columns, one per kc of depth. `pack_slice` numbers them in that order.
+/// How many packed slices op(B) [k deep, n columns] has in `packed_layout` as F's words: for each
+/// block of nc columns, one per kc units of depth. `pack_slice` numbers them in that order.
+template <operand_format F>
 constexpr std::size_t slice_count(std::size_t n, std::size_t k) noexcept
 {
-    return (n + packed_layout::nc - 1) / packed_layout::nc * ((k + kc - 1) / kc);
+    return (n + packed_layout::nc - 1) / packed_layout::nc * ((units_of<F>(k) + kc - 1) / kc);
 }
 
 /// Packs slice number `slice` of op(B) [k deep, n columns] (`slice_count`) into `out`, which holds
-/// the whole of op(B) in `packed_layout`: the words `gemm_accumulate<K, F>` packs for that slice.
-/// Column j, depth p of op(B) is b[j·ldb + p] when `k_contiguous` (B = W [n, k], a linear layer's
-/// weight), else b[p·ldb + j].
+/// the whole of op(B) in `packed_layout` over F's k units: the words `gemm_accumulate<K, F>` packs for
+/// that slice. Column j, depth p of op(B) is b[j·ldb + p] when `k_contiguous` (B = W [n, k], a linear
+/// layer's weight), else b[p·ldb + j].
 template <micro_kernel_set K, operand_format F>
 void pack_slice(const float* b, std::size_t ldb, bool k_contiguous, std::size_t n, std::size_t k, std::size_t slice,
                 std::uint32_t* out) noexcept
 {
-    const std::size_t per_block = (k + kc - 1) / kc;
+    const std::size_t k_units = units_of<F>(k), per_block = (k_units + kc - 1) / kc;
     const std::size_t j0 = slice / per_block * packed_layout::nc, p0 = slice % per_block * kc;
-    pack_panels<K, F>(b, ldb, k_contiguous, j0, std::min(packed_layout::nc, n - j0), p0, std::min(kc, k - p0), k, nr,
-                      out + packed_layout::slice_offset(n, k, j0, p0));
+    pack_panels<K, F>(b, ldb, k_contiguous, j0, std::min(packed_layout::nc, n - j0), p0, std::min(kc, k_units - p0), k, nr,
+                      out + packed_layout::slice_offset(n, k_units, j0, p0));
 }
 
-/// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout`) with the products'
-/// own packing: what `gemm_accumulate<K, F>` would pack from op(B) = Wᵀ (F is fp32 or rounded_bf16).
-/// Each slice goes through this thread's packing buffer, whose words the packing writes, and is then
-/// copied into `out`'s floats.
+/// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout` over F's k units:
+/// `packed_form::fp32_panels` for fp32 and rounded_bf16, `packed_form::bf16_pairs` for bf16_pairs)
+/// with the products' own packing: what `gemm_accumulate<K, F>` would pack from op(B) = Wᵀ. Each
+/// slice goes through this thread's packing buffer, whose words the packing writes, and is then
+/// copied into `out`'s words.
 template <micro_kernel_set K, operand_format F>
 void pack_weight(const float* w, std::size_t n, std::size_t k, std::size_t ld, packed_matrix& out)
 {
-    static_assert(F != operand_format::bf16_pairs, "the packed layout holds one value per word");
+    const std::size_t k_units = units_of<F>(k);
     for (std::size_t j0 = 0; j0 < n; j0 += packed_layout::nc) {
         const std::size_t cols = std::min(packed_layout::nc, n - j0), padded = packed_layout::padded_columns(cols);
-        for (std::size_t p0 = 0; p0 < k; p0 += kc) {
-            const std::size_t units = std::min(kc, k - p0);
+        for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
+            const std::size_t units = std::min(kc, k_units - p0);
             std::uint32_t* const slice = packing_buffer<0>(units * padded);
             pack_panels<K, F>(w, ld, true, j0, cols, p0, units, k, nr, slice);
-            std::memcpy(out.data() + packed_layout::slice_offset(n, k, j0, p0), slice, units * padded * sizeof(float));
+            std::memcpy(out.data() + packed_layout::slice_offset(n, k_units, j0, p0), slice, units * padded * sizeof(float));
         }
     }
 }
 
 /// Columns [col_begin, col_end) of C[m, n] = alpha A op(B) (plus C's old values when `add_to_c`), A
-/// [m, k] with row stride lda, op(B) [k, n] packed already in `packed_layout` as F's words (`b`);
+/// [m, k] with row stride lda, op(B) [k, n] packed already in `packed_layout` over F's k units (`b`);
 /// col_begin is a multiple of nr; blocked as `blocking` says (made for K::mr). Only A is packed, once
 /// per k slice for all of the columns, which then stream past it from the packed B, `blocking.nc`
 /// columns per pass over the A block. The k slices are the outer loop, as in `gemm_accumulate`, so
@@ -361,7 +370,6 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                             std::size_t lda, const std::uint32_t* b, std::size_t n, std::size_t k, float* c, std::size_t ldc,
                             bool add_to_c, const gemm_blocking& blocking, TileDone&& tile_done)
 {
-    static_assert(F != operand_format::bf16_pairs, "the packed layout holds one value per word");
     // A block of at most this many A panels meets each B panel with all of its panels in turn, rather
     // than each A panel meeting all of B: the first panel reads B's panel from memory and the others
     // find it in cache, so that the reads from memory spread over the whole pass instead of coming all
@@ -370,15 +378,16 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
     constexpr std::size_t few_panels = 10;
     const std::size_t mc = blocking.mc;
     std::uint32_t* const packed_a = packing_buffer<1>(kc * std::min(mc, (m + K::mr - 1) / K::mr * K::mr));
-    for (std::size_t p0 = 0; p0 < k; p0 += kc) {
-        const std::size_t units = std::min(kc, k - p0);
-        const bool last_slice = p0 + units == k;
+    const std::size_t k_units = units_of<F>(k);
+    for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
+        const std::size_t units = std::min(kc, k_units - p0);
+        const bool last_slice = p0 + units == k_units;
         for (std::size_t i0 = 0; i0 < m; i0 += mc) {
             const std::size_t rows = std::min(mc, m - i0);
             pack_panels<K, F>(a, lda, true, i0, rows, p0, units, k, K::mr, packed_a);
             for (std::size_t j0 = col_begin / packed_layout::nc * packed_layout::nc; j0 < col_end; j0 += packed_layout::nc) {
                 const std::size_t block_end = std::min({n, j0 + packed_layout::nc, col_end});
-                const std::uint32_t* const slice = b + packed_layout::slice_offset(n, k, j0, p0);
+                const std::uint32_t* const slice = b + packed_layout::slice_offset(n, k_units, j0, p0);
                 for (std::size_t pass = std::max(j0, col_begin); pass < block_end; pass += blocking.nc) {
                     const std::size_t pass_end = std::min(block_end, pass + blocking.nc);
                     // Where the pass after this one, in the loops' order, reads its B, and how many words:
@@ -396,11 +405,12 @@ void gemm_accumulate_packed(std::size_t m, std::size_t col_begin, std::size_t co
                             }
                             start = std::max(block, col_begin);
                         }
-                        const std::size_t next_units = std::min(kc, k - depth),
+                        const std::size_t next_units = std::min(kc, k_units - depth),
                                           end = std::min({n, block + packed_layout::nc, col_end}),
                                           cols = std::min(end, start + blocking.nc) - start;
-                        return {b + packed_layout::slice_offset(n, k, block, depth) + panel_offset(start - block, next_units),
-                                next_units * packed_layout::padded_columns(cols)};
+                        return {
+                            b + packed_layout::slice_offset(n, k_units, block, depth) + panel_offset(start - block, next_units),
+                            next_units * packed_layout::padded_columns(cols)};
                     };
                     // The tile of A panel ir and columns from j. Without `ahead`, the first A panel brings W's
                     // columns into L2 (from memory, or for later row blocks from the last-level cache) and the

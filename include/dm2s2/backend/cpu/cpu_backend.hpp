@@ -134,8 +134,9 @@ struct cpu_backend : portable_backward_kernels,
 
     /// Whether `pack_weight` packs float weights for this backend's products, rather than leaving them
     /// as they are: exactly for fp32 products on the library's kernels, and, where `allowed` is
-    /// `weight_rounding::bf16`, rounded for bf16 products by FMA (`bf16_kernel::rounded_fma`) or on AMX
-    /// tiles (as bf16, half the memory: `packed_form::bf16_tiles`).
+    /// `weight_rounding::bf16`, rounded for bf16 products by FMA (`bf16_kernel::rounded_fma`), by
+    /// `vdpbf16ps` (as bf16 pairs, half the memory: `packed_form::bf16_pairs`) or on AMX tiles (as bf16,
+    /// half the memory: `packed_form::bf16_tiles`).
     bool reads_packed_weights(weight_rounding allowed = weight_rounding::none) const noexcept
     {
         return packed_weight_path(allowed).has_value();
@@ -173,8 +174,8 @@ struct cpu_backend : portable_backward_kernels,
 
     /// W [n, k] (row-major, contiguous) packed once for `gemm_packed`, where this backend's products
     /// read packed weights (`reads_packed_weights(allowed)`): exactly for fp32 products, rounded to
-    /// bf16 for bf16 products where `allowed` says so (as bf16 tiles on AMX). Elsewhere nothing, and the
-    /// weight stays as it is.
+    /// bf16 for bf16 products where `allowed` says so (as bf16 pairs for `vdpbf16ps`, as bf16 tiles on
+    /// AMX). Elsewhere nothing, and the weight stays as it is.
     template <scalar T>
     std::optional<packed_matrix> pack_weight(const T* w, std::size_t n, std::size_t k,
                                              weight_rounding allowed = weight_rounding::none) const
@@ -186,11 +187,11 @@ struct cpu_backend : portable_backward_kernels,
                     pack_tiles(w, k, true, n, k, reinterpret_cast<std::uint32_t*>(packed.data()));
                     return packed;
                 }
-                const bool rounded = path->format == operand_format::rounded_bf16;
-                packed_matrix packed(n, k, rounded ? weight_rounding::bf16 : weight_rounding::none);
+                packed_matrix packed(n, k, path->format == operand_format::fp32 ? weight_rounding::none : weight_rounding::bf16,
+                                     packed_form_of(*path));
                 with_kernel_set(path->isa, [&]<class K>(K) {
-                    if (rounded) detail::blocked::pack_weight<K, operand_format::rounded_bf16>(w, n, k, k, packed);
-                    else detail::blocked::pack_weight<K, operand_format::fp32>(w, n, k, k, packed);
+                    with_format<K>(path->format,
+                                   [&]<operand_format F>() { detail::blocked::pack_weight<K, F>(w, n, k, k, packed); });
                 });
                 return packed;
             }
@@ -214,7 +215,7 @@ struct cpu_backend : portable_backward_kernels,
         // fp32 products read either float form as it is (rounded values are floats too); bf16 products
         // need the values rounded, and tiles need them as tiles.
         const auto path = packed_weight_path(w.rounding());
-        if (!path || (path->isa == kernel_isa::amx) != (w.form() == packed_form::bf16_tiles)) {
+        if (!path || packed_form_of(*path) != w.form()) {
             std::vector<float> plain(n * k);
             w.unpack(plain.data());
             gemm(transpose::no, transpose::yes, m, n, k, alpha, a, lda, plain.data(), k, beta, c, ldc);
@@ -234,9 +235,9 @@ struct cpu_backend : portable_backward_kernels,
             return;
         }
         with_kernel_set(path->isa, [&]<class K>(K) {
-            if (path->format == operand_format::rounded_bf16)
-                multiply_packed<K, operand_format::rounded_bf16>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
-            else multiply_packed<K, operand_format::fp32>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
+            with_format<K>(path->format, [&]<operand_format F>() {
+                multiply_packed<K, F>(m, n, k, alpha, a, lda, words, beta, c, ldc, tile_done);
+            });
         });
     }
 
@@ -422,17 +423,36 @@ private:
     }
 
     /// The kernels that read packed weights whose values may be rounded as `allowed` says: fp32
-    /// products on the library's kernels; where rounding is allowed, bf16 products by FMA and on AMX
-    /// tiles. None where the products multiply plain weights (Eigen's, `vdpbf16ps`'s pairs) or need
+    /// products on the library's kernels; where rounding is allowed, bf16 products (by FMA, by
+    /// `vdpbf16ps`, on AMX tiles). None where the products multiply plain weights (Eigen's) or need
     /// values the packing may not round.
     std::optional<kernel_path> packed_weight_path(weight_rounding allowed) const noexcept
     {
         const auto path = float_path();
         if (!path) return std::nullopt;
-        if (path->format == operand_format::fp32) return path;
-        if (allowed == weight_rounding::bf16 && (path->format == operand_format::rounded_bf16 || path->isa == kernel_isa::amx))
-            return path;
+        if (path->format == operand_format::fp32 || allowed == weight_rounding::bf16) return path;
         return std::nullopt;
+    }
+
+    /// The form of the weights `path`'s products read packed.
+    static packed_form packed_form_of(kernel_path path) noexcept
+    {
+        if (path.isa == kernel_isa::amx) return packed_form::bf16_tiles;
+        return path.format == operand_format::bf16_pairs ? packed_form::bf16_pairs : packed_form::fp32_panels;
+    }
+
+    /// Calls f.template operator()<F>() with `format` as a template argument, among the formats kernel
+    /// set K multiplies (`bf16_pairs` only where it has `vdpbf16ps`).
+    template <class K, class F>
+    static void with_format(operand_format format, F&& f)
+    {
+        switch (format) {
+        case operand_format::fp32: return f.template operator()<operand_format::fp32>();
+        case operand_format::rounded_bf16: return f.template operator()<operand_format::rounded_bf16>();
+        case operand_format::bf16_pairs:
+            if constexpr (K::bf16_dot_products) return f.template operator()<operand_format::bf16_pairs>();
+            break;
+        }
     }
 
     /// Calls f with the kernel set (`micro_kernel_set`) of `isa` (AVX-512's for AMX, whose products
@@ -588,27 +608,24 @@ private:
     /// columns packs all of A on every thread, and one cut by rows all of B (benchmarks/README.md,
     /// step 20). Returns false, having done nothing, where it does not apply: one thread, a small
     /// product, too few rows for a whole panel per thread, Aᵀ (packing A from columns is the slow
-    /// direction either way), `vdpbf16ps`'s pairs format, or an op(B) over `max_shared_b_words`.
+    /// direction either way), or an op(B) over `max_shared_b_words`.
     bool gemm_with_shared_b(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                             std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) const
     {
         const auto path = float_path();
         const std::size_t parts = threads();
-        if (!path || path->format == operand_format::bf16_pairs || ta == transpose::yes || parts == 1 || k == 0 ||
-            !worth_splitting(m, n, k) || m < parts * block_alignment<float>().first ||
-            packed_layout::padded_columns(n) * k > max_shared_b_words)
+        if (!path || ta == transpose::yes || parts == 1 || k == 0 || !worth_splitting(m, n, k) ||
+            m < parts * block_alignment<float>().first || packed_layout::padded_columns(n) * k > max_shared_b_words)
             return false;
-        const auto run = [&]<class K, operand_format F>() {
-            using namespace detail::blocked;
-            std::uint32_t* const packed_b = packing_buffer<2>(packed_layout::padded_columns(n) * k);
-            parallel_for(slice_count(n, k),
-                         [&](std::size_t slice) { pack_slice<K, F>(b, ldb, tb == transpose::yes, n, k, slice, packed_b); });
-            multiply_packed<K, F>(m, n, k, alpha, a, lda, packed_b, beta, c, ldc,
-                                  [](float*, std::size_t, std::size_t, std::size_t) {});
-        };
         with_kernel_set(path->isa, [&]<class K>(K) {
-            if (path->format == operand_format::fp32) run.template operator()<K, operand_format::fp32>();
-            else run.template operator()<K, operand_format::rounded_bf16>();
+            with_format<K>(path->format, [&]<operand_format F>() {
+                using namespace detail::blocked;
+                std::uint32_t* const packed_b = packing_buffer<2>(packed_layout::padded_columns(n) * units_of<F>(k));
+                parallel_for(slice_count<F>(n, k),
+                             [&](std::size_t slice) { pack_slice<K, F>(b, ldb, tb == transpose::yes, n, k, slice, packed_b); });
+                multiply_packed<K, F>(m, n, k, alpha, a, lda, packed_b, beta, c, ldc,
+                                      [](float*, std::size_t, std::size_t, std::size_t) {});
+            });
         });
         return true;
     }

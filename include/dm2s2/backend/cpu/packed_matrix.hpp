@@ -11,9 +11,10 @@
 /// panels), so `unpack` gives back W exactly, unless the values were rounded to bfloat16 as they were
 /// packed (`weight_rounding::bf16`, for bf16 products, which round them on every call otherwise).
 ///
-/// AMX tile products read another form (`packed_form::bf16_tiles`, `tile_layout`): W's values as
-/// bfloat16, two to a 32-bit word, in the 1 KiB blocks one tile instruction multiplies: half the
-/// memory of the float forms.
+/// Two forms hold W's values as bfloat16, two to a 32-bit word, in half the memory of the float forms:
+/// `packed_form::bf16_pairs`, the same layout over pairs of consecutive depths, for `vdpbf16ps`
+/// products, and `packed_form::bf16_tiles` (`tile_layout`), the 1 KiB blocks one AMX tile instruction
+/// multiplies.
 
 #include <algorithm>
 #include <bit>
@@ -49,7 +50,7 @@ constexpr std::size_t slice_offset(std::size_t n, std::size_t k, std::size_t j0,
 }
 
 /// Where value (column j, depth p) of B [n columns, k deep] lies: in its slice, the panels follow one
-/// another, each [unit][nr].
+/// another, each [unit][nr]. (For `packed_form::bf16_pairs`, k and p count pairs of depths.)
 constexpr std::size_t index(std::size_t n, std::size_t k, std::size_t j, std::size_t p) noexcept
 {
     const std::size_t j0 = j / nc * nc, p0 = p / kc * kc, units = std::min(kc, k - p0);
@@ -95,8 +96,17 @@ constexpr std::size_t index(std::size_t k, std::size_t j, std::size_t p) noexcep
 /// How a `packed_matrix` lays out its values.
 enum class packed_form {
     fp32_panels,  ///< one float per word in `packed_layout` (exact, or rounded to bfloat16)
-    bf16_tiles    ///< bfloat16 pairs in `tile_layout`, for AMX tile products (always rounded)
+    /// in `packed_layout` over (k + 1) / 2 pairs of depths, one word per pair: the bfloat16 values of
+    /// depths 2u (low half) and 2u + 1 (high half; zero past k), for `vdpbf16ps` products (always rounded)
+    bf16_pairs,
+    bf16_tiles  ///< bfloat16 pairs in `tile_layout`, for AMX tile products (always rounded)
 };
+
+/// Pairs of depths of a weight k deep: the depth of its `packed_form::bf16_pairs` layout.
+constexpr std::size_t depth_pairs(std::size_t k) noexcept
+{
+    return (k + 1) / 2;
+}
 
 /// Whether a packed weight holds W's values exactly or rounded to bfloat16; as an argument of
 /// `pack_weights`, the rounding it may apply.
@@ -109,7 +119,8 @@ enum class weight_rounding {
 };
 
 /// A float matrix W [rows = n, cols = k] (row-major, as PyTorch stores a linear layer's weight) held
-/// in `packed_layout` (or `tile_layout`, `packed_form::bf16_tiles`), in a 64-byte aligned tensor so
+/// in `packed_layout` (over pairs of depths for `packed_form::bf16_pairs`; `tile_layout` for
+/// `packed_form::bf16_tiles`), in a 64-byte aligned tensor so
 /// that no vector load straddles cache lines. Made by `cpu_backend::pack_weight`; read by
 /// `cpu_backend::gemm_packed`.
 class packed_matrix {
@@ -117,14 +128,14 @@ public:
     packed_matrix() = default;
 
     /// Storage for W [rows, cols], every value zero, to hold W's values rounded as `rounding` says, in
-    /// `form` (whose `bf16_tiles` are rounded whatever `rounding` says).
+    /// `form` (whose bfloat16 forms are rounded whatever `rounding` says).
     packed_matrix(std::size_t rows, std::size_t cols, weight_rounding rounding = weight_rounding::none,
                   packed_form form = packed_form::fp32_panels)
         : rows_(rows),
           cols_(cols),
-          rounding_(form == packed_form::bf16_tiles ? weight_rounding::bf16 : rounding),
+          rounding_(form == packed_form::fp32_panels ? rounding : weight_rounding::bf16),
           form_(form),
-          values_({form == packed_form::bf16_tiles ? tile_layout::size(rows, cols) : packed_layout::padded_columns(rows) * cols})
+          values_({words_of(rows, cols, form)})
     {
     }
 
@@ -158,7 +169,7 @@ public:
                 if (form_ == packed_form::fp32_panels) {
                     w[j * cols_ + p] = values_[packed_layout::index(rows_, cols_, j, p)];
                 } else {
-                    const std::uint32_t word = std::bit_cast<std::uint32_t>(values_[tile_layout::index(cols_, j, p)]);
+                    const std::uint32_t word = std::bit_cast<std::uint32_t>(values_[word_index(j, p)]);
                     w[j * cols_ + p] = from_bfloat16_bits(static_cast<std::uint16_t>(p % 2 == 0 ? word : word >> 16));
                 }
             }
@@ -177,7 +188,7 @@ public:
                     packed.values_[packed_layout::index(rows, cols, j, p)] =
                         rounding == weight_rounding::bf16 ? round_to_bfloat16(v) : v;
                 } else {
-                    float& slot = packed.values_[tile_layout::index(cols, j, p)];
+                    float& slot = packed.values_[packed.word_index(j, p)];
                     const std::uint32_t half = std::uint32_t(to_bfloat16_bits(v)) << (p % 2 == 0 ? 0 : 16);
                     slot = std::bit_cast<float>(std::bit_cast<std::uint32_t>(slot) | half);
                 }
@@ -186,10 +197,28 @@ public:
     }
 
 private:
+    /// 32-bit words a packed W [rows, cols] takes in `form`, padding included.
+    static std::size_t words_of(std::size_t rows, std::size_t cols, packed_form form) noexcept
+    {
+        switch (form) {
+        case packed_form::bf16_pairs: return packed_layout::padded_columns(rows) * depth_pairs(cols);
+        case packed_form::bf16_tiles: return tile_layout::size(rows, cols);
+        default: return packed_layout::padded_columns(rows) * cols;
+        }
+    }
+
+    /// In a bfloat16 form, the word holding (row j, column p) of W, which holds it in its low half
+    /// when p is even.
+    std::size_t word_index(std::size_t j, std::size_t p) const noexcept
+    {
+        return form_ == packed_form::bf16_pairs ? packed_layout::index(rows_, depth_pairs(cols_), j, p / 2)
+                                                : tile_layout::index(cols_, j, p);
+    }
+
     std::size_t rows_ = 0, cols_ = 0;
     weight_rounding rounding_ = weight_rounding::none;
     packed_form form_ = packed_form::fp32_panels;
-    tensor<float> values_;  ///< flat: [padded_columns(rows) · cols] floats, or `tile_layout::size` words
+    tensor<float> values_;  ///< flat: `words_of(rows, cols, form)` words
 };
 
 }  // namespace dm2s2
