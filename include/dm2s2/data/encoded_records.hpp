@@ -215,19 +215,16 @@ private:
             for (std::size_t m = 0; m < modalities; ++m) {
                 const auto& spec = schema_[m];
                 const std::size_t n = record.length(m);
-                const auto short_of = [&](std::size_t have, std::size_t need, const char* what) {
-                    if (have < need)
-                        throw shape_error(where + "modality '" + spec.name + "': " + std::to_string(have) + " " + what +
+                // The first n values of an id or number span, which must hold that many, onto its column.
+                const auto take_length = [&](auto& values, column_kind kind, const auto& v, const char* what) {
+                    if (v.size() < n)
+                        throw shape_error(where + "modality '" + spec.name + "': " + std::to_string(v.size()) + " " + what +
                                           " for a length of " + std::to_string(n));
+                    values.insert(values.end(), v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
+                    offsets_[kind].push_back(values.size());
                 };
                 switch (kind_of(spec.kind)) {
-                case id_column: {
-                    const auto v = record.ids(m);
-                    short_of(v.size(), n, "ids");
-                    ids_.insert(ids_.end(), v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
-                    offsets_[id_column].push_back(ids_.size());
-                    break;
-                }
+                case id_column: take_length(ids_, id_column, record.ids(m), "ids"); break;
                 case dense_column: {
                     const auto v = record.dense(m);
                     if (v.size() != n * spec.dim)
@@ -237,13 +234,7 @@ private:
                     offsets_[dense_column].push_back(dense_.size());
                     break;
                 }
-                case number_column: {
-                    const auto v = record.numbers(m);
-                    short_of(v.size(), n, "numbers");
-                    numbers_.insert(numbers_.end(), v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
-                    offsets_[number_column].push_back(numbers_.size());
-                    break;
-                }
+                case number_column: take_length(numbers_, number_column, record.numbers(m), "numbers"); break;
                 }
             }
         } catch (...) {  // nothing of a refused record stays
