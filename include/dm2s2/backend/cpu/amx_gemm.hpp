@@ -132,38 +132,10 @@ __attribute__((target("amx-tile,amx-bf16"))) inline double tile_chain_seconds(st
     return seconds;
 }
 
-/// Lanes [0, count) of 16 as a mask.
-inline __mmask16 first_lanes(std::size_t count) noexcept
-{
-    return static_cast<__mmask16>(count >= 16 ? 0xffffu : (1u << count) - 1u);
-}
-
-/// Sixteen floats from `src` (`count` of them, zeros after), rounded to bf16 precision.
-__attribute__((target("avx512f"))) inline __m512 load_rounded(const float* src, std::size_t count) noexcept
-{
-    return avx512::round_to_bfloat16(_mm512_maskz_loadu_ps(first_lanes(count), src));
-}
-
-/// The 16 words holding 32 consecutive values rounded already (x0: values 0-15, x1: 16-31) as bf16
-/// pairs: word w holds value 2w in its low half and value 2w + 1 in its high half.
-__attribute__((target("avx512f,avx512bw"))) inline __m512 pairs_of_consecutive(__m512 x0, __m512 x1) noexcept
-{
-    // The 16-bit halves of (x0, x1) numbered 0-63: value v's bf16 is half 2v + 1.
-    alignas(64) static constexpr std::uint16_t upper_halves[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
-                                                                   23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43,
-                                                                   45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
-    return _mm512_castsi512_ps(
-        _mm512_permutex2var_epi16(_mm512_castps_si512(x0), _mm512_load_si512(upper_halves), _mm512_castps_si512(x1)));
-}
-
-/// Lane by lane, the bf16 pair of two values rounded already: `lo`'s in the low half, `hi`'s in the
-/// high half.
-__attribute__((target("avx512f"))) inline __m512 pairs_of_lanes(__m512 lo, __m512 hi) noexcept
-{
-    const __m512i low = _mm512_maskz_srli_epi32(0xffff, _mm512_castps_si512(lo), 16);  // GCC bug 105593
-    const __m512i high = _mm512_and_si512(_mm512_castps_si512(hi), _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
-    return _mm512_castsi512_ps(_mm512_or_si512(low, high));
-}
+using avx512::first_lanes;
+using avx512::load_rounded;
+using avx512::pairs_of_consecutive;
+using avx512::pairs_of_lanes;
 
 /// The 16 words of bf16 pairs of `depth` (at most 32) consecutive values from `src`, zeros after.
 __attribute__((target("avx512f,avx512bw"))) inline __m512 pairs_of_run(const float* src, std::size_t depth) noexcept

@@ -21,10 +21,12 @@ constexpr std::size_t nr = blocked::nr;
 
 #if DM2S2_HAS_X86_KERNELS
 /// What the processor running the program offers. `__builtin_cpu_init` makes the answer right even
-/// when asked from another static initialiser, before the runtime's own initialisation has run.
+/// when asked from another static initialiser, before the runtime's own initialisation has run. The
+/// kernels are compiled for AVX-512 F and BW (every AVX-512 processor since Skylake has both).
 inline bool has_fp32_kernels() noexcept
 {
-    static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"));
+    static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                                       __builtin_cpu_supports("fma"));
     return yes;
 }
 inline bool has_bf16_dot_products() noexcept
@@ -112,16 +114,37 @@ __attribute__((target("avx512f"), always_inline)) inline void transpose_16x16(__
     }
 }
 
-/// Sixteen `bf16_pairs` words from 32 consecutive k of one row (`lo` holds the first 16 values, `hi` the
-/// next 16): word u holds values 2u and 2u + 1 rounded to bf16 (ties to even, NaN kept NaN), the lower
-/// k in the low half, as `blocked::word_of(lo, hi)` makes it.
-__attribute__((target("avx512f,avx512bw"))) inline __m512i bf16_pairs_of(__m512 lo, __m512 hi) noexcept
+/// Lanes [0, count) of 16 as a mask.
+inline __mmask16 first_lanes(std::size_t count) noexcept
 {
-    // 16-bit word 2i + 1 of the 32 rounded floats is float i's bf16 value.
-    const __m512i odd_halves = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
-                                                23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    return _mm512_permutex2var_epi16(_mm512_castps_si512(round_to_bfloat16(lo)), odd_halves,
-                                     _mm512_castps_si512(round_to_bfloat16(hi)));
+    return static_cast<__mmask16>(count >= 16 ? 0xffffu : (1u << count) - 1u);
+}
+
+/// Sixteen floats from `src` (`count` of them, zeros after), rounded to bf16 precision.
+__attribute__((target("avx512f"))) inline __m512 load_rounded(const float* src, std::size_t count) noexcept
+{
+    return round_to_bfloat16(_mm512_maskz_loadu_ps(first_lanes(count), src));
+}
+
+/// The 16 words holding 32 consecutive values rounded already (x0: values 0-15, x1: 16-31) as bf16
+/// pairs: word w holds value 2w in its low half and value 2w + 1 in its high half.
+__attribute__((target("avx512f,avx512bw"))) inline __m512 pairs_of_consecutive(__m512 x0, __m512 x1) noexcept
+{
+    // The 16-bit halves of (x0, x1) numbered 0-63: value v's bf16 is half 2v + 1.
+    alignas(64) static constexpr std::uint16_t upper_halves[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
+                                                                   23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43,
+                                                                   45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+    return _mm512_castsi512_ps(
+        _mm512_permutex2var_epi16(_mm512_castps_si512(x0), _mm512_load_si512(upper_halves), _mm512_castps_si512(x1)));
+}
+
+/// Lane by lane, the bf16 pair of two values rounded already: `lo`'s in the low half, `hi`'s in the
+/// high half.
+__attribute__((target("avx512f"))) inline __m512 pairs_of_lanes(__m512 lo, __m512 hi) noexcept
+{
+    const __m512i low = _mm512_maskz_srli_epi32(0xffff, _mm512_castps_si512(lo), 16);  // GCC bug 105593
+    const __m512i high = _mm512_and_si512(_mm512_castps_si512(hi), _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+    return _mm512_castsi512_ps(_mm512_or_si512(low, high));
 }
 
 /// Packs 16 rows × 16 k units of a k-contiguous fp32 operand (`src` points at its first value, rows
@@ -139,7 +162,8 @@ __attribute__((target("avx512f,avx512bw"))) void pack_16x16(const float* src, st
 #pragma GCC unroll 16
     for (int q = 0; q < 16; ++q) {
         if constexpr (F == operand_format::bf16_pairs)
-            r[q] = _mm512_castsi512_ps(bf16_pairs_of(_mm512_loadu_ps(src + q * ld), _mm512_loadu_ps(src + q * ld + 16)));
+            r[q] = pairs_of_consecutive(round_to_bfloat16(_mm512_loadu_ps(src + q * ld)),
+                                        round_to_bfloat16(_mm512_loadu_ps(src + q * ld + 16)));
         else r[q] = _mm512_loadu_ps(src + q * ld);
         if constexpr (F == operand_format::rounded_bf16) r[q] = round_to_bfloat16(r[q]);
     }
@@ -161,13 +185,9 @@ __attribute__((target("avx512f,avx512bw"))) inline void pack_pairs_of_rows(const
                                                                            std::size_t count) noexcept
 {
     for (std::size_t q = 0; q < count; q += 16) {
-        const auto mask = static_cast<__mmask16>(count - q >= 16 ? 0xffffu : (1u << (count - q)) - 1u);
-        // A rounded float holds its bf16 value in its high half and zero in its low half.
-        const __m512i low =  // GCC bug 105593: the masked form
-            _mm512_maskz_srli_epi32(0xffff, _mm512_castps_si512(round_to_bfloat16(_mm512_maskz_loadu_ps(mask, lo + q))), 16);
-        const __m512i high =
-            hi != nullptr ? _mm512_castps_si512(round_to_bfloat16(_mm512_maskz_loadu_ps(mask, hi + q))) : _mm512_setzero_si512();
-        _mm512_mask_storeu_epi32(out + q, mask, _mm512_or_si512(low, high));
+        const __m512 words = pairs_of_lanes(load_rounded(lo + q, count - q),
+                                            hi != nullptr ? load_rounded(hi + q, count - q) : _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(reinterpret_cast<float*>(out + q), first_lanes(count - q), words);
     }
 }
 

@@ -213,7 +213,7 @@ struct cpu_backend : portable_backward_kernels,
         if (m == 0 || n == 0) return;
         const bool finishing = finish.bias != nullptr || finish.act != activation::identity;
         // fp32 products read either float form as it is (rounded values are floats too); bf16 products
-        // need the values rounded, and tiles need them as tiles.
+        // need the values rounded, `vdpbf16ps` as pairs and tiles as tiles.
         const auto path = packed_weight_path(w.rounding());
         if (!path || packed_form_of(*path) != w.form()) {
             std::vector<float> plain(n * k);
