@@ -293,8 +293,8 @@ TEST_CASE("products cut among two threads give the one-thread sums bit for bit")
                             }
 }
 
-TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar rounding does", K, detail::avx512::avx512_kernels,
-                   detail::avx2::avx2_kernels)
+TEST_CASE_TEMPLATE("packing in registers gives the scalar words, rounded to bf16 or not, k contiguous or not", K,
+                   detail::avx512::avx512_kernels, detail::avx2::avx2_kernels)
 {
     if (!(std::is_same_v<K, detail::avx512::avx512_kernels> ? detail::avx512::has_fp32_kernels()
                                                             : detail::avx2::has_fp32_kernels())) {
@@ -306,22 +306,39 @@ TEST_CASE_TEMPLATE("packing rounds to bf16 in registers exactly as the scalar ro
     const std::uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3fffffffu, 0x7f7fffffu, 0xff7f8000u,
                                      0x00000001u, 0x80008000u, 0x007fffffu, 0x00000000u, 0x80000000u, 0x7f800000u,
                                      0xff800000u, 0x7f800001u, 0xffc00001u, 0x7fbfffffu};
+    // 21 rows in panels of the tile's rows (register blocks, panels straddling them, a short last panel,
+    // runs shorter than a vector) × 40 k (register blocks and a scalar tail), from unit 3 on.
+    constexpr std::size_t rows = 21, k = 40, p0 = 3, units = k - p0, width = K::mr;
     random_generator rng(9);
-    const auto random = random_floats(16 * 40, rng);
-    std::vector<float> values(16 * 40);  // 16 rows × 40 k, k contiguous: register blocks and a scalar tail
-    for (std::size_t i = 0; i < values.size(); ++i)
-        values[i] = i % 3 == 0 ? std::bit_cast<float>(special[i / 3 % 16]) : random[i] * 1e3f;
+    const auto random = random_floats(rows * k, rng);
+    std::vector<float> row_major(rows * k), k_major(k * (rows + 3));  // the second: rows contiguous, ld rows + 3
+    for (std::size_t i = 0; i < row_major.size(); ++i)
+        row_major[i] = i % 3 == 0 ? std::bit_cast<float>(special[i / 3 % 16]) : random[i] * 1e3f;
+    for (std::size_t q = 0; q < rows; ++q)
+        for (std::size_t kk = 0; kk < k; ++kk) k_major[kk * (rows + 3) + q] = row_major[q * k + kk];
+    const std::size_t panels = (rows + width - 1) / width;
     using detail::blocked::operand_format;
-    std::vector<std::uint32_t> packed(16 * 40, 0xdeadbeefu);
-    detail::blocked::pack_panels<K, operand_format::rounded_bf16>(values.data(), 40, true, 0, 16, 0, 40, 40, 16, packed.data());
-    for (std::size_t row = 0; row < 16; ++row)
-        for (std::size_t unit = 0; unit < 40; ++unit) {
-            const float value = values[row * 40 + unit];
-            CAPTURE(row);
-            CAPTURE(unit);
-            CAPTURE(std::bit_cast<std::uint32_t>(value));
-            REQUIRE(packed[unit * 16 + row] == std::uint32_t(to_bfloat16_bits(value)) << 16);
-        }
+    const auto check = [&]<operand_format F>(bool k_contiguous) {
+        CAPTURE(F == operand_format::rounded_bf16);
+        CAPTURE(k_contiguous);
+        std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
+        detail::blocked::pack_panels<K, F>(k_contiguous ? row_major.data() : k_major.data(), k_contiguous ? k : rows + 3,
+                                           k_contiguous, 0, rows, p0, units, k, width, packed.data());
+        for (std::size_t q = 0; q < panels * width; ++q)
+            for (std::size_t u = 0; u < units; ++u) {
+                const float value = q < rows ? row_major[q * k + p0 + u] : 0.0f;
+                const std::uint32_t expected = F == operand_format::fp32 ? std::bit_cast<std::uint32_t>(value)
+                                                                         : std::uint32_t(to_bfloat16_bits(value)) << 16;
+                CAPTURE(q);
+                CAPTURE(u);
+                CAPTURE(std::bit_cast<std::uint32_t>(value));
+                REQUIRE(packed[q / width * width * units + u * width + q % width] == expected);
+            }
+    };
+    for (const bool k_contiguous : {true, false}) {
+        check.template operator()<operand_format::fp32>(k_contiguous);
+        check.template operator()<operand_format::rounded_bf16>(k_contiguous);
+    }
 }
 
 TEST_CASE("packing bf16 pairs in registers gives the scalar words, k contiguous or not")

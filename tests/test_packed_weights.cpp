@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dm2s2/backend/cpu/cpu_backend.hpp"
@@ -162,16 +163,20 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
         CHECK(bf16_halves(tiles) == expected_halves(tiles.size()));
         tiles.unpack(back.data());
         CHECK(same_bits(back.data(), rounded_w.data(), rounded_w.size()));
-        const cpu_backend tile_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::tiles});
-        if (std::string(tile_backend.float_kernels()) == "amx-bf16") {
-            CHECK_FALSE(tile_backend.pack_weight(w.data(), n, k).has_value());
-            const auto packed = tile_backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
+        // The packing of the bf16 backend on `kernel`, where it runs on `kernels`: `expected`'s words, in
+        // its form, and nothing unless rounding is allowed.
+        const auto check_own_packing = [&](bf16_kernel kernel, std::string_view kernels, const packed_matrix& expected) {
+            const cpu_backend backend({.precision = matmul_precision::bf16, .bf16 = kernel});
+            if (backend.float_kernels() != kernels) return;
+            CHECK_FALSE(backend.pack_weight(w.data(), n, k).has_value());
+            const auto packed = backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
             REQUIRE(packed.has_value());
-            CHECK(packed->form() == packed_form::bf16_tiles);
+            CHECK(packed->form() == expected.form());
             CHECK(std::bit_cast<std::uintptr_t>(packed->data()) % 64 == 0);
-            REQUIRE(packed->size() == tiles.size());
-            CHECK(same_bits(packed->data(), tiles.data(), tiles.size()));
-        }
+            REQUIRE(packed->size() == expected.size());
+            CHECK(same_bits(packed->data(), expected.data(), expected.size()));
+        };
+        check_own_packing(bf16_kernel::tiles, "amx-bf16", tiles);
 
         // As bf16 pairs for `vdpbf16ps`: the float layout over pairs of depths, half its words; the
         // products' own packing gives the same words, and only where rounding is allowed.
@@ -183,16 +188,7 @@ TEST_CASE("packed weights are a permutation of the weight that unpacks exactly")
         std::fill(back.begin(), back.end(), std::numeric_limits<float>::quiet_NaN());
         pairs.unpack(back.data());
         CHECK(same_bits(back.data(), rounded_w.data(), rounded_w.size()));
-        const cpu_backend dot_backend({.precision = matmul_precision::bf16, .bf16 = bf16_kernel::dot_product});
-        if (std::string(dot_backend.float_kernels()) == "avx512-bf16-dot") {
-            CHECK_FALSE(dot_backend.pack_weight(w.data(), n, k).has_value());
-            const auto packed = dot_backend.pack_weight(w.data(), n, k, weight_rounding::bf16);
-            REQUIRE(packed.has_value());
-            CHECK(packed->form() == packed_form::bf16_pairs);
-            CHECK(std::bit_cast<std::uintptr_t>(packed->data()) % 64 == 0);
-            REQUIRE(packed->size() == pairs.size());
-            CHECK(same_bits(packed->data(), pairs.data(), pairs.size()));
-        }
+        check_own_packing(bf16_kernel::dot_product, "avx512-bf16-dot", pairs);
 
         // The products' own packing (register transposes) gives the same words, exact even where
         // rounding is allowed: fp32 products do not round.

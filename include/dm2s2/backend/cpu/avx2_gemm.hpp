@@ -119,6 +119,25 @@ __attribute__((target("avx2"))) void pack_8x8(const float* src, std::size_t ld, 
     }
 }
 
+/// One k unit of `count` rows of an operand whose rows are contiguous (k is not) as words of format
+/// `F` (fp32 or rounded_bf16): word q holds src[q], rounded for `rounded_bf16`. `unused` stands for
+/// the next k's row, which only `bf16_pairs` (not on AVX2) reads. Whole vectors where they fit, plain
+/// stores (masked stores are slow on AMD processors), the last few words one by one.
+template <operand_format F>
+__attribute__((target("avx2"))) void pack_row(const float* src, const float* unused, std::uint32_t* out,
+                                              std::size_t count) noexcept
+{
+    static_assert(F != operand_format::bf16_pairs, "AVX2 has no bf16 dot products");
+    (void)unused;
+    std::size_t q = 0;
+    for (; q + 8 <= count; q += 8) {
+        __m256 words = _mm256_loadu_ps(src + q);
+        if constexpr (F == operand_format::rounded_bf16) words = round_to_bfloat16(words);
+        _mm256_storeu_ps(reinterpret_cast<float*>(out + q), words);
+    }
+    for (; q < count; ++q) out[q] = blocked::word_of<F>(src[q]);
+}
+
 /// The C tile [rows, cols ≤ 16] = alpha · acc (+ its old values when `add_to_c`), row stride ldc.
 __attribute__((target("avx2,fma"))) inline void store_tile(const __m256 (&acc)[mr][2], float alpha, float* c, std::size_t ldc,
                                                            std::size_t rows, std::size_t cols, bool add_to_c) noexcept
@@ -205,6 +224,8 @@ struct avx2_kernels {
     static constexpr auto micro_kernel = &avx2::micro_kernel<F, Stream>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_8x8<F>;
+    template <operand_format F>
+    static constexpr auto pack_row = &avx2::pack_row<F>;
 #endif
 };
 #if DM2S2_HAS_X86_KERNELS

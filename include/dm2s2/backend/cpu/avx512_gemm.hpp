@@ -179,14 +179,20 @@ __attribute__((target("avx512f,avx512bw"))) void pack_16x16(const float* src, st
     }
 }
 
-/// One k unit of `count` rows of an operand whose rows are contiguous (k is not) as `bf16_pairs`
-/// words: word q holds lo[q] and, where `hi` is not null, hi[q] (the next k; zero past k's end).
-__attribute__((target("avx512f,avx512bw"))) inline void pack_pairs_of_rows(const float* lo, const float* hi, std::uint32_t* out,
-                                                                           std::size_t count) noexcept
+/// One k unit of `count` rows of an operand whose rows are contiguous (k is not) as words of format
+/// `F`: word q holds lo[q] (rounded for `rounded_bf16`), or for `bf16_pairs` lo[q] and, where `hi` is
+/// not null, hi[q] (the next k; zero past k's end). `hi` is read for `bf16_pairs` only.
+template <operand_format F>
+__attribute__((target("avx512f,avx512bw"))) void pack_row(const float* lo, const float* hi, std::uint32_t* out,
+                                                          std::size_t count) noexcept
 {
     for (std::size_t q = 0; q < count; q += 16) {
-        const __m512 words = pairs_of_lanes(load_rounded(lo + q, count - q),
-                                            hi != nullptr ? load_rounded(hi + q, count - q) : _mm512_setzero_ps());
+        __m512 words;
+        if constexpr (F == operand_format::bf16_pairs)
+            words = pairs_of_lanes(load_rounded(lo + q, count - q),
+                                   hi != nullptr ? load_rounded(hi + q, count - q) : _mm512_setzero_ps());
+        else if constexpr (F == operand_format::rounded_bf16) words = load_rounded(lo + q, count - q);
+        else words = _mm512_maskz_loadu_ps(first_lanes(count - q), lo + q);
         _mm512_mask_storeu_ps(reinterpret_cast<float*>(out + q), first_lanes(count - q), words);
     }
 }
@@ -267,7 +273,8 @@ struct avx512_kernels {
     static constexpr auto micro_kernel = &avx512::micro_kernel<F, Stream>;
     template <operand_format F>
     static constexpr auto pack_block = &pack_16x16<F>;
-    static constexpr auto pack_pairs_row = &pack_pairs_of_rows;
+    template <operand_format F>
+    static constexpr auto pack_row = &avx512::pack_row<F>;
 #endif
 };
 #if DM2S2_HAS_X86_KERNELS

@@ -88,14 +88,13 @@ inline void request_given_b(const std::uint32_t*& ahead, std::size_t& countdown,
     }
 }
 
-/// What a kernel set with `vdpbf16ps` adds (`micro_kernel_set`): its micro-kernel on `bf16_pairs`, the
-/// pair packing of square blocks, and `pack_pairs_row(lo, hi, out, count)`: one k unit of `count` rows
-/// of an operand whose rows are contiguous, as bf16_pairs words (hi: the next k's values, or null).
+/// What a kernel set with `vdpbf16ps` adds (`micro_kernel_set`): its micro-kernel, `pack_block` and
+/// `pack_row` on `bf16_pairs` (for `pack_row`, hi is the next k's row, or null past k's end).
 template <class K>
 concept bf16_pair_kernels = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
     K::template micro_kernel<operand_format::bf16_pairs, b_stream::none>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
     K::template pack_block<operand_format::bf16_pairs>(x, n, out, n, n, n, n);
-    K::pack_pairs_row(x, x, out, n);
+    K::template pack_row<operand_format::bf16_pairs>(x, x, out, n);
 };
 
 /// An instruction set's kernels for the blocked product.
@@ -112,6 +111,9 @@ concept bf16_pair_kernels = requires(const float* x, std::uint32_t* out, const s
 ///    k-contiguous operand (rows `ld` apart) into panels of `width` rows stored [unit][row], at row
 ///    `row` and unit `unit` of a packed slice of `units` units (F is fp32 or rounded_bf16, and
 ///    bf16_pairs where `bf16_dot_products`).
+///  - `pack_row<F>(lo, hi, out, count)`: one k unit of `count` rows of an operand whose rows are
+///    contiguous (k is not), lo pointing at its first value, as F's words at `out` (hi: the next k's
+///    row, read for bf16_pairs only).
 ///  - where `bf16_dot_products`, what `bf16_pair_kernels` asks for.
 template <class K>
 concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const std::uint32_t* packed, float* c, std::size_t n) {
@@ -124,6 +126,8 @@ concept micro_kernel_set = requires(const float* x, std::uint32_t* out, const st
     K::template micro_kernel<operand_format::fp32, b_stream::given>(packed, packed, n, 1.0f, c, n, n, n, true, packed, n);
     K::template pack_block<operand_format::fp32>(x, n, out, n, n, n, n);
     K::template pack_block<operand_format::rounded_bf16>(x, n, out, n, n, n, n);
+    K::template pack_row<operand_format::fp32>(x, x, out, n);
+    K::template pack_row<operand_format::rounded_bf16>(x, x, out, n);
 } && nr % K::tile_cols == 0 && (!K::bf16_dot_products || bf16_pair_kernels<K>);
 
 /// The cache blocking of a product's loops: `mc` rows of A packed at once (a multiple of the tile's
@@ -216,28 +220,38 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                 K::template pack_block<F>(src, ld, out, width, units, r, u);
             }
     }
+    if (!k_contiguous) {
+        // One k unit at a time across all the panels, so that each row of the operand is read from start
+        // to end, and the rows two units on are asked for meanwhile: panel by panel, every run of `width`
+        // values came from another page, and rows of a few KiB are too short for the hardware prefetcher
+        // (benchmarks/README.md, step 33).
+        constexpr std::size_t line = 64 / sizeof(float), rows_ahead = 2 * values_per_unit;
+        for (std::size_t u = 0; u < units; ++u) {
+            const std::size_t kk = values_per_unit * (p0 + u);
+            const float* const row = x + kk * ld + q0;
+            const float* const next = pairs && kk + 1 < k ? row + ld : nullptr;
+            const bool ask = u + 2 < units;
+            for (std::size_t first = 0; first < count; first += width) {
+                const std::size_t rows = std::min(width, count - first);
+                if (ask)  // the lines starting in this panel's run, in the rows two units on
+                    for (std::size_t q = (first + line - 1) / line * line; q < first + rows; q += line)
+                        for (std::size_t r = rows_ahead; r < rows_ahead + values_per_unit; ++r)
+                            __builtin_prefetch(row + r * ld + q, 0, 1);
+                K::template pack_row<F>(row + first, next != nullptr ? next + first : nullptr, out + first * units + u * width,
+                                        rows);
+            }
+        }
+    }
     for (std::size_t first = 0; first < count; first += width, out += width * units) {
         const std::size_t rows = std::min(width, count - first);
-        if (pairs && !k_contiguous) {
-            if constexpr (pairs)
-                for (std::size_t u = 0; u < units; ++u) {
-                    const std::size_t kk = 2 * (p0 + u);
-                    const float* src = x + kk * ld + q0 + first;
-                    K::pack_pairs_row(src, kk + 1 < k ? src + ld : nullptr, out + u * width, rows);
-                }
-        } else if (k_contiguous) {
+        if (k_contiguous) {
             for (std::size_t q = 0; q < rows; ++q) {
                 const float* src = x + (q0 + first + q) * ld;
                 for (std::size_t u = first + q < fast_rows ? fast_units : 0; u < units; ++u) {
-                    const std::size_t kk = pairs ? 2 * (p0 + u) : p0 + u;
+                    const std::size_t kk = values_per_unit * (p0 + u);
                     if constexpr (pairs) out[u * width + q] = word_of(src[kk], kk + 1 < k ? src[kk + 1] : 0.0f);
                     else out[u * width + q] = word_of<F>(src[kk]);
                 }
-            }
-        } else {
-            for (std::size_t u = 0; u < units; ++u) {
-                const float* src = x + (p0 + u) * ld + q0 + first;
-                for (std::size_t q = 0; q < rows; ++q) out[u * width + q] = word_of<F>(src[q]);
             }
         }
         if (rows < width)
