@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -65,6 +66,25 @@ std::vector<cpu_options> every_configuration()
         }
     return all;
 }
+
+/// An operand for the packing tests, `rows` × `k`: every `every`-th value is one of `special` (bit
+/// patterns, in turn), the others random and up to 1000 in magnitude. `row_major` holds it with k
+/// contiguous, `k_major` with rows contiguous, `ld` apart (rows + 3).
+struct packing_operand {
+    std::vector<float> row_major, k_major;
+    std::size_t ld = 0;
+
+    packing_operand(std::size_t rows, std::size_t k, std::span<const std::uint32_t> special, std::size_t every,
+                    random_generator& rng)
+        : row_major(rows * k), k_major(k * (rows + 3)), ld(rows + 3)
+    {
+        const auto random = random_floats(rows * k, rng);
+        for (std::size_t i = 0; i < row_major.size(); ++i)
+            row_major[i] = i % every == 0 ? std::bit_cast<float>(special[i / every % special.size()]) : random[i] * 1e3f;
+        for (std::size_t q = 0; q < rows; ++q)
+            for (std::size_t kk = 0; kk < k; ++kk) k_major[kk * ld + q] = row_major[q * k + kk];
+    }
+};
 
 }  // namespace
 
@@ -310,23 +330,18 @@ TEST_CASE_TEMPLATE("packing in registers gives the scalar words, rounded to bf16
     // runs shorter than a vector) × 40 k (register blocks and a scalar tail), from unit 3 on.
     constexpr std::size_t rows = 21, k = 40, p0 = 3, units = k - p0, width = K::mr;
     random_generator rng(9);
-    const auto random = random_floats(rows * k, rng);
-    std::vector<float> row_major(rows * k), k_major(k * (rows + 3));  // the second: rows contiguous, ld rows + 3
-    for (std::size_t i = 0; i < row_major.size(); ++i)
-        row_major[i] = i % 3 == 0 ? std::bit_cast<float>(special[i / 3 % 16]) : random[i] * 1e3f;
-    for (std::size_t q = 0; q < rows; ++q)
-        for (std::size_t kk = 0; kk < k; ++kk) k_major[kk * (rows + 3) + q] = row_major[q * k + kk];
+    const packing_operand x(rows, k, special, 3, rng);
     const std::size_t panels = (rows + width - 1) / width;
     using detail::blocked::operand_format;
     const auto check = [&]<operand_format F>(bool k_contiguous) {
         CAPTURE(F == operand_format::rounded_bf16);
         CAPTURE(k_contiguous);
         std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
-        detail::blocked::pack_panels<K, F>(k_contiguous ? row_major.data() : k_major.data(), k_contiguous ? k : rows + 3,
+        detail::blocked::pack_panels<K, F>(k_contiguous ? x.row_major.data() : x.k_major.data(), k_contiguous ? k : x.ld,
                                            k_contiguous, 0, rows, p0, units, k, width, packed.data());
         for (std::size_t q = 0; q < panels * width; ++q)
             for (std::size_t u = 0; u < units; ++u) {
-                const float value = q < rows ? row_major[q * k + p0 + u] : 0.0f;
+                const float value = q < rows ? x.row_major[q * k + p0 + u] : 0.0f;
                 const std::uint32_t expected = F == operand_format::fp32 ? std::bit_cast<std::uint32_t>(value)
                                                                          : std::uint32_t(to_bfloat16_bits(value)) << 16;
                 CAPTURE(q);
@@ -355,12 +370,7 @@ TEST_CASE("packing bf16 pairs in registers gives the scalar words, k contiguous 
     // 45 rows in panels of 14 (whole register blocks, panels straddling them, a short last panel) and
     // an odd k, so that the last unit holds one value and a zero.
     constexpr std::size_t rows = 45, k = 75, width = 14;
-    const auto random = random_floats(rows * k, rng);
-    std::vector<float> row_major(rows * k), k_major(k * (rows + 3));  // the second: rows contiguous, ld rows + 3
-    for (std::size_t i = 0; i < row_major.size(); ++i)
-        row_major[i] = i % 5 == 0 ? std::bit_cast<float>(special[i / 5 % 12]) : random[i] * 1e3f;
-    for (std::size_t q = 0; q < rows; ++q)
-        for (std::size_t kk = 0; kk < k; ++kk) k_major[kk * (rows + 3) + q] = row_major[q * k + kk];
+    const packing_operand x(rows, k, special, 5, rng);
     const std::size_t panels = (rows + width - 1) / width;
     for (const std::size_t p0 : {std::size_t{0}, std::size_t{5}})  // units from the first, or from the sixth
         for (const bool k_contiguous : {true, false}) {
@@ -368,16 +378,16 @@ TEST_CASE("packing bf16 pairs in registers gives the scalar words, k contiguous 
             CAPTURE(k_contiguous);
             const std::size_t units = (k + 1) / 2 - p0;
             std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
-            detail::blocked::pack_panels<K, operand_format::bf16_pairs>(k_contiguous ? row_major.data() : k_major.data(),
-                                                                        k_contiguous ? k : rows + 3, k_contiguous, 0, rows, p0,
-                                                                        units, k, width, packed.data());
+            detail::blocked::pack_panels<K, operand_format::bf16_pairs>(k_contiguous ? x.row_major.data() : x.k_major.data(),
+                                                                        k_contiguous ? k : x.ld, k_contiguous, 0, rows, p0, units,
+                                                                        k, width, packed.data());
             for (std::size_t q = 0; q < panels * width; ++q)
                 for (std::size_t u = 0; u < units; ++u) {
                     const std::size_t kk = 2 * (p0 + u);
                     const std::uint32_t expected =
                         q >= rows
                             ? 0u
-                            : detail::blocked::word_of(row_major[q * k + kk], kk + 1 < k ? row_major[q * k + kk + 1] : 0.0f);
+                            : detail::blocked::word_of(x.row_major[q * k + kk], kk + 1 < k ? x.row_major[q * k + kk + 1] : 0.0f);
                     CAPTURE(q);
                     CAPTURE(u);
                     REQUIRE(packed[q / width * width * units + u * width + q % width] == expected);
