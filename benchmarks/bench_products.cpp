@@ -6,10 +6,10 @@
 // `model::pack_weights` holds it for inference; OpenBLAS then still gets the plain W). Rounds alternate
 // the two sides, each after a short rest (`settle`), and the ratio reported is the median of the
 // per-round ratios, so a slow spell of a shared machine falls on both; the share of the FMA peak is
-// likewise taken against the register-only peak measured straight after dm2s2's product in each round. dm2s2's bf16 products (on the
-// kernels `bf16_kernel::fastest` picks, with the packed weight rounded once) are timed in the same
-// rounds, and reported against its fp32 ones. The results of the sides are also compared, so a wrong
-// fast path cannot pass for a fast one.
+// likewise taken against the register-only peak measured straight after dm2s2's product in each
+// round. dm2s2's bf16 products (on the kernels `bf16_kernel::fastest` picks, with the packed weight
+// rounded once) are timed in the same rounds, and reported against its fp32 ones. The results of the
+// sides are also compared, so a wrong fast path cannot pass for a fast one.
 //
 // OpenBLAS is loaded at run time (libopenblas.so.0), so the build needs no BLAS; without it only the
 // dm2s2 figures are printed. OpenBLAS 0.3.21 mistakes some recent processors for Prescott and then

@@ -235,7 +235,7 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
                 const std::size_t rows = std::min(width, count - first);
                 if (ask)  // the lines starting in this panel's run, in the rows two units on
                     for (std::size_t q = (first + line - 1) / line * line; q < first + rows; q += line)
-                        for (std::size_t r = rows_ahead; r < rows_ahead + values_per_unit; ++r)
+                        for (std::size_t r = rows_ahead; r < rows_ahead + values_per_unit && kk + r < k; ++r)
                             __builtin_prefetch(row + r * ld + q, 0, 1);
                 K::template pack_row<F>(row + first, next != nullptr ? next + first : nullptr, out + first * units + u * width,
                                         rows);
