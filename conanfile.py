@@ -5,7 +5,7 @@ From a checkout:  conan create . --build=missing  [-o "dm2s2/*:with_cuda=True"]
 A consumer then requires "dm2s2/0.1.0" and uses the CMakeDeps targets dm2s2::dm2s2, dm2s2::text,
 dm2s2::xtensor and dm2s2::cuda, the names dm2s2's own CMake package exports. with_cuda needs the CUDA
 toolkit on the building machine (nvcc found on PATH or through CUDACXX) and on the consumer's, where
-dm2s2::cuda links its runtime and cuBLAS (CMake's FindCUDAToolkit).
+dm2s2::cuda links its runtime (CMake's FindCUDAToolkit) and loads its cuBLAS when it first runs on the GPU.
 """
 
 import os
@@ -106,9 +106,10 @@ class Dm2s2Conan(ConanFile):
         CMake(self).install()
         rmdir(self, os.path.join(self.package_folder, "share"))  # dm2s2's own CMake files: CMakeDeps writes them
         save(self, os.path.join(self.package_folder, self.cuda_module),
-             "# dm2s2::cuda links the CUDA runtime and cuBLAS of the toolkit on this machine.\n"
+             "# dm2s2::cuda links the CUDA runtime of the toolkit on this machine; it loads that\n"
+             "# toolkit's cuBLAS at its first device context.\n"
              "find_package(CUDAToolkit REQUIRED)\n"
-             "target_link_libraries(dm2s2::cuda INTERFACE CUDA::cudart CUDA::cublas)\n")
+             "target_link_libraries(dm2s2::cuda INTERFACE CUDA::cudart ${CMAKE_DL_LIBS})\n")
 
     def package_info(self):
         self.cpp_info.set_property("cmake_file_name", "dm2s2")

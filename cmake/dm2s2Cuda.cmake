@@ -1,6 +1,7 @@
 # dm2s2::cuda: cuda_backend's kernels (src/cuda), compiled by nvcc into a static library that links
-# the CUDA runtime and cuBLAS. Its header (dm2s2/backend/cuda/cuda_backend.hpp) needs neither nvcc nor
-# the CUDA headers, so programs using it are built by the C++ compiler as usual.
+# the CUDA runtime; cuBLAS is loaded by the first device context (dlopen), not linked, so that programs
+# running on the CPU do not load it. Its header (dm2s2/backend/cuda/cuda_backend.hpp) needs neither
+# nvcc nor the CUDA headers, so programs using it are built by the C++ compiler as usual.
 #
 # Architectures: CMAKE_CUDA_ARCHITECTURES, by default Hopper (sm_90) and Ampere (sm_80).
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
@@ -12,7 +13,7 @@ find_package(CUDAToolkit REQUIRED)
 add_library(dm2s2_cuda STATIC src/cuda/cuda_runtime.cu src/cuda/cuda_kernels.cu)
 add_library(dm2s2::cuda ALIAS dm2s2_cuda)
 set_target_properties(dm2s2_cuda PROPERTIES EXPORT_NAME cuda POSITION_INDEPENDENT_CODE ON)
-target_link_libraries(dm2s2_cuda PUBLIC dm2s2 PRIVATE CUDA::cudart CUDA::cublas)
+target_link_libraries(dm2s2_cuda PUBLIC dm2s2 PRIVATE CUDA::cudart ${CMAKE_DL_LIBS})
 target_compile_definitions(dm2s2_cuda PUBLIC DM2S2_HAS_CUDA)
 # CMake 3.25 does not tell nvcc 13 which C++ standard to use: say it here. The kernels call the
 # library's constexpr functions (the dropout generator) on the device. No fused multiply-adds: the

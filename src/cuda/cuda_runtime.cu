@@ -3,6 +3,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <climits>
 #include <cstdint>
@@ -26,6 +27,86 @@ void check_blas(cublasStatus_t status, const char* what)
 {
     if (status != CUBLAS_STATUS_SUCCESS)
         throw error(std::string("cuda_backend: ") + what + ": cuBLAS status " + std::to_string(static_cast<int>(status)));
+}
+
+namespace {
+
+/// cublasGemmEx with a cuBLAS compute type, the library's function (the header adds an inline C++
+/// overload taking a cudaDataType).
+using gemm_ex_function = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                                            const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                                            cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+
+/// The cuBLAS functions the backend calls, from the library loaded at the first context. Linked
+/// instead, cuBLAS and cuBLASLt (over half a gigabyte) would be loaded and initialised at the start
+/// of every program that links `dm2s2::cuda`, whether it uses a GPU or not.
+struct cublas_library {
+    std::string file;
+    decltype(&cublasCreate) create;
+    decltype(&cublasSetStream) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm) sgemm;
+    decltype(&cublasDgemm) dgemm;
+    decltype(static_cast<gemm_ex_function>(&cublasGemmEx)) gemm_ex;  // the header's declaration, checked
+};
+
+// The name a cuBLAS function has in the library: cublas_v2.h maps some names to versioned ones
+// (cublasCreate to cublasCreate_v2), which the macro's argument is expanded to before it is quoted.
+#define DM2S2_CUBLAS_SYMBOL(function) DM2S2_CUBLAS_QUOTED(function)
+#define DM2S2_CUBLAS_QUOTED(name) #name
+
+template <class Function>
+Function cublas_symbol(void* library, const char* name, const std::string& file)
+{
+    void* address = dlsym(library, name);
+    if (address == nullptr) throw error("cuda_backend: " + file + " has no function " + name);
+    return reinterpret_cast<Function>(address);
+}
+
+/// Opens the cuBLAS of the toolkit the library was built with: by the dynamic linker's search (the
+/// program's run path, LD_LIBRARY_PATH, the system's cache), else beside the CUDA runtime the
+/// program loaded, where the toolkit keeps it.
+void* open_cublas(std::string& file)
+{
+    const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+    if (void* library = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+        file = name;
+        return library;
+    }
+    const std::string why = dlerror();
+    Dl_info runtime{};
+    if (dladdr(reinterpret_cast<const void*>(&cudaGetDeviceCount), &runtime) != 0 && runtime.dli_fname != nullptr) {
+        std::string beside = runtime.dli_fname;
+        beside = beside.substr(0, beside.rfind('/') + 1) + name;
+        if (void* library = dlopen(beside.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+            file = beside;
+            return library;
+        }
+    }
+    throw error("cuda_backend: cannot load cuBLAS (" + name + "), which the CUDA backend needs: " + why);
+}
+
+const cublas_library& cublas()
+{
+    static const cublas_library loaded = [] {
+        cublas_library l;
+        void* library = open_cublas(l.file);
+        l.create = cublas_symbol<decltype(l.create)>(library, DM2S2_CUBLAS_SYMBOL(cublasCreate), l.file);
+        l.set_stream = cublas_symbol<decltype(l.set_stream)>(library, DM2S2_CUBLAS_SYMBOL(cublasSetStream), l.file);
+        l.set_math_mode = cublas_symbol<decltype(l.set_math_mode)>(library, DM2S2_CUBLAS_SYMBOL(cublasSetMathMode), l.file);
+        l.sgemm = cublas_symbol<decltype(l.sgemm)>(library, DM2S2_CUBLAS_SYMBOL(cublasSgemm), l.file);
+        l.dgemm = cublas_symbol<decltype(l.dgemm)>(library, DM2S2_CUBLAS_SYMBOL(cublasDgemm), l.file);
+        l.gemm_ex = cublas_symbol<decltype(l.gemm_ex)>(library, DM2S2_CUBLAS_SYMBOL(cublasGemmEx), l.file);
+        return l;
+    }();
+    return loaded;
+}
+
+}  // namespace
+
+std::string cublas_file()
+{
+    return cublas().file;
 }
 
 int checked_int(std::size_t value, const char* what)
@@ -57,10 +138,10 @@ context::context(int device) : device_(device)
     check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
     std::uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
-    check_blas(cublasCreate(&blas_), "cublasCreate");
-    check_blas(cublasSetStream(blas_, stream_), "cublasSetStream");
+    check_blas(cublas().create(&blas_), "cublasCreate");
+    check_blas(cublas().set_stream(blas_, stream_), "cublasSetStream");
     // fp32 products in fp32: no TF32 tensor-core rounding.
-    check_blas(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    check_blas(cublas().set_math_mode(blas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
 }
 
 cudaStream_t context::stream()
@@ -203,14 +284,15 @@ void kernels<T>::gemm(context& c, matmul_precision precision, transpose ta, tran
     const int ilda = checked_int(lda, "lda"), ildb = checked_int(ldb, "ldb"), ildc = checked_int(ldc, "ldc");
     if constexpr (std::is_same_v<T, float>) {
         if (precision == matmul_precision::fp32)
-            check_blas(cublasSgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasSgemm");
+            check_blas(cublas().sgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc),
+                       "cublasSgemm");
         else
-            check_blas(cublasGemmEx(c.blas(), op_b, op_a, in, im, ik, &alpha, b, CUDA_R_32F, ildb, a, CUDA_R_32F, ilda, &beta,
-                                    out, CUDA_R_32F, ildc, rounded_compute_type(precision), CUBLAS_GEMM_DEFAULT),
+            check_blas(cublas().gemm_ex(c.blas(), op_b, op_a, in, im, ik, &alpha, b, CUDA_R_32F, ildb, a, CUDA_R_32F, ilda, &beta,
+                                        out, CUDA_R_32F, ildc, rounded_compute_type(precision), CUBLAS_GEMM_DEFAULT),
                        precision == matmul_precision::tf32 ? "cublasGemmEx (tf32)" : "cublasGemmEx (bf16)");
     } else {
         (void)precision;  // double products are double in every mode
-        check_blas(cublasDgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasDgemm");
+        check_blas(cublas().dgemm(c.blas(), op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda, &beta, out, ildc), "cublasDgemm");
     }
 }
 

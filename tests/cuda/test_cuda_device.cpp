@@ -1,6 +1,9 @@
 // How cuda_backend meets the machine: made on a usable device, refused with the runtime's reason
-// without one (as on every CI and development machine without a GPU).
+// without one (as on every CI and development machine without a GPU); cuBLAS loaded when a device
+// context needs it, not when the program starts.
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -35,4 +38,29 @@ TEST_CASE("cuda_backend is made on a usable device and refused, naming the cause
         CHECK_THROWS_WITH_AS(cuda_backend(cuda_options{.device = devices.count}),
                              doctest::Contains("this process runs on device 0"), error);
     }
+}
+
+namespace {
+
+/// Whether the process has cuBLAS mapped (Linux's list of the process's mappings).
+bool cublas_mapped()
+{
+    std::ifstream maps("/proc/self/maps");
+    const std::string text(std::istreambuf_iterator<char>(maps), {});
+    return text.find("libcublas.so") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("cuBLAS is loaded on demand with every function the backend calls; without a device only when asked")
+{
+    if (cuda_devices().count == 0) {
+        // No context could be made (the case above tried): nothing has loaded cuBLAS yet.
+        CHECK_THROWS_AS(cuda_backend(), error);
+        CHECK_FALSE(cublas_mapped());
+    }
+    const std::string file = detail::cuda::cublas_file();
+    CHECK(file.find("libcublas.so.") != std::string::npos);
+    CHECK(cublas_mapped());
+    CHECK(detail::cuda::cublas_file() == file);  // loaded once
 }
