@@ -3,7 +3,8 @@
 /// `mpi_communicator`: the communicator seam over MPI (Open MPI, MPICH, ...), for host buffers. Needs
 /// MPI's headers and libraries: link `dm2s2::mpi` (CMake option `DM2S2_MPI`).
 ///
-/// `mpirun -np N program` starts N ranks; a program started alone is a group of one. Errors of MPI
+/// `mpirun -np N program` starts N ranks; a program started alone is a group of one (under Open MPI
+/// without its runtime daemon, which a group of one does not need). Errors of MPI
 /// calls end the job (MPI's default handler); `abort` ends every rank, which is what a rank must do
 /// when it fails, so that the others do not wait for it for ever.
 
@@ -89,6 +90,12 @@ private:
         int initialized = 0;
         MPI_Initialized(&initialized);
         if (initialized) return;
+        // Started without a launcher, Open MPI would start its runtime daemon (orted) as a second
+        // process, which a group of one does not need; a setting the user made is kept.
+#if defined(__unix__) || defined(__APPLE__)
+        if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr && std::getenv("PMIX_RANK") == nullptr)
+            ::setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+#endif
         int provided = 0;
         if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
             throw error("mpi_communicator: MPI_Init_thread failed");
