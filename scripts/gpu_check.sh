@@ -59,7 +59,7 @@ prefix=()
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 step "build" bash -c "cmake -S . -B build/gpu ${generator[*]} -DCMAKE_BUILD_TYPE=Release -DDM2S2_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 ${prefix[*]} -DDM2S2_WARNINGS_AS_ERRORS=ON -DDM2S2_BUILD_EXAMPLES=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DDM2S2_CUDA_MODEL_TESTS=ON ${prefix[*]} -DDM2S2_WARNINGS_AS_ERRORS=ON -DDM2S2_BUILD_EXAMPLES=OFF \
   -DDM2S2_BUILD_BENCHMARKS=OFF -DDM2S2_PACKAGE_TESTS=OFF -DDM2S2_INSTALL=OFF -DDM2S2_TEXT=OFF -DDM2S2_XTENSOR=OFF \
   >/dev/null && cmake --build build/gpu -j$(nproc) --target dm2s2_cuda_tests dm2s2_bench_gpu" || {
   say "build failed: nothing else can run"

@@ -5,7 +5,8 @@
 # checked (config under share/<port>, copyright and usage there, no lib/ or debug/ for a header-only
 # port, no absolute build paths in installed files), the package is copied into an installed tree
 # laid out as vcpkg's (installed/<triplet>/...), and a consumer is built and run against it with
-# find_package, with the dependencies found in DEPENDENCY_PREFIX (the newest versions in that lane).
+# find_package, with the dependencies found in DEPENDENCY_PREFIX (the newest versions in the sanitize
+# lane).
 # With CUDA_COMPILER (nvcc), the feature "cuda" is asked for too, as vcpkg's cuda port would find that
 # toolkit, and built for sm_90 as a triplet's VCPKG_CMAKE_CONFIGURE_OPTIONS would ask; without it, every
 # other feature.
