@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <link.h>
 
 #include <climits>
 #include <cstdint>
@@ -63,14 +64,23 @@ Function cublas_symbol(void* library, const char* name, const std::string& file)
     return reinterpret_cast<Function>(address);
 }
 
+/// The path the dynamic linker loaded `library` from, or `asked` when it does not say.
+std::string loaded_path(void* library, const std::string& asked)
+{
+    link_map* map = nullptr;
+    if (dlinfo(library, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr && *map->l_name != '\0')
+        return map->l_name;
+    return asked;
+}
+
 /// Opens the cuBLAS of the toolkit the library was built with: by the dynamic linker's search (the
 /// program's run path, LD_LIBRARY_PATH, the system's cache), else beside the CUDA runtime the
-/// program loaded, where the toolkit keeps it.
+/// program loaded, where the toolkit keeps it. The library stays loaded until the process ends.
 void* open_cublas(std::string& file)
 {
     const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
     if (void* library = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) {
-        file = name;
+        file = loaded_path(library, name);
         return library;
     }
     const std::string why = dlerror();
@@ -79,7 +89,7 @@ void* open_cublas(std::string& file)
         std::string beside = runtime.dli_fname;
         beside = beside.substr(0, beside.rfind('/') + 1) + name;
         if (void* library = dlopen(beside.c_str(), RTLD_NOW | RTLD_LOCAL)) {
-            file = beside;
+            file = loaded_path(library, beside);
             return library;
         }
     }

@@ -55,11 +55,13 @@ bool cublas_mapped()
 TEST_CASE("cuBLAS is loaded on demand with every function the backend calls; without a device only when asked")
 {
     if (cuda_devices().count == 0) {
-        // No context could be made (the case above tried): nothing has loaded cuBLAS yet.
+        // No context can be made: nothing has loaded cuBLAS, even after a backend was refused.
         CHECK_THROWS_AS(cuda_backend(), error);
         CHECK_FALSE(cublas_mapped());
     }
     const std::string file = detail::cuda::cublas_file();
+    CAPTURE(file);
+    CHECK(file.find('/') != std::string::npos);  // the path it was loaded from
     CHECK(file.find("libcublas.so.") != std::string::npos);
     CHECK(cublas_mapped());
     CHECK(detail::cuda::cublas_file() == file);  // loaded once

@@ -78,7 +78,7 @@ namespace detail::cuda {
 /// The process's device state: its stream, cuBLAS handle and scratch buffers (defined in the library).
 class context;
 
-/// The file of cuBLAS as the process loaded it, loading it with every function the backend calls
+/// The path of the cuBLAS the process loaded, loading it with every function the backend calls
 /// when no context has yet; throws `dm2s2::error` naming the library and what is missing. cuBLAS
 /// is loaded by the first context, not when the program starts: a program that links `dm2s2::cuda`
 /// and runs on the CPU never loads it.
