@@ -22,9 +22,11 @@
 // a product ran at one thread's speed round after round. OpenBLAS's OpenMP threads are started
 // before the binding (their own binding, OMP_PROC_BIND, is left as the environment sets it).
 //
-//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--l2-kib S] [--unbound] [--peaks-only]
+//   dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--l2-kib S] [--avx2] [--unbound] [--peaks-only]
 // --l2-kib blocks dm2s2's products for a level 2 cache of S KiB instead of the processor's own
 // (`cpu_options::caches`): what the blocking derived for another processor costs on this one.
+// --avx2 runs dm2s2's products on its AVX2 kernels where the processor has wider ones
+// (`simd_kernels::avx2`), against the AVX2 FMA peak: the AVX2 kernels measured on an AVX-512 machine.
 // --peaks-only prints the register-only peaks alone, and the kernels fp32 and bf16 products run on
 // (benchmarks/compare.py reads them).
 // DM2S2_BENCH_SCALE=tiny shrinks the shapes for CI's smoke run.
@@ -233,7 +235,8 @@ int usage(const char* message)
 {
     std::fprintf(stderr,
                  "dm2s2_bench_products: %s\n"
-                 "usage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--l2-kib S] [--unbound] [--peaks-only]\n",
+                 "usage: dm2s2_bench_products [--rows M] [--threads T] [--rounds R] [--l2-kib S] [--avx2] [--unbound] "
+                 "[--peaks-only]\n",
                  message);
     return 2;
 }
@@ -246,6 +249,7 @@ int main(int argc, char** argv)
     std::size_t rows = tiny ? 20 : 485, threads = 1, rounds = tiny ? 1 : 15, l2_kib = 0;
     auto binding = dm2s2::thread_binding::caller_and_workers;
     bool peaks_only = false;
+    auto kernels = dm2s2::simd_kernels::widest;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--unbound") {
@@ -254,6 +258,10 @@ int main(int argc, char** argv)
         }
         if (arg == "--peaks-only") {
             peaks_only = true;
+            continue;
+        }
+        if (arg == "--avx2") {
+            kernels = dm2s2::simd_kernels::avx2;
             continue;
         }
         std::size_t* target = arg == "--rows"      ? &rows
@@ -272,8 +280,8 @@ int main(int argc, char** argv)
     if (l2_kib != 0) caches = dm2s2::cpu_cache_sizes{.l1d = dm2s2::detected_cpu_cache_sizes().l1d, .l2 = l2_kib << 10};
 
     if (peaks_only) {  // without OpenBLAS, whose threads could take the processors' time
-        const dm2s2::cpu_backend backend({.threads = threads, .binding = binding, .caches = caches});
-        const dm2s2::cpu_backend bf16_backend({.precision = dm2s2::matmul_precision::bf16, .caches = caches});
+        const dm2s2::cpu_backend backend({.threads = threads, .kernels = kernels, .binding = binding, .caches = caches});
+        const dm2s2::cpu_backend bf16_backend({.precision = dm2s2::matmul_precision::bf16, .kernels = kernels, .caches = caches});
         std::printf("dm2s2 kernels: fp32 %s, bf16 %s\n", backend.float_kernels(), bf16_backend.float_kernels());
         std::printf("dm2s2 blocking: %s\n", describe_blocking(backend).c_str());
         print_peaks(backend, register_peak_gflops<false>(backend));
@@ -287,9 +295,10 @@ int main(int argc, char** argv)
     const dm2s2::cpu_backend bf16_backend(
         {.threads = threads,
          .precision = dm2s2::matmul_precision::bf16,
+         .kernels = kernels,
          .binding = binding == dm2s2::thread_binding::none ? binding : dm2s2::thread_binding::workers,
          .caches = caches});
-    const dm2s2::cpu_backend backend({.threads = threads, .binding = binding, .caches = caches});
+    const dm2s2::cpu_backend backend({.threads = threads, .kernels = kernels, .binding = binding, .caches = caches});
     const std::size_t hidden = tiny ? 32 : 768, ffn = 4 * hidden;
     std::printf(
         "dm2s2 kernels: %s (bf16: %s), threads %s; %s; OpenBLAS core: %s; %zu threads; %zu rounds; median of "

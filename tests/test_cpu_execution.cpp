@@ -327,13 +327,15 @@ TEST_CASE_TEMPLATE("packing in registers gives the scalar words, rounded to bf16
                                      0x00000001u, 0x80008000u, 0x007fffffu, 0x00000000u, 0x80000000u, 0x7f800000u,
                                      0xff800000u, 0x7f800001u, 0xffc00001u, 0x7fbfffffu};
     // 21 rows in panels of the tile's rows (register blocks, panels straddling them, a short last panel,
-    // runs shorter than a vector) × 40 k (register blocks and a scalar tail), from unit 3 on.
-    constexpr std::size_t rows = 21, k = 40, p0 = 3, units = k - p0, width = K::mr;
+    // runs shorter than a vector) × 40 k (register blocks and a scalar tail), from unit 3 on; and 300
+    // rows, which rows that are contiguous pack in more than one group of panels.
+    constexpr std::size_t k = 40, p0 = 3, units = k - p0, width = K::mr;
     random_generator rng(9);
-    const packing_operand x(rows, k, special, 3, rng);
-    const std::size_t panels = (rows + width - 1) / width;
     using detail::blocked::operand_format;
-    const auto check = [&]<operand_format F>(bool k_contiguous) {
+    const auto check = [&]<operand_format F>(std::size_t rows, bool k_contiguous) {
+        const packing_operand x(rows, k, special, 3, rng);
+        const std::size_t panels = (rows + width - 1) / width;
+        CAPTURE(rows);
         CAPTURE(F == operand_format::rounded_bf16);
         CAPTURE(k_contiguous);
         std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
@@ -350,10 +352,11 @@ TEST_CASE_TEMPLATE("packing in registers gives the scalar words, rounded to bf16
                 REQUIRE(packed[q / width * width * units + u * width + q % width] == expected);
             }
     };
-    for (const bool k_contiguous : {true, false}) {
-        check.template operator()<operand_format::fp32>(k_contiguous);
-        check.template operator()<operand_format::rounded_bf16>(k_contiguous);
-    }
+    for (const std::size_t rows : {std::size_t{21}, std::size_t{300}})
+        for (const bool k_contiguous : {true, false}) {
+            check.template operator()<operand_format::fp32>(rows, k_contiguous);
+            check.template operator()<operand_format::rounded_bf16>(rows, k_contiguous);
+        }
 }
 
 TEST_CASE("packing bf16 pairs in registers gives the scalar words, k contiguous or not")
@@ -367,32 +370,35 @@ TEST_CASE("packing bf16 pairs in registers gives the scalar words, k contiguous 
     const std::uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu, 0x00000001u, 0x80008000u,
                                      0x80000000u, 0x7f800000u, 0xff800000u, 0x7f800001u, 0xffc00001u, 0x7fbfffffu};
     random_generator rng(10);
-    // 45 rows in panels of 14 (whole register blocks, panels straddling them, a short last panel) and
-    // an odd k, so that the last unit holds one value and a zero.
-    constexpr std::size_t rows = 45, k = 75, width = 14;
-    const packing_operand x(rows, k, special, 5, rng);
-    const std::size_t panels = (rows + width - 1) / width;
-    for (const std::size_t p0 : {std::size_t{0}, std::size_t{5}})  // units from the first, or from the sixth
-        for (const bool k_contiguous : {true, false}) {
-            CAPTURE(p0);
-            CAPTURE(k_contiguous);
-            const std::size_t units = (k + 1) / 2 - p0;
-            std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
-            detail::blocked::pack_panels<K, operand_format::bf16_pairs>(k_contiguous ? x.row_major.data() : x.k_major.data(),
-                                                                        k_contiguous ? k : x.ld, k_contiguous, 0, rows, p0, units,
-                                                                        k, width, packed.data());
-            for (std::size_t q = 0; q < panels * width; ++q)
-                for (std::size_t u = 0; u < units; ++u) {
-                    const std::size_t kk = 2 * (p0 + u);
-                    const std::uint32_t expected =
-                        q >= rows
-                            ? 0u
-                            : detail::blocked::word_of(x.row_major[q * k + kk], kk + 1 < k ? x.row_major[q * k + kk + 1] : 0.0f);
-                    CAPTURE(q);
-                    CAPTURE(u);
-                    REQUIRE(packed[q / width * width * units + u * width + q % width] == expected);
-                }
-        }
+    // 45 rows in panels of 14 (whole register blocks, panels straddling them, a short last panel), and
+    // 300, more than one group of panels where rows are contiguous; an odd k, so that the last unit
+    // holds one value and a zero.
+    constexpr std::size_t k = 75, width = 14;
+    for (const std::size_t rows : {std::size_t{45}, std::size_t{300}})
+        for (const std::size_t p0 : {std::size_t{0}, std::size_t{5}})  // units from the first, or from the sixth
+            for (const bool k_contiguous : {true, false}) {
+                const packing_operand x(rows, k, special, 5, rng);
+                const std::size_t panels = (rows + width - 1) / width;
+                CAPTURE(rows);
+                CAPTURE(p0);
+                CAPTURE(k_contiguous);
+                const std::size_t units = (k + 1) / 2 - p0;
+                std::vector<std::uint32_t> packed(panels * width * units, 0xdeadbeefu);
+                detail::blocked::pack_panels<K, operand_format::bf16_pairs>(k_contiguous ? x.row_major.data() : x.k_major.data(),
+                                                                            k_contiguous ? k : x.ld, k_contiguous, 0, rows, p0,
+                                                                            units, k, width, packed.data());
+                for (std::size_t q = 0; q < panels * width; ++q)
+                    for (std::size_t u = 0; u < units; ++u) {
+                        const std::size_t kk = 2 * (p0 + u);
+                        const std::uint32_t expected =
+                            q >= rows ? 0u
+                                      : detail::blocked::word_of(x.row_major[q * k + kk],
+                                                                 kk + 1 < k ? x.row_major[q * k + kk + 1] : 0.0f);
+                        CAPTURE(q);
+                        CAPTURE(u);
+                        REQUIRE(packed[q / width * width * units + u * width + q % width] == expected);
+                    }
+            }
 }
 #endif
 

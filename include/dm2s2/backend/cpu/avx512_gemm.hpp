@@ -211,6 +211,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void micro_k
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < mr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     std::size_t countdown = ahead_every;
+    // The tile of C is read (or written) only after the loop, from rows ldc apart that are often no
+    // longer in any cache (a C of 485 × 3072 floats is 6 MiB): asked for now, its lines arrive while
+    // the tile multiplies (benchmarks/README.md, step 34).
+    for (std::size_t r = 0; r < rows; ++r) {
+        __builtin_prefetch(c + r * ldc, 1, 3);
+        __builtin_prefetch(c + r * ldc + 16, 1, 3);
+    }
     for (std::size_t u = 0; u < units; ++u, a += mr, b += nr) {
         if constexpr (Stream == b_stream::own) {
             __builtin_prefetch(b + b_ahead * nr, 0, 3);

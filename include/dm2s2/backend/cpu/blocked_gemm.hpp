@@ -221,26 +221,30 @@ void pack_panels(const float* x, std::size_t ld, bool k_contiguous, std::size_t 
             }
     }
     if (!k_contiguous) {
-        // One k unit at a time across all the panels, so that each row of the operand is read from start
-        // to end, and the rows two units on are asked for meanwhile: panel by panel, every run of `width`
-        // values came from another page, and rows of a few KiB are too short for the hardware prefetcher
-        // (benchmarks/README.md, step 33).
+        // One k unit at a time across a group of panels, so that each row of the operand is read in runs
+        // of about 1 KiB, and the rows two units on are asked for meanwhile: panel by panel, every run of
+        // `width` values came from another page, and rows of a few KiB are too short for the hardware
+        // prefetcher (benchmarks/README.md, step 33). Across all of B's panels at once, each unit's
+        // stores went to dozens of panels 32 KiB apart, which share one set of the level 1 cache, and
+        // packing ran at less than half the speed (step 34).
         constexpr std::size_t line = 64 / sizeof(float), rows_ahead = 2 * values_per_unit;
-        for (std::size_t u = 0; u < units; ++u) {
-            const std::size_t kk = values_per_unit * (p0 + u);
-            const float* const row = x + kk * ld + q0;
-            const float* const next = pairs && kk + 1 < k ? row + ld : nullptr;
-            const bool ask = u + 2 < units;
-            for (std::size_t first = 0; first < count; first += width) {
-                const std::size_t rows = std::min(width, count - first);
-                if (ask)  // the lines starting in this panel's run, in the rows two units on
-                    for (std::size_t q = (first + line - 1) / line * line; q < first + rows; q += line)
-                        for (std::size_t r = rows_ahead; r < rows_ahead + values_per_unit && kk + r < k; ++r)
-                            __builtin_prefetch(row + r * ld + q, 0, 1);
-                K::template pack_row<F>(row + first, next != nullptr ? next + first : nullptr, out + first * units + u * width,
-                                        rows);
+        const std::size_t group = std::max<std::size_t>(1, 256 / width) * width;
+        for (std::size_t group_first = 0; group_first < count; group_first += group)
+            for (std::size_t u = 0; u < units; ++u) {
+                const std::size_t kk = values_per_unit * (p0 + u);
+                const float* const row = x + kk * ld + q0;
+                const float* const next = pairs && kk + 1 < k ? row + ld : nullptr;
+                const bool ask = u + 2 < units;
+                for (std::size_t first = group_first; first < std::min(count, group_first + group); first += width) {
+                    const std::size_t rows = std::min(width, count - first);
+                    if (ask)  // the lines starting in this panel's run, in the rows two units on
+                        for (std::size_t q = (first + line - 1) / line * line; q < first + rows; q += line)
+                            for (std::size_t r = rows_ahead; r < rows_ahead + values_per_unit && kk + r < k; ++r)
+                                __builtin_prefetch(row + r * ld + q, 0, 1);
+                    K::template pack_row<F>(row + first, next != nullptr ? next + first : nullptr,
+                                            out + first * units + u * width, rows);
+                }
             }
-        }
     }
     for (std::size_t first = 0; first < count; first += width, out += width * units) {
         const std::size_t rows = std::min(width, count - first);
@@ -328,26 +332,25 @@ void gemm_accumulate(operand_format format, transpose ta, transpose tb, std::siz
     }
 }
 
-/// How many packed slices op(B) [k deep, n columns] has in `packed_layout` as F's words: for each
-/// block of nc columns, one per kc units of depth. `pack_slice` numbers them in that order.
-template <operand_format F>
-constexpr std::size_t slice_count(std::size_t n, std::size_t k) noexcept
-{
-    return (n + packed_layout::nc - 1) / packed_layout::nc * ((units_of<F>(k) + kc - 1) / kc);
-}
-
-/// Packs slice number `slice` of op(B) [k deep, n columns] (`slice_count`) into `out`, which holds
-/// the whole of op(B) in `packed_layout` over F's k units: the words `gemm_accumulate<K, F>` packs for
-/// that slice. Column j, depth p of op(B) is b[j·ldb + p] when `k_contiguous` (B = W [n, k], a linear
-/// layer's weight), else b[p·ldb + j].
+/// Packs columns [col_begin, col_end) of op(B) [k deep, n columns] into `out`, which holds the whole
+/// of op(B) in `packed_layout` over F's k units: for each slice, the words `gemm_accumulate<K, F>`
+/// packs for those columns. col_begin is a multiple of nr; col_end is too, or n. Column j, depth p
+/// of op(B) is b[j·ldb + p] when `k_contiguous` (B = W [n, k], a linear layer's weight), else
+/// b[p·ldb + j]. Threads packing disjoint ranges of whole panels write disjoint words, so they can
+/// share a slice that has fewer blocks of columns than threads.
 template <micro_kernel_set K, operand_format F>
-void pack_slice(const float* b, std::size_t ldb, bool k_contiguous, std::size_t n, std::size_t k, std::size_t slice,
-                std::uint32_t* out) noexcept
+void pack_columns(const float* b, std::size_t ldb, bool k_contiguous, std::size_t n, std::size_t k, std::size_t col_begin,
+                  std::size_t col_end, std::uint32_t* out) noexcept
 {
-    const std::size_t k_units = units_of<F>(k), per_block = (k_units + kc - 1) / kc;
-    const std::size_t j0 = slice / per_block * packed_layout::nc, p0 = slice % per_block * kc;
-    pack_panels<K, F>(b, ldb, k_contiguous, j0, std::min(packed_layout::nc, n - j0), p0, std::min(kc, k_units - p0), k, nr,
-                      out + packed_layout::slice_offset(n, k_units, j0, p0));
+    const std::size_t k_units = units_of<F>(k);
+    for (std::size_t j0 = col_begin / packed_layout::nc * packed_layout::nc; j0 < col_end; j0 += packed_layout::nc) {
+        const std::size_t first = std::max(j0, col_begin), last = std::min({n, j0 + packed_layout::nc, col_end});
+        for (std::size_t p0 = 0; p0 < k_units; p0 += kc) {
+            const std::size_t units = std::min(kc, k_units - p0);
+            pack_panels<K, F>(b, ldb, k_contiguous, first, last - first, p0, units, k, nr,
+                              out + packed_layout::slice_offset(n, k_units, j0, p0) + panel_offset(first - j0, units));
+        }
+    }
 }
 
 /// Packs W [n, k] (row-major, leading dimension `ld`) into `out` (`packed_layout` over F's k units:

@@ -153,9 +153,10 @@ struct cpu_backend : portable_backward_kernels,
     }
 
     /// C = alpha op(A) op(B) + beta C, one block of C per thread (`for_each_product_block`). Where the
-    /// threads can split C by rows, the library's kernels first pack op(B) once, the threads sharing
-    /// the work, so that no thread packs what another packs too (`gemm_with_shared_b`); the sums are
-    /// the same bit for bit. AMX tiles always pack op(B) once so (`gemm_on_tiles`).
+    /// threads can split C by rows, the library's kernels pack op(B) once, a slice of depth at a time,
+    /// the threads sharing the work, so that no thread packs what another packs too
+    /// (`gemm_with_shared_b`); the sums are the same bit for bit. AMX tiles always pack op(B) once so
+    /// (`gemm_on_tiles`).
     template <scalar T>
     void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
               const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) const
@@ -597,34 +598,48 @@ private:
 #endif
     }
 
-    /// op(B) packed once for all threads, at most this many words (16 MiB): the largest of BERT-base's
-    /// weights is 3072 × 768 (2.4 Mi). A larger op(B), such as a vocabulary's output layer, is packed
-    /// slice by slice by each thread as it goes, so that no product holds a copy of it.
+    /// A slice of op(B) packed for all threads (all of its columns, `packed_layout::kc` units deep), at
+    /// most this many words (16 MiB): BERT-base's widest is 3072 × 256 (0.75 Mi). A wider op(B), such as
+    /// a vocabulary's output layer, is packed slice by slice by each thread as it goes, so that no
+    /// product holds such a copy.
     static constexpr std::size_t max_shared_b_words = std::size_t{1} << 22;
 
-    /// C = alpha A op(B) + beta C on the library's kernels with op(B) packed first into the calling
-    /// thread's buffer (kept for later products) by all threads, a slice at a time, then C split
-    /// among the threads by rows, each packing only its own rows of A. Otherwise a product cut by
+    /// C = alpha A op(B) + beta C on the library's kernels, one slice of op(B)'s depth at a time: the
+    /// slice packed into the calling thread's buffer (kept for later products) by all threads, then C
+    /// split among the threads by rows, each packing only its own rows of A. Otherwise a product cut by
     /// columns packs all of A on every thread, and one cut by rows all of B (benchmarks/README.md,
     /// step 20). Returns false, having done nothing, where it does not apply: one thread, a small
     /// product, too few rows for a whole panel per thread, Aᵀ (packing A from columns is the slow
-    /// direction either way), or an op(B) over `max_shared_b_words`.
+    /// direction either way), or a slice of op(B) over `max_shared_b_words`.
     bool gemm_with_shared_b(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                             std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) const
     {
         const auto path = float_path();
         const std::size_t parts = threads();
         if (!path || ta == transpose::yes || parts == 1 || k == 0 || !worth_splitting(m, n, k) ||
-            m < parts * block_alignment<float>().first || packed_layout::padded_columns(n) * k > max_shared_b_words)
+            m < parts * block_alignment<float>().first ||
+            packed_layout::padded_columns(n) * std::min(packed_layout::kc, k) > max_shared_b_words)
             return false;
         with_kernel_set(path->isa, [&]<class K>(K) {
             with_format<K>(path->format, [&]<operand_format F>() {
                 using namespace detail::blocked;
-                std::uint32_t* const packed_b = packing_buffer<2>(packed_layout::padded_columns(n) * units_of<F>(k));
-                parallel_for(slice_count<F>(n, k),
-                             [&](std::size_t slice) { pack_slice<K, F>(b, ldb, tb == transpose::yes, n, k, slice, packed_b); });
-                multiply_packed<K, F>(m, n, k, alpha, a, lda, packed_b, beta, c, ldc,
-                                      [](float*, std::size_t, std::size_t, std::size_t) {});
+                // One slice of depth at a time: the threads pack an equal share of its panels each (a slice
+                // of a single block of columns, such as 768 × 256, no longer falls to one thread while the
+                // other waits), then multiply their rows of A by it, adding into C, while the slice is
+                // still in cache (benchmarks/README.md, step 34).
+                constexpr std::size_t values_per_unit = F == operand_format::bf16_pairs ? 2 : 1;
+                const std::size_t padded = packed_layout::padded_columns(n), panels = padded / nr;
+                std::uint32_t* const packed_b = packing_buffer<2>(padded * std::min(kc, units_of<F>(k)));
+                for (std::size_t first = 0; first < k; first += values_per_unit * kc) {
+                    const std::size_t depth = std::min(values_per_unit * kc, k - first);
+                    const float* const b_slice = b + (tb == transpose::yes ? first : first * ldb);
+                    parallel_for(parts, [&](std::size_t part) {
+                        const std::size_t begin = panels * part / parts * nr, end = std::min(n, panels * (part + 1) / parts * nr);
+                        if (begin < end) pack_columns<K, F>(b_slice, ldb, tb == transpose::yes, n, depth, begin, end, packed_b);
+                    });
+                    multiply_packed<K, F>(m, n, depth, alpha, a + first, lda, packed_b, first == 0 ? beta : 1.0f, c, ldc,
+                                          [](float*, std::size_t, std::size_t, std::size_t) {});
+                }
             });
         });
         return true;
